@@ -1,0 +1,840 @@
+//! A partition log: an ordered set of segments with a log start offset, a log end offset,
+//! a recovery point and a leader-epoch cache.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use tracing::{debug, info, warn};
+
+use crate::batch::{self, BatchHeader, TimestampType, ValidatedBatches};
+use crate::checkpoint;
+use crate::cleaner::{self, CleanerState, CompactionJob, CompactionOutput, CompactionSettings};
+use crate::config::LogConfig;
+use crate::epoch_cache::{EpochEntry, LeaderEpochCache};
+use crate::error::StorageError;
+use crate::segment::{FileRange, Segment};
+use crate::Result;
+
+pub use crate::segment::FileRange as FetchSlice;
+
+const META_FILE: &str = "partition.meta";
+const CLEAN_SHUTDOWN_FILE: &str = ".clean-shutdown";
+
+/// Durable per-partition facts that are not in the segments themselves.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct PartitionMeta {
+    topic_id: Option<String>,
+    log_start_offset: i64,
+    recovery_point: i64,
+    #[serde(default)]
+    high_watermark: i64,
+    leader_epochs: Vec<EpochEntry>,
+    #[serde(default)]
+    cleaner: CleanerState,
+}
+
+/// What an append wrote.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AppendInfo {
+    pub first_offset: i64,
+    pub last_offset: i64,
+    pub max_timestamp: i64,
+    pub offset_of_max_timestamp: i64,
+    /// Broker time stamped into the batches when the topic uses LogAppendTime.
+    pub log_append_time: Option<i64>,
+    pub records: i64,
+    pub bytes: usize,
+}
+
+#[derive(Debug)]
+pub struct PartitionLog {
+    dir: PathBuf,
+    config: LogConfig,
+    segments: BTreeMap<i64, Segment>,
+    log_start_offset: i64,
+    recovery_point: i64,
+    high_watermark_checkpoint: i64,
+    epoch_cache: LeaderEpochCache,
+    topic_id: Option<String>,
+    unflushed_records: i64,
+    first_unflushed_ms: Option<i64>,
+    cleaner: CleanerState,
+}
+
+impl PartitionLog {
+    /// Opens (or creates) the log in `dir`. After an unclean stop, every segment from the
+    /// recovery point on is scanned and cut at its first invalid byte.
+    pub fn open(dir: &Path, config: LogConfig, topic_id: Option<String>) -> Result<Self> {
+        fs::create_dir_all(dir).map_err(|e| StorageError::io(dir, e))?;
+        let meta: PartitionMeta = checkpoint::read_json(&dir.join(META_FILE))?.unwrap_or_default();
+        let clean_marker = dir.join(CLEAN_SHUTDOWN_FILE);
+        let clean = clean_marker.exists();
+        cleaner::recover_interrupted(dir)?;
+        let mut bases = Vec::new();
+        for entry in fs::read_dir(dir).map_err(|e| StorageError::io(dir, e))? {
+            let entry = entry.map_err(|e| StorageError::io(dir, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(stem) = name.strip_suffix(".log") {
+                if let Ok(base) = stem.parse::<i64>() {
+                    bases.push(base);
+                }
+            } else if name.ends_with(".tmp") {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+        bases.sort_unstable();
+
+        let mut segments = BTreeMap::new();
+        let mut corrupt_at: Option<usize> = None;
+        for (i, &base) in bases.iter().enumerate() {
+            let next_base = bases.get(i + 1).copied();
+            let below_recovery_point = next_base.is_some_and(|n| n <= meta.recovery_point);
+            let seg = if clean || below_recovery_point {
+                Segment::open_trusted(dir, base, config.index_interval_bytes)?
+            } else {
+                let (seg, outcome) = Segment::recover(dir, base, config.index_interval_bytes)?;
+                if outcome.truncated_bytes > 0 {
+                    warn!(
+                        dir = %dir.display(),
+                        segment = base,
+                        valid_bytes = outcome.valid_bytes,
+                        truncated_bytes = outcome.truncated_bytes,
+                        "recovery truncated a torn or corrupt log tail"
+                    );
+                    corrupt_at = Some(i);
+                }
+                seg
+            };
+            segments.insert(base, seg);
+            if corrupt_at.is_some() {
+                break;
+            }
+        }
+        if let Some(i) = corrupt_at {
+            // Anything after the first corrupt byte follows data we no longer trust.
+            for &base in &bases[i + 1..] {
+                Segment::delete_files(dir, base)?;
+            }
+        }
+        // Stray index files whose log is gone.
+        for entry in fs::read_dir(dir)
+            .map_err(|e| StorageError::io(dir, e))?
+            .flatten()
+        {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let stem = name
+                .strip_suffix(".index")
+                .or_else(|| name.strip_suffix(".timeindex"));
+            if let Some(base) = stem.and_then(|s| s.parse::<i64>().ok()) {
+                if !segments.contains_key(&base) {
+                    let _ = fs::remove_file(entry.path());
+                }
+            }
+        }
+
+        let mut log = PartitionLog {
+            dir: dir.to_path_buf(),
+            config,
+            segments,
+            log_start_offset: meta.log_start_offset,
+            recovery_point: meta.recovery_point,
+            high_watermark_checkpoint: meta.high_watermark,
+            epoch_cache: LeaderEpochCache::from_entries(meta.leader_epochs),
+            topic_id: topic_id.or(meta.topic_id),
+            unflushed_records: 0,
+            first_unflushed_ms: None,
+            cleaner: meta.cleaner,
+        };
+        if log.segments.is_empty() {
+            let start = log.log_start_offset.max(0);
+            log.segments.insert(start, Segment::create(dir, start)?);
+        }
+        let first_base = log.first_segment().base_offset();
+        log.log_start_offset = log.log_start_offset.max(first_base);
+        if log.log_start_offset > log.log_end_offset() {
+            // The tail holding the log start was lost: start over empty at the log start.
+            let start = log.log_start_offset;
+            log.truncate_fully_and_start_at(start)?;
+        }
+        let leo = log.log_end_offset();
+        log.epoch_cache.truncate_from_end(leo);
+        log.epoch_cache.truncate_from_start(log.log_start_offset);
+        log.high_watermark_checkpoint = log
+            .high_watermark_checkpoint
+            .clamp(log.log_start_offset, leo);
+        for seg in log.segments.values_mut() {
+            seg.flush()?;
+        }
+        log.recovery_point = leo;
+        log.persist_meta()?;
+        if clean {
+            fs::remove_file(&clean_marker).map_err(|e| StorageError::io(&clean_marker, e))?;
+            checkpoint::sync_dir(dir)?;
+        }
+        debug!(dir = %dir.display(), log_start_offset = log.log_start_offset, log_end_offset = leo, clean, "opened partition log");
+        Ok(log)
+    }
+
+    /// The topic id recorded in a partition directory, without opening the log.
+    pub fn stored_topic_id(dir: &Path) -> Result<Option<String>> {
+        let meta: Option<PartitionMeta> = checkpoint::read_json(&dir.join(META_FILE))?;
+        Ok(meta.and_then(|m| m.topic_id))
+    }
+
+    fn persist_meta(&self) -> Result<()> {
+        let meta = PartitionMeta {
+            topic_id: self.topic_id.clone(),
+            log_start_offset: self.log_start_offset,
+            recovery_point: self.recovery_point,
+            high_watermark: self.high_watermark_checkpoint,
+            leader_epochs: self.epoch_cache.entries().to_vec(),
+            cleaner: self.cleaner.clone(),
+        };
+        checkpoint::write_json(&self.dir.join(META_FILE), &meta)
+    }
+
+    fn first_segment(&self) -> &Segment {
+        self.segments
+            .values()
+            .next()
+            .expect("a log always has at least one segment")
+    }
+
+    fn active(&self) -> &Segment {
+        self.segments
+            .values()
+            .next_back()
+            .expect("a log always has at least one segment")
+    }
+
+    fn active_mut(&mut self) -> &mut Segment {
+        self.segments
+            .values_mut()
+            .next_back()
+            .expect("a log always has at least one segment")
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+    pub fn set_config(&mut self, config: LogConfig) {
+        self.config = config;
+    }
+    pub fn topic_id(&self) -> Option<&str> {
+        self.topic_id.as_deref()
+    }
+    pub fn log_start_offset(&self) -> i64 {
+        self.log_start_offset
+    }
+    pub fn log_end_offset(&self) -> i64 {
+        self.active().next_offset()
+    }
+    pub fn recovery_point(&self) -> i64 {
+        self.recovery_point
+    }
+    pub fn high_watermark_checkpoint(&self) -> i64 {
+        self.high_watermark_checkpoint
+    }
+    pub fn epoch_cache(&self) -> &LeaderEpochCache {
+        &self.epoch_cache
+    }
+    pub fn latest_epoch(&self) -> Option<i32> {
+        self.epoch_cache.latest().map(|e| e.epoch)
+    }
+    pub fn size_bytes(&self) -> u64 {
+        self.segments.values().map(Segment::size).sum()
+    }
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+    pub fn segment_bases(&self) -> Vec<i64> {
+        self.segments.keys().copied().collect()
+    }
+
+    /// Validates `records` against this log's `max.message.bytes`. Callers on the data
+    /// path use [`batch::validate_records`] directly so the CRC pass runs without the lock.
+    pub fn validate<'a>(&self, records: &'a [u8]) -> Result<ValidatedBatches<'a>> {
+        batch::validate_records(records, self.config.max_message_bytes)
+    }
+
+    /// Appends producer batches: assigns offsets from the log end, stamps the leader epoch
+    /// (and LogAppendTime if configured) and writes them, then applies the flush policy.
+    /// The request buffer is not copied: stamped headers and the untouched batch bodies
+    /// go to the file in one vectored write. Either every batch is appended or none is.
+    pub fn append_as_leader(
+        &mut self,
+        records: &ValidatedBatches<'_>,
+        leader_epoch: i32,
+        now_ms: i64,
+    ) -> Result<AppendInfo> {
+        let first_offset = self.log_end_offset();
+        let append_time = match self.config.message_timestamp_type {
+            TimestampType::LogAppendTime => Some(now_ms),
+            TimestampType::CreateTime => None,
+        };
+        let mut info = AppendInfo {
+            first_offset,
+            last_offset: first_offset,
+            max_timestamp: -1,
+            offset_of_max_timestamp: -1,
+            log_append_time: append_time,
+            records: 0,
+            bytes: records.bytes().len(),
+        };
+        let bytes = records.bytes();
+        let mut next = first_offset;
+        let mut heads = Vec::with_capacity(records.batches().len());
+        let mut stored = Vec::with_capacity(records.batches().len());
+        for (pos, h) in records.batches() {
+            let batch = &bytes[*pos..*pos + h.total_size()];
+            let head = batch::stamped_header(batch, next, leader_epoch, append_time);
+            let stamped = BatchHeader::parse(&head)?;
+            if stamped.max_timestamp > info.max_timestamp {
+                info.max_timestamp = stamped.max_timestamp;
+                info.offset_of_max_timestamp = stamped.last_offset();
+            }
+            info.records += i64::from(stamped.records_count);
+            info.last_offset = stamped.last_offset();
+            next = stamped.next_offset();
+            heads.push(head);
+            stored.push((*pos as u64, stamped));
+        }
+        let mut parts: Vec<&[u8]> = Vec::with_capacity(2 * heads.len());
+        for ((pos, h), head) in records.batches().iter().zip(&heads) {
+            parts.push(head);
+            parts.push(&bytes[pos + batch::HEADER_SIZE..pos + h.total_size()]);
+        }
+        self.append_parts(
+            &parts,
+            bytes.len() as u64,
+            &stored,
+            info.last_offset,
+            now_ms,
+        )?;
+        if self.epoch_cache.assign(leader_epoch, first_offset) {
+            self.persist_meta()?;
+        }
+        self.apply_flush_policy(info.records, now_ms)?;
+        Ok(info)
+    }
+
+    /// Appends batches copied from the leader, keeping their offsets and epochs.
+    pub fn append_as_follower(
+        &mut self,
+        records: &ValidatedBatches<'_>,
+        now_ms: i64,
+    ) -> Result<AppendInfo> {
+        let headers = records.batches();
+        let mut expected = self.log_end_offset();
+        let mut info = AppendInfo {
+            first_offset: headers[0].1.base_offset,
+            last_offset: expected - 1,
+            max_timestamp: -1,
+            offset_of_max_timestamp: -1,
+            log_append_time: None,
+            records: 0,
+            bytes: records.bytes().len(),
+        };
+        for (_, h) in headers {
+            if h.base_offset < expected {
+                return Err(StorageError::NonContiguousAppend {
+                    expected,
+                    got: h.base_offset,
+                });
+            }
+            expected = h.next_offset();
+            info.last_offset = h.last_offset();
+            info.records += i64::from(h.records_count);
+            if h.max_timestamp > info.max_timestamp {
+                info.max_timestamp = h.max_timestamp;
+                info.offset_of_max_timestamp = h.last_offset();
+            }
+        }
+        let positioned: Vec<(u64, BatchHeader)> =
+            headers.iter().map(|(p, h)| (*p as u64, *h)).collect();
+        let bytes = records.bytes();
+        self.append_parts(
+            &[bytes],
+            bytes.len() as u64,
+            &positioned,
+            info.last_offset,
+            now_ms,
+        )?;
+        let mut changed = false;
+        for (_, h) in headers {
+            changed |= self
+                .epoch_cache
+                .assign(h.partition_leader_epoch, h.base_offset);
+        }
+        if changed {
+            self.persist_meta()?;
+        }
+        self.apply_flush_policy(info.records, now_ms)?;
+        Ok(info)
+    }
+
+    fn append_parts(
+        &mut self,
+        parts: &[&[u8]],
+        total: u64,
+        headers: &[(u64, BatchHeader)],
+        last_offset: i64,
+        now_ms: i64,
+    ) -> Result<()> {
+        if self.should_roll(total, last_offset, now_ms) {
+            self.roll(now_ms)?;
+        }
+        let interval = self.config.index_interval_bytes;
+        self.active_mut()
+            .append(parts, total, headers, interval, now_ms)
+    }
+
+    fn should_roll(&self, incoming: u64, last_offset: i64, now_ms: i64) -> bool {
+        let seg = self.active();
+        if seg.is_empty() {
+            return false;
+        }
+        let too_big =
+            seg.size() + incoming > self.config.segment_bytes.min(u64::from(u32::MAX >> 1));
+        let too_old = seg
+            .created_ms()
+            .is_some_and(|c| now_ms - c >= self.config.segment_ms);
+        let index_full = seg.index_size_bytes() + 8 > self.config.segment_index_bytes;
+        let offset_overflow = last_offset - seg.base_offset() > i64::from(i32::MAX);
+        too_big || too_old || index_full || offset_overflow
+    }
+
+    /// Seals and flushes the active segment and starts a new one at the log end.
+    pub fn roll(&mut self, now_ms: i64) -> Result<()> {
+        let leo = self.log_end_offset();
+        if self.active().is_empty() {
+            return Ok(());
+        }
+        let seg = self.active_mut();
+        seg.seal();
+        seg.flush()?;
+        self.segments.insert(leo, Segment::create(&self.dir, leo)?);
+        self.recovery_point = self.recovery_point.max(leo);
+        self.unflushed_records = 0;
+        self.first_unflushed_ms = None;
+        self.persist_meta()?;
+        debug!(dir = %self.dir.display(), base_offset = leo, now_ms, "rolled segment");
+        Ok(())
+    }
+
+    fn apply_flush_policy(&mut self, records: i64, now_ms: i64) -> Result<()> {
+        self.unflushed_records += records;
+        self.first_unflushed_ms.get_or_insert(now_ms);
+        if self.config.fsync_before_ack || self.unflushed_records >= self.config.flush_messages {
+            self.flush()?;
+        } else {
+            self.maybe_flush(now_ms)?;
+        }
+        Ok(())
+    }
+
+    /// Flushes when `flush.ms` has passed since the oldest unflushed append.
+    pub fn maybe_flush(&mut self, now_ms: i64) -> Result<bool> {
+        match self.first_unflushed_ms {
+            Some(first) if now_ms.saturating_sub(first) >= self.config.flush_ms => {
+                self.flush()?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// fsyncs every segment with unflushed bytes and moves the recovery point to the end.
+    pub fn flush(&mut self) -> Result<()> {
+        let rp = self.recovery_point;
+        for (_, seg) in self.segments.range_mut(..=self.log_end_offset()) {
+            if seg.next_offset() > rp || seg.is_empty() {
+                seg.flush()?;
+            }
+        }
+        self.recovery_point = self.log_end_offset();
+        self.unflushed_records = 0;
+        self.first_unflushed_ms = None;
+        Ok(())
+    }
+
+    /// Plans a read from `offset`: whole batches from a single segment, at most `max_bytes`
+    /// (but at least one batch when `min_one`), none reaching `max_offset` (the high
+    /// watermark for consumers). `Ok(None)` means nothing is readable yet.
+    pub fn read(
+        &self,
+        offset: i64,
+        max_bytes: u64,
+        max_offset: i64,
+        min_one: bool,
+    ) -> Result<Option<FileRange>> {
+        let leo = self.log_end_offset();
+        if offset < self.log_start_offset || offset > leo {
+            return Err(StorageError::OffsetOutOfRange {
+                offset,
+                log_start_offset: self.log_start_offset,
+                log_end_offset: leo,
+            });
+        }
+        let limit = max_offset.min(leo);
+        if offset >= limit {
+            return Ok(None);
+        }
+        let start_base = self
+            .segments
+            .range(..=offset)
+            .next_back()
+            .map(|(b, _)| *b)
+            .unwrap_or(self.first_segment().base_offset());
+        for (_, seg) in self.segments.range(start_base..) {
+            if seg.base_offset() >= limit {
+                break;
+            }
+            if let Some(range) = seg.read(offset, max_bytes, limit, min_one)? {
+                return Ok(Some(range));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Removes every record at or after `offset` (follower truncation after a leader
+    /// change). Returns true if anything was removed.
+    pub fn truncate_to(&mut self, offset: i64) -> Result<bool> {
+        if offset >= self.log_end_offset() {
+            return Ok(false);
+        }
+        if offset <= self.log_start_offset {
+            self.truncate_fully_and_start_at(offset.max(self.log_start_offset))?;
+            return Ok(true);
+        }
+        let doomed: Vec<i64> = self.segments.range(offset..).map(|(b, _)| *b).collect();
+        for base in doomed {
+            if self.segments.len() == 1 {
+                break;
+            }
+            if let Some(seg) = self.segments.remove(&base) {
+                seg.delete()?;
+            }
+        }
+        self.active_mut().truncate_to(offset)?;
+        if self.active().next_offset() > offset {
+            return Err(StorageError::CorruptBatch(format!(
+                "truncation to {offset} left the log ending at {}",
+                self.active().next_offset()
+            )));
+        }
+        self.epoch_cache.truncate_from_end(offset);
+        self.recovery_point = self.recovery_point.min(offset);
+        self.high_watermark_checkpoint = self.high_watermark_checkpoint.min(offset);
+        self.persist_meta()?;
+        info!(dir = %self.dir.display(), offset, "truncated log");
+        Ok(true)
+    }
+
+    /// Deletes everything and restarts the log empty at `offset`.
+    pub fn truncate_fully_and_start_at(&mut self, offset: i64) -> Result<()> {
+        let all: Vec<i64> = self.segments.keys().copied().collect();
+        for base in all {
+            if let Some(seg) = self.segments.remove(&base) {
+                seg.delete()?;
+            }
+        }
+        self.segments
+            .insert(offset, Segment::create(&self.dir, offset)?);
+        self.log_start_offset = offset;
+        self.recovery_point = offset;
+        self.high_watermark_checkpoint = offset;
+        self.epoch_cache.clear();
+        self.persist_meta()
+    }
+
+    /// Advances the log start offset (DeleteRecords, or a follower following its leader's
+    /// log start) and deletes the segments that fall wholly before it.
+    pub fn advance_log_start_offset(&mut self, offset: i64) -> Result<bool> {
+        if offset <= self.log_start_offset {
+            return Ok(false);
+        }
+        let leo = self.log_end_offset();
+        if offset > leo {
+            return Err(StorageError::OffsetOutOfRange {
+                offset,
+                log_start_offset: self.log_start_offset,
+                log_end_offset: leo,
+            });
+        }
+        self.log_start_offset = offset;
+        let bases: Vec<i64> = self.segments.keys().copied().collect();
+        for pair in bases.windows(2) {
+            if pair[1] <= offset {
+                if let Some(seg) = self.segments.remove(&pair[0]) {
+                    seg.delete()?;
+                }
+            }
+        }
+        self.epoch_cache.truncate_from_start(offset);
+        self.persist_meta()?;
+        Ok(true)
+    }
+
+    /// Applies `retention.ms` and `retention.bytes`: deletes whole segments from the
+    /// front, never past `max_deletable_offset` (the high watermark). Returns the number
+    /// of segments deleted.
+    pub fn enforce_retention(&mut self, now_ms: i64, max_deletable_offset: i64) -> Result<usize> {
+        if !self.config.cleanup_policy.delete {
+            return Ok(0);
+        }
+        let retention_ms = self.config.retention_ms;
+        // Roll an expired active segment so that it can be deleted too, as Kafka does.
+        let active = self.active();
+        if retention_ms >= 0
+            && !active.is_empty()
+            && active.next_offset() <= max_deletable_offset
+            && segment_expired(active, now_ms, retention_ms)
+        {
+            self.roll(now_ms)?;
+        }
+        let mut excess = if self.config.retention_bytes >= 0 {
+            self.size_bytes() as i64 - self.config.retention_bytes
+        } else {
+            0
+        };
+        let mut doomed = Vec::new();
+        let last_base = self.active().base_offset();
+        for (base, seg) in &self.segments {
+            if *base == last_base || seg.next_offset() > max_deletable_offset {
+                break;
+            }
+            let by_time = retention_ms >= 0 && segment_expired(seg, now_ms, retention_ms);
+            let by_size = excess > 0 && seg.size() as i64 <= excess;
+            if !(by_time || by_size) {
+                break;
+            }
+            excess -= seg.size() as i64;
+            doomed.push(*base);
+        }
+        for base in &doomed {
+            if let Some(seg) = self.segments.remove(base) {
+                seg.delete()?;
+            }
+        }
+        if !doomed.is_empty() {
+            let first = self.first_segment().base_offset();
+            self.log_start_offset = self.log_start_offset.max(first);
+            self.epoch_cache.truncate_from_start(self.log_start_offset);
+            self.persist_meta()?;
+            info!(dir = %self.dir.display(), segments = doomed.len(), log_start_offset = self.log_start_offset, "retention deleted segments");
+        }
+        Ok(doomed.len())
+    }
+
+    /// Compaction progress (the first dirty offset and tombstone clocks).
+    pub fn cleaner_state(&self) -> &CleanerState {
+        &self.cleaner
+    }
+
+    /// Plans a compaction if this log is compacted and enough of it is dirty (or a
+    /// tombstone is due to expire). Only closed segments wholly below `max_offset` (the
+    /// high watermark) and older than `min.compaction.lag.ms` are included.
+    pub fn plan_compaction(
+        &self,
+        now_ms: i64,
+        max_offset: i64,
+        dedupe_buffer_bytes: usize,
+    ) -> Option<CompactionJob> {
+        if !self.config.cleanup_policy.compact {
+            return None;
+        }
+        let active_base = self.active().base_offset();
+        let lag_limit = now_ms.saturating_sub(self.config.min_compaction_lag_ms);
+        let mut segments = Vec::new();
+        for seg in self.segments.values() {
+            if seg.base_offset() == active_base
+                || seg.next_offset() > max_offset
+                || (self.config.min_compaction_lag_ms > 0 && seg.max_timestamp() > lag_limit)
+            {
+                break;
+            }
+            segments.push(seg.snapshot());
+        }
+        let first_dirty = self.cleaner.first_dirty;
+        let dirty: Vec<&cleaner::SegmentFile> = segments
+            .iter()
+            .filter(|s| s.next_offset > first_dirty)
+            .collect();
+        let dirty_bytes: u64 = dirty.iter().map(|s| s.size).sum();
+        let total_bytes: u64 = segments.iter().map(|s| s.size).sum();
+        let ratio_due = total_bytes > 0
+            && dirty_bytes > 0
+            && dirty_bytes as f64 / total_bytes as f64 >= self.config.min_cleanable_dirty_ratio;
+        let lag_due = self.config.max_compaction_lag_ms < i64::MAX
+            && dirty.iter().any(|s| {
+                s.max_timestamp >= 0
+                    && now_ms.saturating_sub(s.max_timestamp) >= self.config.max_compaction_lag_ms
+            });
+        let tombstones_due = self
+            .cleaner
+            .next_tombstone_expiry_ms
+            .is_some_and(|t| now_ms >= t);
+        if segments.is_empty() || !(ratio_due || lag_due || tombstones_due) {
+            return None;
+        }
+        Some(CompactionJob {
+            dir: self.dir.clone(),
+            segments,
+            state: self.cleaner.clone(),
+            settings: CompactionSettings {
+                delete_retention_ms: self.config.delete_retention_ms,
+                segment_bytes: self.config.segment_bytes,
+                dedupe_buffer_bytes,
+            },
+            now_ms,
+        })
+    }
+
+    /// Swaps compacted segments in, unless the segments they replace changed since the
+    /// job was planned (a truncation); then the output is discarded and false returned.
+    pub fn finish_compaction(&mut self, output: CompactionOutput, now_ms: i64) -> Result<bool> {
+        let unchanged = output
+            .inputs
+            .iter()
+            .all(|(base, size)| self.segments.get(base).is_some_and(|s| s.size() == *size))
+            && output
+                .groups
+                .iter()
+                .all(|(_, olds)| olds.iter().all(|b| *b != self.active().base_offset()));
+        if !unchanged {
+            for (base, _) in &output.groups {
+                let _ = fs::remove_file(self.dir.join(format!(
+                    "{}.{}",
+                    crate::segment::file_name(*base, "log"),
+                    cleaner::CLEANED_SUFFIX
+                )));
+            }
+            return Ok(false);
+        }
+        for (base, olds) in &output.groups {
+            let log_name = crate::segment::file_name(*base, "log");
+            let cleaned = self
+                .dir
+                .join(format!("{log_name}.{}", cleaner::CLEANED_SUFFIX));
+            let swap = self
+                .dir
+                .join(format!("{log_name}.{}", cleaner::SWAP_SUFFIX));
+            // From here a crash is completed by `cleaner::recover_interrupted` on open.
+            fs::rename(&cleaned, &swap).map_err(|e| StorageError::io(&cleaned, e))?;
+            checkpoint::sync_dir(&self.dir)?;
+            for b in olds {
+                if let Some(seg) = self.segments.remove(b) {
+                    seg.delete()?;
+                }
+            }
+            let target = self.dir.join(&log_name);
+            fs::rename(&swap, &target).map_err(|e| StorageError::io(&swap, e))?;
+            checkpoint::sync_dir(&self.dir)?;
+            let (seg, _) = Segment::recover(&self.dir, *base, self.config.index_interval_bytes)?;
+            self.segments.insert(*base, seg);
+        }
+        self.cleaner.record_pass(output.cleaned_up_to, now_ms);
+        self.cleaner.next_tombstone_expiry_ms = output.next_tombstone_expiry_ms;
+        self.persist_meta()?;
+        Ok(true)
+    }
+
+    /// Calls `f` with the header of every batch from the log start on, in offset order
+    /// (used to rebuild producer state).
+    pub fn for_each_batch_header(&self, mut f: impl FnMut(&BatchHeader)) -> Result<()> {
+        let start = self.log_start_offset;
+        for seg in self.segments.values() {
+            seg.for_each_header(|h| {
+                if h.last_offset() >= start {
+                    f(h)
+                }
+            })?;
+        }
+        Ok(())
+    }
+
+    /// First offset whose timestamp is `>= ts`, with that timestamp.
+    pub fn offset_for_timestamp(&self, ts: i64) -> Result<Option<(i64, i64)>> {
+        for seg in self.segments.values() {
+            if seg.max_timestamp() < ts {
+                continue;
+            }
+            if let Some(found) = seg.find_by_timestamp(ts, self.log_start_offset)? {
+                return Ok(Some(found));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The largest timestamp in the log and the offset holding it (ListOffsets
+    /// MAX_TIMESTAMP).
+    pub fn max_timestamp_and_offset(&self) -> Option<(i64, i64)> {
+        self.segments
+            .values()
+            .filter(|s| s.max_timestamp() >= 0)
+            .map(|s| (s.max_timestamp(), s.offset_of_max_timestamp()))
+            .fold(None, |acc: Option<(i64, i64)>, cur| match acc {
+                Some(a) if a.0 >= cur.0 => Some(a),
+                _ => Some(cur),
+            })
+    }
+
+    /// `(epoch, end_offset)` for OffsetForLeaderEpoch.
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> (i32, i64) {
+        self.epoch_cache
+            .end_offset_for(epoch, self.log_end_offset())
+    }
+
+    /// Records a leader epoch starting at the current log end (on becoming leader).
+    pub fn assign_epoch_start(&mut self, epoch: i32) -> Result<()> {
+        let leo = self.log_end_offset();
+        if self.epoch_cache.assign(epoch, leo) {
+            self.persist_meta()?;
+        }
+        Ok(())
+    }
+
+    /// Remembers the high watermark so a restart does not expose less than was committed.
+    pub fn checkpoint_high_watermark(&mut self, hw: i64) -> Result<()> {
+        if hw != self.high_watermark_checkpoint {
+            self.high_watermark_checkpoint = hw;
+            self.persist_meta()?;
+        }
+        Ok(())
+    }
+
+    /// Flushes everything and leaves a marker so the next open can skip recovery.
+    pub fn close(mut self) -> Result<()> {
+        self.flush()?;
+        self.persist_meta()?;
+        let marker = self.dir.join(CLEAN_SHUTDOWN_FILE);
+        fs::write(&marker, b"").map_err(|e| StorageError::io(&marker, e))?;
+        checkpoint::sync_dir(&self.dir)
+    }
+
+    /// Deletes the log's directory and everything in it.
+    pub fn delete(self) -> Result<()> {
+        let dir = self.dir.clone();
+        drop(self);
+        match fs::remove_dir_all(&dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(StorageError::io(dir, e)),
+        }
+    }
+}
+
+fn segment_expired(seg: &Segment, now_ms: i64, retention_ms: i64) -> bool {
+    let newest = if seg.max_timestamp() >= 0 {
+        seg.max_timestamp()
+    } else {
+        seg.created_ms().unwrap_or(now_ms)
+    };
+    now_ms.saturating_sub(newest) > retention_ms
+}
