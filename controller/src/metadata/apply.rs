@@ -1,0 +1,736 @@
+use std::collections::BTreeSet;
+
+use tracing::info;
+
+use super::command::{
+    CommandOutcome, ConfigOp, ConfigResource, MetadataCommand, MetadataError, TopicOutcome,
+};
+use super::image::{BrokerState, ClusterMetadata, PartitionState, TopicState};
+use crate::decisions::{elect_leader, set_leader};
+
+/// Applies one committed command at log index `index`. Deterministic: it reads nothing but
+/// its arguments, so every replica of the log computes the same image.
+pub fn apply_command(
+    md: &mut ClusterMetadata,
+    cmd: &MetadataCommand,
+    index: u64,
+) -> CommandOutcome {
+    md.last_applied_index = index;
+    match cmd {
+        MetadataCommand::InitializeCluster { cluster_id } => {
+            let id = md
+                .cluster_id
+                .get_or_insert_with(|| cluster_id.clone())
+                .clone();
+            CommandOutcome::ClusterInitialized { cluster_id: id }
+        }
+        MetadataCommand::RegisterBroker(reg) => {
+            let epoch = index as i64;
+            md.brokers
+                .insert(reg.broker_id, BrokerState::from_registration(reg, epoch));
+            info!(broker = reg.broker_id, epoch, "broker registered");
+            reelect(md, |_| true);
+            CommandOutcome::BrokerRegistered {
+                broker_epoch: epoch,
+            }
+        }
+        MetadataCommand::FenceBroker { broker_id, epoch } => {
+            match md.brokers.get_mut(broker_id) {
+                Some(b) if b.epoch == *epoch && !b.fenced => {
+                    b.fenced = true;
+                    info!(broker = broker_id, epoch, "broker fenced");
+                    let fenced = *broker_id;
+                    let moved = reelect(md, |p| p.leader == fenced);
+                    shrink_isr(md, fenced);
+                    info!(
+                        broker = broker_id,
+                        partitions = moved,
+                        "leadership moved off fenced broker"
+                    );
+                }
+                _ => {}
+            }
+            CommandOutcome::Done
+        }
+        MetadataCommand::UnfenceBroker { broker_id, epoch } => {
+            match md.brokers.get_mut(broker_id) {
+                Some(b) if b.epoch == *epoch && b.fenced => {
+                    b.fenced = false;
+                    info!(broker = broker_id, epoch, "broker unfenced");
+                    reelect(md, |_| true);
+                }
+                _ => {}
+            }
+            CommandOutcome::Done
+        }
+        MetadataCommand::CreateTopics { topics } => {
+            let outcomes = topics
+                .iter()
+                .map(|spec| {
+                    let result = if md.topics.contains_key(&spec.name) {
+                        Err(MetadataError::TopicAlreadyExists(spec.name.clone()))
+                    } else {
+                        validate_assignments(md, &spec.assignments, None).map(|()| {
+                            md.topics.insert(
+                                spec.name.clone(),
+                                TopicState {
+                                    name: spec.name.clone(),
+                                    id: spec.id,
+                                    configs: spec.configs.clone(),
+                                    partitions: spec
+                                        .assignments
+                                        .iter()
+                                        .cloned()
+                                        .map(PartitionState::new)
+                                        .collect(),
+                                    internal: spec.internal,
+                                },
+                            );
+                            info!(topic = %spec.name, partitions = spec.assignments.len(), "topic created");
+                            spec.id
+                        })
+                    };
+                    TopicOutcome {
+                        name: spec.name.clone(),
+                        result,
+                    }
+                })
+                .collect();
+            CommandOutcome::Topics(outcomes)
+        }
+        MetadataCommand::DeleteTopics { names } => {
+            let outcomes = names
+                .iter()
+                .map(|name| TopicOutcome {
+                    name: name.clone(),
+                    result: match md.topics.remove(name) {
+                        Some(t) => {
+                            info!(topic = %name, "topic deleted");
+                            Ok(t.id)
+                        }
+                        None => Err(MetadataError::UnknownTopic(name.clone())),
+                    },
+                })
+                .collect();
+            CommandOutcome::Topics(outcomes)
+        }
+        MetadataCommand::CreatePartitions {
+            topic,
+            new_assignments,
+        } => {
+            let rf = match md.topics.get(topic) {
+                None => return CommandOutcome::Failed(MetadataError::UnknownTopic(topic.clone())),
+                Some(t) => t.partitions.first().map(|p| p.replicas.len()),
+            };
+            if let Err(e) = validate_assignments(md, new_assignments, rf) {
+                return CommandOutcome::Failed(e);
+            }
+            if let Some(t) = md.topics.get_mut(topic) {
+                t.partitions
+                    .extend(new_assignments.iter().cloned().map(PartitionState::new));
+                info!(topic = %topic, partitions = t.partitions.len(), "partitions added");
+                CommandOutcome::Topics(vec![TopicOutcome {
+                    name: topic.clone(),
+                    result: Ok(t.id),
+                }])
+            } else {
+                CommandOutcome::Failed(MetadataError::UnknownTopic(topic.clone()))
+            }
+        }
+        MetadataCommand::AlterConfigs {
+            resource,
+            ops,
+            replace,
+        } => {
+            let target = match resource {
+                ConfigResource::Topic(name) => match md.topics.get_mut(name) {
+                    Some(t) => &mut t.configs,
+                    None => {
+                        return CommandOutcome::Failed(MetadataError::UnknownTopic(name.clone()))
+                    }
+                },
+                ConfigResource::Broker(None) => &mut md.cluster_configs,
+                ConfigResource::Broker(Some(id)) => md.broker_configs.entry(*id).or_default(),
+            };
+            if *replace {
+                target.clear();
+            }
+            for op in ops {
+                match op {
+                    ConfigOp::Set { key, value } => {
+                        target.insert(key.clone(), value.clone());
+                    }
+                    ConfigOp::Delete { key } => {
+                        target.remove(key);
+                    }
+                }
+            }
+            info!(?resource, changes = ops.len(), "configs altered");
+            CommandOutcome::Done
+        }
+        MetadataCommand::AlterPartition {
+            topic,
+            partition,
+            leader_id,
+            leader_epoch,
+            partition_epoch,
+            new_isr,
+        } => match alter_partition(
+            md,
+            topic,
+            *partition,
+            *leader_id,
+            *leader_epoch,
+            *partition_epoch,
+            new_isr,
+        ) {
+            Ok((partition_epoch, isr)) => CommandOutcome::PartitionChanged {
+                partition_epoch,
+                isr,
+            },
+            Err(e) => CommandOutcome::Failed(e),
+        },
+        MetadataCommand::ElectLeaders { elections } => {
+            let live: BTreeSet<i32> = md
+                .brokers
+                .values()
+                .filter(|b| !b.fenced)
+                .map(|b| b.id)
+                .collect();
+            let results = elections
+                .iter()
+                .map(|e| {
+                    let idx = usize::try_from(e.partition).ok();
+                    let p = md
+                        .topics
+                        .get_mut(&e.topic)
+                        .and_then(|t| idx.and_then(|i| t.partitions.get_mut(i)));
+                    let result = match p {
+                        None => Err(MetadataError::UnknownTopic(e.topic.clone())),
+                        Some(p) if p.leader_epoch != e.leader_epoch => Err(MetadataError::FencedLeaderEpoch(e.leader_epoch)),
+                        Some(p) if p.leader == e.new_leader => Err(MetadataError::ElectionNotNeeded),
+                        Some(p) if !live.contains(&e.new_leader) || !p.replicas.contains(&e.new_leader) => Err(
+                            MetadataError::PreferredLeaderNotAvailable(format!("broker {} is not a live replica", e.new_leader)),
+                        ),
+                        Some(p) => {
+                            set_leader(p, Some(e.new_leader));
+                            if !p.isr.contains(&e.new_leader) {
+                                // Only unclean elections pick a leader outside the ISR; the
+                                // new leader's log defines the partition from here on.
+                                p.isr = vec![e.new_leader];
+                            }
+                            info!(topic = %e.topic, partition = e.partition, leader = e.new_leader, epoch = p.leader_epoch, "leader elected");
+                            Ok(e.new_leader)
+                        }
+                    };
+                    (e.topic.clone(), e.partition, result)
+                })
+                .collect();
+            CommandOutcome::Elections(results)
+        }
+        MetadataCommand::AllocateProducerIds { broker_id, count } => {
+            if !md.brokers.contains_key(broker_id) {
+                return CommandOutcome::Failed(MetadataError::UnknownBroker(*broker_id));
+            }
+            let count = (*count).clamp(1, 1_000_000);
+            let start = md.next_producer_id;
+            md.next_producer_id = start.saturating_add(count);
+            CommandOutcome::ProducerIds { start, count }
+        }
+    }
+}
+
+/// Validates and applies an ISR change from a partition leader.
+fn alter_partition(
+    md: &mut ClusterMetadata,
+    topic: &str,
+    partition: i32,
+    leader_id: i32,
+    leader_epoch: i32,
+    partition_epoch: i32,
+    new_isr: &[i32],
+) -> Result<(i32, Vec<i32>), MetadataError> {
+    let live: BTreeSet<i32> = md
+        .brokers
+        .values()
+        .filter(|b| !b.fenced)
+        .map(|b| b.id)
+        .collect();
+    let p = md
+        .topics
+        .get_mut(topic)
+        .and_then(|t| {
+            usize::try_from(partition)
+                .ok()
+                .and_then(|i| t.partitions.get_mut(i))
+        })
+        .ok_or_else(|| MetadataError::UnknownTopic(topic.to_string()))?;
+    if p.leader != leader_id || p.leader_epoch != leader_epoch {
+        return Err(MetadataError::FencedLeaderEpoch(leader_epoch));
+    }
+    if p.partition_epoch != partition_epoch {
+        return Err(MetadataError::InvalidUpdateVersion(partition_epoch));
+    }
+    if !new_isr.contains(&leader_id) {
+        return Err(MetadataError::InvalidRequest(
+            "the ISR must contain the leader".into(),
+        ));
+    }
+    let mut seen = BTreeSet::new();
+    for r in new_isr {
+        if !p.replicas.contains(r) || !seen.insert(*r) {
+            return Err(MetadataError::InvalidRequest(format!(
+                "{r} is not a replica, or is listed twice"
+            )));
+        }
+        // A fenced broker may not join the ISR; one already in it may stay.
+        if !live.contains(r) && !p.isr.contains(r) {
+            return Err(MetadataError::IneligibleReplica(format!(
+                "broker {r} is fenced"
+            )));
+        }
+    }
+    if p.isr != new_isr {
+        info!(topic, partition, from = ?p.isr, to = ?new_isr, "ISR changed");
+        p.isr = new_isr.to_vec();
+        p.partition_epoch += 1;
+    }
+    Ok((p.partition_epoch, p.isr.clone()))
+}
+
+fn unclean_allowed(md: &ClusterMetadata, topic: &TopicState) -> bool {
+    topic
+        .configs
+        .get("unclean.leader.election.enable")
+        .or_else(|| md.cluster_configs.get("unclean.leader.election.enable"))
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+}
+
+/// Re-elects leaders of the partitions selected by `affected`, against the current set of
+/// live brokers. Returns how many partitions changed leader.
+fn reelect(md: &mut ClusterMetadata, affected: impl Fn(&PartitionState) -> bool) -> usize {
+    let live: BTreeSet<i32> = md
+        .brokers
+        .values()
+        .filter(|b| !b.fenced)
+        .map(|b| b.id)
+        .collect();
+    let unclean: Vec<(String, bool)> = md
+        .topics
+        .values()
+        .map(|t| (t.name.clone(), unclean_allowed(md, t)))
+        .collect();
+    let mut changed = 0;
+    for (name, unclean) in unclean {
+        let Some(topic) = md.topics.get_mut(&name) else {
+            continue;
+        };
+        for p in topic.partitions.iter_mut().filter(|p| affected(p)) {
+            let leader = elect_leader(p, |b| live.contains(&b), unclean);
+            if set_leader(p, leader) {
+                changed += 1;
+            }
+        }
+    }
+    changed
+}
+
+/// Removes a fenced broker from every ISR it is in, except where it is the last member:
+/// the last ISR member is remembered so it can lead again without losing data.
+fn shrink_isr(md: &mut ClusterMetadata, broker: i32) {
+    for topic in md.topics.values_mut() {
+        for p in &mut topic.partitions {
+            if p.isr.len() > 1 && p.isr.contains(&broker) {
+                p.isr.retain(|b| *b != broker);
+                p.partition_epoch += 1;
+            }
+        }
+    }
+}
+
+/// Checks replica lists: non-empty, no duplicate replicas, the same size everywhere (and
+/// equal to `rf` when the topic already has one), and only registered brokers.
+fn validate_assignments(
+    md: &ClusterMetadata,
+    assignments: &[Vec<i32>],
+    rf: Option<usize>,
+) -> Result<(), MetadataError> {
+    if assignments.is_empty() {
+        return Err(MetadataError::InvalidPartitions(
+            "a topic needs at least one partition".into(),
+        ));
+    }
+    let expected = rf.unwrap_or(assignments[0].len());
+    for (i, replicas) in assignments.iter().enumerate() {
+        if replicas.is_empty() {
+            return Err(MetadataError::InvalidReplicaAssignment(format!(
+                "partition {i} has no replicas"
+            )));
+        }
+        if replicas.len() != expected {
+            return Err(MetadataError::InvalidReplicaAssignment(format!(
+                "partition {i} has {} replicas, expected {expected}",
+                replicas.len()
+            )));
+        }
+        let unique: BTreeSet<_> = replicas.iter().collect();
+        if unique.len() != replicas.len() {
+            return Err(MetadataError::InvalidReplicaAssignment(format!(
+                "partition {i} lists a replica twice: {replicas:?}"
+            )));
+        }
+        if let Some(missing) = replicas.iter().find(|b| !md.brokers.contains_key(b)) {
+            return Err(MetadataError::InvalidReplicaAssignment(format!(
+                "partition {i} names broker {missing}, which is not registered"
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::metadata::{BrokerRegistration, NewTopicSpec};
+
+    fn register(md: &mut ClusterMetadata, id: i32, index: u64) {
+        let reg = BrokerRegistration {
+            broker_id: id,
+            incarnation_id: Uuid::nil(),
+            listeners: vec![],
+            rack: None,
+            rpc_address: format!("127.0.0.1:{}", 9000 + id),
+        };
+        apply_command(md, &MetadataCommand::RegisterBroker(reg), index);
+    }
+
+    fn spec(name: &str, assignments: Vec<Vec<i32>>) -> NewTopicSpec {
+        NewTopicSpec {
+            name: name.into(),
+            id: Uuid::from_u128(7),
+            assignments,
+            configs: BTreeMap::new(),
+            internal: false,
+        }
+    }
+
+    #[test]
+    fn create_delete_and_duplicate_topics() {
+        let mut md = ClusterMetadata::default();
+        register(&mut md, 1, 1);
+        let out = apply_command(
+            &mut md,
+            &MetadataCommand::CreateTopics {
+                topics: vec![spec("a", vec![vec![1], vec![1]]), spec("a", vec![vec![1]])],
+            },
+            2,
+        );
+        let CommandOutcome::Topics(results) = out else {
+            panic!("unexpected {out:?}")
+        };
+        assert!(results[0].result.is_ok());
+        assert_eq!(
+            results[1].result,
+            Err(MetadataError::TopicAlreadyExists("a".into()))
+        );
+        assert_eq!(md.partition("a", 1).map(|p| p.leader), Some(1));
+        apply_command(
+            &mut md,
+            &MetadataCommand::DeleteTopics {
+                names: vec!["a".into()],
+            },
+            3,
+        );
+        assert!(md.topics.is_empty());
+        assert_eq!(md.last_applied_index, 3);
+    }
+
+    #[test]
+    fn assignments_must_name_registered_brokers_once() {
+        let mut md = ClusterMetadata::default();
+        register(&mut md, 1, 1);
+        for bad in [vec![vec![2]], vec![vec![1, 1]], vec![vec![]], vec![]] {
+            let out = apply_command(
+                &mut md,
+                &MetadataCommand::CreateTopics {
+                    topics: vec![spec("t", bad.clone())],
+                },
+                2,
+            );
+            let CommandOutcome::Topics(r) = out else {
+                panic!()
+            };
+            assert!(r[0].result.is_err(), "{bad:?} must be refused");
+        }
+    }
+
+    #[test]
+    fn fencing_moves_leadership_and_registration_restores_it() {
+        let mut md = ClusterMetadata::default();
+        register(&mut md, 1, 1);
+        register(&mut md, 2, 2);
+        apply_command(
+            &mut md,
+            &MetadataCommand::CreateTopics {
+                topics: vec![spec("solo", vec![vec![1]]), spec("pair", vec![vec![1, 2]])],
+            },
+            3,
+        );
+        let epoch1 = md.brokers[&1].epoch;
+        apply_command(
+            &mut md,
+            &MetadataCommand::FenceBroker {
+                broker_id: 1,
+                epoch: epoch1,
+            },
+            4,
+        );
+        let solo = md.partition("solo", 0).cloned().expect("solo");
+        assert_eq!(
+            (solo.leader, solo.leader_epoch, solo.isr.clone()),
+            (-1, 1, vec![1]),
+            "RF 1: no leader, ISR kept"
+        );
+        let pair = md.partition("pair", 0).cloned().expect("pair");
+        assert_eq!(
+            (pair.leader, pair.leader_epoch, pair.isr.clone()),
+            (2, 1, vec![2]),
+            "moved to the other ISR member"
+        );
+        // A stale fence (old epoch) is ignored; re-registration unfences and re-elects.
+        register(&mut md, 1, 5);
+        assert!(!md.brokers[&1].fenced);
+        assert_eq!(
+            md.partition("solo", 0).map(|p| (p.leader, p.leader_epoch)),
+            Some((1, 2))
+        );
+        apply_command(
+            &mut md,
+            &MetadataCommand::FenceBroker {
+                broker_id: 1,
+                epoch: epoch1,
+            },
+            6,
+        );
+        assert!(
+            !md.brokers[&1].fenced,
+            "fence for an old registration does nothing"
+        );
+        let epoch1 = md.brokers[&1].epoch;
+        apply_command(
+            &mut md,
+            &MetadataCommand::FenceBroker {
+                broker_id: 1,
+                epoch: epoch1,
+            },
+            7,
+        );
+        apply_command(
+            &mut md,
+            &MetadataCommand::UnfenceBroker {
+                broker_id: 1,
+                epoch: epoch1,
+            },
+            8,
+        );
+        assert_eq!(md.partition("solo", 0).map(|p| p.leader), Some(1));
+    }
+
+    #[test]
+    fn alter_partition_checks_epochs_and_members() {
+        let mut md = ClusterMetadata::default();
+        for id in 1..=3 {
+            register(&mut md, id, id as u64);
+        }
+        apply_command(
+            &mut md,
+            &MetadataCommand::CreateTopics {
+                topics: vec![spec("r", vec![vec![1, 2, 3]])],
+            },
+            4,
+        );
+        let alter = |isr: Vec<i32>, leader_epoch: i32, partition_epoch: i32| {
+            MetadataCommand::AlterPartition {
+                topic: "r".into(),
+                partition: 0,
+                leader_id: 1,
+                leader_epoch,
+                partition_epoch,
+                new_isr: isr,
+            }
+        };
+        let out = apply_command(&mut md, &alter(vec![1, 3], 0, 0), 5);
+        assert_eq!(
+            out,
+            CommandOutcome::PartitionChanged {
+                partition_epoch: 1,
+                isr: vec![1, 3]
+            }
+        );
+        assert_eq!(
+            apply_command(&mut md, &alter(vec![1], 0, 0), 6),
+            CommandOutcome::Failed(MetadataError::InvalidUpdateVersion(0)),
+            "stale partition epoch"
+        );
+        assert_eq!(
+            apply_command(&mut md, &alter(vec![1], 7, 1), 7),
+            CommandOutcome::Failed(MetadataError::FencedLeaderEpoch(7))
+        );
+        assert!(
+            matches!(
+                apply_command(&mut md, &alter(vec![2, 3], 0, 1), 8),
+                CommandOutcome::Failed(_)
+            ),
+            "leader must stay"
+        );
+        let e2 = md.brokers[&2].epoch;
+        apply_command(
+            &mut md,
+            &MetadataCommand::FenceBroker {
+                broker_id: 2,
+                epoch: e2,
+            },
+            9,
+        );
+        assert!(matches!(
+            apply_command(&mut md, &alter(vec![1, 2, 3], 0, 1), 10),
+            CommandOutcome::Failed(MetadataError::IneligibleReplica(_))
+        ));
+    }
+
+    #[test]
+    fn preferred_elections_apply_only_at_the_expected_epoch() {
+        let mut md = ClusterMetadata::default();
+        for id in 1..=2 {
+            register(&mut md, id, id as u64);
+        }
+        apply_command(
+            &mut md,
+            &MetadataCommand::CreateTopics {
+                topics: vec![spec("p", vec![vec![1, 2]])],
+            },
+            3,
+        );
+        let elect = |epoch: i32, leader: i32| MetadataCommand::ElectLeaders {
+            elections: vec![crate::metadata::Election {
+                topic: "p".into(),
+                partition: 0,
+                leader_epoch: epoch,
+                new_leader: leader,
+            }],
+        };
+        let CommandOutcome::Elections(r) = apply_command(&mut md, &elect(0, 2), 4) else {
+            panic!()
+        };
+        assert_eq!(r[0].2, Ok(2));
+        let CommandOutcome::Elections(r) = apply_command(&mut md, &elect(0, 1), 5) else {
+            panic!()
+        };
+        assert_eq!(r[0].2, Err(MetadataError::FencedLeaderEpoch(0)));
+        let CommandOutcome::Elections(r) = apply_command(&mut md, &elect(1, 2), 6) else {
+            panic!()
+        };
+        assert_eq!(r[0].2, Err(MetadataError::ElectionNotNeeded));
+    }
+
+    #[test]
+    fn producer_id_blocks_never_overlap() {
+        let mut md = ClusterMetadata::default();
+        register(&mut md, 1, 1);
+        let a = apply_command(
+            &mut md,
+            &MetadataCommand::AllocateProducerIds {
+                broker_id: 1,
+                count: 1000,
+            },
+            2,
+        );
+        let b = apply_command(
+            &mut md,
+            &MetadataCommand::AllocateProducerIds {
+                broker_id: 1,
+                count: 1000,
+            },
+            3,
+        );
+        assert_eq!(
+            a,
+            CommandOutcome::ProducerIds {
+                start: 0,
+                count: 1000
+            }
+        );
+        assert_eq!(
+            b,
+            CommandOutcome::ProducerIds {
+                start: 1000,
+                count: 1000
+            }
+        );
+        let c = apply_command(
+            &mut md,
+            &MetadataCommand::AllocateProducerIds {
+                broker_id: 9,
+                count: 1,
+            },
+            4,
+        );
+        assert!(matches!(c, CommandOutcome::Failed(_)));
+    }
+
+    #[test]
+    fn configs_set_delete_and_replace() {
+        let mut md = ClusterMetadata::default();
+        register(&mut md, 1, 1);
+        apply_command(
+            &mut md,
+            &MetadataCommand::CreateTopics {
+                topics: vec![spec("t", vec![vec![1]])],
+            },
+            2,
+        );
+        let set = |k: &str, v: &str| ConfigOp::Set {
+            key: k.into(),
+            value: v.into(),
+        };
+        let topic = ConfigResource::Topic("t".into());
+        apply_command(
+            &mut md,
+            &MetadataCommand::AlterConfigs {
+                resource: topic.clone(),
+                ops: vec![set("retention.ms", "1"), set("segment.ms", "2")],
+                replace: false,
+            },
+            3,
+        );
+        apply_command(
+            &mut md,
+            &MetadataCommand::AlterConfigs {
+                resource: topic.clone(),
+                ops: vec![ConfigOp::Delete {
+                    key: "segment.ms".into(),
+                }],
+                replace: false,
+            },
+            4,
+        );
+        assert_eq!(md.topics["t"].configs.len(), 1);
+        apply_command(
+            &mut md,
+            &MetadataCommand::AlterConfigs {
+                resource: topic,
+                ops: vec![set("cleanup.policy", "compact")],
+                replace: true,
+            },
+            5,
+        );
+        assert_eq!(
+            md.topics["t"].configs.keys().collect::<Vec<_>>(),
+            vec!["cleanup.policy"]
+        );
+    }
+}

@@ -1,0 +1,232 @@
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// A Kafka listener a broker advertises to clients.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Listener {
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+    pub security_protocol: String,
+}
+
+/// What a broker sends when it (re)starts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerRegistration {
+    pub broker_id: i32,
+    /// Random per process start: tells a restart from a duplicate registration.
+    pub incarnation_id: Uuid,
+    pub listeners: Vec<Listener>,
+    pub rack: Option<String>,
+    /// host:port of the node's gRPC listener (replication, forwarding).
+    pub rpc_address: String,
+}
+
+/// A topic to create, with every decision already made by the active controller so that
+/// applying it is deterministic.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewTopicSpec {
+    pub name: String,
+    pub id: Uuid,
+    /// Replica list of each partition, in partition order; the first replica leads.
+    pub assignments: Vec<Vec<i32>>,
+    pub configs: BTreeMap<String, String>,
+    pub internal: bool,
+}
+
+/// The object a config change applies to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ConfigResource {
+    Topic(String),
+    /// `None` is the cluster-wide default broker resource (Kafka's empty name).
+    Broker(Option<i32>),
+}
+
+/// One config change. List appends and subtracts are resolved to `Set` at the edge,
+/// where defaults are known.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ConfigOp {
+    Set { key: String, value: String },
+    Delete { key: String },
+}
+
+/// An entry of the metadata log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MetadataCommand {
+    /// Written once by the node that bootstraps the cluster; later copies are ignored.
+    InitializeCluster {
+        cluster_id: String,
+    },
+    RegisterBroker(BrokerRegistration),
+    /// The broker missed its session (or asked to shut down): stop routing to it and move
+    /// the leadership of its partitions. Ignored unless `epoch` is still its epoch.
+    FenceBroker {
+        broker_id: i32,
+        epoch: i64,
+    },
+    /// The fenced broker is heartbeating again under the same registration.
+    UnfenceBroker {
+        broker_id: i32,
+        epoch: i64,
+    },
+    CreateTopics {
+        topics: Vec<NewTopicSpec>,
+    },
+    DeleteTopics {
+        names: Vec<String>,
+    },
+    CreatePartitions {
+        topic: String,
+        /// Replica lists of the new partitions only.
+        new_assignments: Vec<Vec<i32>>,
+    },
+    AlterConfigs {
+        resource: ConfigResource,
+        ops: Vec<ConfigOp>,
+        /// Replace all existing overrides (legacy AlterConfigs) rather than edit them.
+        replace: bool,
+    },
+    /// Hands a block of producer ids to a broker (KIP-730), so ids are unique
+    /// cluster-wide and never reused across controller failover.
+    AllocateProducerIds {
+        broker_id: i32,
+        count: i64,
+    },
+    /// A partition leader changes its ISR (Kafka's AlterPartition). Applied only if the
+    /// leader and partition epochs are still current.
+    AlterPartition {
+        topic: String,
+        partition: i32,
+        leader_id: i32,
+        leader_epoch: i32,
+        partition_epoch: i32,
+        new_isr: Vec<i32>,
+    },
+    /// Leader elections decided by the active controller (preferred-leader rebalancing,
+    /// ElectLeaders). Each applies only if the partition is still at `leader_epoch`.
+    ElectLeaders {
+        elections: Vec<Election>,
+    },
+}
+
+/// One leader election: move `topic`-`partition` from `leader_epoch` to `new_leader`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Election {
+    pub topic: String,
+    pub partition: i32,
+    pub leader_epoch: i32,
+    pub new_leader: i32,
+}
+
+/// Why a metadata change was refused. Each maps to one Kafka error code at the edge.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum MetadataError {
+    #[error("topic '{0}' already exists")]
+    TopicAlreadyExists(String),
+    #[error("topic '{0}' does not exist")]
+    UnknownTopic(String),
+    #[error("{0}")]
+    InvalidTopic(String),
+    #[error("{0}")]
+    InvalidPartitions(String),
+    #[error("{0}")]
+    InvalidReplicationFactor(String),
+    #[error("{0}")]
+    InvalidReplicaAssignment(String),
+    #[error("{0}")]
+    InvalidConfig(String),
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("broker {0} is not registered")]
+    UnknownBroker(i32),
+    #[error("the cluster has not been initialized yet")]
+    NotInitialized,
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("broker {0} registered again since; this registration is stale")]
+    StaleBrokerEpoch(i32),
+    #[error("broker {0} is registered by another live process")]
+    DuplicateBrokerRegistration(i32),
+    #[error("{0}")]
+    InvalidVoterChange(String),
+    #[error("leader epoch {0} is not current")]
+    FencedLeaderEpoch(i32),
+    #[error("partition epoch {0} is not current")]
+    InvalidUpdateVersion(i32),
+    #[error("{0}")]
+    IneligibleReplica(String),
+    #[error("the preferred replica already leads")]
+    ElectionNotNeeded,
+    #[error("{0}")]
+    PreferredLeaderNotAvailable(String),
+}
+
+/// The per-topic result of a batched topic command.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicOutcome {
+    pub name: String,
+    pub result: Result<Uuid, MetadataError>,
+}
+
+/// What applying a command produced, returned to the writer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CommandOutcome {
+    Done,
+    ClusterInitialized { cluster_id: String },
+    BrokerRegistered { broker_epoch: i64 },
+    Topics(Vec<TopicOutcome>),
+    ProducerIds { start: i64, count: i64 },
+    PartitionChanged { partition_epoch: i32, isr: Vec<i32> },
+    Elections(Vec<(String, i32, Result<i32, MetadataError>)>),
+    Failed(MetadataError),
+}
+
+impl std::fmt::Display for MetadataCommand {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MetadataCommand::InitializeCluster { cluster_id } => {
+                write!(f, "InitializeCluster({cluster_id})")
+            }
+            MetadataCommand::RegisterBroker(r) => write!(f, "RegisterBroker({})", r.broker_id),
+            MetadataCommand::FenceBroker { broker_id, epoch } => {
+                write!(f, "FenceBroker({broker_id}, epoch {epoch})")
+            }
+            MetadataCommand::UnfenceBroker { broker_id, epoch } => {
+                write!(f, "UnfenceBroker({broker_id}, epoch {epoch})")
+            }
+            MetadataCommand::CreateTopics { topics } => {
+                let names: Vec<&str> = topics.iter().map(|t| t.name.as_str()).collect();
+                write!(f, "CreateTopics({})", names.join(","))
+            }
+            MetadataCommand::DeleteTopics { names } => {
+                write!(f, "DeleteTopics({})", names.join(","))
+            }
+            MetadataCommand::CreatePartitions {
+                topic,
+                new_assignments,
+            } => {
+                write!(f, "CreatePartitions({topic}+{})", new_assignments.len())
+            }
+            MetadataCommand::AlterConfigs { resource, ops, .. } => {
+                write!(f, "AlterConfigs({resource:?}, {} ops)", ops.len())
+            }
+            MetadataCommand::AlterPartition {
+                topic,
+                partition,
+                new_isr,
+                ..
+            } => {
+                write!(f, "AlterPartition({topic}-{partition}, isr {new_isr:?})")
+            }
+            MetadataCommand::ElectLeaders { elections } => {
+                write!(f, "ElectLeaders({} partitions)", elections.len())
+            }
+
+            MetadataCommand::AllocateProducerIds { broker_id, count } => {
+                write!(f, "AllocateProducerIds(broker {broker_id}, {count})")
+            }
+        }
+    }
+}

@@ -1,0 +1,106 @@
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::command::{BrokerRegistration, Listener};
+
+/// A registered broker as the controller sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerState {
+    pub id: i32,
+    /// Bumped on every registration, so a restarted broker is distinguishable.
+    pub epoch: i64,
+    pub incarnation_id: Uuid,
+    pub listeners: Vec<Listener>,
+    pub rack: Option<String>,
+    pub rpc_address: String,
+    pub fenced: bool,
+}
+
+impl BrokerState {
+    pub fn from_registration(reg: &BrokerRegistration, epoch: i64) -> Self {
+        BrokerState {
+            id: reg.broker_id,
+            epoch,
+            incarnation_id: reg.incarnation_id,
+            listeners: reg.listeners.clone(),
+            rack: reg.rack.clone(),
+            rpc_address: reg.rpc_address.clone(),
+            fenced: false,
+        }
+    }
+
+    /// The listener a client connected through, matched by listener name.
+    pub fn listener(&self, name: &str) -> Option<&Listener> {
+        self.listeners.iter().find(|l| l.name == name)
+    }
+}
+
+/// Replica placement and leadership of one partition.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionState {
+    pub replicas: Vec<i32>,
+    pub isr: Vec<i32>,
+    /// -1 when no replica can lead.
+    pub leader: i32,
+    pub leader_epoch: i32,
+    /// Bumped on every change of replicas, ISR or leader (Kafka's partition epoch).
+    pub partition_epoch: i32,
+}
+
+impl PartitionState {
+    pub fn new(replicas: Vec<i32>) -> Self {
+        let leader = replicas.first().copied().unwrap_or(-1);
+        PartitionState {
+            isr: replicas.clone(),
+            replicas,
+            leader,
+            leader_epoch: 0,
+            partition_epoch: 0,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicState {
+    pub name: String,
+    pub id: Uuid,
+    /// Topic-level config overrides only; defaults are resolved by the broker.
+    pub configs: BTreeMap<String, String>,
+    pub partitions: Vec<PartitionState>,
+    pub internal: bool,
+}
+
+/// The whole metadata image, as applied from the log.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterMetadata {
+    pub cluster_id: Option<String>,
+    pub brokers: BTreeMap<i32, BrokerState>,
+    pub topics: BTreeMap<String, TopicState>,
+    /// Cluster-wide dynamic broker config (Kafka's default broker resource, name "").
+    pub cluster_configs: BTreeMap<String, String>,
+    /// Per-broker dynamic config overrides.
+    pub broker_configs: BTreeMap<i32, BTreeMap<String, String>>,
+    /// Index of the last applied log entry, for staleness checks and /v1/cluster.
+    pub last_applied_index: u64,
+    /// The first producer id not yet handed out.
+    #[serde(default)]
+    pub next_producer_id: i64,
+}
+
+impl ClusterMetadata {
+    pub fn topic_by_id(&self, id: &Uuid) -> Option<&TopicState> {
+        self.topics.values().find(|t| &t.id == id)
+    }
+
+    pub fn partition(&self, topic: &str, partition: i32) -> Option<&PartitionState> {
+        let idx = usize::try_from(partition).ok()?;
+        self.topics.get(topic)?.partitions.get(idx)
+    }
+
+    /// Brokers that may host new replicas.
+    pub fn live_brokers(&self) -> impl Iterator<Item = &BrokerState> {
+        self.brokers.values().filter(|b| !b.fenced)
+    }
+}

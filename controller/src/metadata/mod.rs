@@ -1,0 +1,16 @@
+//! The cluster metadata image and the commands that change it.
+//!
+//! Everything here is pure: applying a command is a deterministic function of the image
+//! and the command, so every node (voter or learner) that applies the same log ends up
+//! with the same image.
+
+mod apply;
+mod command;
+mod image;
+
+pub use apply::apply_command;
+pub use command::{
+    BrokerRegistration, CommandOutcome, ConfigOp, ConfigResource, Election, Listener,
+    MetadataCommand, MetadataError, NewTopicSpec, TopicOutcome,
+};
+pub use image::{BrokerState, ClusterMetadata, PartitionState, TopicState};
