@@ -1,0 +1,279 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use fjord_controller::{ControllerError, ControllerRequest, ControllerResponse};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use openraft::async_runtime::WatchReceiver;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::broker::Broker;
+
+#[derive(Clone)]
+struct AdminState {
+    broker: Arc<Broker>,
+    metrics: Option<PrometheusHandle>,
+}
+
+/// Installs the Prometheus recorder (once per process).
+pub fn install_metrics() -> Option<PrometheusHandle> {
+    match PrometheusBuilder::new()
+        .set_buckets(&[
+            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            30.0,
+        ])
+        .and_then(|b| b.install_recorder())
+    {
+        Ok(handle) => {
+            let upkeep = handle.clone();
+            tokio::spawn(async move {
+                let mut t = tokio::time::interval(Duration::from_secs(5));
+                loop {
+                    t.tick().await;
+                    upkeep.run_upkeep();
+                }
+            });
+            Some(handle)
+        }
+        Err(e) => {
+            warn!(error = %e, "metrics recorder not installed");
+            None
+        }
+    }
+}
+
+/// Node-level gauges, refreshed by the housekeeping loop.
+pub fn record_gauges(broker: &Broker) {
+    let partitions = broker.replicas.all();
+    let leaders = partitions.iter().filter(|p| p.is_leader()).count();
+    metrics::gauge!("fjord_partitions", "role" => "leader").set(leaders as f64);
+    metrics::gauge!("fjord_partitions", "role" => "follower")
+        .set((partitions.len() - leaders) as f64);
+    let md = broker.metadata();
+    metrics::gauge!("fjord_metadata_applied_index").set(md.last_applied_index as f64);
+    metrics::gauge!("fjord_active_controller").set(if broker.controller.is_active() {
+        1.0
+    } else {
+        0.0
+    });
+    metrics::gauge!("fjord_brokers_registered").set(md.brokers.len() as f64);
+}
+
+pub async fn serve(
+    listener: TcpListener,
+    broker: Arc<Broker>,
+    metrics: Option<PrometheusHandle>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    if let Ok(addr) = listener.local_addr() {
+        info!(%addr, "admin listener ready");
+    }
+    let app = Router::new()
+        .route("/metrics", get(metrics_endpoint))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/v1/cluster", get(cluster))
+        .route(
+            "/v1/voters/{id}",
+            axum::routing::post(add_voter).delete(remove_voter),
+        )
+        .with_state(AdminState { broker, metrics });
+    let result = axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            let _ = shutdown.wait_for(|s| *s).await;
+        })
+        .await;
+    if let Err(e) = result {
+        warn!(error = %e, "admin listener failed");
+    }
+}
+
+async fn metrics_endpoint(State(s): State<AdminState>) -> Response {
+    match &s.metrics {
+        Some(h) => ([("content-type", "text/plain; version=0.0.4")], h.render()).into_response(),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "metrics recorder not installed\n",
+        )
+            .into_response(),
+    }
+}
+
+async fn readyz(State(s): State<AdminState>) -> Response {
+    let b = &s.broker;
+    let md = b.metadata();
+    let registered = b.is_registered();
+    let fenced = md.brokers.get(&b.node_id).is_none_or(|x| x.fenced);
+    let body = json!({
+        "ready": b.is_ready(),
+        "registered": registered,
+        "fenced": fenced,
+        "shutting_down": b.is_shutting_down(),
+        "metadata_applied_index": md.last_applied_index,
+    });
+    let code = if b.is_ready() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(body)).into_response()
+}
+
+#[derive(serde::Deserialize)]
+struct ForceQuery {
+    #[serde(default)]
+    force: bool,
+}
+
+async fn change_voter(s: &AdminState, request: ControllerRequest) -> Response {
+    match s.broker.controller.submit(request).await {
+        Ok(_) => (StatusCode::OK, Json(json!({"ok": true}))).into_response(),
+        Err(e @ ControllerError::Metadata(_)) => (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"ok": false, "error": e.to_string()})),
+        )
+            .into_response(),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"ok": false, "error": e.to_string()})),
+        )
+            .into_response(),
+    }
+}
+
+async fn add_voter(
+    State(s): State<AdminState>,
+    Path(id): Path<u64>,
+    Query(q): Query<ForceQuery>,
+) -> Response {
+    change_voter(
+        &s,
+        ControllerRequest::AddVoter {
+            node_id: id,
+            force: q.force,
+        },
+    )
+    .await
+}
+
+async fn remove_voter(
+    State(s): State<AdminState>,
+    Path(id): Path<u64>,
+    Query(q): Query<ForceQuery>,
+) -> Response {
+    change_voter(
+        &s,
+        ControllerRequest::RemoveVoter {
+            node_id: id,
+            force: q.force,
+        },
+    )
+    .await
+}
+
+async fn cluster(State(s): State<AdminState>) -> Json<serde_json::Value> {
+    let b = &s.broker;
+    let md = b.metadata();
+    let brokers: Vec<_> = md
+        .brokers
+        .values()
+        .map(|x| {
+            json!({
+                "id": x.id,
+                "epoch": x.epoch,
+                "fenced": x.fenced,
+                "rack": x.rack,
+                "rpc_address": x.rpc_address,
+                "listeners": x.listeners.iter().map(|l| json!({"name": l.name, "host": l.host, "port": l.port})).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let topics: Vec<_> = md
+        .topics
+        .values()
+        .map(|t| {
+            json!({
+                "name": t.name,
+                "id": t.id.to_string(),
+                "internal": t.internal,
+                "configs": t.configs,
+                "partitions": t.partitions.iter().enumerate().map(|(i, p)| json!({
+                    "partition": i,
+                    "leader": p.leader,
+                    "leader_epoch": p.leader_epoch,
+                    "replicas": p.replicas,
+                    "isr": p.isr,
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let quorum = match b
+        .controller
+        .submit_within(ControllerRequest::DescribeQuorum, Duration::from_secs(3))
+        .await
+    {
+        Ok(ControllerResponse::Quorum(q)) => serde_json::to_value(q).unwrap_or_default(),
+        Ok(other) => json!({"error": format!("unexpected answer {other:?}")}),
+        Err(e) => json!({"error": e.to_string()}),
+    };
+    let raft = {
+        let metrics = b.controller.raft().metrics();
+        let m = metrics.borrow_watched();
+        json!({
+            "state": format!("{:?}", m.state),
+            "term": m.current_term,
+            "leader": m.current_leader,
+            "last_log_index": m.last_log_index,
+            "last_applied_index": m.last_applied.map(|l| l.index()),
+        })
+    };
+    let offline: Vec<_> = md
+        .topics
+        .values()
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| p.leader < 0)
+                .map(|(i, _)| json!({"topic": t.name, "partition": i}))
+        })
+        .collect();
+    let fenced: Vec<i32> = md
+        .brokers
+        .values()
+        .filter(|x| x.fenced)
+        .map(|x| x.id)
+        .collect();
+    let under_replicated: Vec<_> = md
+        .topics
+        .values()
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| p.isr.len() < p.replicas.len())
+                .map(|(i, p)| json!({"topic": t.name, "partition": i, "replicas": p.replicas, "isr": p.isr}))
+        })
+        .collect();
+    Json(json!({
+        "quorum": quorum,
+        "local_raft": raft,
+        "fenced_brokers": fenced,
+        "offline_partitions": offline,
+        "under_replicated_partitions": under_replicated,
+        "cluster_id": md.cluster_id,
+        "node_id": b.node_id,
+        "active_controller": b.controller.active_controller(),
+        "voters": b.config.voters,
+        "metadata_applied_index": md.last_applied_index,
+        "brokers": brokers,
+        "topics": topics,
+    }))
+}

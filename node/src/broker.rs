@@ -1,0 +1,101 @@
+//! The state every request handler shares: this node's config, its controller, its
+//! replicas and the current metadata image.
+
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use fjord_controller::{ClusterMetadata, Controller};
+use tokio::sync::watch;
+
+use crate::config::{ConfigView, NodeConfig};
+use crate::group::GroupCoordinator;
+use crate::producer::ProducerIdManager;
+use crate::replica::ReplicaManager;
+
+pub struct Broker {
+    pub node_id: i32,
+    pub config: NodeConfig,
+    pub controller: Controller,
+    pub replicas: Arc<ReplicaManager>,
+    pub producer_ids: Arc<ProducerIdManager>,
+    pub groups: Arc<GroupCoordinator>,
+    metadata: watch::Receiver<Arc<ClusterMetadata>>,
+    /// Set once this broker's registration is in the metadata log.
+    registered: AtomicBool,
+    /// The epoch the controller gave this process's registration (-1 before).
+    broker_epoch: AtomicI64,
+    shutting_down: AtomicBool,
+}
+
+impl Broker {
+    pub fn new(config: NodeConfig, controller: Controller, replicas: Arc<ReplicaManager>) -> Self {
+        Broker {
+            node_id: config.node_id,
+            metadata: controller.metadata(),
+            producer_ids: ProducerIdManager::new(config.node_id, controller.clone()),
+            groups: Arc::new(GroupCoordinator::new(Arc::clone(&replicas))),
+            config,
+            controller,
+            replicas,
+            registered: AtomicBool::new(false),
+            broker_epoch: AtomicI64::new(-1),
+            shutting_down: AtomicBool::new(false),
+        }
+    }
+
+    /// The latest applied metadata image.
+    pub fn metadata(&self) -> Arc<ClusterMetadata> {
+        self.metadata.borrow().clone()
+    }
+
+    pub fn view<'a>(&'a self, md: &'a ClusterMetadata) -> ConfigView<'a> {
+        self.replicas.view(md)
+    }
+
+    pub fn broker_i64(&self, name: &str) -> i64 {
+        let md = self.metadata();
+        self.view(&md).broker_i64(name)
+    }
+
+    pub fn broker_bool(&self, name: &str) -> bool {
+        let md = self.metadata();
+        self.view(&md).broker_bool(name)
+    }
+
+    pub fn mark_registered(&self, broker_epoch: i64) {
+        self.broker_epoch.store(broker_epoch, Ordering::Release);
+        self.registered.store(true, Ordering::Release);
+    }
+
+    pub fn broker_epoch(&self) -> i64 {
+        self.broker_epoch.load(Ordering::Acquire)
+    }
+
+    pub fn is_registered(&self) -> bool {
+        self.registered.load(Ordering::Acquire)
+    }
+
+    pub fn begin_shutdown(&self) {
+        self.shutting_down.store(true, Ordering::Release);
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Acquire)
+    }
+
+    /// Waits until local partitions reflect the metadata image current right now, so a
+    /// client told "topic created" can produce to it at once.
+    pub async fn await_local_metadata(&self, timeout: Duration) -> bool {
+        let index = self.metadata().last_applied_index;
+        self.replicas.wait_applied(index, timeout).await
+    }
+
+    /// Ready for traffic: registered, and local partitions caught up with metadata.
+    pub fn is_ready(&self) -> bool {
+        let md = self.metadata();
+        self.is_registered()
+            && !self.is_shutting_down()
+            && md.brokers.get(&self.node_id).is_some_and(|b| !b.fenced)
+    }
+}

@@ -1,0 +1,244 @@
+//! `fjord cluster ...`: the metadata quorum and brokers, over the admin HTTP port (Kafka
+//! has no API with these semantics).
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::CliError;
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct AdminArgs {
+    /// Admin HTTP address of any node, HOST:PORT.
+    #[arg(long, env = "FJORD_ADMIN_SERVER", default_value = "127.0.0.1:9644")]
+    pub admin_server: String,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum ClusterCommand {
+    /// Voters, learners, the active controller, log positions and lag, fenced brokers and
+    /// offline partitions.
+    Status {
+        #[command(flatten)]
+        admin: AdminArgs,
+        /// Print the raw JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Promote a learner to voter.
+    AddVoter {
+        #[command(flatten)]
+        admin: AdminArgs,
+        node_id: u64,
+        /// Allow an even number of voters.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Demote a voter to learner.
+    RemoveVoter {
+        #[command(flatten)]
+        admin: AdminArgs,
+        node_id: u64,
+        /// Allow an even number of voters.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+/// One HTTP/1.1 request; returns status and body.
+fn http(addr: &str, method: &str, path: &str) -> Result<(u16, String), CliError> {
+    let mut s = TcpStream::connect(addr)
+        .map_err(|e| CliError::Kafka(format!("cannot reach the admin server {addr}: {e}")))?;
+    s.set_read_timeout(Some(Duration::from_secs(60)))?;
+    write!(s, "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    // axum answers small bodies with a Content-Length; chunked bodies are de-chunked.
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    Ok((status, body))
+}
+
+fn dechunk(body: &str) -> String {
+    let mut out = String::new();
+    let mut rest = body;
+    while let Some((size, tail)) = rest.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 || tail.len() < n {
+            break;
+        }
+        out.push_str(&tail[..n]);
+        rest = tail[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+fn json(body: &str) -> Result<Value, CliError> {
+    serde_json::from_str(body)
+        .map_err(|e| CliError::Kafka(format!("bad answer from the admin server: {e}")))
+}
+
+fn change(addr: &str, method: &str, node: u64, force: bool) -> Result<(), CliError> {
+    let (status, body) = http(addr, method, &format!("/v1/voters/{node}?force={force}"))?;
+    let v = json(&body)?;
+    if status == 200 {
+        Ok(())
+    } else {
+        Err(CliError::Kafka(
+            v["error"].as_str().unwrap_or(&body).to_string(),
+        ))
+    }
+}
+
+pub fn run(cmd: ClusterCommand) -> Result<(), CliError> {
+    match cmd {
+        ClusterCommand::Status { admin, json: raw } => {
+            let (status, body) = http(&admin.admin_server, "GET", "/v1/cluster")?;
+            if status != 200 {
+                return Err(CliError::Kafka(format!(
+                    "admin server answered {status}: {body}"
+                )));
+            }
+            let v = json(&body)?;
+            if raw {
+                outln!("{}", serde_json::to_string_pretty(&v).unwrap_or(body));
+                return Ok(());
+            }
+            print_status(&v);
+            Ok(())
+        }
+        ClusterCommand::AddVoter {
+            admin,
+            node_id,
+            force,
+        } => {
+            change(&admin.admin_server, "POST", node_id, force)?;
+            outln!("Node {node_id} is a voter.");
+            Ok(())
+        }
+        ClusterCommand::RemoveVoter {
+            admin,
+            node_id,
+            force,
+        } => {
+            change(&admin.admin_server, "DELETE", node_id, force)?;
+            outln!("Node {node_id} is no longer a voter.");
+            Ok(())
+        }
+    }
+}
+
+fn print_status(v: &Value) {
+    outln!(
+        "Cluster id:        {}",
+        v["cluster_id"].as_str().unwrap_or("-")
+    );
+    outln!("Active controller: {}", v["active_controller"]);
+    let q = &v["quorum"];
+    if let Some(err) = q["error"].as_str() {
+        outln!("Quorum:            unavailable ({err})");
+    } else {
+        outln!("Term:              {}", q["term"]);
+        outln!("Leader log end:    {}", q["last_log_index"]);
+        outln!();
+        outln!(
+            "{:<6} {:<8} {:<24} {:>10} {:>8}",
+            "NODE",
+            "ROLE",
+            "RPC ADDRESS",
+            "LOG INDEX",
+            "LAG"
+        );
+        for n in q["nodes"].as_array().into_iter().flatten() {
+            outln!(
+                "{:<6} {:<8} {:<24} {:>10} {:>8}",
+                n["node_id"].to_string(),
+                if n["voter"].as_bool().unwrap_or(false) {
+                    "voter"
+                } else {
+                    "learner"
+                },
+                n["rpc_address"].as_str().unwrap_or("-"),
+                n["matched_index"].to_string(),
+                n["lag"].to_string()
+            );
+        }
+    }
+    outln!();
+    outln!(
+        "{:<6} {:<8} {:<30} {}",
+        "BROKER",
+        "STATE",
+        "LISTENERS",
+        "RACK"
+    );
+    for b in v["brokers"].as_array().into_iter().flatten() {
+        let listeners: Vec<String> = b["listeners"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|l| {
+                format!(
+                    "{}://{}:{}",
+                    l["name"].as_str().unwrap_or(""),
+                    l["host"].as_str().unwrap_or(""),
+                    l["port"]
+                )
+            })
+            .collect();
+        outln!(
+            "{:<6} {:<8} {:<30} {}",
+            b["id"].to_string(),
+            if b["fenced"].as_bool().unwrap_or(false) {
+                "fenced"
+            } else {
+                "active"
+            },
+            listeners.join(","),
+            b["rack"].as_str().unwrap_or("-")
+        );
+    }
+    let under = v["under_replicated_partitions"]
+        .as_array()
+        .map(Vec::len)
+        .unwrap_or(0);
+    outln!();
+    outln!("Under-replicated partitions: {under}");
+    for p in v["under_replicated_partitions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        outln!(
+            "  {}-{}\treplicas {}\tisr {}",
+            p["topic"].as_str().unwrap_or(""),
+            p["partition"],
+            p["replicas"],
+            p["isr"]
+        );
+    }
+    let offline = v["offline_partitions"]
+        .as_array()
+        .map(Vec::len)
+        .unwrap_or(0);
+    outln!();
+    outln!("Offline partitions: {offline}");
+    for p in v["offline_partitions"].as_array().into_iter().flatten() {
+        outln!("  {}-{}", p["topic"].as_str().unwrap_or(""), p["partition"]);
+    }
+}

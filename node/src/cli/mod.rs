@@ -1,0 +1,143 @@
+//! The `fjord` command line: `serve` runs a node; the other subcommands are Kafka clients
+//! (built on librdkafka) that talk to any Kafka-compatible cluster.
+
+/// `println!` that does not panic when standard output is a closed pipe (`| head`).
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
+mod client;
+mod cluster;
+mod consume;
+mod group;
+mod produce;
+mod topic;
+mod wire;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{NodeConfig, ServeArgs};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "fjord",
+    version,
+    about = "Fjord: a Kafka-compatible event streaming cluster"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a node (with no flags: a single-node cluster on 127.0.0.1:9092).
+    Serve(ServeArgs),
+    /// Create, list, describe, delete and configure topics.
+    #[command(subcommand)]
+    Topic(topic::TopicCommand),
+    /// Console producer: one record per line of standard input.
+    Produce(produce::ProduceArgs),
+    /// Console consumer: print records to standard output.
+    Consume(consume::ConsumeArgs),
+    /// Inspect the metadata quorum and brokers, and change the voter set.
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
+    /// List, describe and delete consumer groups, and reset their offsets.
+    #[command(subcommand)]
+    Group(group::GroupCommand),
+}
+
+/// Failures of client subcommands, printed as one line for a person to read.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("{0}")]
+    Usage(String),
+    #[error("{0}")]
+    Kafka(String),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl From<rdkafka::error::KafkaError> for CliError {
+    fn from(e: rdkafka::error::KafkaError) -> Self {
+        CliError::Kafka(e.to_string())
+    }
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::Topic(cmd) => report(topic::run(cmd)),
+        Command::Produce(args) => report(produce::run(args)),
+        Command::Consume(args) => report(consume::run(args)),
+        Command::Cluster(cmd) => report(cluster::run(cmd)),
+        Command::Group(cmd) => report(group::run(cmd)),
+    }
+}
+
+fn report(result: Result<(), CliError>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(CliError::Usage(m)) => {
+            eprintln!("error: {m}");
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("FJORD_LOG")
+        .or_else(|_| EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| {
+            EnvFilter::new("info,openraft=warn,sled=warn,h2=warn,tower=warn,hyper=warn")
+        });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .init();
+}
+
+fn serve(args: ServeArgs) -> ExitCode {
+    init_logging();
+    let config = match NodeConfig::load(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if args.check_config {
+        print!("{}", config.describe());
+        return ExitCode::SUCCESS;
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(crate::server::run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,99 @@
+//! `fjord produce`: the console producer.
+
+use std::io::BufRead;
+use std::time::Duration;
+
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+
+use super::client::{key_values, ConnectArgs};
+use super::CliError;
+
+#[derive(clap::Args, Debug)]
+pub struct ProduceArgs {
+    #[command(flatten)]
+    connect: ConnectArgs,
+    /// Topic to write to.
+    #[arg(long)]
+    topic: String,
+    /// Split each line into key and value at the first occurrence of this separator.
+    #[arg(long)]
+    key_separator: Option<String>,
+    /// Header added to every record, KEY=VALUE (repeatable).
+    #[arg(long = "header", value_name = "KEY=VALUE")]
+    headers: Vec<String>,
+    /// Write to this partition instead of letting the key choose.
+    #[arg(long)]
+    partition: Option<i32>,
+    /// acks: all (-1), 1 or 0.
+    #[arg(long, default_value = "all")]
+    acks: String,
+    /// Compression codec: none, gzip, snappy, lz4 or zstd.
+    #[arg(long, default_value = "none")]
+    compression: String,
+}
+
+pub fn run(args: ProduceArgs) -> Result<(), CliError> {
+    let mut config = args.connect.config()?;
+    config.set("acks", &args.acks);
+    config.set("compression.type", &args.compression);
+    config.set("message.timeout.ms", args.connect.timeout_ms.to_string());
+    let producer: ThreadedProducer<DefaultProducerContext> = config.create()?;
+    let headers = key_values(&args.headers, "--header")?;
+    let stdin = std::io::stdin();
+    let mut count = 0u64;
+    for line in stdin.lock().lines() {
+        let line = line?;
+        let (key, value) = match &args.key_separator {
+            Some(sep) => match line.split_once(sep.as_str()) {
+                Some((k, v)) => (Some(k.to_string()), v.to_string()),
+                None => {
+                    return Err(CliError::Usage(format!(
+                        "line {} has no key separator '{sep}': {line}",
+                        count + 1
+                    )))
+                }
+            },
+            None => (None, line),
+        };
+        let mut owned = OwnedHeaders::new_with_capacity(headers.len());
+        for (k, v) in &headers {
+            owned = owned.insert(Header {
+                key: k,
+                value: Some(v.as_bytes()),
+            });
+        }
+        let mut record: BaseRecord<'_, String, String> =
+            BaseRecord::to(&args.topic).payload(&value).headers(owned);
+        if let Some(k) = &key {
+            record = record.key(k);
+        }
+        if let Some(p) = args.partition {
+            record = record.partition(p);
+        }
+        let mut record = record;
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((e, r))
+                    if e.rdkafka_error_code()
+                        == Some(rdkafka::types::RDKafkaErrorCode::QueueFull) =>
+                {
+                    producer.poll(Duration::from_millis(10));
+                    record = r;
+                }
+                Err((e, _)) => return Err(e.into()),
+            }
+        }
+        count += 1;
+    }
+    producer.flush(args.connect.timeout())?;
+    let failed = producer.in_flight_count();
+    if failed > 0 {
+        return Err(CliError::Kafka(format!(
+            "{failed} records were not acknowledged in time"
+        )));
+    }
+    eprintln!("Produced {count} records to {}.", args.topic);
+    Ok(())
+}

@@ -1,0 +1,14 @@
+//! Consumer groups: the classic group protocol and committed offsets, coordinated by the
+//! leader of each `__consumer_offsets` partition and stored in that partition.
+
+pub mod coordinator;
+pub mod offsets;
+pub mod records;
+pub mod shard;
+pub mod state;
+pub mod subscription;
+
+#[cfg(test)]
+mod state_tests;
+
+pub use coordinator::{partition_for, GroupCoordinator, OFFSETS_TOPIC};

@@ -1,0 +1,504 @@
+//! DescribeConfigs, AlterConfigs and IncrementalAlterConfigs for topics and brokers,
+//! with Kafka's config names, defaults, sources and synonyms.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use fjord_controller::metadata::{ConfigOp, ConfigResource};
+use fjord_controller::{ClusterMetadata, ControllerRequest};
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::describe_configs_response::{
+    DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
+};
+use kafka_protocol::messages::{
+    alter_configs_response, incremental_alter_configs_request, incremental_alter_configs_response,
+    AlterConfigsRequest, AlterConfigsResponse, DescribeConfigsRequest, DescribeConfigsResponse,
+    IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse, ResponseKind,
+};
+use kafka_protocol::protocol::StrBytes;
+
+use super::context::RequestContext;
+use super::errors::KafkaError;
+use super::topics::validate_topic_configs;
+use crate::config::defs::{self, ConfigDef, ConfigType};
+use crate::config::{ConfigView, ResolvedConfig};
+
+const TOPIC: i8 = 2;
+const BROKER: i8 = 4;
+
+fn err(code: ResponseError, msg: impl Into<String>) -> KafkaError {
+    KafkaError::new(code, msg)
+}
+
+fn entry(
+    def: &ConfigDef,
+    resolved: ResolvedConfig,
+    read_only: bool,
+    include_synonyms: bool,
+    include_docs: bool,
+) -> DescribeConfigsResourceResult {
+    let value = if resolved.value.is_empty() && def.default.is_empty() {
+        None
+    } else {
+        Some(StrBytes::from_string(resolved.value))
+    };
+    let mut e = DescribeConfigsResourceResult::default()
+        .with_name(StrBytes::from_static_str(def.name))
+        .with_value(value)
+        .with_read_only(read_only)
+        .with_config_source(resolved.source as i8)
+        .with_is_sensitive(false)
+        .with_config_type(def.ty as i8);
+    if include_synonyms {
+        e.synonyms = resolved
+            .synonyms
+            .into_iter()
+            .filter(|(_, v, _)| !v.is_empty())
+            .map(|(n, v, s)| {
+                DescribeConfigsSynonym::default()
+                    .with_name(StrBytes::from_string(n))
+                    .with_value(Some(StrBytes::from_string(v)))
+                    .with_source(s as i8)
+            })
+            .collect();
+    }
+    if include_docs {
+        e.documentation = Some(StrBytes::from_static_str(def.doc));
+    }
+    e
+}
+
+/// Parses a broker resource name: "" is the cluster-wide default, else a broker id.
+fn broker_target(name: &str) -> Result<Option<i32>, KafkaError> {
+    if name.is_empty() {
+        return Ok(None);
+    }
+    name.parse::<i32>().map(Some).map_err(|_| {
+        err(
+            ResponseError::InvalidRequest,
+            format!("broker resource name '{name}' is not a broker id"),
+        )
+    })
+}
+
+pub fn describe(ctx: &RequestContext, req: DescribeConfigsRequest) -> ResponseKind {
+    let md = ctx.broker.metadata();
+    let view = ctx.broker.view(&md);
+    let results = req
+        .resources
+        .into_iter()
+        .map(|res| {
+            let name = res.resource_name.to_string();
+            let keys: Option<Vec<String>> = res
+                .configuration_keys
+                .map(|k| k.iter().map(|s| s.to_string()).collect());
+            let wanted = |n: &str| keys.as_ref().is_none_or(|k| k.iter().any(|x| x == n));
+            let mut result = DescribeConfigsResult::default()
+                .with_resource_type(res.resource_type)
+                .with_resource_name(res.resource_name.clone());
+            let configs: Result<Vec<DescribeConfigsResourceResult>, KafkaError> =
+                match res.resource_type {
+                    TOPIC => match md.topics.get(&name) {
+                        None => Err(err(
+                            ResponseError::UnknownTopicOrPartition,
+                            format!("Topic {name} does not exist"),
+                        )),
+                        Some(t) => Ok(defs::TOPIC_CONFIGS
+                            .iter()
+                            .filter(|d| wanted(d.def.name))
+                            .map(|d| {
+                                entry(
+                                    &d.def,
+                                    view.topic(d, &t.configs),
+                                    false,
+                                    req.include_synonyms,
+                                    req.include_documentation,
+                                )
+                            })
+                            .collect()),
+                    },
+                    BROKER => match broker_target(&name) {
+                        Err(e) => Err(e),
+                        Ok(None) => Ok(md
+                            .cluster_configs
+                            .iter()
+                            .filter(|(k, _)| wanted(k))
+                            .filter_map(|(k, v)| {
+                                let d = defs::broker_def(k)?;
+                                let resolved = ResolvedConfig {
+                                    name: k.clone(),
+                                    value: v.clone(),
+                                    source: crate::config::ConfigSource::DynamicDefaultBrokerConfig,
+                                    synonyms: vec![(
+                                        k.clone(),
+                                        v.clone(),
+                                        crate::config::ConfigSource::DynamicDefaultBrokerConfig,
+                                    )],
+                                };
+                                Some(entry(
+                                    &d.def,
+                                    resolved,
+                                    false,
+                                    req.include_synonyms,
+                                    req.include_documentation,
+                                ))
+                            })
+                            .collect()),
+                        Ok(Some(id)) if id == ctx.broker.node_id => Ok(defs::BROKER_CONFIGS
+                            .iter()
+                            .filter(|d| wanted(d.def.name))
+                            .map(|d| {
+                                entry(
+                                    &d.def,
+                                    view.broker(d),
+                                    !d.dynamic,
+                                    req.include_synonyms,
+                                    req.include_documentation,
+                                )
+                            })
+                            .collect()),
+                        Ok(Some(id)) => Err(err(
+                            ResponseError::InvalidRequest,
+                            format!(
+                                "broker {} answers for its own configs only; ask broker {id}",
+                                ctx.broker.node_id
+                            ),
+                        )),
+                    },
+                    other => Err(err(
+                        ResponseError::InvalidRequest,
+                        format!("unsupported resource type {other}"),
+                    )),
+                };
+            match configs {
+                Ok(c) => result.configs = c,
+                Err(e) => {
+                    result.error_code = e.code();
+                    result.error_message = Some(StrBytes::from_string(e.message));
+                }
+            }
+            result
+        })
+        .collect();
+    ResponseKind::DescribeConfigs(DescribeConfigsResponse::default().with_results(results))
+}
+
+/// Validates broker config changes: known, dynamically alterable, valid values.
+fn validate_broker_ops(ops: &[ConfigOp]) -> Result<(), KafkaError> {
+    for op in ops {
+        let (key, value) = match op {
+            ConfigOp::Set { key, value } => (key, Some(value)),
+            ConfigOp::Delete { key } => (key, None),
+        };
+        let def = defs::broker_def(key).ok_or_else(|| {
+            err(
+                ResponseError::InvalidConfig,
+                format!("Unknown broker config name: {key}"),
+            )
+        })?;
+        if !def.dynamic {
+            return Err(err(
+                ResponseError::InvalidRequest,
+                format!("Cannot update these configs dynamically: {key}"),
+            ));
+        }
+        if let Some(v) = value {
+            defs::validate(&def.def, v).map_err(|m| err(ResponseError::InvalidConfig, m))?;
+        }
+    }
+    Ok(())
+}
+
+fn resource_of(
+    md: &ClusterMetadata,
+    resource_type: i8,
+    name: &str,
+) -> Result<ConfigResource, KafkaError> {
+    match resource_type {
+        TOPIC => {
+            if md.topics.contains_key(name) {
+                Ok(ConfigResource::Topic(name.to_string()))
+            } else {
+                Err(err(
+                    ResponseError::UnknownTopicOrPartition,
+                    format!("Topic {name} does not exist"),
+                ))
+            }
+        }
+        BROKER => Ok(ConfigResource::Broker(broker_target(name)?)),
+        other => Err(err(
+            ResponseError::InvalidRequest,
+            format!("unsupported resource type {other}"),
+        )),
+    }
+}
+
+async fn submit(
+    ctx: &RequestContext,
+    resource: ConfigResource,
+    ops: Vec<ConfigOp>,
+    replace: bool,
+    validate_only: bool,
+) -> Result<(), KafkaError> {
+    match &resource {
+        ConfigResource::Topic(_) => {
+            let sets: BTreeMap<String, String> = ops
+                .iter()
+                .filter_map(|o| match o {
+                    ConfigOp::Set { key, value } => Some((key.clone(), value.clone())),
+                    ConfigOp::Delete { .. } => None,
+                })
+                .collect();
+            validate_topic_configs(&sets)?;
+            for o in &ops {
+                if let ConfigOp::Delete { key } = o {
+                    if defs::topic_def(key).is_none() {
+                        return Err(err(
+                            ResponseError::InvalidConfig,
+                            format!("Unknown topic config name: {key}"),
+                        ));
+                    }
+                }
+            }
+        }
+        ConfigResource::Broker(_) => validate_broker_ops(&ops)?,
+    }
+    ctx.broker
+        .controller
+        .submit(ControllerRequest::AlterConfigs {
+            resource,
+            ops,
+            replace,
+            validate_only,
+        })
+        .await
+        .map(|_| ())
+        .map_err(|e| KafkaError::from(&e))
+}
+
+/// One resource of an AlterConfigs or IncrementalAlterConfigs request, reduced to what
+/// the shared driver needs.
+struct Change<C> {
+    resource_type: i8,
+    resource_name: StrBytes,
+    configs: Vec<C>,
+}
+
+/// Applies one config change per resource: refuses duplicate resources, turns each into
+/// ops with `plan`, submits them, and waits until local partitions see the result.
+/// Returns `(resource_type, resource_name, outcome)` per resource, in request order.
+async fn alter_each<C>(
+    ctx: &RequestContext,
+    changes: Vec<Change<C>>,
+    validate_only: bool,
+    replace: bool,
+    plan: impl Fn(&ConfigResource, &[C]) -> Result<Vec<ConfigOp>, KafkaError>,
+) -> Vec<(i8, StrBytes, Result<(), KafkaError>)> {
+    let md = ctx.broker.metadata();
+    let mut counts: HashMap<(i8, String), usize> = HashMap::new();
+    for c in &changes {
+        *counts
+            .entry((c.resource_type, c.resource_name.to_string()))
+            .or_insert(0) += 1;
+    }
+    let mut out = Vec::with_capacity(changes.len());
+    let mut changed = false;
+    for change in changes {
+        let name = change.resource_name.to_string();
+        let result = async {
+            if counts[&(change.resource_type, name.clone())] > 1 {
+                return Err(err(
+                    ResponseError::InvalidRequest,
+                    format!("duplicate resource {name} in request"),
+                ));
+            }
+            let resource = resource_of(&md, change.resource_type, &name)?;
+            let ops = plan(&resource, &change.configs)?;
+            submit(ctx, resource, ops, replace, validate_only).await
+        }
+        .await;
+        changed |= result.is_ok() && !validate_only;
+        out.push((change.resource_type, change.resource_name, result));
+    }
+    if changed {
+        ctx.broker
+            .await_local_metadata(Duration::from_secs(10))
+            .await;
+    }
+    out
+}
+
+/// Legacy AlterConfigs: the given configs replace all of the resource's overrides.
+pub async fn alter(ctx: &RequestContext, req: AlterConfigsRequest) -> ResponseKind {
+    let changes = req
+        .resources
+        .into_iter()
+        .map(|r| Change {
+            resource_type: r.resource_type,
+            resource_name: r.resource_name,
+            configs: r.configs,
+        })
+        .collect();
+    let results = alter_each(ctx, changes, req.validate_only, true, |_, configs| {
+        configs
+            .iter()
+            .map(|c| {
+                let value = c.value.as_ref().ok_or_else(|| {
+                    err(
+                        ResponseError::InvalidRequest,
+                        format!("Null value not supported for config {}", c.name),
+                    )
+                })?;
+                Ok(ConfigOp::Set {
+                    key: c.name.to_string(),
+                    value: value.to_string(),
+                })
+            })
+            .collect()
+    })
+    .await;
+    let responses = results
+        .into_iter()
+        .map(|(resource_type, resource_name, result)| {
+            let mut r = alter_configs_response::AlterConfigsResourceResponse::default()
+                .with_resource_type(resource_type)
+                .with_resource_name(resource_name);
+            if let Err(e) = result {
+                r.error_code = e.code();
+                r.error_message = Some(StrBytes::from_string(e.message));
+            }
+            r
+        })
+        .collect();
+    ResponseKind::AlterConfigs(AlterConfigsResponse::default().with_responses(responses))
+}
+
+/// Current effective value of a config on a resource, for APPEND and SUBTRACT.
+fn current_value(
+    view: &ConfigView<'_>,
+    md: &ClusterMetadata,
+    resource: &ConfigResource,
+    key: &str,
+) -> String {
+    match resource {
+        ConfigResource::Topic(t) => {
+            let overrides = md
+                .topics
+                .get(t)
+                .map(|x| x.configs.clone())
+                .unwrap_or_default();
+            view.topic_value(key, &overrides)
+        }
+        ConfigResource::Broker(_) => view.broker_value(key),
+    }
+}
+
+fn config_type(resource: &ConfigResource, key: &str) -> Option<ConfigType> {
+    match resource {
+        ConfigResource::Topic(_) => defs::topic_def(key).map(|d| d.def.ty),
+        ConfigResource::Broker(_) => defs::broker_def(key).map(|d| d.def.ty),
+    }
+}
+
+/// Turns one IncrementalAlterConfigs entry (SET 0, DELETE 1, APPEND 2, SUBTRACT 3) into an
+/// op; list appends and subtracts are resolved against the current effective value.
+fn incremental_op(
+    view: &ConfigView<'_>,
+    md: &ClusterMetadata,
+    resource: &ConfigResource,
+    c: &incremental_alter_configs_request::AlterableConfig,
+) -> Result<ConfigOp, KafkaError> {
+    let key = c.name.to_string();
+    let value = c.value.as_ref().map(|v| v.to_string());
+    match c.config_operation {
+        0 => Ok(ConfigOp::Set {
+            value: value.ok_or_else(|| {
+                err(
+                    ResponseError::InvalidRequest,
+                    format!("Null value not supported for SET of {key}"),
+                )
+            })?,
+            key,
+        }),
+        1 => Ok(ConfigOp::Delete { key }),
+        op @ (2 | 3) => {
+            if config_type(resource, &key) != Some(ConfigType::List) {
+                return Err(err(
+                    ResponseError::InvalidConfig,
+                    format!("Config value append/subtract is not allowed for config key: {key}"),
+                ));
+            }
+            let split = |v: &str| -> Vec<String> {
+                v.split(',')
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            };
+            let mut items = split(&current_value(view, md, resource, &key));
+            let given = split(&value.unwrap_or_default());
+            if op == 2 {
+                for g in given {
+                    if !items.contains(&g) {
+                        items.push(g);
+                    }
+                }
+            } else {
+                items.retain(|i| !given.contains(i));
+            }
+            Ok(ConfigOp::Set {
+                key,
+                value: items.join(","),
+            })
+        }
+        other => Err(err(
+            ResponseError::InvalidRequest,
+            format!("unknown config operation {other}"),
+        )),
+    }
+}
+
+pub async fn incremental_alter(
+    ctx: &RequestContext,
+    req: IncrementalAlterConfigsRequest,
+) -> ResponseKind {
+    let md = ctx.broker.metadata();
+    let view = ctx.broker.view(&md);
+    let changes = req
+        .resources
+        .into_iter()
+        .map(|r| Change {
+            resource_type: r.resource_type,
+            resource_name: r.resource_name,
+            configs: r.configs,
+        })
+        .collect();
+    let results = alter_each(
+        ctx,
+        changes,
+        req.validate_only,
+        false,
+        |resource, configs| {
+            configs
+                .iter()
+                .map(|c| incremental_op(&view, &md, resource, c))
+                .collect()
+        },
+    )
+    .await;
+    let responses = results
+        .into_iter()
+        .map(|(resource_type, resource_name, result)| {
+            let mut r = incremental_alter_configs_response::AlterConfigsResourceResponse::default()
+                .with_resource_type(resource_type)
+                .with_resource_name(resource_name);
+            if let Err(e) = result {
+                r.error_code = e.code();
+                r.error_message = Some(StrBytes::from_string(e.message));
+            }
+            r
+        })
+        .collect();
+    ResponseKind::IncrementalAlterConfigs(
+        IncrementalAlterConfigsResponse::default().with_responses(responses),
+    )
+}

@@ -1,0 +1,69 @@
+//! Routes a decoded request to the file that handles its API family.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use kafka_protocol::messages::{RequestKind, ResponseKind};
+
+use super::context::RequestContext;
+use super::{
+    api_versions, cluster, configs, elections, fetch, find_coordinator, group_admin, groups,
+    leader_epoch, list_offsets, metadata, offset_commit, produce, producer_id, records, topics,
+};
+
+/// A handler's answer. Work that must happen in request order (appends, metadata writes)
+/// is done before returning; waiting (acks=all, fetch long-poll) is returned as `Later`,
+/// so the connection can read the next request while responses still go out in order.
+pub enum Reply {
+    Now(Box<ResponseKind>),
+    Later(Pin<Box<dyn Future<Output = ResponseKind> + Send>>),
+    /// acks=0 produce: Kafka sends no response at all.
+    Nothing,
+    /// The request cannot be served; close the connection with this reason.
+    Close(String),
+}
+
+impl From<ResponseKind> for Reply {
+    fn from(r: ResponseKind) -> Self {
+        Reply::Now(Box::new(r))
+    }
+}
+
+pub async fn dispatch(ctx: &RequestContext, request: RequestKind) -> Reply {
+    match request {
+        RequestKind::ApiVersions(r) => api_versions::handle(ctx, r).into(),
+        RequestKind::Metadata(r) => metadata::handle(ctx, r).await.into(),
+        RequestKind::Produce(r) => produce::handle(ctx, r).await,
+        RequestKind::Fetch(r) => fetch::handle(ctx, r).await,
+        RequestKind::ListOffsets(r) => list_offsets::handle(ctx, r).into(),
+        RequestKind::CreateTopics(r) => topics::create_topics(ctx, r).await.into(),
+        RequestKind::DeleteTopics(r) => topics::delete_topics(ctx, r).await.into(),
+        RequestKind::CreatePartitions(r) => topics::create_partitions(ctx, r).await.into(),
+        RequestKind::DescribeConfigs(r) => configs::describe(ctx, r).into(),
+        RequestKind::AlterConfigs(r) => configs::alter(ctx, r).await.into(),
+        RequestKind::IncrementalAlterConfigs(r) => configs::incremental_alter(ctx, r).await.into(),
+        RequestKind::DescribeCluster(r) => cluster::describe(ctx, r).into(),
+        RequestKind::DeleteRecords(r) => records::delete_records(ctx, r).into(),
+        RequestKind::OffsetForLeaderEpoch(r) => leader_epoch::handle(ctx, r).into(),
+        RequestKind::InitProducerId(r) => producer_id::init_producer_id(ctx, r).await.into(),
+        RequestKind::ElectLeaders(r) => elections::elect_leaders(ctx, r).await.into(),
+        RequestKind::FindCoordinator(r) => find_coordinator::handle(ctx, r).await.into(),
+        RequestKind::JoinGroup(r) => groups::join(ctx, r),
+        RequestKind::SyncGroup(r) => groups::sync(ctx, r),
+        RequestKind::Heartbeat(r) => groups::heartbeat(ctx, r).into(),
+        RequestKind::LeaveGroup(r) => groups::leave(ctx, r).into(),
+        RequestKind::OffsetCommit(r) => offset_commit::commit(ctx, r),
+        RequestKind::OffsetFetch(r) => offset_commit::fetch(ctx, r).into(),
+        RequestKind::OffsetDelete(r) => offset_commit::delete(ctx, r),
+        RequestKind::DescribeGroups(r) => group_admin::describe(ctx, r).into(),
+        RequestKind::ListGroups(r) => group_admin::list(ctx, r).into(),
+        RequestKind::DeleteGroups(r) => group_admin::delete(ctx, r),
+        // `frame::decode` only lets through the APIs listed in `versions::SUPPORTED`,
+        // all of which are matched above.
+        other => unsupported(other),
+    }
+}
+
+fn unsupported(request: RequestKind) -> Reply {
+    Reply::Close(format!("no handler for {request:?}"))
+}

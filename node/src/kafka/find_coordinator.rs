@@ -1,0 +1,160 @@
+//! FindCoordinator: which broker coordinates a group. The answer comes from metadata: the
+//! leader of the group's `__consumer_offsets` partition, which is created on first use.
+
+use std::collections::BTreeMap;
+
+use fjord_controller::{ClusterMetadata, CreateTopicRequest};
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::find_coordinator_response::Coordinator;
+use kafka_protocol::messages::{
+    BrokerId, FindCoordinatorRequest, FindCoordinatorResponse, ResponseKind,
+};
+use kafka_protocol::protocol::StrBytes;
+use tracing::info;
+
+use super::context::RequestContext;
+use super::topics::create_via_controller;
+use crate::group::{partition_for, OFFSETS_TOPIC};
+
+const KEY_TYPE_GROUP: i8 = 0;
+const KEY_TYPE_TRANSACTION: i8 = 1;
+
+pub async fn handle(ctx: &RequestContext, req: FindCoordinatorRequest) -> ResponseKind {
+    let version = ctx.version();
+    let keys: Vec<String> = if version >= 4 {
+        req.coordinator_keys.iter().map(|k| k.to_string()).collect()
+    } else {
+        vec![req.key.to_string()]
+    };
+    let mut found = Vec::with_capacity(keys.len());
+    for key in keys {
+        let answer = match req.key_type {
+            KEY_TYPE_GROUP => group_coordinator(ctx, &key).await,
+            KEY_TYPE_TRANSACTION => Err((
+                ResponseError::CoordinatorNotAvailable,
+                "this broker has no transaction coordinator yet".to_string(),
+            )),
+            other => Err((
+                ResponseError::InvalidRequest,
+                format!("unknown coordinator key type {other}"),
+            )),
+        };
+        found.push((key, answer));
+    }
+    let mut response = FindCoordinatorResponse::default();
+    if version >= 4 {
+        response.coordinators = found
+            .into_iter()
+            .map(|(key, answer)| {
+                let mut c = Coordinator::default().with_key(StrBytes::from_string(key));
+                match answer {
+                    Ok((node, host, port)) => {
+                        c.node_id = BrokerId(node);
+                        c.host = StrBytes::from_string(host);
+                        c.port = port;
+                    }
+                    Err((code, message)) => {
+                        c.node_id = BrokerId(-1);
+                        c.port = -1;
+                        c.error_code = code.code();
+                        c.error_message = Some(StrBytes::from_string(message));
+                    }
+                }
+                c
+            })
+            .collect();
+    } else if let Some((_, answer)) = found.into_iter().next() {
+        match answer {
+            Ok((node, host, port)) => {
+                response.node_id = BrokerId(node);
+                response.host = StrBytes::from_string(host);
+                response.port = port;
+            }
+            Err((code, message)) => {
+                response.node_id = BrokerId(-1);
+                response.port = -1;
+                response.error_code = code.code();
+                if version >= 1 {
+                    response.error_message = Some(StrBytes::from_string(message));
+                }
+            }
+        }
+    }
+    ResponseKind::FindCoordinator(response)
+}
+
+type Found = Result<(i32, String, i32), (ResponseError, String)>;
+
+async fn group_coordinator(ctx: &RequestContext, group: &str) -> Found {
+    let mut md = ctx.broker.metadata();
+    if !md.topics.contains_key(OFFSETS_TOPIC) {
+        create_offsets_topic(ctx, &md).await?;
+        md = ctx.broker.metadata();
+    }
+    let unavailable = |why: String| Err((ResponseError::CoordinatorNotAvailable, why));
+    let Some(topic) = md.topics.get(OFFSETS_TOPIC) else {
+        return unavailable(format!("{OFFSETS_TOPIC} is being created"));
+    };
+    let partition = partition_for(group, topic.partitions.len());
+    let leader = topic
+        .partitions
+        .get(partition as usize)
+        .map_or(-1, |p| p.leader);
+    let endpoint = md
+        .brokers
+        .get(&leader)
+        .filter(|b| !b.fenced)
+        .and_then(|b| b.listener(&ctx.listener));
+    match endpoint {
+        Some(l) => Ok((leader, l.host.clone(), i32::from(l.port))),
+        None => unavailable(format!(
+            "{OFFSETS_TOPIC}-{partition} has no available leader"
+        )),
+    }
+}
+
+/// Creates `__consumer_offsets` with Kafka's settings: compacted, internal, and replicated
+/// as widely as `offsets.topic.replication.factor` allows in this cluster.
+async fn create_offsets_topic(
+    ctx: &RequestContext,
+    md: &ClusterMetadata,
+) -> Result<(), (ResponseError, String)> {
+    let view = ctx.broker.view(md);
+    let partitions = view.broker_i64("offsets.topic.num.partitions") as i32;
+    let wanted_rf = view.broker_i64("offsets.topic.replication.factor");
+    // The cluster's size is at least its voters, even before they have all registered,
+    // so a cluster that is still starting does not get a thinly replicated offsets topic.
+    let cluster_size = md.brokers.len().max(ctx.broker.config.voters.len()) as i64;
+    let rf = wanted_rf.min(cluster_size).max(1) as i16;
+    let mut configs = BTreeMap::new();
+    configs.insert("cleanup.policy".to_string(), "compact".to_string());
+    configs.insert(
+        "segment.bytes".to_string(),
+        view.broker_i64("offsets.topic.segment.bytes").to_string(),
+    );
+    let request = CreateTopicRequest {
+        name: OFFSETS_TOPIC.to_string(),
+        num_partitions: partitions,
+        replication_factor: rf,
+        assignments: None,
+        configs,
+        internal: true,
+    };
+    for (_, result) in create_via_controller(ctx, vec![request], false).await {
+        match result {
+            Ok(_) => info!(
+                partitions,
+                replication_factor = rf,
+                "created {OFFSETS_TOPIC}"
+            ),
+            Err(e) if e.code == ResponseError::TopicAlreadyExists => {}
+            Err(e) => {
+                return Err((
+                    ResponseError::CoordinatorNotAvailable,
+                    format!("cannot create {OFFSETS_TOPIC} yet: {}", e.message),
+                ))
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,200 @@
+//! Metadata: brokers (as seen through the client's listener), topics, partitions and
+//! leaders, with topic auto-creation.
+
+use fjord_controller::metadata::TopicState;
+use fjord_controller::{ClusterMetadata, CreateTopicRequest};
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{
+    BrokerId, MetadataRequest, MetadataResponse, ResponseKind, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use std::collections::BTreeMap;
+use uuid::Uuid;
+
+use super::cluster::CLUSTER_AUTHORIZED_OPERATIONS;
+use super::context::RequestContext;
+use super::errors::KafkaError;
+use super::topics::{create_via_controller, validate_new_name};
+
+/// READ, WRITE, CREATE, DELETE, ALTER, DESCRIBE, DESCRIBE_CONFIGS, ALTER_CONFIGS: all
+/// allowed, as there is no authorizer.
+const TOPIC_AUTHORIZED_OPERATIONS: i32 =
+    (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8) | (1 << 10) | (1 << 11);
+
+enum Wanted {
+    Name(String),
+    Id(Uuid),
+}
+
+pub async fn handle(ctx: &RequestContext, req: MetadataRequest) -> ResponseKind {
+    let version = ctx.version();
+    let wanted: Option<Vec<Wanted>> = match &req.topics {
+        None => None,
+        Some(t) if t.is_empty() && version == 0 => None,
+        Some(t) => Some(
+            t.iter()
+                .map(|x| match &x.name {
+                    Some(n) => Wanted::Name(n.0.to_string()),
+                    None => Wanted::Id(x.topic_id),
+                })
+                .collect(),
+        ),
+    };
+
+    let mut md = ctx.broker.metadata();
+    let mut auto_create_errors: BTreeMap<String, KafkaError> = BTreeMap::new();
+    if let Some(list) = &wanted {
+        let allowed = (version < 4 || req.allow_auto_topic_creation)
+            && ctx.broker.broker_bool("auto.create.topics.enable");
+        let missing: Vec<&String> = list
+            .iter()
+            .filter_map(|w| match w {
+                Wanted::Name(n) if !md.topics.contains_key(n) => Some(n),
+                _ => None,
+            })
+            .collect();
+        if allowed && !missing.is_empty() {
+            let view = ctx.broker.view(&md);
+            let partitions = view.broker_i64("num.partitions") as i32;
+            let rf = view.broker_i64("default.replication.factor") as i16;
+            let mut creates = Vec::new();
+            for name in missing {
+                match validate_new_name(name, md.topics.keys()) {
+                    Ok(()) => creates.push(CreateTopicRequest {
+                        name: name.clone(),
+                        num_partitions: partitions,
+                        replication_factor: rf,
+                        assignments: None,
+                        configs: BTreeMap::new(),
+                        internal: false,
+                    }),
+                    Err(e) => {
+                        auto_create_errors.insert(name.clone(), e);
+                    }
+                }
+            }
+            for (name, result) in create_via_controller(ctx, creates, false).await {
+                match result {
+                    Ok(_) => {}
+                    // Another client won the race: fine, it exists now.
+                    Err(e) if e.code == ResponseError::TopicAlreadyExists => {}
+                    Err(e) => {
+                        auto_create_errors.insert(name, e);
+                    }
+                }
+            }
+            md = ctx.broker.metadata();
+        }
+    }
+
+    let include_ops = req.include_topic_authorized_operations && version >= 8;
+    let topics: Vec<MetadataResponseTopic> = match wanted {
+        None => md
+            .topics
+            .values()
+            .map(|t| topic_entry(&md, t, include_ops))
+            .collect(),
+        Some(list) => list
+            .into_iter()
+            .map(|w| match w {
+                Wanted::Name(n) => match md.topics.get(&n) {
+                    Some(t) => topic_entry(&md, t, include_ops),
+                    None => {
+                        let e = auto_create_errors.remove(&n).map(|e| e.code).unwrap_or(
+                            if crate::topic_names::validate(&n).is_err() {
+                                ResponseError::InvalidTopicException
+                            } else {
+                                ResponseError::UnknownTopicOrPartition
+                            },
+                        );
+                        MetadataResponseTopic::default()
+                            .with_name(Some(TopicName(StrBytes::from_string(n))))
+                            .with_error_code(e.code())
+                    }
+                },
+                Wanted::Id(id) => match md.topic_by_id(&id) {
+                    Some(t) => topic_entry(&md, t, include_ops),
+                    None => MetadataResponseTopic::default()
+                        .with_topic_id(id)
+                        .with_error_code(ResponseError::UnknownTopicId.code()),
+                },
+            })
+            .collect(),
+    };
+
+    let mut resp = MetadataResponse::default()
+        .with_brokers(brokers(&md, &ctx.listener))
+        .with_cluster_id(md.cluster_id.clone().map(StrBytes::from_string))
+        .with_controller_id(BrokerId(
+            ctx.broker
+                .controller
+                .active_controller()
+                .map(|c| c as i32)
+                .unwrap_or(-1),
+        ))
+        .with_topics(topics);
+    if req.include_cluster_authorized_operations && (8..=10).contains(&version) {
+        resp.cluster_authorized_operations = CLUSTER_AUTHORIZED_OPERATIONS;
+    }
+    ResponseKind::Metadata(resp)
+}
+
+fn brokers(md: &ClusterMetadata, listener: &str) -> Vec<MetadataResponseBroker> {
+    md.brokers
+        .values()
+        .filter(|b| !b.fenced)
+        .filter_map(|b| {
+            let l = b.listener(listener)?;
+            Some(
+                MetadataResponseBroker::default()
+                    .with_node_id(BrokerId(b.id))
+                    .with_host(StrBytes::from_string(l.host.clone()))
+                    .with_port(i32::from(l.port))
+                    .with_rack(b.rack.clone().map(StrBytes::from_string)),
+            )
+        })
+        .collect()
+}
+
+fn topic_entry(md: &ClusterMetadata, t: &TopicState, include_ops: bool) -> MetadataResponseTopic {
+    let live = |id: &i32| md.brokers.get(id).is_some_and(|b| !b.fenced);
+    let partitions = t
+        .partitions
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let leader_ok = p.leader >= 0 && live(&p.leader);
+            MetadataResponsePartition::default()
+                .with_error_code(if leader_ok {
+                    0
+                } else {
+                    ResponseError::LeaderNotAvailable.code()
+                })
+                .with_partition_index(i as i32)
+                .with_leader_id(BrokerId(if leader_ok { p.leader } else { -1 }))
+                .with_leader_epoch(p.leader_epoch)
+                .with_replica_nodes(p.replicas.iter().copied().map(BrokerId).collect())
+                .with_isr_nodes(p.isr.iter().copied().map(BrokerId).collect())
+                .with_offline_replicas(
+                    p.replicas
+                        .iter()
+                        .filter(|r| !live(r))
+                        .copied()
+                        .map(BrokerId)
+                        .collect(),
+                )
+        })
+        .collect();
+    let mut entry = MetadataResponseTopic::default()
+        .with_name(Some(TopicName(StrBytes::from_string(t.name.clone()))))
+        .with_topic_id(t.id)
+        .with_is_internal(t.internal)
+        .with_partitions(partitions);
+    if include_ops {
+        entry.topic_authorized_operations = TOPIC_AUTHORIZED_OPERATIONS;
+    }
+    entry
+}

@@ -1,0 +1,30 @@
+//! The Kafka wire protocol front end: one listener per configured Kafka listener, one
+//! task per connection, one file per request family. Requests are decoded and encoded
+//! by the `kafka-protocol` crate.
+
+mod api_versions;
+mod cluster;
+mod configs;
+mod connection;
+mod context;
+mod dispatch;
+mod elections;
+pub mod errors;
+mod fetch;
+mod find_coordinator;
+mod frame;
+mod group_admin;
+mod groups;
+mod leader_epoch;
+mod list_offsets;
+mod listener;
+mod metadata;
+mod metrics_labels;
+mod offset_commit;
+mod produce;
+mod producer_id;
+mod records;
+mod topics;
+pub mod versions;
+
+pub use listener::serve;

@@ -1,0 +1,248 @@
+//! Produce: validate each record batch (outside the partition lock), append it on the
+//! leader, and answer per `acks`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use fjord_controller::ClusterMetadata;
+use fjord_storage::batch::validate_records;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind, TopicName};
+use kafka_protocol::protocol::StrBytes;
+
+use super::context::RequestContext;
+use super::dispatch::Reply;
+use super::errors::{storage_error, KafkaError};
+use crate::replica::Partition;
+use crate::time::now_ms;
+
+fn err(code: ResponseError, msg: impl Into<String>) -> KafkaError {
+    KafkaError::new(code, msg)
+}
+
+/// An appended partition that must reach `target` before acks=all is answered.
+struct AwaitReplication {
+    topic: usize,
+    partition: usize,
+    replica: Arc<Partition>,
+    target: i64,
+    min_isr: usize,
+}
+
+pub async fn handle(ctx: &RequestContext, req: ProduceRequest) -> Reply {
+    let version = ctx.version();
+    let acks = req.acks;
+    let md = ctx.broker.metadata();
+    let mut waits = Vec::new();
+    let mut first_error: Option<String> = None;
+    let mut responses = Vec::with_capacity(req.topic_data.len());
+    for (ti, topic) in req.topic_data.into_iter().enumerate() {
+        let (name, topic_state) = if version >= 13 {
+            match md.topic_by_id(&topic.topic_id) {
+                Some(t) => (t.name.clone(), Some(t)),
+                None => (String::new(), None),
+            }
+        } else {
+            let n = topic.name.0.to_string();
+            let t = md.topics.get(&n);
+            (n, t)
+        };
+        let mut partitions = Vec::with_capacity(topic.partition_data.len());
+        for (pi, p) in topic.partition_data.into_iter().enumerate() {
+            let mut resp = PartitionProduceResponse::default().with_index(p.index);
+            let result = if !matches!(acks, -1..=1) {
+                Err(err(
+                    ResponseError::InvalidRequiredAcks,
+                    format!("acks must be -1, 0 or 1, got {acks}"),
+                ))
+            } else if topic_state.is_none() {
+                Err(err(
+                    if version >= 13 {
+                        ResponseError::UnknownTopicId
+                    } else {
+                        ResponseError::UnknownTopicOrPartition
+                    },
+                    format!("topic {name} does not exist"),
+                ))
+            } else {
+                append_one(
+                    ctx,
+                    &md,
+                    &name,
+                    p.index,
+                    p.records.as_deref().unwrap_or_default(),
+                    acks,
+                )
+            };
+            match result {
+                Ok((replica, info, min_isr)) => {
+                    resp.base_offset = info.first_offset;
+                    resp.log_append_time_ms = info.log_append_time.unwrap_or(-1);
+                    resp.log_start_offset = replica.log_start_offset();
+                    if acks == -1 && replica.high_watermark() <= info.last_offset {
+                        waits.push(AwaitReplication {
+                            topic: ti,
+                            partition: pi,
+                            replica,
+                            target: info.last_offset + 1,
+                            min_isr,
+                        });
+                    }
+                }
+                Err(e) => {
+                    first_error.get_or_insert_with(|| format!("{name}-{}: {}", p.index, e.message));
+                    resp.error_code = e.code();
+                    resp.error_message = Some(StrBytes::from_string(e.message));
+                }
+            }
+            partitions.push(resp);
+        }
+        responses.push(
+            TopicProduceResponse::default()
+                .with_name(TopicName(StrBytes::from_string(name)))
+                .with_topic_id(topic.topic_id)
+                .with_partition_responses(partitions),
+        );
+    }
+    if acks == 0 {
+        // Kafka's contract for acks=0: no response, and a failed write closes the
+        // connection so the producer notices.
+        return match first_error {
+            Some(e) => Reply::Close(format!("acks=0 produce failed: {e}")),
+            None => Reply::Nothing,
+        };
+    }
+    let response = ProduceResponse::default().with_responses(responses);
+    if waits.is_empty() {
+        return ResponseKind::Produce(response).into();
+    }
+    let timeout = Duration::from_millis(req.timeout_ms.max(0) as u64);
+    Reply::Later(Box::pin(await_replication(response, waits, timeout)))
+}
+
+fn append_one(
+    ctx: &RequestContext,
+    md: &ClusterMetadata,
+    topic: &str,
+    partition: i32,
+    records: &[u8],
+    acks: i16,
+) -> Result<(Arc<Partition>, fjord_storage::AppendInfo, usize), KafkaError> {
+    if md.topics.get(topic).is_some_and(|t| t.internal) {
+        // Internal topics are written by their coordinators only; a stray client record
+        // could corrupt group state.
+        return Err(err(
+            ResponseError::InvalidTopicException,
+            format!("cannot append to internal topic {topic}"),
+        ));
+    }
+    let state = md.partition(topic, partition).ok_or_else(|| {
+        err(
+            ResponseError::UnknownTopicOrPartition,
+            format!("{topic}-{partition} does not exist"),
+        )
+    })?;
+    let replica = ctx
+        .broker
+        .replicas
+        .get(topic, partition)
+        .filter(|r| r.is_leader())
+        .ok_or_else(|| {
+            err(
+                ResponseError::NotLeaderOrFollower,
+                format!(
+                    "broker {} does not lead {topic}-{partition}",
+                    ctx.broker.node_id
+                ),
+            )
+        })?;
+    let topic_configs = md
+        .topics
+        .get(topic)
+        .map(|t| t.configs.clone())
+        .unwrap_or_default();
+    let min_isr: usize = ctx
+        .broker
+        .view(md)
+        .topic_value("min.insync.replicas", &topic_configs)
+        .parse()
+        .unwrap_or(1);
+    if acks == -1 && state.isr.len() < min_isr {
+        return Err(err(
+            ResponseError::NotEnoughReplicas,
+            format!(
+                "ISR {:?} is smaller than min.insync.replicas={min_isr}",
+                state.isr
+            ),
+        ));
+    }
+    let validated = validate_records(records, replica.max_message_bytes())
+        .map_err(|e| KafkaError::new(storage_error(&e), e.to_string()))?;
+    if validated
+        .batches()
+        .iter()
+        .any(|(_, h)| h.is_transactional() || h.is_control())
+    {
+        return Err(err(
+            ResponseError::InvalidRecord,
+            "transactional batches are not served by this version (idempotent producers are)",
+        ));
+    }
+    let policy = ctx
+        .broker
+        .view(md)
+        .topic_value("cleanup.policy", &topic_configs);
+    if policy.split(',').any(|p| p.trim() == "compact") {
+        // Compaction keeps the latest record per key, so every record needs one.
+        for (position, header) in validated.batches() {
+            let bytes = &validated.bytes()[*position..*position + header.total_size()];
+            let records = fjord_storage::builder::decode_records(bytes)
+                .map_err(|e| KafkaError::new(storage_error(&e), e.to_string()))?;
+            if records.iter().any(|r| r.key.is_none()) {
+                return Err(err(
+                    ResponseError::InvalidRecord,
+                    format!("compacted topic {topic} cannot accept a record without a key"),
+                ));
+            }
+        }
+    }
+    let info = replica
+        .append_as_leader(&validated, now_ms())
+        .map_err(|e| KafkaError::from(&e))?;
+    metrics::counter!("fjord_produced_bytes_total").increment(records.len() as u64);
+    metrics::counter!("fjord_produced_records_total").increment(info.records.max(0) as u64);
+    Ok((replica, info, min_isr))
+}
+
+async fn await_replication(
+    mut response: ProduceResponse,
+    waits: Vec<AwaitReplication>,
+    timeout: Duration,
+) -> ResponseKind {
+    let deadline = Instant::now() + timeout;
+    for w in waits {
+        let mut rx = w.replica.subscribe();
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        // Reduce to a bool at once: `wait_for` returns a read guard on the watch, and
+        // holding it while taking partition locks below could deadlock with an append.
+        let reached = matches!(
+            tokio::time::timeout(remaining, rx.wait_for(|hw| *hw >= w.target)).await,
+            Ok(Ok(_))
+        );
+        let p = &mut response.responses[w.topic].partition_responses[w.partition];
+        if !reached {
+            p.error_code = ResponseError::RequestTimedOut.code();
+            p.error_message = Some(StrBytes::from_static_str(
+                "timed out waiting for the in-sync replicas to acknowledge the write",
+            ));
+        } else if w.replica.isr().len() < w.min_isr {
+            // Replicated, but the ISR shrank below min.insync.replicas meanwhile.
+            p.error_code = ResponseError::NotEnoughReplicasAfterAppend.code();
+            p.error_message = Some(StrBytes::from_static_str(
+                "the ISR shrank below min.insync.replicas while the write was replicated",
+            ));
+        }
+    }
+    ResponseKind::Produce(response)
+}

@@ -1,0 +1,14 @@
+//! The `fjord` binary: the Kafka protocol front end, replicas, admin HTTP and the CLI.
+
+pub mod admin;
+pub mod alloc_guard;
+pub mod broker;
+pub mod cli;
+pub mod config;
+pub mod group;
+pub mod kafka;
+pub mod producer;
+pub mod replica;
+pub mod server;
+pub mod time;
+pub mod topic_names;

@@ -1,0 +1,10 @@
+//! Idempotent producers: producer ids handed out from controller-allocated blocks, and
+//! per-partition sequence state that writes a retried batch only once.
+
+mod ids;
+mod state;
+
+pub use ids::ProducerIdManager;
+pub use state::{
+    last_seq as last_seq_of, BatchMeta, ProducerError, ProducerStateTable, SequenceCheck,
+};

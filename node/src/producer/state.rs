@@ -1,0 +1,246 @@
+//! Per-partition producer state: each producer's epoch and its last five batches.
+//!
+//! Pure: it sees batch coordinates, not bytes or files, so every rule is unit-tested.
+
+use std::collections::{HashMap, VecDeque};
+
+/// Kafka keeps the metadata of the last five batches per producer, matching the client's
+/// `max.in.flight.requests.per.connection <= 5` requirement for idempotence.
+pub const BATCHES_PER_PRODUCER: usize = 5;
+
+/// Where one producer batch landed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatchMeta {
+    pub first_seq: i32,
+    pub last_seq: i32,
+    pub first_offset: i64,
+    pub last_offset: i64,
+    pub timestamp: i64,
+}
+
+#[derive(Clone, Debug, Default)]
+struct ProducerEntry {
+    epoch: i16,
+    batches: VecDeque<BatchMeta>,
+    last_timestamp: i64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SequenceCheck {
+    /// A new batch in sequence: append it.
+    Append,
+    /// A retry of a batch already written: answer with its original offsets.
+    Duplicate { first_offset: i64, last_offset: i64 },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ProducerError {
+    #[error("producer epoch {got} is older than the current {current}")]
+    InvalidProducerEpoch { current: i16, got: i16 },
+    #[error("out of order sequence number: expected {expected}, got {got}")]
+    OutOfOrderSequence { expected: i32, got: i32 },
+}
+
+fn next_seq(seq: i32) -> i32 {
+    if seq == i32::MAX {
+        0
+    } else {
+        seq + 1
+    }
+}
+
+/// The last sequence of a batch of `count` records starting at `first`, wrapping at
+/// `i32::MAX` as Kafka's sequences do.
+pub fn last_seq(first: i32, count: i32) -> i32 {
+    let last = i64::from(first) + i64::from(count.max(1)) - 1;
+    (last % (i64::from(i32::MAX) + 1)) as i32
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct ProducerStateTable {
+    producers: HashMap<i64, ProducerEntry>,
+}
+
+impl ProducerStateTable {
+    pub fn len(&self) -> usize {
+        self.producers.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.producers.is_empty()
+    }
+
+    /// Decides what to do with a batch from `pid` at `epoch` holding sequences
+    /// `first_seq..=last_seq`.
+    pub fn check(
+        &self,
+        pid: i64,
+        epoch: i16,
+        first_seq: i32,
+        last_seq: i32,
+    ) -> Result<SequenceCheck, ProducerError> {
+        let Some(entry) = self.producers.get(&pid) else {
+            // A producer we have no state for (new, or its state expired): accept it.
+            return Ok(SequenceCheck::Append);
+        };
+        if epoch < entry.epoch {
+            return Err(ProducerError::InvalidProducerEpoch {
+                current: entry.epoch,
+                got: epoch,
+            });
+        }
+        if epoch > entry.epoch {
+            // A bumped epoch restarts the sequence at zero (KIP-360).
+            return if first_seq == 0 {
+                Ok(SequenceCheck::Append)
+            } else {
+                Err(ProducerError::OutOfOrderSequence {
+                    expected: 0,
+                    got: first_seq,
+                })
+            };
+        }
+        if let Some(dup) = entry
+            .batches
+            .iter()
+            .find(|b| b.first_seq == first_seq && b.last_seq == last_seq)
+        {
+            return Ok(SequenceCheck::Duplicate {
+                first_offset: dup.first_offset,
+                last_offset: dup.last_offset,
+            });
+        }
+        let expected = entry
+            .batches
+            .back()
+            .map(|b| next_seq(b.last_seq))
+            .unwrap_or(first_seq);
+        if first_seq == expected {
+            Ok(SequenceCheck::Append)
+        } else {
+            Err(ProducerError::OutOfOrderSequence {
+                expected,
+                got: first_seq,
+            })
+        }
+    }
+
+    /// Records an appended batch (also used to rebuild state from the log).
+    pub fn record(&mut self, pid: i64, epoch: i16, batch: BatchMeta) {
+        let entry = self.producers.entry(pid).or_default();
+        if epoch != entry.epoch {
+            entry.epoch = epoch;
+            entry.batches.clear();
+        }
+        if entry.batches.len() == BATCHES_PER_PRODUCER {
+            entry.batches.pop_front();
+        }
+        entry.batches.push_back(batch);
+        entry.last_timestamp = entry.last_timestamp.max(batch.timestamp);
+    }
+
+    /// Forgets producers idle for longer than `producer.id.expiration.ms`.
+    pub fn expire(&mut self, now_ms: i64, expiration_ms: i64) -> usize {
+        let before = self.producers.len();
+        self.producers
+            .retain(|_, e| now_ms.saturating_sub(e.last_timestamp) <= expiration_ms);
+        before - self.producers.len()
+    }
+
+    /// Forgets everything at or after `offset` (the log was truncated there).
+    pub fn truncate_to(&mut self, offset: i64) {
+        for e in self.producers.values_mut() {
+            e.batches.retain(|b| b.last_offset < offset);
+        }
+        self.producers.retain(|_, e| !e.batches.is_empty());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(first_seq: i32, n: i32, first_offset: i64) -> BatchMeta {
+        BatchMeta {
+            first_seq,
+            last_seq: last_seq(first_seq, n),
+            first_offset,
+            last_offset: first_offset + i64::from(n) - 1,
+            timestamp: 0,
+        }
+    }
+
+    #[test]
+    fn in_order_duplicate_and_gap() {
+        let mut t = ProducerStateTable::default();
+        assert_eq!(t.check(7, 0, 0, 9), Ok(SequenceCheck::Append));
+        t.record(7, 0, meta(0, 10, 100));
+        assert_eq!(t.check(7, 0, 10, 19), Ok(SequenceCheck::Append));
+        t.record(7, 0, meta(10, 10, 110));
+        assert_eq!(
+            t.check(7, 0, 0, 9),
+            Ok(SequenceCheck::Duplicate {
+                first_offset: 100,
+                last_offset: 109
+            })
+        );
+        assert_eq!(
+            t.check(7, 0, 25, 30),
+            Err(ProducerError::OutOfOrderSequence {
+                expected: 20,
+                got: 25
+            })
+        );
+    }
+
+    #[test]
+    fn epochs_fence_and_restart_sequences() {
+        let mut t = ProducerStateTable::default();
+        t.record(1, 3, meta(0, 5, 0));
+        assert!(matches!(
+            t.check(1, 2, 5, 5),
+            Err(ProducerError::InvalidProducerEpoch { .. })
+        ));
+        assert_eq!(t.check(1, 4, 0, 0), Ok(SequenceCheck::Append));
+        assert!(t.check(1, 4, 7, 7).is_err());
+    }
+
+    #[test]
+    fn only_the_last_five_batches_are_remembered() {
+        let mut t = ProducerStateTable::default();
+        for i in 0..7 {
+            t.record(1, 0, meta(i, 1, i64::from(i)));
+        }
+        assert!(t.check(1, 0, 0, 0).is_err(), "too old to be recognised");
+        assert!(matches!(
+            t.check(1, 0, 3, 3),
+            Ok(SequenceCheck::Duplicate { .. })
+        ));
+    }
+
+    #[test]
+    fn sequences_wrap_at_int_max() {
+        assert_eq!(last_seq(i32::MAX, 2), 0);
+        let mut t = ProducerStateTable::default();
+        t.record(1, 0, meta(i32::MAX - 1, 2, 0));
+        assert_eq!(t.check(1, 0, 0, 4), Ok(SequenceCheck::Append));
+    }
+
+    #[test]
+    fn truncation_and_expiry() {
+        let mut t = ProducerStateTable::default();
+        t.record(1, 0, meta(0, 5, 0));
+        t.record(
+            2,
+            0,
+            BatchMeta {
+                timestamp: 1_000,
+                ..meta(0, 5, 5)
+            },
+        );
+        t.truncate_to(5);
+        assert_eq!(t.len(), 1);
+        assert_eq!(t.expire(10_000, 5_000), 1);
+        assert!(t.is_empty());
+    }
+}

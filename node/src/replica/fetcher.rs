@@ -1,0 +1,264 @@
+//! The follower side of replication: one task per leader broker, fetching every partition
+//! this broker follows there over one gRPC stream.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use fjord_controller::network::ChannelPool;
+use fjord_proto::v1::replication_client::ReplicationClient;
+use fjord_proto::v1::{ReplicaFetchPartition, ReplicaFetchPartitionData, ReplicaFetchRequest};
+use fjord_proto::MAX_MESSAGE_BYTES;
+use fjord_storage::batch::validate_records;
+use fjord_storage::{StorageError, TopicPartition};
+use kafka_protocol::error::ResponseError;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn};
+
+use super::{FollowPlan, Partition, ReplicaError};
+use crate::broker::Broker;
+use crate::time::now_ms;
+
+struct Fetcher {
+    addr: String,
+    partitions: watch::Sender<BTreeSet<TopicPartition>>,
+    task: JoinHandle<()>,
+}
+
+/// Keeps one fetcher task per leader this broker follows, in line with the metadata.
+pub struct FetcherManager {
+    broker: Arc<Broker>,
+    pool: ChannelPool,
+    fetchers: Mutex<HashMap<i32, Fetcher>>,
+}
+
+impl FetcherManager {
+    pub fn new(broker: Arc<Broker>) -> Self {
+        FetcherManager {
+            broker,
+            pool: ChannelPool::default(),
+            fetchers: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Starts, retargets and stops fetchers so that exactly `plan` is followed.
+    pub fn apply(&self, plan: FollowPlan) {
+        let mut fetchers = self.fetchers.lock().unwrap_or_else(|p| p.into_inner());
+        fetchers.retain(|leader, f| {
+            let keep = plan.get(leader).is_some_and(|(addr, _)| *addr == f.addr);
+            if !keep {
+                f.task.abort();
+            }
+            keep
+        });
+        for (leader, (addr, parts)) in plan {
+            match fetchers.get(&leader) {
+                Some(f) => {
+                    f.partitions.send_if_modified(|current| {
+                        let changed = *current != parts;
+                        *current = parts.clone();
+                        changed
+                    });
+                }
+                None => {
+                    let (tx, rx) = watch::channel(parts);
+                    let task = tokio::spawn(run(
+                        leader,
+                        addr.clone(),
+                        rx,
+                        Arc::clone(&self.broker),
+                        self.pool.clone(),
+                    ));
+                    info!(leader, %addr, "started replica fetcher");
+                    fetchers.insert(
+                        leader,
+                        Fetcher {
+                            addr,
+                            partitions: tx,
+                            task,
+                        },
+                    );
+                }
+            }
+        }
+    }
+
+    pub fn stop_all(&self) {
+        let mut fetchers = self.fetchers.lock().unwrap_or_else(|p| p.into_inner());
+        for (_, f) in fetchers.drain() {
+            f.task.abort();
+        }
+    }
+}
+
+/// One leader's fetch loop: (re)connect, then request, apply, repeat.
+async fn run(
+    leader: i32,
+    addr: String,
+    mut parts: watch::Receiver<BTreeSet<TopicPartition>>,
+    broker: Arc<Broker>,
+    pool: ChannelPool,
+) {
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        match session(leader, &addr, &mut parts, &broker, &pool).await {
+            Ok(()) => return,
+            Err(e) => {
+                debug!(leader, %addr, error = %e, "replica fetch session ended; reconnecting");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
+}
+
+async fn session(
+    leader: i32,
+    addr: &str,
+    parts: &mut watch::Receiver<BTreeSet<TopicPartition>>,
+    broker: &Broker,
+    pool: &ChannelPool,
+) -> Result<(), String> {
+    let channel = pool.channel(addr).map_err(|e| e.to_string())?;
+    let mut client = ReplicationClient::new(channel)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let (tx, rx) = mpsc::channel(1);
+    let mut responses = client
+        .fetch(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .map_err(|e| e.to_string())?
+        .into_inner();
+    let max_wait = broker
+        .broker_i64("replica.fetch.wait.max.ms")
+        .clamp(0, 60_000) as i32;
+    let max_bytes = broker
+        .broker_i64("replica.fetch.response.max.bytes")
+        .clamp(1, i64::from(i32::MAX)) as i32;
+    let mut idle = Duration::from_millis(20);
+    loop {
+        let wanted: Vec<(Arc<Partition>, ReplicaFetchPartition)> = parts
+            .borrow_and_update()
+            .iter()
+            .filter_map(|tp| {
+                let p = broker.replicas.get(&tp.topic, tp.partition)?;
+                if p.is_leader() || p.leader_id() != leader {
+                    return None;
+                }
+                let (fetch_offset, last_fetched_epoch) = p.fetch_position().ok()?;
+                let req = ReplicaFetchPartition {
+                    topic: tp.topic.clone(),
+                    partition: tp.partition,
+                    fetch_offset,
+                    last_fetched_epoch,
+                    current_leader_epoch: p.leader_epoch(),
+                };
+                Some((p, req))
+            })
+            .collect();
+        if wanted.is_empty() {
+            if parts.changed().await.is_err() {
+                return Ok(());
+            }
+            continue;
+        }
+        let request = ReplicaFetchRequest {
+            replica_id: broker.node_id,
+            broker_epoch: broker.broker_epoch(),
+            max_wait_ms: max_wait,
+            max_bytes,
+            partitions: wanted.iter().map(|(_, r)| r.clone()).collect(),
+        };
+        tx.send(request)
+            .await
+            .map_err(|_| "request stream closed".to_string())?;
+        let wait = Duration::from_millis(max_wait as u64) + Duration::from_secs(30);
+        let response = match tokio::time::timeout(wait, responses.message()).await {
+            Err(_) => return Err("fetch response timed out".into()),
+            Ok(Err(e)) => return Err(e.to_string()),
+            Ok(Ok(None)) => return Err("leader closed the fetch stream".into()),
+            Ok(Ok(Some(r))) => r,
+        };
+        let mut progressed = false;
+        for data in &response.partitions {
+            let Some((p, req)) = wanted
+                .iter()
+                .find(|(_, r)| r.topic == data.topic && r.partition == data.partition)
+            else {
+                continue;
+            };
+            match apply(p, req.fetch_offset, data) {
+                Ok(moved) => progressed |= moved,
+                Err(e) => warn!(partition = %p.tp, error = %e, "applying fetched data failed"),
+            }
+        }
+        // Only errors came back (a leader change in flight): wait a little, or for new
+        // metadata, before asking again, instead of spinning.
+        if progressed {
+            idle = Duration::from_millis(20);
+        } else if response.partitions.iter().all(|d| d.error_code != 0) {
+            tokio::select! {
+                _ = tokio::time::sleep(idle) => {}
+                changed = parts.changed() => if changed.is_err() { return Ok(()) },
+            }
+            idle = (idle * 2).min(Duration::from_millis(500));
+        }
+    }
+}
+
+/// Applies one partition's answer. Returns whether anything moved.
+fn apply(
+    p: &Partition,
+    fetch_offset: i64,
+    d: &ReplicaFetchPartitionData,
+) -> Result<bool, ReplicaError> {
+    if d.error_code != 0 {
+        if d.error_code == i32::from(ResponseError::OffsetOutOfRange.code()) {
+            if fetch_offset < d.log_start_offset {
+                p.restart_at(d.log_start_offset)?;
+                return Ok(true);
+            }
+            if d.log_end_offset >= 0 && fetch_offset > d.log_end_offset {
+                p.truncate_to(d.log_end_offset)?;
+                return Ok(true);
+            }
+        }
+        return Ok(false);
+    }
+    if d.diverging {
+        // Truncate to where our copy of that epoch ends, or the leader's, whichever is
+        // lower: everything after it was never the leader's.
+        let target = if d.diverging_epoch < 0 {
+            d.log_start_offset.max(0)
+        } else {
+            let (mine, my_end) = p.end_offset_for_epoch(d.diverging_epoch)?;
+            if mine < 0 {
+                d.diverging_end_offset.min(fetch_offset)
+            } else {
+                d.diverging_end_offset.min(my_end)
+            }
+        };
+        if target < p.log_start_offset() {
+            p.restart_at(d.log_start_offset.max(target))?;
+        } else {
+            p.truncate_to(target)?;
+        }
+        return Ok(true);
+    }
+    let mut moved = false;
+    if !d.records.is_empty() {
+        let validated = validate_records(&d.records, usize::MAX)?;
+        match p.append_as_follower(&validated, now_ms()) {
+            Ok(()) => moved = true,
+            // Our log changed under this fetch (a truncation raced it); the next fetch
+            // starts from the new end.
+            Err(ReplicaError::Storage(StorageError::NonContiguousAppend { .. })) => {
+                return Ok(false)
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    p.follow_leader_offsets(d.high_watermark, d.log_start_offset)?;
+    Ok(moved)
+}

@@ -1,0 +1,256 @@
+//! What a partition leader knows about its followers: their log end offsets and when
+//! each was last caught up. From that it derives the high watermark and the ISR changes
+//! to ask the controller for. Pure: time comes in as an argument.
+
+use std::collections::BTreeMap;
+
+/// A follower as the leader sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Follower {
+    /// Its log end offset, learned from its fetch offset; -1 until it first fetches
+    /// under this leadership.
+    log_end_offset: i64,
+    /// The last time it had everything the leader had (Kafka's lastCaughtUpTimeMs).
+    last_caught_up_ms: i64,
+    /// Time and leader log end at its previous fetch, to credit a follower that was
+    /// caught up as of that fetch.
+    last_fetch_ms: i64,
+    leader_end_at_last_fetch: i64,
+}
+
+#[derive(Clone, Debug)]
+pub struct LeaderState {
+    leader_id: i32,
+    replicas: Vec<i32>,
+    isr: Vec<i32>,
+    partition_epoch: i32,
+    /// An ISR change sent to the controller and not yet answered. While it is in
+    /// flight the high watermark is computed over the union of both sets (Kafka's
+    /// "maximal ISR"), so it is safe whichever way the change lands.
+    pending_isr: Option<Vec<i32>>,
+    /// First offset written under the current leader epoch: a follower must reach it
+    /// before it can join the ISR.
+    epoch_start_offset: i64,
+    followers: BTreeMap<i32, Follower>,
+}
+
+impl LeaderState {
+    pub fn new(
+        leader_id: i32,
+        replicas: &[i32],
+        isr: &[i32],
+        partition_epoch: i32,
+        epoch_start_offset: i64,
+        now_ms: i64,
+    ) -> Self {
+        let followers = replicas
+            .iter()
+            .filter(|r| **r != leader_id)
+            .map(|r| {
+                (
+                    *r,
+                    Follower {
+                        log_end_offset: -1,
+                        // In-sync followers get a full lag window from the start of this
+                        // leadership before they can be dropped.
+                        last_caught_up_ms: if isr.contains(r) { now_ms } else { 0 },
+                        last_fetch_ms: 0,
+                        leader_end_at_last_fetch: -1,
+                    },
+                )
+            })
+            .collect();
+        LeaderState {
+            leader_id,
+            replicas: replicas.to_vec(),
+            isr: isr.to_vec(),
+            partition_epoch,
+            pending_isr: None,
+            epoch_start_offset,
+            followers,
+        }
+    }
+
+    pub fn isr(&self) -> &[i32] {
+        &self.isr
+    }
+
+    pub fn partition_epoch(&self) -> i32 {
+        self.partition_epoch
+    }
+
+    pub fn is_replica(&self, id: i32) -> bool {
+        self.replicas.contains(&id)
+    }
+
+    /// The metadata image changed the replicas, ISR or partition epoch.
+    pub fn update_from_metadata(
+        &mut self,
+        replicas: &[i32],
+        isr: &[i32],
+        partition_epoch: i32,
+        now_ms: i64,
+    ) {
+        if partition_epoch >= self.partition_epoch {
+            self.isr = isr.to_vec();
+            self.partition_epoch = partition_epoch;
+            self.pending_isr = None;
+        }
+        self.replicas = replicas.to_vec();
+        self.followers.retain(|id, _| replicas.contains(id));
+        for r in replicas.iter().filter(|r| **r != self.leader_id) {
+            self.followers.entry(*r).or_insert(Follower {
+                log_end_offset: -1,
+                last_caught_up_ms: now_ms,
+                last_fetch_ms: 0,
+                leader_end_at_last_fetch: -1,
+            });
+        }
+    }
+
+    /// A follower fetched from `fetch_offset`, which is its log end offset.
+    pub fn on_fetch(&mut self, follower: i32, fetch_offset: i64, leader_end: i64, now_ms: i64) {
+        let Some(f) = self.followers.get_mut(&follower) else {
+            return;
+        };
+        f.log_end_offset = fetch_offset;
+        if fetch_offset >= leader_end {
+            f.last_caught_up_ms = now_ms;
+        } else if f.leader_end_at_last_fetch >= 0 && fetch_offset >= f.leader_end_at_last_fetch {
+            f.last_caught_up_ms = f.last_caught_up_ms.max(f.last_fetch_ms);
+        }
+        f.last_fetch_ms = now_ms;
+        f.leader_end_at_last_fetch = leader_end;
+    }
+
+    /// The high watermark the ISR allows: the smallest log end offset over the leader
+    /// and every in-sync (or joining) follower. A follower that has not fetched yet
+    /// holds it at its current value (the caller never moves it backwards).
+    pub fn high_watermark(&self, leader_end: i64) -> i64 {
+        let mut hw = leader_end;
+        let members = self.isr.iter().chain(self.pending_isr.iter().flatten());
+        for id in members {
+            if *id == self.leader_id {
+                continue;
+            }
+            if let Some(f) = self.followers.get(id) {
+                hw = hw.min(f.log_end_offset);
+            }
+        }
+        hw
+    }
+
+    /// The ISR the leader should ask for now, if different from the current one: drop
+    /// followers not caught up within `lag_ms`, add replicas that reached the high
+    /// watermark (and this epoch's start). `None` while a change is in flight.
+    pub fn desired_isr(&self, high_watermark: i64, now_ms: i64, lag_ms: i64) -> Option<Vec<i32>> {
+        if self.pending_isr.is_some() {
+            return None;
+        }
+        let mut next: Vec<i32> = self
+            .isr
+            .iter()
+            .copied()
+            .filter(|id| {
+                *id == self.leader_id
+                    || self
+                        .followers
+                        .get(id)
+                        .is_some_and(|f| now_ms - f.last_caught_up_ms <= lag_ms)
+            })
+            .collect();
+        for (id, f) in &self.followers {
+            let caught_up =
+                f.log_end_offset >= high_watermark && f.log_end_offset >= self.epoch_start_offset;
+            if !next.contains(id) && caught_up && now_ms - f.last_caught_up_ms <= lag_ms {
+                next.push(*id);
+            }
+        }
+        let order =
+            |v: &mut Vec<i32>| v.sort_by_key(|id| self.replicas.iter().position(|r| r == id));
+        order(&mut next);
+        let mut current = self.isr.clone();
+        order(&mut current);
+        (next != current).then_some(next)
+    }
+
+    pub fn set_pending(&mut self, isr: Option<Vec<i32>>) {
+        self.pending_isr = isr;
+    }
+
+    /// The controller accepted an ISR change.
+    pub fn committed(&mut self, isr: Vec<i32>, partition_epoch: i32) {
+        if partition_epoch >= self.partition_epoch {
+            self.isr = isr;
+            self.partition_epoch = partition_epoch;
+        }
+        self.pending_isr = None;
+    }
+
+    /// Follower log end offsets, for tests and status.
+    pub fn follower_ends(&self) -> Vec<(i32, i64)> {
+        self.followers
+            .iter()
+            .map(|(id, f)| (*id, f.log_end_offset))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn high_watermark_is_the_slowest_in_sync_replica() {
+        let mut s = LeaderState::new(1, &[1, 2, 3], &[1, 2, 3], 0, 0, 0);
+        assert_eq!(s.high_watermark(10), -1, "unknown followers hold it");
+        s.on_fetch(2, 10, 10, 1);
+        s.on_fetch(3, 4, 10, 1);
+        assert_eq!(s.high_watermark(10), 4);
+        s.on_fetch(3, 10, 10, 2);
+        assert_eq!(s.high_watermark(12), 10);
+    }
+
+    #[test]
+    fn laggards_leave_and_rejoin_the_isr() {
+        let mut s = LeaderState::new(1, &[1, 2, 3], &[1, 2, 3], 0, 0, 0);
+        s.on_fetch(2, 5, 5, 100);
+        s.on_fetch(3, 5, 5, 100);
+        assert_eq!(s.desired_isr(5, 200, 1000), None);
+        // 3 stops fetching; 2 keeps up.
+        s.on_fetch(2, 9, 9, 1_500);
+        assert_eq!(s.desired_isr(5, 1_500, 1000), Some(vec![1, 2]));
+        s.set_pending(Some(vec![1, 2]));
+        assert_eq!(s.desired_isr(5, 1_600, 1000), None, "one change at a time");
+        s.committed(vec![1, 2], 1);
+        assert_eq!(
+            s.high_watermark(9),
+            9,
+            "3 no longer holds the high watermark"
+        );
+        // 3 catches up to the high watermark and rejoins.
+        s.on_fetch(3, 9, 9, 2_000);
+        assert_eq!(s.desired_isr(9, 2_000, 1000), Some(vec![1, 2, 3]));
+    }
+
+    #[test]
+    fn a_follower_caught_up_as_of_its_previous_fetch_stays() {
+        let mut s = LeaderState::new(1, &[1, 2], &[1, 2], 0, 0, 0);
+        s.on_fetch(2, 10, 10, 100); // caught up
+                                    // Constant traffic: it is never exactly at the end, but always reaches the end
+                                    // of its previous fetch.
+        s.on_fetch(2, 10, 20, 900);
+        s.on_fetch(2, 20, 30, 1_700);
+        s.on_fetch(2, 30, 40, 2_500);
+        assert_eq!(s.desired_isr(30, 2_500, 1000), None);
+    }
+
+    #[test]
+    fn joining_requires_this_epochs_start() {
+        let mut s = LeaderState::new(1, &[1, 2], &[1], 3, 50, 0);
+        s.on_fetch(2, 40, 60, 10);
+        assert_eq!(s.desired_isr(40, 10, 1000), None, "behind the epoch start");
+        s.on_fetch(2, 60, 60, 20);
+        assert_eq!(s.desired_isr(60, 20, 1000), Some(vec![1, 2]));
+    }
+}

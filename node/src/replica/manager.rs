@@ -1,0 +1,215 @@
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use fjord_controller::ClusterMetadata;
+use fjord_storage::{LogManager, TopicPartition};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use super::partition::ReplicaSet;
+use super::{Partition, ReplicaError};
+use crate::config::ConfigView;
+use crate::time::now_ms;
+
+/// For each leader this broker follows: its rpc address and the partitions to fetch.
+pub type FollowPlan = BTreeMap<i32, (String, BTreeSet<TopicPartition>)>;
+
+/// The partitions this broker hosts, kept in line with the metadata image.
+pub struct ReplicaManager {
+    node_id: i32,
+    logs: LogManager,
+    static_props: BTreeMap<String, String>,
+    partitions: RwLock<HashMap<TopicPartition, Arc<Partition>>>,
+    /// Index of the last metadata image reconciled into local state.
+    applied: watch::Sender<u64>,
+}
+
+impl ReplicaManager {
+    pub fn open(
+        node_id: i32,
+        data_dir: &Path,
+        static_props: BTreeMap<String, String>,
+    ) -> Result<Self, ReplicaError> {
+        Ok(ReplicaManager {
+            node_id,
+            logs: LogManager::open(data_dir)?,
+            static_props,
+            partitions: RwLock::new(HashMap::new()),
+            applied: watch::channel(0).0,
+        })
+    }
+
+    pub fn view<'a>(&'a self, md: &'a ClusterMetadata) -> ConfigView<'a> {
+        ConfigView {
+            static_props: &self.static_props,
+            cluster_dynamic: &md.cluster_configs,
+            broker_dynamic: md.broker_configs.get(&self.node_id),
+        }
+    }
+
+    pub fn get(&self, topic: &str, partition: i32) -> Option<Arc<Partition>> {
+        let map = self.partitions.read().unwrap_or_else(|p| p.into_inner());
+        map.get(&TopicPartition::new(topic, partition)).cloned()
+    }
+
+    pub fn all(&self) -> Vec<Arc<Partition>> {
+        let map = self.partitions.read().unwrap_or_else(|p| p.into_inner());
+        map.values().cloned().collect()
+    }
+
+    /// Waits until metadata at `index` or later is reflected in local partitions.
+    pub async fn wait_applied(&self, index: u64, timeout: Duration) -> bool {
+        let mut rx = self.applied.subscribe();
+        tokio::time::timeout(timeout, rx.wait_for(|applied| *applied >= index))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// Brings local partitions in line with `md`: opens logs of newly hosted partitions,
+    /// applies leadership and config changes, and deletes partitions of deleted topics.
+    /// `recovered` says the image holds everything committed before this node started, so
+    /// a local log with no topic in the image really was deleted.
+    /// Returns what this broker follows: for each leader, its rpc address and the
+    /// partitions to fetch from it.
+    pub fn apply_metadata(&self, md: &ClusterMetadata, recovered: bool) -> FollowPlan {
+        let view = self.view(md);
+        let mut wanted: HashSet<TopicPartition> = HashSet::new();
+        let mut follow = FollowPlan::new();
+
+        for topic in md.topics.values() {
+            let config = view.log_config(&topic.configs);
+            let bound = |name: &str| {
+                view.topic_value(name, &topic.configs)
+                    .parse::<i64>()
+                    .unwrap_or(i64::MAX)
+            };
+            let timestamp_bounds = (
+                bound("message.timestamp.before.max.ms"),
+                bound("message.timestamp.after.max.ms"),
+            );
+            for (idx, p) in topic.partitions.iter().enumerate() {
+                if !p.replicas.contains(&self.node_id) {
+                    continue;
+                }
+                let tp = TopicPartition::new(topic.name.clone(), idx as i32);
+                wanted.insert(tp.clone());
+                let partition = match self.get(&tp.topic, tp.partition) {
+                    Some(existing) if existing.topic_id == topic.id => {
+                        existing.update_config(config.clone(), timestamp_bounds);
+                        existing
+                    }
+                    stale => {
+                        if let Some(old) = stale {
+                            old.delete();
+                        }
+                        match self.open_partition(&tp, topic.id, config.clone()) {
+                            Ok(p) => {
+                                p.update_config(config.clone(), timestamp_bounds);
+                                p
+                            }
+                            Err(e) => {
+                                warn!(partition = %tp, error = %e, "cannot open partition log");
+                                continue;
+                            }
+                        }
+                    }
+                };
+                let result = if p.leader == self.node_id {
+                    let set = ReplicaSet {
+                        replicas: &p.replicas,
+                        isr: &p.isr,
+                        partition_epoch: p.partition_epoch,
+                    };
+                    partition.become_leader(self.node_id, p.leader_epoch, set, now_ms())
+                } else {
+                    partition.become_follower(p.leader, p.leader_epoch);
+                    if let Some(leader) = md.brokers.get(&p.leader).filter(|b| !b.fenced) {
+                        let entry = follow
+                            .entry(leader.id)
+                            .or_insert_with(|| (leader.rpc_address.clone(), BTreeSet::new()));
+                        entry.1.insert(tp.clone());
+                    }
+                    Ok(())
+                };
+                if let Err(e) = result {
+                    warn!(partition = %tp, error = %e, "leadership change failed");
+                }
+            }
+        }
+        // Partitions no longer hosted here: the topic was deleted or moved away.
+        let doomed: Vec<Arc<Partition>> = {
+            let mut map = self.partitions.write().unwrap_or_else(|p| p.into_inner());
+            let gone: Vec<TopicPartition> = map
+                .keys()
+                .filter(|tp| !wanted.contains(tp))
+                .cloned()
+                .collect();
+            gone.iter().filter_map(|tp| map.remove(tp)).collect()
+        };
+        for p in doomed {
+            info!(partition = %p.tp, "deleting partition no longer hosted here");
+            p.delete();
+        }
+        if recovered {
+            self.remove_stray_logs(&wanted);
+        }
+        self.applied.send_replace(md.last_applied_index);
+        follow
+    }
+
+    fn open_partition(
+        &self,
+        tp: &TopicPartition,
+        topic_id: uuid::Uuid,
+        config: fjord_storage::LogConfig,
+    ) -> Result<Arc<Partition>, ReplicaError> {
+        let id = topic_id.to_string();
+        let dir = self.logs.partition_dir(tp);
+        let stored = fjord_storage::PartitionLog::stored_topic_id(&dir)?;
+        if stored.is_some_and(|existing| existing != id) {
+            // Left over from an earlier topic of the same name.
+            info!(partition = %tp, "replacing a stale log of a deleted topic with the same name");
+            self.logs.remove_partition_dir(tp)?;
+        }
+        let log = self.logs.open_log(tp, config, Some(id))?;
+        let partition = Arc::new(Partition::new(tp.clone(), topic_id, log));
+        self.partitions
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(tp.clone(), Arc::clone(&partition));
+        Ok(partition)
+    }
+
+    fn remove_stray_logs(&self, wanted: &HashSet<TopicPartition>) {
+        match self.logs.existing_partitions() {
+            Ok(on_disk) => {
+                for tp in on_disk.into_iter().filter(|tp| !wanted.contains(tp)) {
+                    info!(partition = %tp, "removing a stray log of a topic that no longer exists");
+                    if let Err(e) = self.logs.remove_partition_dir(&tp) {
+                        warn!(partition = %tp, error = %e, "cannot remove stray log");
+                    }
+                }
+            }
+            Err(e) => warn!(error = %e, "cannot list partition directories"),
+        }
+    }
+
+    pub fn housekeeping(&self, now_ms: i64, retention_due: bool, producer_expiration_ms: i64) {
+        for p in self.all() {
+            p.housekeeping(now_ms, retention_due, producer_expiration_ms);
+        }
+    }
+
+    /// Flushes and closes every log; called on clean shutdown.
+    pub fn shutdown(&self) {
+        let all: Vec<Arc<Partition>> = {
+            let mut map = self.partitions.write().unwrap_or_else(|p| p.into_inner());
+            map.drain().map(|(_, p)| p).collect()
+        };
+        for p in all {
+            p.close();
+        }
+    }
+}

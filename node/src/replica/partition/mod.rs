@@ -1,0 +1,489 @@
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use bytes::Bytes;
+use fjord_storage::batch::ValidatedBatches;
+use fjord_storage::{AppendInfo, LogConfig, PartitionLog, StorageError, TopicPartition};
+use tokio::sync::watch;
+use tracing::warn;
+use uuid::Uuid;
+
+mod follower;
+mod leader;
+
+pub use leader::ReplicaSet;
+
+use super::leader_state::LeaderState;
+use super::ReplicaError;
+
+use crate::producer::{BatchMeta, ProducerStateTable, SequenceCheck};
+
+/// What the partition lock guards: the log and the producer state derived from it, which
+/// must change together.
+struct Locked {
+    log: PartitionLog,
+    producers: ProducerStateTable,
+}
+
+fn batch_meta(h: &fjord_storage::BatchHeader) -> BatchMeta {
+    BatchMeta {
+        first_seq: h.base_sequence,
+        last_seq: crate::producer::last_seq_of(h.base_sequence, h.records_count),
+        first_offset: h.base_offset,
+        last_offset: h.last_offset(),
+        timestamp: h.max_timestamp,
+    }
+}
+
+/// Rebuilds producer state by reading every batch header in the log.
+fn rebuild_producers(log: &PartitionLog) -> ProducerStateTable {
+    let mut table = ProducerStateTable::default();
+    let result = log.for_each_batch_header(|h| {
+        if h.has_producer_id() && !h.is_control() {
+            table.record(h.producer_id, h.producer_epoch, batch_meta(h));
+        }
+    });
+    if let Err(e) = result {
+        warn!(dir = %log.dir().display(), error = %e, "could not rebuild producer state");
+    }
+    table
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IsolationLevel {
+    ReadUncommitted,
+    ReadCommitted,
+}
+
+/// The answer to a read.
+#[derive(Debug)]
+pub struct FetchResult {
+    /// Whole batches, possibly empty (never absent: librdkafka rejects a null record set).
+    pub records: Bytes,
+    pub high_watermark: i64,
+    pub last_stable_offset: i64,
+    pub log_start_offset: i64,
+}
+
+/// One partition replica on this broker.
+///
+/// The log sits behind a mutex that is held only to append or to plan a read; the bytes
+/// of a read are copied from the segment file after the lock is released. Offsets that
+/// readers poll are mirrored in atomics so a fetch can decide "nothing new" without the
+/// lock.
+pub struct Partition {
+    pub tp: TopicPartition,
+    pub topic_id: Uuid,
+    log: Mutex<Option<Locked>>,
+    is_leader: AtomicBool,
+    leader_epoch: AtomicI32,
+    high_watermark: AtomicI64,
+    log_end_offset: AtomicI64,
+    log_start_offset: AtomicI64,
+    max_message_bytes: AtomicI64,
+    timestamp_bounds: Mutex<(i64, i64)>,
+    /// Bumped with the high watermark; long-polling fetches wait on it.
+    hw_tx: watch::Sender<i64>,
+    /// Bumped with the log end offset; long-polling follower fetches wait on it.
+    leo_tx: watch::Sender<i64>,
+    /// The leader this replica follows (-1 when it leads or there is none).
+    leader_id: AtomicI32,
+    /// Follower positions and the ISR, while this replica leads.
+    leader_state: Mutex<Option<LeaderState>>,
+}
+
+impl std::fmt::Debug for Partition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Partition")
+            .field("tp", &self.tp)
+            .field("leader_epoch", &self.leader_epoch())
+            .field("high_watermark", &self.high_watermark())
+            .finish()
+    }
+}
+
+impl Partition {
+    pub fn new(tp: TopicPartition, topic_id: Uuid, log: PartitionLog) -> Self {
+        let leo = log.log_end_offset();
+        let lso = log.log_start_offset();
+        let hw = log.high_watermark_checkpoint().clamp(lso, leo);
+        let max = log.config().max_message_bytes as i64;
+        Partition {
+            tp,
+            topic_id,
+            log: Mutex::new(Some(Locked {
+                producers: rebuild_producers(&log),
+                log,
+            })),
+            is_leader: AtomicBool::new(false),
+            leader_epoch: AtomicI32::new(-1),
+            high_watermark: AtomicI64::new(hw),
+            log_end_offset: AtomicI64::new(leo),
+            log_start_offset: AtomicI64::new(lso),
+            max_message_bytes: AtomicI64::new(max),
+            timestamp_bounds: Mutex::new((i64::MAX, i64::MAX)),
+            hw_tx: watch::channel(hw).0,
+            leo_tx: watch::channel(leo).0,
+            leader_id: AtomicI32::new(-1),
+            leader_state: Mutex::new(None),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Option<Locked>> {
+        // A panic while holding the lock cannot leave the log half-written (appends are
+        // all-or-nothing), so a poisoned lock is still safe to use.
+        self.log.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn with_locked<T>(
+        &self,
+        f: impl FnOnce(&mut Locked) -> Result<T, ReplicaError>,
+    ) -> Result<T, ReplicaError> {
+        let mut guard = self.lock();
+        match guard.as_mut() {
+            Some(locked) => f(locked),
+            None => Err(ReplicaError::UnknownTopicOrPartition),
+        }
+    }
+
+    fn with_log<T>(
+        &self,
+        f: impl FnOnce(&mut PartitionLog) -> Result<T, ReplicaError>,
+    ) -> Result<T, ReplicaError> {
+        self.with_locked(|l| f(&mut l.log))
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.is_leader.load(Ordering::Acquire)
+    }
+    pub fn leader_epoch(&self) -> i32 {
+        self.leader_epoch.load(Ordering::Acquire)
+    }
+    pub fn high_watermark(&self) -> i64 {
+        self.high_watermark.load(Ordering::Acquire)
+    }
+    pub fn log_end_offset(&self) -> i64 {
+        self.log_end_offset.load(Ordering::Acquire)
+    }
+    pub fn log_start_offset(&self) -> i64 {
+        self.log_start_offset.load(Ordering::Acquire)
+    }
+    /// Without transactions every record up to the high watermark is stable.
+    pub fn last_stable_offset(&self) -> i64 {
+        self.high_watermark()
+    }
+    pub fn max_message_bytes(&self) -> usize {
+        self.max_message_bytes.load(Ordering::Relaxed).max(0) as usize
+    }
+    pub fn subscribe(&self) -> watch::Receiver<i64> {
+        self.hw_tx.subscribe()
+    }
+
+    /// Applies new topic settings.
+    pub fn update_config(&self, config: LogConfig, timestamp_bounds: (i64, i64)) {
+        self.max_message_bytes
+            .store(config.max_message_bytes as i64, Ordering::Relaxed);
+        *self
+            .timestamp_bounds
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = timestamp_bounds;
+        let _ = self.with_log(|log| {
+            log.set_config(config);
+            Ok(())
+        });
+    }
+
+    /// Moves the high watermark forward (never back) and wakes waiting fetches.
+    pub(super) fn advance_high_watermark(&self, hw: i64) {
+        let prev = self.high_watermark.fetch_max(hw, Ordering::AcqRel);
+        if hw > prev {
+            self.hw_tx.send_replace(hw);
+        }
+    }
+
+    fn check_timestamps(
+        &self,
+        records: &ValidatedBatches<'_>,
+        now_ms: i64,
+    ) -> Result<(), ReplicaError> {
+        let (before, after) = *self
+            .timestamp_bounds
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if before == i64::MAX && after == i64::MAX {
+            return Ok(());
+        }
+        for (_, h) in records.batches() {
+            if h.timestamp_type() != fjord_storage::TimestampType::CreateTime {
+                continue;
+            }
+            for ts in [h.base_timestamp, h.max_timestamp] {
+                if ts < now_ms.saturating_sub(before) || ts > now_ms.saturating_add(after) {
+                    return Err(ReplicaError::InvalidTimestamp(ts));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Appends producer batches on the leader. `single_replica_isr` tells whether the high
+    /// watermark may move with the log end at once.
+    pub fn append_as_leader(
+        &self,
+        records: &ValidatedBatches<'_>,
+        now_ms: i64,
+    ) -> Result<AppendInfo, ReplicaError> {
+        if !self.is_leader() {
+            return Err(ReplicaError::NotLeaderOrFollower);
+        }
+        self.check_timestamps(records, now_ms)?;
+        let info = self.with_locked(|l| {
+            if !self.is_leader() {
+                return Err(ReplicaError::NotLeaderOrFollower);
+            }
+            // Idempotence: the sequence check and the append happen under one lock, so
+            // concurrent retries of one batch cannot both be written.
+            let mut duplicate = None;
+            for (_, h) in records.batches() {
+                if !h.has_producer_id() {
+                    continue;
+                }
+                let meta = batch_meta(h);
+                match l.producers.check(
+                    h.producer_id,
+                    h.producer_epoch,
+                    meta.first_seq,
+                    meta.last_seq,
+                )? {
+                    SequenceCheck::Append => {}
+                    SequenceCheck::Duplicate {
+                        first_offset,
+                        last_offset,
+                    } => {
+                        if records.batches().len() != 1 {
+                            return Err(ReplicaError::Producer(
+                                crate::producer::ProducerError::OutOfOrderSequence {
+                                    expected: meta.last_seq,
+                                    got: meta.first_seq,
+                                },
+                            ));
+                        }
+                        duplicate = Some((first_offset, last_offset));
+                    }
+                }
+            }
+            if let Some((first_offset, last_offset)) = duplicate {
+                return Ok(AppendInfo {
+                    first_offset,
+                    last_offset,
+                    max_timestamp: -1,
+                    offset_of_max_timestamp: -1,
+                    log_append_time: None,
+                    records: 0,
+                    bytes: 0,
+                });
+            }
+            let info = l
+                .log
+                .append_as_leader(records, self.leader_epoch(), now_ms)?;
+            let mut next = info.first_offset;
+            for (_, h) in records.batches() {
+                if h.has_producer_id() {
+                    let mut meta = batch_meta(h);
+                    meta.first_offset = next;
+                    meta.last_offset = next + i64::from(h.last_offset_delta);
+                    l.producers.record(h.producer_id, h.producer_epoch, meta);
+                }
+                next += i64::from(h.last_offset_delta) + 1;
+            }
+            self.log_end_offset
+                .store(l.log.log_end_offset(), Ordering::Release);
+            Ok(info)
+        })?;
+        self.leo_tx.send_replace(self.log_end_offset());
+        self.maybe_advance_high_watermark();
+        Ok(info)
+    }
+
+    /// Reads whole batches from `offset`, up to the high watermark (or the last stable
+    /// offset for read_committed).
+    pub fn read(
+        &self,
+        offset: i64,
+        max_bytes: u64,
+        isolation: IsolationLevel,
+        min_one: bool,
+    ) -> Result<FetchResult, ReplicaError> {
+        let hw = self.high_watermark();
+        let limit = match isolation {
+            IsolationLevel::ReadUncommitted => hw,
+            IsolationLevel::ReadCommitted => self.last_stable_offset(),
+        };
+        let range = self.with_log(|log| {
+            // Between the high watermark and the log end is not an error: the data is
+            // there but not yet committed, so the answer is simply empty.
+            // A follower behind the consumer (KIP-392 reads) has not got the offset yet:
+            // retriable, unlike a real out-of-range offset.
+            if offset > log.log_end_offset() && !self.is_leader() {
+                return Err(ReplicaError::OffsetNotAvailable(offset));
+            }
+            if offset < log.log_start_offset() || offset > log.log_end_offset() {
+                return Err(ReplicaError::OffsetOutOfRange {
+                    offset,
+                    log_start_offset: log.log_start_offset(),
+                    high_watermark: hw,
+                });
+            }
+            Ok(log.read(offset, max_bytes, limit, min_one)?)
+        })?;
+        let records = match range {
+            Some(r) => Bytes::from(r.read()?),
+            None => Bytes::new(),
+        };
+        Ok(FetchResult {
+            records,
+            high_watermark: hw,
+            last_stable_offset: self.last_stable_offset(),
+            log_start_offset: self.log_start_offset(),
+        })
+    }
+
+    /// A compaction of this replica's log, if one is due (see `fjord_storage::cleaner`).
+    pub fn plan_compaction(
+        &self,
+        now_ms: i64,
+        dedupe_buffer_bytes: usize,
+    ) -> Option<fjord_storage::cleaner::CompactionJob> {
+        let hw = self.high_watermark();
+        self.with_log(|log| Ok(log.plan_compaction(now_ms, hw, dedupe_buffer_bytes)))
+            .ok()
+            .flatten()
+    }
+
+    /// Swaps a finished compaction in; false if the log moved underneath it.
+    pub fn finish_compaction(
+        &self,
+        output: fjord_storage::cleaner::CompactionOutput,
+        now_ms: i64,
+    ) -> Result<bool, ReplicaError> {
+        self.with_log(|log| Ok(log.finish_compaction(output, now_ms)?))
+    }
+
+    pub fn offset_for_timestamp(&self, ts: i64) -> Result<Option<(i64, i64)>, ReplicaError> {
+        let hw = self.high_watermark();
+        let found = self.with_log(|log| Ok(log.offset_for_timestamp(ts)?))?;
+        Ok(found.filter(|(offset, _)| *offset < hw))
+    }
+
+    pub fn max_timestamp(&self) -> Result<Option<(i64, i64)>, ReplicaError> {
+        let hw = self.high_watermark();
+        let found = self.with_log(|log| Ok(log.max_timestamp_and_offset()))?;
+        Ok(found.filter(|(_, offset)| *offset < hw))
+    }
+
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> Result<(i32, i64), ReplicaError> {
+        self.with_log(|log| Ok(log.end_offset_for_epoch(epoch)))
+    }
+
+    /// The leader epoch under which `offset` was written (the latest epoch starting at
+    /// or before it), or -1 when unknown.
+    pub fn epoch_for_offset(&self, offset: i64) -> i32 {
+        self.with_log(|log| {
+            Ok(log
+                .epoch_cache()
+                .entries()
+                .iter()
+                .rev()
+                .find(|e| e.start_offset <= offset)
+                .map(|e| e.epoch)
+                .unwrap_or(-1))
+        })
+        .unwrap_or(-1)
+    }
+
+    /// Checks a client's view of the leader epoch: older is fenced, newer is unknown here.
+    pub fn check_leader_epoch(&self, requested: i32) -> Result<(), ReplicaError> {
+        let current = self.leader_epoch();
+        if requested < 0 || requested == current {
+            Ok(())
+        } else if requested < current {
+            Err(ReplicaError::FencedLeaderEpoch {
+                request: requested,
+                current,
+            })
+        } else {
+            Err(ReplicaError::UnknownLeaderEpoch {
+                request: requested,
+                current,
+            })
+        }
+    }
+
+    /// DeleteRecords: moves the log start offset to `offset` (at most the high watermark).
+    /// Returns the new low watermark.
+    pub fn delete_records_before(&self, offset: i64) -> Result<i64, ReplicaError> {
+        if !self.is_leader() {
+            return Err(ReplicaError::NotLeaderOrFollower);
+        }
+        let hw = self.high_watermark();
+        let target = if offset == -1 { hw } else { offset };
+        self.with_log(|log| {
+            if target < 0 || target > hw {
+                return Err(ReplicaError::OffsetOutOfRange {
+                    offset: target,
+                    log_start_offset: log.log_start_offset(),
+                    high_watermark: hw,
+                });
+            }
+            log.advance_log_start_offset(target)?;
+            self.log_start_offset
+                .store(log.log_start_offset(), Ordering::Release);
+            Ok(log.log_start_offset())
+        })
+    }
+
+    /// Periodic housekeeping: retention, time-based flush and the high-watermark
+    /// checkpoint. Errors are logged, not returned: one bad disk must not stop the others.
+    pub fn housekeeping(&self, now_ms: i64, retention_due: bool, producer_expiration_ms: i64) {
+        let hw = self.high_watermark();
+        let result: Result<(), StorageError> = (|| {
+            let mut guard = self.lock();
+            let Some(Locked { log, producers }) = guard.as_mut() else {
+                return Ok(());
+            };
+            producers.expire(now_ms, producer_expiration_ms);
+            if retention_due {
+                log.enforce_retention(now_ms, hw)?;
+                self.log_start_offset
+                    .store(log.log_start_offset(), Ordering::Release);
+            }
+            log.maybe_flush(now_ms)?;
+            log.checkpoint_high_watermark(hw)?;
+            Ok(())
+        })();
+        if let Err(e) = result {
+            warn!(partition = %self.tp, error = %e, "partition housekeeping failed");
+        }
+    }
+
+    /// Flushes and closes the log (clean shutdown). Later calls see an unknown partition.
+    pub fn close(&self) {
+        let hw = self.high_watermark();
+        if let Some(Locked { mut log, .. }) = self.lock().take() {
+            let result = log.checkpoint_high_watermark(hw).and_then(|()| log.close());
+            if let Err(e) = result {
+                warn!(partition = %self.tp, error = %e, "closing log failed");
+            }
+        }
+    }
+
+    /// Closes the log and deletes its directory.
+    pub fn delete(&self) {
+        self.is_leader.store(false, Ordering::Release);
+        if let Some(Locked { log, .. }) = self.lock().take() {
+            if let Err(e) = log.delete() {
+                warn!(partition = %self.tp, error = %e, "deleting log failed");
+            }
+        }
+    }
+}

@@ -1,0 +1,198 @@
+//! The leader side of replication: a gRPC stream per follower broker. Each request lists
+//! every partition that follower fetches from this broker; the answer carries raw
+//! batches, or where the follower's log diverges.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use fjord_proto::v1::replication_server::{Replication, ReplicationServer};
+use fjord_proto::v1::{ReplicaFetchPartitionData, ReplicaFetchRequest, ReplicaFetchResponse};
+use fjord_proto::MAX_MESSAGE_BYTES;
+use futures::future::select_all;
+use futures::{FutureExt, Stream};
+use kafka_protocol::error::ResponseError;
+use tokio::sync::mpsc;
+use tonic::{Request, Response, Status, Streaming};
+use tracing::debug;
+
+use super::{Partition, ReplicaError, ReplicaManager};
+use crate::kafka::errors::KafkaError;
+use crate::time::now_ms;
+
+#[derive(Clone)]
+pub struct ReplicationService {
+    replicas: Arc<ReplicaManager>,
+}
+
+impl ReplicationService {
+    pub fn new(replicas: Arc<ReplicaManager>) -> Self {
+        ReplicationService { replicas }
+    }
+
+    pub fn into_server(self) -> ReplicationServer<Self> {
+        ReplicationServer::new(self)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES)
+    }
+}
+
+type FetchStream = Pin<Box<dyn Stream<Item = Result<ReplicaFetchResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Replication for ReplicationService {
+    type FetchStream = FetchStream;
+
+    async fn fetch(
+        &self,
+        request: Request<Streaming<ReplicaFetchRequest>>,
+    ) -> Result<Response<FetchStream>, Status> {
+        let mut inbound = request.into_inner();
+        let replicas = Arc::clone(&self.replicas);
+        let (tx, rx) = mpsc::channel(1);
+        tokio::spawn(async move {
+            loop {
+                let req = match inbound.message().await {
+                    Ok(Some(r)) => r,
+                    Ok(None) => return,
+                    Err(e) => {
+                        debug!(error = %e, "replica fetch stream ended");
+                        return;
+                    }
+                };
+                let resp = serve(&replicas, req).await;
+                if tx.send(Ok(resp)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+}
+
+fn error_data(topic: &str, partition: i32, e: &KafkaError) -> ReplicaFetchPartitionData {
+    ReplicaFetchPartitionData {
+        topic: topic.to_string(),
+        partition,
+        error_code: i32::from(e.code()),
+        high_watermark: -1,
+        log_start_offset: -1,
+        log_end_offset: -1,
+        ..Default::default()
+    }
+}
+
+/// Answers one follower fetch: records positions (which moves the high watermark), then
+/// reads. With nothing to send, waits up to `max_wait_ms` for any partition to grow.
+async fn serve(replicas: &ReplicaManager, req: ReplicaFetchRequest) -> ReplicaFetchResponse {
+    let targets: Vec<Option<Arc<Partition>>> = req
+        .partitions
+        .iter()
+        .map(|p| replicas.get(&p.topic, p.partition))
+        .collect();
+    let (mut resp, mut has_data) = read(&req, &targets);
+    // A fetch offset is the follower's log end only when its log agrees with ours (no
+    // divergence, no error): only then may it count toward the high watermark.
+    let now = now_ms();
+    for ((p, replica), data) in req
+        .partitions
+        .iter()
+        .zip(&targets)
+        .zip(resp.partitions.iter_mut())
+    {
+        if let Some(r) = replica {
+            if data.error_code == 0 && !data.diverging {
+                let _ = r.record_follower_fetch(req.replica_id, p.fetch_offset, now);
+                data.high_watermark = r.high_watermark();
+            }
+        }
+    }
+
+    let deadline = Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
+    let mut watchers: Vec<_> = targets
+        .iter()
+        .flatten()
+        .filter(|r| r.is_leader())
+        .map(|r| r.subscribe_log_end())
+        .collect();
+    while !has_data && !watchers.is_empty() {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            break;
+        }
+        let changed = select_all(watchers.iter_mut().map(|w| w.changed().boxed()));
+        match tokio::time::timeout(remaining, changed).await {
+            Ok((Ok(()), _, _)) => (resp, has_data) = read(&req, &targets),
+            _ => break,
+        }
+    }
+    resp
+}
+
+fn read(
+    req: &ReplicaFetchRequest,
+    targets: &[Option<Arc<Partition>>],
+) -> (ReplicaFetchResponse, bool) {
+    let per_partition =
+        (req.max_bytes.max(1) as u64 / req.partitions.len().max(1) as u64).max(64 * 1024);
+    let mut budget = req.max_bytes.max(1) as u64;
+    let mut has_data = false;
+    let mut out = Vec::with_capacity(req.partitions.len());
+    for (p, replica) in req.partitions.iter().zip(targets) {
+        let data = match replica {
+            None => error_data(
+                &p.topic,
+                p.partition,
+                &KafkaError::new(ResponseError::UnknownTopicOrPartition, ""),
+            ),
+            Some(r) => match read_one(r, p, per_partition.min(budget)) {
+                Ok(d) => d,
+                Err(e) => error_data(&p.topic, p.partition, &KafkaError::from(&e)),
+            },
+        };
+        budget = budget.saturating_sub(data.records.len() as u64);
+        has_data |= !data.records.is_empty() || data.diverging || data.error_code != 0;
+        out.push(data);
+    }
+    (ReplicaFetchResponse { partitions: out }, has_data)
+}
+
+fn read_one(
+    r: &Partition,
+    p: &fjord_proto::v1::ReplicaFetchPartition,
+    max_bytes: u64,
+) -> Result<ReplicaFetchPartitionData, ReplicaError> {
+    if !r.is_leader() {
+        return Err(ReplicaError::NotLeaderOrFollower);
+    }
+    r.check_leader_epoch(p.current_leader_epoch)?;
+    let mut data = ReplicaFetchPartitionData {
+        topic: p.topic.clone(),
+        partition: p.partition,
+        log_start_offset: r.log_start_offset(),
+        log_end_offset: r.log_end_offset(),
+        ..Default::default()
+    };
+    if p.last_fetched_epoch >= 0 {
+        let (epoch, end) = r.end_offset_for_epoch(p.last_fetched_epoch)?;
+        if epoch != p.last_fetched_epoch || end < p.fetch_offset {
+            data.diverging = true;
+            data.diverging_epoch = epoch;
+            data.diverging_end_offset = end;
+            data.high_watermark = r.high_watermark();
+            return Ok(data);
+        }
+    }
+    if p.fetch_offset < r.log_start_offset() || p.fetch_offset > r.log_end_offset() {
+        data.error_code = i32::from(ResponseError::OffsetOutOfRange.code());
+        data.high_watermark = r.high_watermark();
+        return Ok(data);
+    }
+    let result = r.read_for_follower(p.fetch_offset, max_bytes)?;
+    data.high_watermark = result.high_watermark;
+    data.log_start_offset = result.log_start_offset;
+    data.records = result.records;
+    Ok(data)
+}

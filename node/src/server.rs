@@ -1,0 +1,426 @@
+//! Starting and stopping a node: storage, the controller, the gRPC, Kafka and admin
+//! listeners, broker registration, metadata reconciliation and housekeeping.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use fjord_controller::metadata::MetadataError;
+use fjord_controller::metadata::{BrokerRegistration, Listener};
+use fjord_controller::{
+    Controller, ControllerConfig, ControllerError, ControllerRequest, ControllerResponse,
+};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::{error, info, warn};
+use uuid::Uuid;
+
+use crate::admin;
+use crate::broker::Broker;
+use crate::config::NodeConfig;
+use crate::kafka;
+use crate::replica::{isr_sync, FetcherManager, ReplicaManager, ReplicationService};
+
+use crate::time::now_ms;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Bind {
+        what: &'static str,
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot open the data directory: {0}")]
+    Storage(String),
+    #[error("cannot start the controller: {0}")]
+    Controller(String),
+}
+
+async fn bind(what: &'static str, addr: &str) -> Result<TcpListener, ServeError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind {
+            what,
+            addr: addr.to_string(),
+            source,
+        })
+}
+
+/// Runs a node until SIGTERM or SIGINT, then shuts it down cleanly.
+pub async fn run(config: NodeConfig) -> Result<(), ServeError> {
+    info!(
+        node_id = config.node_id,
+        data_dir = %config.data_dir.display(),
+        version = env!("CARGO_PKG_VERSION"),
+        "starting Fjord node"
+    );
+    for key in config.unknown_props() {
+        warn!(
+            key,
+            "the configuration {key} was supplied but isn't a known config"
+        );
+    }
+    // Bind everything first, so a busy port fails the start at once with a clear error.
+    let mut kafka_listeners = Vec::new();
+    for l in &config.listeners {
+        kafka_listeners.push((
+            l.name.clone(),
+            bind("Kafka listener", &l.bind_addr()).await?,
+        ));
+    }
+    let rpc_listener = bind("rpc listener", &config.rpc_listener).await?;
+    let admin_listener = bind("admin listener", &config.admin_listener).await?;
+
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| ServeError::Storage(e.to_string()))?;
+    let replicas = Arc::new(
+        ReplicaManager::open(
+            config.node_id,
+            &config.data_dir,
+            config.static_props.clone(),
+        )
+        .map_err(|e| ServeError::Storage(e.to_string()))?,
+    );
+    let view_props = config.static_props.clone();
+    let prop = |name: &str, default: u64| -> u64 {
+        view_props
+            .get(name)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let controller = Controller::start(ControllerConfig {
+        node_id: config.node_id as u64,
+        dir: config.data_dir.join("controller"),
+        voters: config.voters.clone(),
+        election_timeout: Duration::from_millis(prop(
+            "controller.quorum.election.timeout.ms",
+            1000,
+        )),
+        request_timeout: Duration::from_millis(prop(
+            "controller.quorum.request.timeout.ms",
+            30_000,
+        )),
+        session_timeout: Duration::from_millis(prop("broker.session.timeout.ms", 9_000)),
+        auto_leader_rebalance: config
+            .static_props
+            .get("auto.leader.rebalance.enable")
+            .is_none_or(|v| v.eq_ignore_ascii_case("true")),
+        leader_imbalance_check_interval: Duration::from_secs(prop(
+            "leader.imbalance.check.interval.seconds",
+            300,
+        )),
+        leader_imbalance_per_broker_percentage: prop("leader.imbalance.per.broker.percentage", 10)
+            as u32,
+    })
+    .await
+    .map_err(|e| ServeError::Controller(e.to_string()))?;
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let rpc_task = tokio::spawn(serve_rpc(
+        rpc_listener,
+        controller.clone(),
+        ReplicationService::new(Arc::clone(&replicas)),
+        shutdown_rx.clone(),
+    ));
+
+    let broker = Arc::new(Broker::new(
+        config.clone(),
+        controller.clone(),
+        Arc::clone(&replicas),
+    ));
+    let recovered = controller.wait_for_recovery(Duration::from_secs(120)).await;
+    if !recovered {
+        warn!("metadata quorum not reachable yet; stray logs will not be cleaned up this run");
+    }
+    let fetchers = Arc::new(FetcherManager::new(Arc::clone(&broker)));
+    tokio::spawn(reconcile_metadata(
+        Arc::clone(&broker),
+        Arc::clone(&fetchers),
+        recovered,
+    ));
+    tokio::spawn(isr_sync::run(Arc::clone(&broker), shutdown_rx.clone()));
+    tokio::spawn(crate::replica::cleaner::run(
+        Arc::clone(&broker),
+        shutdown_rx.clone(),
+    ));
+    tokio::spawn(crate::group::coordinator::run(
+        Arc::clone(&broker),
+        shutdown_rx.clone(),
+    ));
+    // Heartbeats stop first on shutdown, before the listeners: a separate signal.
+    let (stop_heartbeats_tx, stop_heartbeats_rx) = watch::channel(false);
+    let liveness = tokio::spawn(join_and_heartbeat(Arc::clone(&broker), stop_heartbeats_rx));
+    tokio::spawn(housekeeping(Arc::clone(&broker), shutdown_rx.clone()));
+
+    let metrics = admin::install_metrics();
+    let admin_task = tokio::spawn(admin::serve(
+        admin_listener,
+        Arc::clone(&broker),
+        metrics,
+        shutdown_rx.clone(),
+    ));
+    let mut kafka_tasks = Vec::new();
+    for (name, listener) in kafka_listeners {
+        kafka_tasks.push(tokio::spawn(kafka::serve(
+            listener,
+            name,
+            Arc::clone(&broker),
+            shutdown_rx.clone(),
+        )));
+    }
+
+    wait_for_signal().await;
+    info!("shutting down");
+    broker.begin_shutdown();
+    // Controlled shutdown: leadership moves away while clients can still be answered
+    // (they are told NOT_LEADER_OR_FOLLOWER and follow the new leaders).
+    let _ = stop_heartbeats_tx.send(true);
+    let _ = liveness.await;
+    controlled_shutdown(&broker).await;
+    controller.step_down(Duration::from_secs(5)).await;
+    let _ = shutdown_tx.send(true);
+    fetchers.stop_all();
+    for t in kafka_tasks {
+        let _ = t.await;
+    }
+    replicas.shutdown();
+    controller.shutdown().await;
+    let _ = admin_task.await;
+    let _ = rpc_task.await;
+    info!("stopped cleanly");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+async fn serve_rpc(
+    listener: TcpListener,
+    controller: Controller,
+    replication: ReplicationService,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let addr = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    info!(%addr, "rpc listener ready");
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let result = tonic::transport::Server::builder()
+        .add_service(controller.grpc().into_server())
+        .add_service(replication.into_server())
+        .serve_with_incoming_shutdown(incoming, async move {
+            let _ = shutdown.wait_for(|s| *s).await;
+        })
+        .await;
+    if let Err(e) = result {
+        error!(error = %e, "rpc server failed");
+    }
+}
+
+/// Applies every new metadata image to local partitions.
+async fn reconcile_metadata(broker: Arc<Broker>, fetchers: Arc<FetcherManager>, recovered: bool) {
+    let mut rx = broker.controller.metadata();
+    loop {
+        let md = rx.borrow_and_update().clone();
+        let replicas = Arc::clone(&broker.replicas);
+        // Opening logs may scan segments: keep it off the async workers.
+        if let Ok(plan) =
+            tokio::task::spawn_blocking(move || replicas.apply_metadata(&md, recovered)).await
+        {
+            if !broker.is_shutting_down() {
+                fetchers.apply(plan);
+            }
+        }
+
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+fn registration(broker: &Broker, incarnation_id: Uuid) -> BrokerRegistration {
+    let config = &broker.config;
+    BrokerRegistration {
+        broker_id: config.node_id,
+        incarnation_id,
+        listeners: config
+            .advertised_listeners
+            .iter()
+            .map(|l| Listener {
+                name: l.name.clone(),
+                host: l.host.clone(),
+                port: l.port,
+                security_protocol: l.security_protocol.clone(),
+            })
+            .collect(),
+        rack: config.rack.clone(),
+        rpc_address: config.rpc_advertised.clone(),
+    }
+}
+
+/// Retries `request` until the controller accepts it or shutdown begins.
+async fn until_accepted(
+    broker: &Broker,
+    what: &str,
+    request: ControllerRequest,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Option<ControllerResponse> {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match broker.controller.submit(request.clone()).await {
+            Ok(r) => return Some(r),
+            Err(e) => warn!(error = %e, "{what} failed; retrying"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = async { shutdown.wait_for(|s| *s).await.map(|_| ()) } => return None,
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(2));
+    }
+}
+
+/// Joins the quorum as a learner when this node is not a voter, registers the broker,
+/// then heartbeats to the active controller until shutdown. A broker the controller no
+/// longer knows (or knows under a newer epoch) registers again.
+async fn join_and_heartbeat(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
+    let node_id = broker.node_id as u64;
+    if !broker.config.voters.contains_key(&node_id) {
+        let join = ControllerRequest::AddLearner {
+            node_id,
+            rpc_address: broker.config.rpc_advertised.clone(),
+        };
+        if until_accepted(
+            &broker,
+            "joining the quorum as a learner",
+            join,
+            &mut shutdown,
+        )
+        .await
+        .is_none()
+        {
+            return;
+        }
+    }
+    let interval =
+        Duration::from_millis(broker.broker_i64("broker.heartbeat.interval.ms").max(10) as u64);
+    let incarnation = Uuid::new_v4();
+    'register: loop {
+        let request = ControllerRequest::RegisterBroker(registration(&broker, incarnation));
+        let Some(response) =
+            until_accepted(&broker, "broker registration", request, &mut shutdown).await
+        else {
+            return;
+        };
+        let ControllerResponse::BrokerRegistered { broker_epoch } = response else {
+            warn!(?response, "unexpected answer to registration");
+            continue;
+        };
+        let index = broker.metadata().last_applied_index;
+        broker
+            .replicas
+            .wait_applied(index, Duration::from_secs(30))
+            .await;
+        broker.mark_registered(broker_epoch);
+        info!(node_id, broker_epoch, "broker registered and ready");
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = async { shutdown.wait_for(|s| *s).await.map(|_| ()) } => return,
+            }
+            let beat = ControllerRequest::Heartbeat {
+                broker_id: broker.node_id,
+                broker_epoch,
+            };
+            match broker
+                .controller
+                .submit_within(beat, interval.max(Duration::from_millis(500)))
+                .await
+            {
+                Ok(_) => {}
+                Err(ControllerError::Metadata(
+                    MetadataError::UnknownBroker(_) | MetadataError::StaleBrokerEpoch(_),
+                )) => {
+                    warn!(
+                        node_id,
+                        "the controller does not know this registration; registering again"
+                    );
+                    continue 'register;
+                }
+                Err(e) => warn!(error = %e, "heartbeat failed"),
+            }
+        }
+    }
+}
+
+/// Tells the active controller this broker is stopping, so its partitions move now
+/// rather than after a session timeout.
+async fn controlled_shutdown(broker: &Broker) {
+    if !broker.is_registered() {
+        return;
+    }
+    let request = ControllerRequest::ControlledShutdown {
+        broker_id: broker.node_id,
+        broker_epoch: broker.broker_epoch(),
+    };
+    match broker
+        .controller
+        .submit_within(request, Duration::from_secs(5))
+        .await
+    {
+        Ok(_) => info!("controlled shutdown acknowledged by the controller"),
+        Err(e) => {
+            warn!(error = %e, "controlled shutdown not acknowledged; the session timeout will fence this broker")
+        }
+    }
+}
+
+/// Retention, time-based flushes, high-watermark checkpoints and gauges.
+async fn housekeeping(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
+    let flush_interval = Duration::from_millis(
+        broker
+            .broker_i64("log.flush.scheduler.interval.ms")
+            .clamp(10, 60_000) as u64,
+    );
+    let retention_interval = broker.broker_i64("log.retention.check.interval.ms").max(1);
+    let producer_expiration = broker.broker_i64("producer.id.expiration.ms").max(1);
+    let mut last_retention = now_ms();
+    let mut ticker = tokio::time::interval(flush_interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = async { shutdown.wait_for(|s| *s).await.map(|_| ()) } => return,
+        }
+        let now = now_ms();
+        let retention_due = now - last_retention >= retention_interval;
+        if retention_due {
+            last_retention = now;
+        }
+        let replicas = Arc::clone(&broker.replicas);
+        let _ = tokio::task::spawn_blocking(move || {
+            replicas.housekeeping(now, retention_due, producer_expiration)
+        })
+        .await;
+        admin::record_gauges(&broker);
+    }
+}
