@@ -1,0 +1,172 @@
+//! The `fjord` client subcommands and the admin HTTP endpoints, as a user runs them.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+use fjord_tests::{fjord_bin, http_get, Node};
+
+fn fjord(node: &Node, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(fjord_bin())
+        .args(args)
+        .env("FJORD_BOOTSTRAP_SERVER", node.bootstrap())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn fjord");
+    let mut input = child.stdin.take().expect("stdin");
+    if let Some(s) = stdin {
+        input.write_all(s.as_bytes()).expect("write stdin");
+    }
+    drop(input);
+    child.wait_with_output().expect("fjord output")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn topic_produce_and_consume_commands() {
+    let node = Node::start();
+    let ok = |o: Output| {
+        assert!(
+            o.status.success(),
+            "stdout: {}\nstderr: {}",
+            stdout(&o),
+            stderr(&o)
+        );
+        o
+    };
+    ok(fjord(
+        &node,
+        &[
+            "topic",
+            "create",
+            "orders",
+            "--partitions",
+            "2",
+            "--config",
+            "retention.ms=5000",
+        ],
+        None,
+    ));
+    let again = fjord(&node, &["topic", "create", "orders"], None);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        stderr(&again).contains("error:") && stderr(&again).contains("orders"),
+        "{}",
+        stderr(&again)
+    );
+    let list = ok(fjord(&node, &["topic", "list"], None));
+    assert!(stdout(&list).lines().any(|l| l == "orders"));
+    let describe = ok(fjord(&node, &["topic", "describe", "orders"], None));
+    assert!(
+        stdout(&describe).contains("PartitionCount: 2"),
+        "{}",
+        stdout(&describe)
+    );
+    assert!(stdout(&describe).contains("retention.ms=5000"));
+
+    ok(fjord(
+        &node,
+        &["produce", "--topic", "orders", "--partition", "1"],
+        Some("a\nb\nc\n"),
+    ));
+    let one = ok(fjord(
+        &node,
+        &[
+            "consume",
+            "--topic",
+            "orders",
+            "--partition",
+            "1",
+            "--offset",
+            "1",
+            "--max-messages",
+            "2",
+            "--print-offset",
+        ],
+        None,
+    ));
+    assert_eq!(stdout(&one), "1:1\tb\n1:2\tc\n");
+
+    ok(fjord(
+        &node,
+        &[
+            "topic",
+            "alter-config",
+            "orders",
+            "--set",
+            "segment.ms=60000",
+            "--delete",
+            "retention.ms",
+        ],
+        None,
+    ));
+    let describe = ok(fjord(&node, &["topic", "describe", "orders"], None));
+    assert!(
+        stdout(&describe).contains("segment.ms=60000")
+            && !stdout(&describe).contains("retention.ms")
+    );
+    let bad = fjord(
+        &node,
+        &[
+            "topic",
+            "alter-config",
+            "orders",
+            "--set",
+            "retention.ms=never",
+        ],
+        None,
+    );
+    assert_eq!(
+        bad.status.code(),
+        Some(1),
+        "invalid config value is refused: {}",
+        stderr(&bad)
+    );
+
+    ok(fjord(&node, &["topic", "delete", "orders"], None));
+    let list = ok(fjord(&node, &["topic", "list"], None));
+    assert!(!stdout(&list).lines().any(|l| l == "orders"));
+
+    let usage = fjord(&node, &["consume", "--topic", "x", "--offset", "3"], None);
+    assert_eq!(usage.status.code(), Some(2), "usage errors exit with 2");
+    assert!(stderr(&usage).contains("--offset needs --partition"));
+    let version = ok(fjord(&node, &["--version"], None));
+    assert!(stdout(&version).starts_with("fjord "));
+}
+
+#[test]
+fn admin_endpoints_report_health_metrics_and_cluster() {
+    let node = Node::start();
+    let addr = node.admin_addr();
+    assert_eq!(http_get(&addr, "/healthz").expect("healthz").0, 200);
+    let (status, body) = http_get(&addr, "/readyz").expect("readyz");
+    assert_eq!(status, 200, "{body}");
+    let _ = fjord(&node, &["topic", "create", "metered"], None);
+    let (status, body) = http_get(&addr, "/v1/cluster").expect("cluster");
+    assert_eq!(status, 200);
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(v["node_id"], 1);
+    assert_eq!(v["active_controller"], 1);
+    assert!(v["cluster_id"].as_str().is_some_and(|c| c.len() == 22));
+    assert!(v["topics"]
+        .as_array()
+        .is_some_and(|t| t.iter().any(|t| t["name"] == "metered")));
+    let (status, metrics) = http_get(&addr, "/metrics").expect("metrics");
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains("fjord_requests_total{api=\"CreateTopics\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("fjord_request_duration_seconds"),
+        "{metrics}"
+    );
+}
