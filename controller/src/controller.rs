@@ -579,6 +579,19 @@ impl Controller {
         }
     }
 
+    /// The newest metadata index this controller knows to be committed (or applied).
+    fn known_index(&self) -> u64 {
+        let committed = self
+            .inner
+            .raft
+            .metrics()
+            .borrow_watched()
+            .local_committed
+            .map(|c| c.index())
+            .unwrap_or(0);
+        committed.max(self.current().last_applied_index)
+    }
+
     fn quorum_status(&self) -> QuorumStatus {
         let metrics = self.inner.raft.metrics();
         let m = metrics.borrow_watched();
@@ -735,9 +748,15 @@ impl Controller {
                         epoch: broker_epoch,
                     })
                     .await?;
-                    return Ok(ControllerResponse::Heartbeat { fenced: false });
+                    return Ok(ControllerResponse::Heartbeat {
+                        fenced: false,
+                        metadata_index: self.known_index(),
+                    });
                 }
-                Ok(ControllerResponse::Heartbeat { fenced: b.fenced })
+                Ok(ControllerResponse::Heartbeat {
+                    fenced: b.fenced,
+                    metadata_index: self.known_index(),
+                })
             }
             ControllerRequest::ControlledShutdown {
                 broker_id,

@@ -119,7 +119,10 @@ pub enum ControllerResponse {
     BrokerRegistered { broker_epoch: i64 },
     Topics(Vec<TopicOutcome>),
     ProducerIds { start: i64, count: i64 },
-    Heartbeat { fenced: bool },
+    /// `metadata_index`: the controller's applied metadata index when it answered. A
+    /// broker that has applied that much knows every leadership change made before its
+    /// heartbeat arrived, which is what its lease (`node/src/lease.rs`) stands on.
+    Heartbeat { fenced: bool, metadata_index: u64 },
     Quorum(QuorumStatus),
     PartitionChanged { partition_epoch: i32, isr: Vec<i32> },
     Elections(Vec<(String, i32, Result<i32, MetadataError>)>),

@@ -10,6 +10,7 @@ use tokio::sync::watch;
 
 use crate::config::{ConfigView, NodeConfig};
 use crate::group::GroupCoordinator;
+use crate::lease::Lease;
 use crate::producer::ProducerIdManager;
 use crate::replica::ReplicaManager;
 
@@ -20,6 +21,8 @@ pub struct Broker {
     pub replicas: Arc<ReplicaManager>,
     pub producer_ids: Arc<ProducerIdManager>,
     pub groups: Arc<GroupCoordinator>,
+    /// Whether this broker may still trust that it owns what its metadata says it leads.
+    pub lease: Arc<Lease>,
     metadata: watch::Receiver<Arc<ClusterMetadata>>,
     /// Set once this broker's registration is in the metadata log.
     registered: AtomicBool,
@@ -30,11 +33,16 @@ pub struct Broker {
 
 impl Broker {
     pub fn new(config: NodeConfig, controller: Controller, replicas: Arc<ReplicaManager>) -> Self {
+        let lease = Arc::new(Lease::default());
         Broker {
             node_id: config.node_id,
             metadata: controller.metadata(),
             producer_ids: ProducerIdManager::new(config.node_id, controller.clone()),
-            groups: Arc::new(GroupCoordinator::new(Arc::clone(&replicas))),
+            groups: Arc::new(GroupCoordinator::new(
+                Arc::clone(&replicas),
+                Arc::clone(&lease),
+            )),
+            lease,
             config,
             controller,
             replicas,
@@ -56,6 +64,15 @@ impl Broker {
     pub fn broker_i64(&self, name: &str) -> i64 {
         let md = self.metadata();
         self.view(&md).broker_i64(name)
+    }
+
+    /// `broker.session.timeout.ms` as the controllers apply it (a static node setting).
+    pub fn session_timeout_ms(&self) -> i64 {
+        self.config
+            .static_props
+            .get("broker.session.timeout.ms")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(9_000)
     }
 
     pub fn broker_bool(&self, name: &str) -> bool {

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod group;
 pub mod kafka;
+pub mod lease;
 pub mod producer;
 pub mod replica;
 pub mod server;

@@ -324,7 +324,9 @@ async fn join_and_heartbeat(broker: Arc<Broker>, mut shutdown: watch::Receiver<b
     let interval =
         Duration::from_millis(broker.broker_i64("broker.heartbeat.interval.ms").max(10) as u64);
     let incarnation = Uuid::new_v4();
+    let session_ms = broker.session_timeout_ms();
     'register: loop {
+        let registration_sent = broker.lease.now_ms();
         let request = ControllerRequest::RegisterBroker(registration(&broker, incarnation));
         let Some(response) =
             until_accepted(&broker, "broker registration", request, &mut shutdown).await
@@ -341,6 +343,7 @@ async fn join_and_heartbeat(broker: Arc<Broker>, mut shutdown: watch::Receiver<b
             .wait_applied(index, Duration::from_secs(30))
             .await;
         broker.mark_registered(broker_epoch);
+        broker.lease.renew(registration_sent, session_ms);
         info!(node_id, broker_epoch, "broker registered and ready");
         loop {
             tokio::select! {
@@ -351,11 +354,17 @@ async fn join_and_heartbeat(broker: Arc<Broker>, mut shutdown: watch::Receiver<b
                 broker_id: broker.node_id,
                 broker_epoch,
             };
+            let sent = broker.lease.now_ms();
             match broker
                 .controller
                 .submit_within(beat, interval.max(Duration::from_millis(500)))
                 .await
             {
+                Ok(ControllerResponse::Heartbeat {
+                    fenced: false,
+                    metadata_index,
+                }) => renew_lease(&broker, sent, metadata_index, session_ms),
+                Ok(ControllerResponse::Heartbeat { fenced: true, .. }) => broker.lease.revoke(),
                 Ok(_) => {}
                 Err(ControllerError::Metadata(
                     MetadataError::UnknownBroker(_) | MetadataError::StaleBrokerEpoch(_),
@@ -372,12 +381,28 @@ async fn join_and_heartbeat(broker: Arc<Broker>, mut shutdown: watch::Receiver<b
     }
 }
 
+/// Renews the lease for a heartbeat sent at `sent` and accepted unfenced, once local
+/// partitions reflect `metadata_index` (what the controller knew when it answered): only
+/// then does this broker know of every leadership it lost before that heartbeat.
+fn renew_lease(broker: &Arc<Broker>, sent: i64, metadata_index: u64, session_ms: i64) {
+    let broker = Arc::clone(broker);
+    tokio::spawn(async move {
+        let within = Duration::from_millis(crate::lease::lease_length_ms(session_ms) as u64);
+        if broker.replicas.wait_applied(metadata_index, within).await {
+            broker.lease.renew(sent, session_ms);
+        }
+    });
+}
+
 /// Tells the active controller this broker is stopping, so its partitions move now
 /// rather than after a session timeout.
 async fn controlled_shutdown(broker: &Broker) {
     if !broker.is_registered() {
         return;
     }
+    // Leaderships move as soon as the controller hears this; stop answering as their
+    // owner first.
+    broker.lease.revoke();
     let request = ControllerRequest::ControlledShutdown {
         broker_id: broker.node_id,
         broker_epoch: broker.broker_epoch(),

@@ -15,6 +15,7 @@ use tracing::info;
 use super::shard::Shard;
 use super::state::GroupConfig;
 use crate::broker::Broker;
+use crate::lease::Lease;
 use crate::replica::ReplicaManager;
 use crate::time::now_ms;
 
@@ -36,13 +37,15 @@ pub fn partition_for(group_id: &str, partitions: usize) -> i32 {
 
 pub struct GroupCoordinator {
     replicas: Arc<ReplicaManager>,
+    lease: Arc<Lease>,
     shards: RwLock<HashMap<i32, Arc<Shard>>>,
 }
 
 impl GroupCoordinator {
-    pub fn new(replicas: Arc<ReplicaManager>) -> Self {
+    pub fn new(replicas: Arc<ReplicaManager>, lease: Arc<Lease>) -> Self {
         GroupCoordinator {
             replicas,
+            lease,
             shards: RwLock::new(HashMap::new()),
         }
     }
@@ -58,6 +61,12 @@ impl GroupCoordinator {
             .get(OFFSETS_TOPIC)
             .ok_or(ResponseError::NotCoordinator)?;
         let partition = partition_for(group_id, topic.partitions.len());
+        // Without a lease this broker may be a zombie whose partition moved while it was
+        // frozen: answering from memory would hand out offsets and generations the new
+        // coordinator has since replaced.
+        if !self.lease.is_valid() {
+            return Err(ResponseError::NotCoordinator);
+        }
         let shard = self
             .shards
             .read()

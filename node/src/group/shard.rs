@@ -26,7 +26,7 @@ use super::state::{
     Answer, Effect, Group, GroupConfig, GroupPhase, JoinRequest, JoinResult, Member, MemberId,
     SyncResult,
 };
-use crate::replica::{IsolationLevel, Partition};
+use crate::replica::{IsolationLevel, Partition, Replication};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ShardStatus {
@@ -416,18 +416,14 @@ impl Shard {
         ticket: CommitTicket,
         timeout: Duration,
     ) -> Result<(), ResponseError> {
-        let target = ticket.last_offset + 1;
-        let mut hw = self.replica.subscribe();
-        // `wait_for` hands back a read guard on the watch: drop it at once, or an append
-        // that bumps the high watermark while holding the tables lock deadlocks with us.
-        let reached = matches!(
-            tokio::time::timeout(timeout, hw.wait_for(|h| *h >= target)).await,
-            Ok(Ok(_))
-        );
-        if !self.owns_partition() || self.status() == ShardStatus::Closed {
+        let outcome = self
+            .replica
+            .await_replication(ticket.last_offset + 1, self.leader_epoch, timeout)
+            .await;
+        if outcome == Replication::LeadershipLost || self.status() == ShardStatus::Closed {
             return Err(ResponseError::NotCoordinator);
         }
-        if !reached {
+        if outcome == Replication::TimedOut {
             // Kafka's mapping of a replication timeout on the offsets topic.
             return Err(ResponseError::CoordinatorNotAvailable);
         }
@@ -706,7 +702,7 @@ impl Shard {
         let validated = validate_records(&bytes, self.replica.max_message_bytes())
             .map_err(|_| ResponseError::InvalidCommitOffsetSize)?;
         match self.replica.append_as_leader(&validated, now_ms) {
-            Ok(info) => Ok(info.last_offset),
+            Ok(appended) => Ok(appended.info.last_offset),
             Err(e) => {
                 debug!(partition = self.partition, error = %e, "group append failed");
                 Err(match e {
@@ -735,27 +731,27 @@ impl Shard {
             let _ = tx.send(result);
             return;
         };
-        let mut hw = self.replica.subscribe();
-        if *hw.borrow() >= target {
+        // High watermark first, then leadership (see `Partition::await_replication`).
+        if self.replica.high_watermark() >= target && self.owns_partition() {
             let _ = tx.send(result);
             return;
         }
         let replica = Arc::clone(&self.replica);
+        let epoch = self.leader_epoch;
         let mut status = self.status.subscribe();
         tokio::spawn(async move {
-            // Watch guards are reduced to a bool at once (see complete_commit). Losing the
-            // partition ends the wait at once: the record may never be replicated then.
-            let reached = tokio::select! {
-                r = hw.wait_for(|h| *h >= target) => r.is_ok(),
-                _ = status.wait_for(|s| *s == ShardStatus::Closed) => false,
-                _ = tokio::time::sleep(GROUP_PERSIST_TIMEOUT) => false,
+            // Losing the partition ends the wait at once: the record may never be
+            // replicated then.
+            let outcome = tokio::select! {
+                o = replica.await_replication(target, epoch, GROUP_PERSIST_TIMEOUT) => o,
+                _ = status.wait_for(|s| *s == ShardStatus::Closed) => Replication::LeadershipLost,
             };
-            let answer = if !replica.is_leader() {
-                SyncResult::error(ResponseError::NotCoordinator)
-            } else if reached {
-                result
-            } else {
-                SyncResult::error(ResponseError::CoordinatorNotAvailable)
+            let answer = match outcome {
+                Replication::Replicated => result,
+                Replication::LeadershipLost => SyncResult::error(ResponseError::NotCoordinator),
+                Replication::TimedOut => {
+                    SyncResult::error(ResponseError::CoordinatorNotAvailable)
+                }
             };
             let _ = tx.send(answer);
         });

@@ -14,7 +14,7 @@ use kafka_protocol::protocol::StrBytes;
 use super::context::RequestContext;
 use super::dispatch::Reply;
 use super::errors::{storage_error, KafkaError};
-use crate::replica::Partition;
+use crate::replica::{LeaderAppend, Partition, Replication};
 use crate::time::now_ms;
 
 fn err(code: ResponseError, msg: impl Into<String>) -> KafkaError {
@@ -27,6 +27,7 @@ struct AwaitReplication {
     partition: usize,
     replica: Arc<Partition>,
     target: i64,
+    leader_epoch: i32,
     min_isr: usize,
 }
 
@@ -76,16 +77,21 @@ pub async fn handle(ctx: &RequestContext, req: ProduceRequest) -> Reply {
                 )
             };
             match result {
-                Ok((replica, info, min_isr)) => {
+                Ok((replica, LeaderAppend { info, leader_epoch }, min_isr)) => {
                     resp.base_offset = info.first_offset;
                     resp.log_append_time_ms = info.log_append_time.unwrap_or(-1);
                     resp.log_start_offset = replica.log_start_offset();
-                    if acks == -1 && replica.high_watermark() <= info.last_offset {
+                    // High watermark first, then leadership (see `await_replication`).
+                    let replicated = replica.high_watermark() > info.last_offset
+                        && replica.is_leader()
+                        && replica.leader_epoch() == leader_epoch;
+                    if acks == -1 && !replicated {
                         waits.push(AwaitReplication {
                             topic: ti,
                             partition: pi,
                             replica,
                             target: info.last_offset + 1,
+                            leader_epoch,
                             min_isr,
                         });
                     }
@@ -128,7 +134,7 @@ fn append_one(
     partition: i32,
     records: &[u8],
     acks: i16,
-) -> Result<(Arc<Partition>, fjord_storage::AppendInfo, usize), KafkaError> {
+) -> Result<(Arc<Partition>, LeaderAppend, usize), KafkaError> {
     if md.topics.get(topic).is_some_and(|t| t.internal) {
         // Internal topics are written by their coordinators only; a stray client record
         // could corrupt group state.
@@ -207,12 +213,13 @@ fn append_one(
             }
         }
     }
-    let info = replica
+    let appended = replica
         .append_as_leader(&validated, now_ms())
         .map_err(|e| KafkaError::from(&e))?;
     metrics::counter!("fjord_produced_bytes_total").increment(records.len() as u64);
-    metrics::counter!("fjord_produced_records_total").increment(info.records.max(0) as u64);
-    Ok((replica, info, min_isr))
+    metrics::counter!("fjord_produced_records_total")
+        .increment(appended.info.records.max(0) as u64);
+    Ok((replica, appended, min_isr))
 }
 
 async fn await_replication(
@@ -222,27 +229,32 @@ async fn await_replication(
 ) -> ResponseKind {
     let deadline = Instant::now() + timeout;
     for w in waits {
-        let mut rx = w.replica.subscribe();
         let remaining = deadline.saturating_duration_since(Instant::now());
-        // Reduce to a bool at once: `wait_for` returns a read guard on the watch, and
-        // holding it while taking partition locks below could deadlock with an append.
-        let reached = matches!(
-            tokio::time::timeout(remaining, rx.wait_for(|hw| *hw >= w.target)).await,
-            Ok(Ok(_))
-        );
+        let outcome = w
+            .replica
+            .await_replication(w.target, w.leader_epoch, remaining)
+            .await;
         let p = &mut response.responses[w.topic].partition_responses[w.partition];
-        if !reached {
-            p.error_code = ResponseError::RequestTimedOut.code();
-            p.error_message = Some(StrBytes::from_static_str(
-                "timed out waiting for the in-sync replicas to acknowledge the write",
-            ));
-        } else if w.replica.isr().len() < w.min_isr {
+        let (code, message) = match outcome {
+            Replication::Replicated if w.replica.isr().len() >= w.min_isr => continue,
             // Replicated, but the ISR shrank below min.insync.replicas meanwhile.
-            p.error_code = ResponseError::NotEnoughReplicasAfterAppend.code();
-            p.error_message = Some(StrBytes::from_static_str(
+            Replication::Replicated => (
+                ResponseError::NotEnoughReplicasAfterAppend,
                 "the ISR shrank below min.insync.replicas while the write was replicated",
-            ));
-        }
+            ),
+            // Kafka's answer too: the write's fate is unknown, and the client retries
+            // against the new leader.
+            Replication::LeadershipLost => (
+                ResponseError::NotLeaderOrFollower,
+                "leadership moved before the in-sync replicas acknowledged the write",
+            ),
+            Replication::TimedOut => (
+                ResponseError::RequestTimedOut,
+                "timed out waiting for the in-sync replicas to acknowledge the write",
+            ),
+        };
+        p.error_code = code.code();
+        p.error_message = Some(StrBytes::from_static_str(message));
     }
     ResponseKind::Produce(response)
 }

@@ -93,8 +93,13 @@ impl LeaderState {
     ) {
         if partition_epoch >= self.partition_epoch {
             self.isr = isr.to_vec();
+            // An image at the same partition epoch predates the change in flight, which
+            // may still commit: keep counting the pending set until it is answered or a
+            // newer epoch shows how it landed.
+            if partition_epoch > self.partition_epoch {
+                self.pending_isr = None;
+            }
             self.partition_epoch = partition_epoch;
-            self.pending_isr = None;
         }
         self.replicas = replicas.to_vec();
         self.followers.retain(|id, _| replicas.contains(id));
@@ -243,6 +248,28 @@ mod tests {
         s.on_fetch(2, 20, 30, 1_700);
         s.on_fetch(2, 30, 40, 2_500);
         assert_eq!(s.desired_isr(30, 2_500, 1000), None);
+    }
+
+    #[test]
+    fn a_pending_expansion_survives_an_image_of_the_same_epoch() {
+        let mut s = LeaderState::new(1, &[1, 2, 3], &[1, 2], 4, 0, 0);
+        s.on_fetch(2, 10, 10, 1);
+        s.on_fetch(3, 10, 10, 1);
+        assert_eq!(s.desired_isr(10, 1, 1000), Some(vec![1, 2, 3]));
+        s.set_pending(Some(vec![1, 2, 3]));
+        // An unrelated metadata change republishes this partition at epoch 4.
+        s.update_from_metadata(&[1, 2, 3], &[1, 2], 4, 2);
+        s.on_fetch(2, 20, 20, 3);
+        assert_eq!(
+            s.high_watermark(20),
+            10,
+            "3 may already be in the committed ISR, so it still holds the high watermark"
+        );
+        // The expansion landed at epoch 5.
+        s.update_from_metadata(&[1, 2, 3], &[1, 2, 3], 5, 4);
+        assert_eq!(s.high_watermark(20), 10);
+        s.on_fetch(3, 20, 20, 5);
+        assert_eq!(s.high_watermark(20), 20);
     }
 
     #[test]

@@ -16,4 +16,4 @@ pub use service::ReplicationService;
 pub use error::ReplicaError;
 pub use manager::{FollowPlan, ReplicaManager};
 
-pub use partition::{FetchResult, IsolationLevel, Partition};
+pub use partition::{FetchResult, IsolationLevel, LeaderAppend, Partition, Replication};

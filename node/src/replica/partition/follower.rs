@@ -16,6 +16,9 @@ impl Partition {
         self.leader_id.store(leader, Ordering::Release);
         let was_leader = self.is_leader.swap(false, Ordering::AcqRel);
         *self.leader_state.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        // Wake writes waiting for replication: they must fail now, not be answered by a
+        // high watermark this replica learns from the new leader.
+        self.hw_tx.send_modify(|_| {});
         if was_leader {
             info!(partition = %self.tp, epoch, leader, "became follower");
         }

@@ -2,6 +2,7 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::MutexGuard;
+use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::watch;
@@ -16,6 +17,17 @@ pub struct ReplicaSet<'a> {
     pub replicas: &'a [i32],
     pub isr: &'a [i32],
     pub partition_epoch: i32,
+}
+
+/// How waiting for a leader's append to reach the high watermark ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Replication {
+    /// The high watermark passed the append while this replica still led at its epoch.
+    Replicated,
+    /// This replica stopped leading at the append's epoch: the write may have been
+    /// truncated, and a high watermark learned as a follower says nothing about it.
+    LeadershipLost,
+    TimedOut,
 }
 
 /// An ISR change a leader wants the controller to make.
@@ -72,6 +84,37 @@ impl Partition {
         };
         if hw >= 0 {
             self.advance_high_watermark(hw.min(leo));
+        }
+    }
+
+    /// Waits until the high watermark reaches `target` for an append made as leader at
+    /// `epoch`. Losing leadership ends the wait at once: after it, this replica may truncate
+    /// the append and later learn a high watermark past it from the new leader's log, so
+    /// the high watermark alone would acknowledge a write that no longer exists.
+    pub async fn await_replication(
+        &self,
+        target: i64,
+        epoch: i32,
+        timeout: Duration,
+    ) -> Replication {
+        let leading = || self.is_leader() && self.leader_epoch() == epoch;
+        let mut rx = self.subscribe();
+        // Reduced to `()` at once: `wait_for` returns a read guard on the watch, and
+        // holding it while a caller takes partition locks could deadlock with an append.
+        let _ = tokio::time::timeout(timeout, async {
+            let _ = rx.wait_for(|hw| *hw >= target || !leading()).await;
+        })
+        .await;
+        // The order matters: a follower stores its new epoch before it moves the high
+        // watermark, so an unchanged epoch read after the high watermark proves that
+        // value was this leader's.
+        let hw = self.high_watermark();
+        if !leading() {
+            Replication::LeadershipLost
+        } else if hw >= target {
+            Replication::Replicated
+        } else {
+            Replication::TimedOut
         }
     }
 

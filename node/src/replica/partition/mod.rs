@@ -11,7 +11,7 @@ use uuid::Uuid;
 mod follower;
 mod leader;
 
-pub use leader::ReplicaSet;
+pub use leader::{ReplicaSet, Replication};
 
 use super::leader_state::LeaderState;
 use super::ReplicaError;
@@ -63,6 +63,14 @@ pub struct FetchResult {
     pub high_watermark: i64,
     pub last_stable_offset: i64,
     pub log_start_offset: i64,
+}
+
+/// A leader's append: where it landed, and the leader epoch it was written under (what
+/// [`Partition::await_replication`] needs to tell this leadership from a later one).
+#[derive(Debug)]
+pub struct LeaderAppend {
+    pub info: AppendInfo,
+    pub leader_epoch: i32,
 }
 
 /// One partition replica on this broker.
@@ -232,15 +240,16 @@ impl Partition {
         &self,
         records: &ValidatedBatches<'_>,
         now_ms: i64,
-    ) -> Result<AppendInfo, ReplicaError> {
+    ) -> Result<LeaderAppend, ReplicaError> {
         if !self.is_leader() {
             return Err(ReplicaError::NotLeaderOrFollower);
         }
         self.check_timestamps(records, now_ms)?;
-        let info = self.with_locked(|l| {
+        let appended = self.with_locked(|l| {
             if !self.is_leader() {
                 return Err(ReplicaError::NotLeaderOrFollower);
             }
+            let leader_epoch = self.leader_epoch();
             // Idempotence: the sequence check and the append happen under one lock, so
             // concurrent retries of one batch cannot both be written.
             let mut duplicate = None;
@@ -273,7 +282,7 @@ impl Partition {
                 }
             }
             if let Some((first_offset, last_offset)) = duplicate {
-                return Ok(AppendInfo {
+                let info = AppendInfo {
                     first_offset,
                     last_offset,
                     max_timestamp: -1,
@@ -281,11 +290,10 @@ impl Partition {
                     log_append_time: None,
                     records: 0,
                     bytes: 0,
-                });
+                };
+                return Ok(LeaderAppend { info, leader_epoch });
             }
-            let info = l
-                .log
-                .append_as_leader(records, self.leader_epoch(), now_ms)?;
+            let info = l.log.append_as_leader(records, leader_epoch, now_ms)?;
             let mut next = info.first_offset;
             for (_, h) in records.batches() {
                 if h.has_producer_id() {
@@ -298,11 +306,11 @@ impl Partition {
             }
             self.log_end_offset
                 .store(l.log.log_end_offset(), Ordering::Release);
-            Ok(info)
+            Ok(LeaderAppend { info, leader_epoch })
         })?;
         self.leo_tx.send_replace(self.log_end_offset());
         self.maybe_advance_high_watermark();
-        Ok(info)
+        Ok(appended)
     }
 
     /// Reads whole batches from `offset`, up to the high watermark (or the last stable
@@ -480,6 +488,7 @@ impl Partition {
     /// Closes the log and deletes its directory.
     pub fn delete(&self) {
         self.is_leader.store(false, Ordering::Release);
+        self.hw_tx.send_modify(|_| {});
         if let Some(Locked { log, .. }) = self.lock().take() {
             if let Err(e) = log.delete() {
                 warn!(partition = %self.tp, error = %e, "deleting log failed");
