@@ -858,7 +858,15 @@ impl Controller {
                 }
                 Ok(ControllerResponse::Elections(results))
             }
-
+            ControllerRequest::AlterReassignments { changes } => {
+                match self
+                    .propose(MetadataCommand::AlterReassignments { changes })
+                    .await?
+                {
+                    CommandOutcome::Reassignments(r) => Ok(ControllerResponse::Reassignments(r)),
+                    other => Err(unexpected(other)),
+                }
+            }
             ControllerRequest::CreateTopics {
                 topics,
                 validate_only,
@@ -892,7 +900,7 @@ impl Controller {
                 let rf = topic_state
                     .partitions
                     .first()
-                    .map(|p| p.replicas.len())
+                    .map(|p| p.target_replicas().len())
                     .unwrap_or(1);
                 let added = (count - current) as usize;
                 let new_assignments = match assignments {

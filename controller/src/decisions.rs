@@ -255,6 +255,8 @@ mod tests {
             leader,
             leader_epoch: 3,
             partition_epoch: 3,
+            adding: Vec::new(),
+            removing: Vec::new(),
         }
     }
 
@@ -313,6 +315,8 @@ mod tests {
             leader: 1,
             leader_epoch: 4,
             partition_epoch: 7,
+            adding: Vec::new(),
+            removing: Vec::new(),
         };
         assert_eq!(elect_leader(&p, |_| true, false), Some(1));
         assert_eq!(elect_leader(&p, |b| b != 1, false), Some(3));

@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::metadata::{BrokerRegistration, ConfigOp, ConfigResource, MetadataError, TopicOutcome};
+use crate::metadata::{
+    BrokerRegistration, ConfigOp, ConfigResource, MetadataError, Reassignment, TopicOutcome,
+};
 
 /// A topic to create. Defaults (`num.partitions`, `default.replication.factor`) are
 /// resolved by the receiving broker, which knows its own config.
@@ -90,6 +92,10 @@ pub enum ControllerRequest {
         partitions: Option<Vec<(String, i32)>>,
         unclean: bool,
     },
+    /// AlterPartitionReassignments: start, replace or cancel (`target: None`).
+    AlterReassignments {
+        changes: Vec<Reassignment>,
+    },
 }
 
 /// One node of the metadata quorum as the active controller sees it.
@@ -116,16 +122,28 @@ pub struct QuorumStatus {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ControllerResponse {
     Done,
-    BrokerRegistered { broker_epoch: i64 },
+    BrokerRegistered {
+        broker_epoch: i64,
+    },
     Topics(Vec<TopicOutcome>),
-    ProducerIds { start: i64, count: i64 },
+    ProducerIds {
+        start: i64,
+        count: i64,
+    },
     /// `metadata_index`: the controller's applied metadata index when it answered. A
     /// broker that has applied that much knows every leadership change made before its
     /// heartbeat arrived, which is what its lease (`node/src/lease.rs`) stands on.
-    Heartbeat { fenced: bool, metadata_index: u64 },
+    Heartbeat {
+        fenced: bool,
+        metadata_index: u64,
+    },
     Quorum(QuorumStatus),
-    PartitionChanged { partition_epoch: i32, isr: Vec<i32> },
+    PartitionChanged {
+        partition_epoch: i32,
+        isr: Vec<i32>,
+    },
     Elections(Vec<(String, i32, Result<i32, MetadataError>)>),
+    Reassignments(Vec<(String, i32, Result<(), MetadataError>)>),
 }
 
 /// Convenience for callers that only care whether a single-outcome request worked.

@@ -78,7 +78,10 @@ mod tests {
         assert!(!lease.is_valid_at(0), "no lease before the first heartbeat");
         lease.renew(1_000, 4_000);
         assert!(lease.is_valid_at(3_999));
-        assert!(!lease.is_valid_at(4_000), "expires before the controller may fence");
+        assert!(
+            !lease.is_valid_at(4_000),
+            "expires before the controller may fence"
+        );
     }
 
     #[test]

@@ -119,7 +119,7 @@ pub async fn run(config: NodeConfig) -> Result<(), ServeError> {
     let rpc_task = tokio::spawn(serve_rpc(
         rpc_listener,
         controller.clone(),
-        ReplicationService::new(Arc::clone(&replicas)),
+        ReplicationService::new(Arc::clone(&replicas), controller.metadata()),
         shutdown_rx.clone(),
     ));
 

@@ -377,6 +377,34 @@ impl Cluster {
         }
     }
 
+    /// Starts one more node, which joins the running cluster as a learner broker (a new
+    /// machine in a scaling experiment), and waits until it is ready. Returns its id.
+    pub fn add_node(&mut self, extra: &[&str]) -> i32 {
+        let template = self.nodes.first().expect("a cluster has nodes");
+        let id = self.nodes.iter().map(|n| n.node_id).max().unwrap_or(0) + 1;
+        let root = template
+            .data_dir
+            .parent()
+            .and_then(|p| p.parent())
+            .expect("node dirs live in the cluster dir")
+            .to_path_buf();
+        let mut node = Node {
+            node_id: id,
+            kafka_port: free_port(),
+            rpc_port: free_port(),
+            admin_port: free_port(),
+            data_dir: root.join(format!("node-{id}")).join("data"),
+            voters: template.voters.clone(),
+            extra_args: extra.iter().map(|s| s.to_string()).collect(),
+            child: None,
+            _tmp: None,
+        };
+        node.spawn();
+        node.wait_ready(Duration::from_secs(90));
+        self.nodes.push(node);
+        id
+    }
+
     pub fn node(&mut self, id: i32) -> &mut Node {
         self.nodes
             .iter_mut()

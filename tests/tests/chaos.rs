@@ -300,8 +300,30 @@ impl Run {
                 );
             }
         }
+        if report.anomalies() > 0 || report.max_unavailability_ms() > 60_000 {
+            self.save_logs();
+        }
         report.assert_clean(&outcome.history);
         report
+    }
+
+    /// With `FJORD_CHAOS_LOGS=DIR`, keeps every node's log of a run that found anomalies
+    /// (the containers go away with the run).
+    fn save_logs(&self) {
+        let Ok(dir) = std::env::var("FJORD_CHAOS_LOGS") else {
+            return;
+        };
+        let dir = std::path::Path::new(&dir).join(self.name.replace(' ', "-"));
+        if std::fs::create_dir_all(&dir).is_err() {
+            return;
+        }
+        for id in 0..self.cluster.nodes.len() as i32 {
+            let _ = std::fs::write(
+                dir.join(format!("node-{id}.log")),
+                self.cluster.logs(id, 100_000),
+            );
+        }
+        eprintln!("chaos {}: node logs saved in {}", self.name, dir.display());
     }
 }
 

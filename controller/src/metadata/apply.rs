@@ -6,6 +6,7 @@ use super::command::{
     CommandOutcome, ConfigOp, ConfigResource, MetadataCommand, MetadataError, TopicOutcome,
 };
 use super::image::{BrokerState, ClusterMetadata, PartitionState, TopicState};
+use super::reassign;
 use crate::decisions::{elect_leader, set_leader};
 
 /// Applies one committed command at log index `index`. Deterministic: it reads nothing but
@@ -30,6 +31,7 @@ pub fn apply_command(
                 .insert(reg.broker_id, BrokerState::from_registration(reg, epoch));
             info!(broker = reg.broker_id, epoch, "broker registered");
             reelect(md, |_| true);
+            complete_reassignments(md);
             CommandOutcome::BrokerRegistered {
                 broker_epoch: epoch,
             }
@@ -58,6 +60,7 @@ pub fn apply_command(
                     b.fenced = false;
                     info!(broker = broker_id, epoch, "broker unfenced");
                     reelect(md, |_| true);
+                    complete_reassignments(md);
                 }
                 _ => {}
             }
@@ -120,7 +123,7 @@ pub fn apply_command(
         } => {
             let rf = match md.topics.get(topic) {
                 None => return CommandOutcome::Failed(MetadataError::UnknownTopic(topic.clone())),
-                Some(t) => t.partitions.first().map(|p| p.replicas.len()),
+                Some(t) => t.partitions.first().map(|p| p.target_replicas().len()),
             };
             if let Err(e) = validate_assignments(md, new_assignments, rf) {
                 return CommandOutcome::Failed(e);
@@ -228,6 +231,36 @@ pub fn apply_command(
                 .collect();
             CommandOutcome::Elections(results)
         }
+        MetadataCommand::AlterReassignments { changes } => {
+            let known: BTreeSet<i32> = md.brokers.keys().copied().collect();
+            let live = live_brokers(md);
+            let results = changes
+                .iter()
+                .map(|c| {
+                    let result = match partition_mut(md, &c.topic, c.partition) {
+                        None => Err(MetadataError::UnknownTopic(c.topic.clone())),
+                        Some(p) => match &c.target {
+                            Some(target) => reassign::start(
+                                p,
+                                target,
+                                |b| known.contains(&b),
+                                |b| live.contains(&b),
+                            ),
+                            None => match reassign::cancel(p, |b| live.contains(&b)) {
+                                Ok(true) => Ok(()),
+                                Ok(false) => Err(MetadataError::NoReassignmentInProgress),
+                                Err(e) => Err(e),
+                            },
+                        },
+                    };
+                    if result.is_ok() {
+                        info!(topic = %c.topic, partition = c.partition, target = ?c.target, "reassignment changed");
+                    }
+                    (c.topic.clone(), c.partition, result)
+                })
+                .collect();
+            CommandOutcome::Reassignments(results)
+        }
         MetadataCommand::AllocateProducerIds { broker_id, count } => {
             if !md.brokers.contains_key(broker_id) {
                 return CommandOutcome::Failed(MetadataError::UnknownBroker(*broker_id));
@@ -294,8 +327,37 @@ fn alter_partition(
         info!(topic, partition, from = ?p.isr, to = ?new_isr, "ISR changed");
         p.isr = new_isr.to_vec();
         p.partition_epoch += 1;
+        // The last adding replica reaching the ISR is what finishes a reassignment.
+        reassign::try_complete(p, |b| live.contains(&b));
     }
     Ok((p.partition_epoch, p.isr.clone()))
+}
+
+fn live_brokers(md: &ClusterMetadata) -> BTreeSet<i32> {
+    md.brokers
+        .values()
+        .filter(|b| !b.fenced)
+        .map(|b| b.id)
+        .collect()
+}
+
+fn partition_mut<'a>(
+    md: &'a mut ClusterMetadata,
+    topic: &str,
+    partition: i32,
+) -> Option<&'a mut PartitionState> {
+    let idx = usize::try_from(partition).ok()?;
+    md.topics.get_mut(topic)?.partitions.get_mut(idx)
+}
+
+/// Finishes reassignments that only waited for a target replica able to lead.
+fn complete_reassignments(md: &mut ClusterMetadata) {
+    let live = live_brokers(md);
+    for topic in md.topics.values_mut() {
+        for p in &mut topic.partitions {
+            reassign::try_complete(p, |b| live.contains(&b));
+        }
+    }
 }
 
 fn unclean_allowed(md: &ClusterMetadata, topic: &TopicState) -> bool {

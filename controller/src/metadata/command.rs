@@ -109,6 +109,18 @@ pub enum MetadataCommand {
     ElectLeaders {
         elections: Vec<Election>,
     },
+    /// Starts, replaces or cancels partition reassignments (KIP-455).
+    AlterReassignments {
+        changes: Vec<Reassignment>,
+    },
+}
+
+/// One partition's reassignment: `target` replicas, or `None` to cancel.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reassignment {
+    pub topic: String,
+    pub partition: i32,
+    pub target: Option<Vec<i32>>,
 }
 
 /// One leader election: move `topic`-`partition` from `leader_epoch` to `new_leader`.
@@ -161,6 +173,8 @@ pub enum MetadataError {
     ElectionNotNeeded,
     #[error("{0}")]
     PreferredLeaderNotAvailable(String),
+    #[error("no reassignment is in progress for this partition")]
+    NoReassignmentInProgress,
 }
 
 /// The per-topic result of a batched topic command.
@@ -180,6 +194,7 @@ pub enum CommandOutcome {
     ProducerIds { start: i64, count: i64 },
     PartitionChanged { partition_epoch: i32, isr: Vec<i32> },
     Elections(Vec<(String, i32, Result<i32, MetadataError>)>),
+    Reassignments(Vec<(String, i32, Result<(), MetadataError>)>),
     Failed(MetadataError),
 }
 
@@ -222,6 +237,9 @@ impl std::fmt::Display for MetadataCommand {
             }
             MetadataCommand::ElectLeaders { elections } => {
                 write!(f, "ElectLeaders({} partitions)", elections.len())
+            }
+            MetadataCommand::AlterReassignments { changes } => {
+                write!(f, "AlterReassignments({} partitions)", changes.len())
             }
 
             MetadataCommand::AllocateProducerIds { broker_id, count } => {

@@ -47,6 +47,13 @@ pub struct PartitionState {
     pub leader_epoch: i32,
     /// Bumped on every change of replicas, ISR or leader (Kafka's partition epoch).
     pub partition_epoch: i32,
+    /// During a reassignment (KIP-455): replicas being added, which catch up outside the
+    /// ISR, and replicas to remove once every target replica is in sync. `replicas` holds
+    /// both the target and the leaving ones meanwhile.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adding: Vec<i32>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removing: Vec<i32>,
 }
 
 impl PartitionState {
@@ -58,7 +65,31 @@ impl PartitionState {
             leader,
             leader_epoch: 0,
             partition_epoch: 0,
+            adding: Vec::new(),
+            removing: Vec::new(),
         }
+    }
+
+    pub fn is_reassigning(&self) -> bool {
+        !self.adding.is_empty() || !self.removing.is_empty()
+    }
+
+    /// The replica set a reassignment is heading for (the current one when none runs).
+    pub fn target_replicas(&self) -> Vec<i32> {
+        self.replicas
+            .iter()
+            .copied()
+            .filter(|r| !self.removing.contains(r))
+            .collect()
+    }
+
+    /// The replica set before the running reassignment (the current one when none runs).
+    pub fn original_replicas(&self) -> Vec<i32> {
+        self.replicas
+            .iter()
+            .copied()
+            .filter(|r| !self.adding.contains(r))
+            .collect()
     }
 }
 

@@ -7,10 +7,11 @@
 mod apply;
 mod command;
 mod image;
+pub mod reassign;
 
 pub use apply::apply_command;
 pub use command::{
     BrokerRegistration, CommandOutcome, ConfigOp, ConfigResource, Election, Listener,
-    MetadataCommand, MetadataError, NewTopicSpec, TopicOutcome,
+    MetadataCommand, MetadataError, NewTopicSpec, Reassignment, TopicOutcome,
 };
 pub use image::{BrokerState, ClusterMetadata, PartitionState, TopicState};

@@ -45,6 +45,13 @@ pub enum ClusterCommand {
         #[arg(long)]
         force: bool,
     },
+    /// Move partitions between brokers with JSON plans (like kafka-reassign-partitions.sh).
+    Reassign(super::reassign::ReassignArgs),
+    /// Move every replica and leadership off a broker, so it can be removed.
+    Drain(super::reassign::DrainArgs),
+    /// Even out replicas and preferred leaders across brokers (prints the plan; moves on
+    /// --execute).
+    Balance(super::reassign::BalanceArgs),
 }
 
 /// One HTTP/1.1 request; returns status and body.
@@ -140,6 +147,9 @@ pub fn run(cmd: ClusterCommand) -> Result<(), CliError> {
             outln!("Node {node_id} is no longer a voter.");
             Ok(())
         }
+        ClusterCommand::Reassign(args) => super::reassign::reassign(args),
+        ClusterCommand::Drain(args) => super::reassign::drain(args),
+        ClusterCommand::Balance(args) => super::reassign::balance(args),
     }
 }
 

@@ -14,6 +14,7 @@ mod cluster;
 mod consume;
 mod group;
 mod produce;
+mod reassign;
 mod topic;
 mod wire;
 

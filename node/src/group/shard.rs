@@ -749,9 +749,7 @@ impl Shard {
             let answer = match outcome {
                 Replication::Replicated => result,
                 Replication::LeadershipLost => SyncResult::error(ResponseError::NotCoordinator),
-                Replication::TimedOut => {
-                    SyncResult::error(ResponseError::CoordinatorNotAvailable)
-                }
+                Replication::TimedOut => SyncResult::error(ResponseError::CoordinatorNotAvailable),
             };
             let _ = tx.send(answer);
         });

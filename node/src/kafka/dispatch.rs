@@ -8,7 +8,8 @@ use kafka_protocol::messages::{RequestKind, ResponseKind};
 use super::context::RequestContext;
 use super::{
     api_versions, cluster, configs, elections, fetch, find_coordinator, group_admin, groups,
-    leader_epoch, list_offsets, metadata, offset_commit, produce, producer_id, records, topics,
+    leader_epoch, list_offsets, metadata, offset_commit, produce, producer_id, reassignments,
+    records, topics,
 };
 
 /// A handler's answer. Work that must happen in request order (appends, metadata writes)
@@ -47,6 +48,8 @@ pub async fn dispatch(ctx: &RequestContext, request: RequestKind) -> Reply {
         RequestKind::OffsetForLeaderEpoch(r) => leader_epoch::handle(ctx, r).into(),
         RequestKind::InitProducerId(r) => producer_id::init_producer_id(ctx, r).await.into(),
         RequestKind::ElectLeaders(r) => elections::elect_leaders(ctx, r).await.into(),
+        RequestKind::AlterPartitionReassignments(r) => reassignments::alter(ctx, r).await.into(),
+        RequestKind::ListPartitionReassignments(r) => reassignments::list(ctx, r).into(),
         RequestKind::FindCoordinator(r) => find_coordinator::handle(ctx, r).await.into(),
         RequestKind::JoinGroup(r) => groups::join(ctx, r),
         RequestKind::SyncGroup(r) => groups::sync(ctx, r),

@@ -89,6 +89,7 @@ impl From<&MetadataError> for KafkaError {
             MetadataError::PreferredLeaderNotAvailable(_) => {
                 ResponseError::PreferredLeaderNotAvailable
             }
+            MetadataError::NoReassignmentInProgress => ResponseError::NoReassignmentInProgress,
         };
         KafkaError::new(code, e.to_string())
     }

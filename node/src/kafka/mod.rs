@@ -23,6 +23,7 @@ mod metrics_labels;
 mod offset_commit;
 mod produce;
 mod producer_id;
+mod reassignments;
 mod records;
 mod topics;
 pub mod versions;

@@ -24,6 +24,8 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::DescribeCluster, 0, 2),
     (ApiKey::ElectLeaders, 0, 2),
+    (ApiKey::AlterPartitionReassignments, 0, 1),
+    (ApiKey::ListPartitionReassignments, 0, 0),
     (ApiKey::FindCoordinator, 0, 6),
     (ApiKey::JoinGroup, 0, 9),
     (ApiKey::SyncGroup, 0, 5),
@@ -88,6 +90,12 @@ mod tests {
         );
         check::<DescribeClusterRequest, DescribeClusterResponse>(ApiKey::DescribeCluster);
         check::<ElectLeadersRequest, ElectLeadersResponse>(ApiKey::ElectLeaders);
+        check::<AlterPartitionReassignmentsRequest, AlterPartitionReassignmentsResponse>(
+            ApiKey::AlterPartitionReassignments,
+        );
+        check::<ListPartitionReassignmentsRequest, ListPartitionReassignmentsResponse>(
+            ApiKey::ListPartitionReassignments,
+        );
         check::<FindCoordinatorRequest, FindCoordinatorResponse>(ApiKey::FindCoordinator);
         check::<JoinGroupRequest, JoinGroupResponse>(ApiKey::JoinGroup);
         check::<SyncGroupRequest, SyncGroupResponse>(ApiKey::SyncGroup);

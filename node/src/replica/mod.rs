@@ -9,6 +9,7 @@ mod leader_state;
 mod manager;
 mod partition;
 mod service;
+mod throttle;
 
 pub use fetcher::FetcherManager;
 pub use service::ReplicationService;

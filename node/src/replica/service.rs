@@ -6,16 +6,18 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use fjord_controller::ClusterMetadata;
 use fjord_proto::v1::replication_server::{Replication, ReplicationServer};
 use fjord_proto::v1::{ReplicaFetchPartitionData, ReplicaFetchRequest, ReplicaFetchResponse};
 use fjord_proto::MAX_MESSAGE_BYTES;
 use futures::future::select_all;
 use futures::{FutureExt, Stream};
 use kafka_protocol::error::ResponseError;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tonic::{Request, Response, Status, Streaming};
 use tracing::debug;
 
+use super::throttle::Throttle;
 use super::{Partition, ReplicaError, ReplicaManager};
 use crate::kafka::errors::KafkaError;
 use crate::time::now_ms;
@@ -23,11 +25,20 @@ use crate::time::now_ms;
 #[derive(Clone)]
 pub struct ReplicationService {
     replicas: Arc<ReplicaManager>,
+    metadata: watch::Receiver<Arc<ClusterMetadata>>,
+    throttle: Arc<Throttle>,
 }
 
 impl ReplicationService {
-    pub fn new(replicas: Arc<ReplicaManager>) -> Self {
-        ReplicationService { replicas }
+    pub fn new(
+        replicas: Arc<ReplicaManager>,
+        metadata: watch::Receiver<Arc<ClusterMetadata>>,
+    ) -> Self {
+        ReplicationService {
+            replicas,
+            metadata,
+            throttle: Arc::new(Throttle::default()),
+        }
     }
 
     pub fn into_server(self) -> ReplicationServer<Self> {
@@ -48,7 +59,7 @@ impl Replication for ReplicationService {
         request: Request<Streaming<ReplicaFetchRequest>>,
     ) -> Result<Response<FetchStream>, Status> {
         let mut inbound = request.into_inner();
-        let replicas = Arc::clone(&self.replicas);
+        let service = self.clone();
         let (tx, rx) = mpsc::channel(1);
         tokio::spawn(async move {
             loop {
@@ -60,7 +71,7 @@ impl Replication for ReplicationService {
                         return;
                     }
                 };
-                let resp = serve(&replicas, req).await;
+                let resp = serve(&service, req).await;
                 if tx.send(Ok(resp)).await.is_err() {
                     return;
                 }
@@ -86,13 +97,15 @@ fn error_data(topic: &str, partition: i32, e: &KafkaError) -> ReplicaFetchPartit
 
 /// Answers one follower fetch: records positions (which moves the high watermark), then
 /// reads. With nothing to send, waits up to `max_wait_ms` for any partition to grow.
-async fn serve(replicas: &ReplicaManager, req: ReplicaFetchRequest) -> ReplicaFetchResponse {
+async fn serve(service: &ReplicationService, req: ReplicaFetchRequest) -> ReplicaFetchResponse {
+    let replicas = &service.replicas;
     let targets: Vec<Option<Arc<Partition>>> = req
         .partitions
         .iter()
         .map(|p| replicas.get(&p.topic, p.partition))
         .collect();
-    let (mut resp, mut has_data) = read(&req, &targets);
+    let limits = Limits::of(service, &req);
+    let (mut resp, mut has_data) = read(&req, &targets, &limits);
     // A fetch offset is the follower's log end only when its log agrees with ours (no
     // divergence, no error): only then may it count toward the high watermark.
     let now = now_ms();
@@ -124,34 +137,79 @@ async fn serve(replicas: &ReplicaManager, req: ReplicaFetchRequest) -> ReplicaFe
         }
         let changed = select_all(watchers.iter_mut().map(|w| w.changed().boxed()));
         match tokio::time::timeout(remaining, changed).await {
-            Ok((Ok(()), _, _)) => (resp, has_data) = read(&req, &targets),
+            Ok((Ok(()), _, _)) => (resp, has_data) = read(&req, &targets, &limits),
             _ => break,
         }
     }
     resp
 }
 
+/// Which partitions of a fetch are throttled: those where the fetching broker is a
+/// replica a reassignment is adding.
+struct Limits<'a> {
+    throttled: Vec<bool>,
+    rate: i64,
+    throttle: &'a Throttle,
+}
+
+impl<'a> Limits<'a> {
+    fn of(service: &'a ReplicationService, req: &ReplicaFetchRequest) -> Self {
+        let md = service.metadata.borrow().clone();
+        let rate = service
+            .replicas
+            .view(&md)
+            .broker_i64("leader.replication.throttled.rate");
+        let throttled = req
+            .partitions
+            .iter()
+            .map(|p| {
+                rate < i64::MAX
+                    && md
+                        .partition(&p.topic, p.partition)
+                        .is_some_and(|s| s.adding.contains(&req.replica_id))
+            })
+            .collect();
+        Limits {
+            throttled,
+            rate,
+            throttle: &service.throttle,
+        }
+    }
+}
+
 fn read(
     req: &ReplicaFetchRequest,
     targets: &[Option<Arc<Partition>>],
+    limits: &Limits<'_>,
 ) -> (ReplicaFetchResponse, bool) {
     let per_partition =
         (req.max_bytes.max(1) as u64 / req.partitions.len().max(1) as u64).max(64 * 1024);
     let mut budget = req.max_bytes.max(1) as u64;
     let mut has_data = false;
     let mut out = Vec::with_capacity(req.partitions.len());
-    for (p, replica) in req.partitions.iter().zip(targets) {
+    for ((p, replica), throttled) in req.partitions.iter().zip(targets).zip(&limits.throttled) {
+        // `None`: throttled with nothing left to send this time.
+        let max_bytes = if *throttled {
+            Some(per_partition.min(budget))
+                .map(|m| m.min(limits.throttle.allowance(limits.rate)))
+                .filter(|m| *m > 0)
+        } else {
+            Some(per_partition.min(budget))
+        };
         let data = match replica {
             None => error_data(
                 &p.topic,
                 p.partition,
                 &KafkaError::new(ResponseError::UnknownTopicOrPartition, ""),
             ),
-            Some(r) => match read_one(r, p, per_partition.min(budget)) {
+            Some(r) => match read_one(r, p, max_bytes) {
                 Ok(d) => d,
                 Err(e) => error_data(&p.topic, p.partition, &KafkaError::from(&e)),
             },
         };
+        if *throttled {
+            limits.throttle.consume(data.records.len() as u64);
+        }
         budget = budget.saturating_sub(data.records.len() as u64);
         has_data |= !data.records.is_empty() || data.diverging || data.error_code != 0;
         out.push(data);
@@ -162,7 +220,7 @@ fn read(
 fn read_one(
     r: &Partition,
     p: &fjord_proto::v1::ReplicaFetchPartition,
-    max_bytes: u64,
+    max_bytes: Option<u64>,
 ) -> Result<ReplicaFetchPartitionData, ReplicaError> {
     if !r.is_leader() {
         return Err(ReplicaError::NotLeaderOrFollower);
@@ -190,6 +248,11 @@ fn read_one(
         data.high_watermark = r.high_watermark();
         return Ok(data);
     }
+    let Some(max_bytes) = max_bytes else {
+        // Throttled: positions only, no records this time.
+        data.high_watermark = r.high_watermark();
+        return Ok(data);
+    };
     let result = r.read_for_follower(p.fetch_offset, max_bytes)?;
     data.high_watermark = result.high_watermark;
     data.log_start_offset = result.log_start_offset;

@@ -1,0 +1,498 @@
+//! `fjord cluster reassign | drain | balance`: moving replicas between brokers over the
+//! Kafka protocol (AlterPartitionReassignments, ListPartitionReassignments), with plans in
+//! the JSON format of kafka-reassign-partitions.sh. The planning itself is
+//! `fjord_controller::balance`, shared with the controller's automatic balancing.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use fjord_controller::balance::{self, Move, PartitionLayout};
+use fjord_controller::placement::Candidate;
+use kafka_protocol::messages::alter_partition_reassignments_request::{
+    ReassignablePartition, ReassignableTopic,
+};
+use kafka_protocol::messages::incremental_alter_configs_request::{
+    AlterConfigsResource, AlterableConfig,
+};
+use kafka_protocol::messages::{
+    AlterPartitionReassignmentsRequest, BrokerId, IncrementalAlterConfigsRequest,
+    ListPartitionReassignmentsRequest, MetadataRequest, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use serde::{Deserialize, Serialize};
+
+use super::client::ConnectArgs;
+use super::wire::Wire;
+use super::CliError;
+
+const THROTTLE_CONFIG: &str = "leader.replication.throttled.rate";
+
+#[derive(clap::Args, Debug)]
+pub struct ReassignArgs {
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    /// Print a plan that spreads --topics over --brokers (JSON, to standard output).
+    #[arg(long, conflicts_with_all = ["execute", "verify", "cancel"])]
+    pub plan: bool,
+    /// Start the reassignments of --file.
+    #[arg(long, conflicts_with_all = ["verify", "cancel"])]
+    pub execute: bool,
+    /// Report whether the reassignments of --file are done; removes the throttle when
+    /// they all are. Exits with status 1 while any is in progress.
+    #[arg(long, conflicts_with = "cancel")]
+    pub verify: bool,
+    /// Cancel the reassignments of --file that are still running.
+    #[arg(long)]
+    pub cancel: bool,
+    /// Topics to plan for, comma-separated (with --plan).
+    #[arg(long, value_delimiter = ',')]
+    pub topics: Vec<String>,
+    /// Broker ids the plan may use, comma-separated (with --plan).
+    #[arg(long, value_delimiter = ',')]
+    pub brokers: Vec<i32>,
+    /// The plan: {"version":1,"partitions":[{"topic":..,"partition":..,"replicas":[..]}]}.
+    #[arg(long, value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// With --execute: limit reassignment traffic to this many bytes per second per
+    /// leader (sets leader.replication.throttled.rate; --verify removes it).
+    #[arg(long, value_name = "BYTES_PER_SEC")]
+    pub throttle: Option<i64>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct DrainArgs {
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    /// The broker to empty.
+    pub node: i32,
+    /// Print the plan only.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Wait until the broker holds no replica (and leads nothing).
+    #[arg(long)]
+    pub wait: bool,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct BalanceArgs {
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    /// Start the moves (otherwise the plan is only printed).
+    #[arg(long)]
+    pub execute: bool,
+    /// With --execute: wait until every move is done.
+    #[arg(long)]
+    pub wait: bool,
+}
+
+/// kafka-reassign-partitions.sh's plan format.
+#[derive(Debug, Serialize, Deserialize)]
+struct Plan {
+    version: i32,
+    partitions: Vec<PlanEntry>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct PlanEntry {
+    topic: String,
+    partition: i32,
+    replicas: Vec<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    log_dirs: Option<Vec<String>>,
+}
+
+impl Plan {
+    fn of(moves: &[Move]) -> Plan {
+        Plan {
+            version: 1,
+            partitions: moves
+                .iter()
+                .map(|m| PlanEntry {
+                    topic: m.topic.clone(),
+                    partition: m.partition,
+                    replicas: m.to.clone(),
+                    log_dirs: None,
+                })
+                .collect(),
+        }
+    }
+
+    fn read(path: &PathBuf) -> Result<Plan, CliError> {
+        let text = if path.as_os_str() == "-" {
+            std::io::read_to_string(std::io::stdin())?
+        } else {
+            std::fs::read_to_string(path)?
+        };
+        serde_json::from_str(&text).map_err(|e| {
+            CliError::Usage(format!(
+                "{} is not a reassignment plan: {e}",
+                path.display()
+            ))
+        })
+    }
+
+    fn print(&self) {
+        outln!(
+            "{}",
+            serde_json::to_string_pretty(self).unwrap_or_else(|_| "{}".into())
+        );
+    }
+}
+
+/// The cluster as a plan sees it: live brokers and every partition's replicas.
+struct Layout {
+    brokers: Vec<Candidate>,
+    partitions: Vec<PartitionLayout>,
+}
+
+fn layout(wire: &mut Wire) -> Result<Layout, CliError> {
+    let md = wire.call(12, &MetadataRequest::default().with_topics(None))?;
+    let brokers = md
+        .brokers
+        .iter()
+        .map(|b| Candidate {
+            id: b.node_id.0,
+            rack: b.rack.as_ref().map(|r| r.to_string()),
+        })
+        .collect();
+    let mut partitions = Vec::new();
+    for t in &md.topics {
+        let Some(name) = t.name.as_ref() else {
+            continue;
+        };
+        for p in &t.partitions {
+            partitions.push(PartitionLayout {
+                topic: name.0.to_string(),
+                partition: p.partition_index,
+                replicas: p.replica_nodes.iter().map(|b| b.0).collect(),
+            });
+        }
+    }
+    partitions.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+    Ok(Layout {
+        brokers,
+        partitions,
+    })
+}
+
+/// Partitions with a reassignment in progress: `(topic, partition) -> (adding, removing)`.
+type Ongoing = BTreeMap<(String, i32), (Vec<i32>, Vec<i32>)>;
+
+fn ongoing(wire: &mut Wire) -> Result<Ongoing, CliError> {
+    let resp = wire.call(
+        0,
+        &ListPartitionReassignmentsRequest::default().with_topics(None),
+    )?;
+    if resp.error_code != 0 {
+        return Err(kafka_error(
+            "ListPartitionReassignments",
+            resp.error_code,
+            resp.error_message.as_deref(),
+        ));
+    }
+    let ids = |v: &[BrokerId]| v.iter().map(|b| b.0).collect::<Vec<_>>();
+    Ok(resp
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions.iter().map(move |p| {
+                (
+                    (t.name.0.to_string(), p.partition_index),
+                    (ids(&p.adding_replicas), ids(&p.removing_replicas)),
+                )
+            })
+        })
+        .collect())
+}
+
+fn kafka_error(what: &str, code: i16, message: Option<&str>) -> CliError {
+    let name = kafka_protocol::error::ResponseError::try_from_code(code)
+        .map(|e| format!("{e:?}"))
+        .unwrap_or_else(|| format!("error {code}"));
+    CliError::Kafka(format!(
+        "{what}: {name}{}",
+        message.map(|m| format!(": {m}")).unwrap_or_default()
+    ))
+}
+
+/// Sends the plan's targets (or cancellations, `cancel`). Returns how many were accepted.
+fn submit(wire: &mut Wire, entries: &[PlanEntry], cancel: bool) -> Result<usize, CliError> {
+    let mut by_topic: BTreeMap<&str, Vec<ReassignablePartition>> = BTreeMap::new();
+    for e in entries {
+        by_topic.entry(&e.topic).or_default().push(
+            ReassignablePartition::default()
+                .with_partition_index(e.partition)
+                .with_replicas(
+                    (!cancel).then(|| e.replicas.iter().map(|b| BrokerId(*b)).collect()),
+                ),
+        );
+    }
+    let req = AlterPartitionReassignmentsRequest::default()
+        .with_timeout_ms(30_000)
+        .with_topics(
+            by_topic
+                .into_iter()
+                .map(|(t, parts)| {
+                    ReassignableTopic::default()
+                        .with_name(TopicName(StrBytes::from_string(t.to_string())))
+                        .with_partitions(parts)
+                })
+                .collect(),
+        );
+    let resp = wire.call(0, &req)?;
+    if resp.error_code != 0 {
+        return Err(kafka_error(
+            "AlterPartitionReassignments",
+            resp.error_code,
+            resp.error_message.as_deref(),
+        ));
+    }
+    let mut accepted = 0;
+    let mut failures = Vec::new();
+    for t in &resp.responses {
+        for p in &t.partitions {
+            if p.error_code == 0 {
+                accepted += 1;
+            } else {
+                failures.push(format!(
+                    "{}-{}: {}",
+                    t.name.0,
+                    p.partition_index,
+                    kafka_error("refused", p.error_code, p.error_message.as_deref())
+                ));
+            }
+        }
+    }
+    if failures.is_empty() {
+        Ok(accepted)
+    } else {
+        Err(CliError::Kafka(failures.join("\n")))
+    }
+}
+
+fn set_throttle(wire: &mut Wire, rate: Option<i64>) -> Result<(), CliError> {
+    let op = if rate.is_some() { 0 } else { 1 }; // SET, DELETE
+    let req = IncrementalAlterConfigsRequest::default().with_resources(vec![
+        AlterConfigsResource::default()
+            .with_resource_type(4) // BROKER; the empty name is the cluster-wide default
+            .with_resource_name(StrBytes::from_static_str(""))
+            .with_configs(vec![AlterableConfig::default()
+                .with_name(StrBytes::from_static_str(THROTTLE_CONFIG))
+                .with_config_operation(op)
+                .with_value(rate.map(|r| StrBytes::from_string(r.to_string())))]),
+    ]);
+    let resp = wire.call(0, &req)?;
+    for r in &resp.responses {
+        if r.error_code != 0 {
+            return Err(kafka_error(
+                "IncrementalAlterConfigs",
+                r.error_code,
+                r.error_message.as_deref(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Partitions of `entries` not yet at their target, as lines for a person.
+fn pending(wire: &mut Wire, entries: &[PlanEntry]) -> Result<Vec<String>, CliError> {
+    let now = layout(wire)?;
+    let running = ongoing(wire)?;
+    let mut out = Vec::new();
+    for e in entries {
+        let key = (e.topic.clone(), e.partition);
+        let current = now
+            .partitions
+            .iter()
+            .find(|p| p.topic == e.topic && p.partition == e.partition);
+        match (running.get(&key), current) {
+            (Some((adding, removing)), _) => out.push(format!(
+                "{}-{}: in progress (adding {adding:?}, removing {removing:?})",
+                e.topic, e.partition
+            )),
+            (None, Some(p)) if p.replicas != e.replicas => out.push(format!(
+                "{}-{}: replicas are {:?}, not {:?}",
+                e.topic, e.partition, p.replicas, e.replicas
+            )),
+            (None, None) => out.push(format!("{}-{}: no such partition", e.topic, e.partition)),
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+fn wait_done(wire: &mut Wire, entries: &[PlanEntry]) -> Result<(), CliError> {
+    let started = Instant::now();
+    let mut last = usize::MAX;
+    loop {
+        let left = pending(wire, entries)?;
+        if left.is_empty() {
+            outln!(
+                "All {} reassignments are done ({:.1} s).",
+                entries.len(),
+                started.elapsed().as_secs_f64()
+            );
+            return Ok(());
+        }
+        if left.len() != last {
+            outln!(
+                "{} of {} reassignments still running...",
+                left.len(),
+                entries.len()
+            );
+            last = left.len();
+        }
+        std::thread::sleep(Duration::from_millis(500)); // polling interval, not synchronization
+    }
+}
+
+fn connect(c: &ConnectArgs) -> Result<Wire, CliError> {
+    Wire::connect(&c.bootstrap_server, c.timeout())
+}
+
+fn refuse_if_running(wire: &mut Wire) -> Result<(), CliError> {
+    let running = ongoing(wire)?;
+    if running.is_empty() {
+        return Ok(());
+    }
+    Err(CliError::Kafka(format!(
+        "{} reassignments are still running; wait for them (fjord cluster reassign --verify) or cancel them first",
+        running.len()
+    )))
+}
+
+pub fn reassign(args: ReassignArgs) -> Result<(), CliError> {
+    let mut wire = connect(&args.connect)?;
+    if args.plan {
+        if args.topics.is_empty() || args.brokers.is_empty() {
+            return Err(CliError::Usage(
+                "--plan needs --topics and --brokers".into(),
+            ));
+        }
+        let now = layout(&mut wire)?;
+        let brokers: Vec<Candidate> = args
+            .brokers
+            .iter()
+            .map(|id| {
+                now.brokers
+                    .iter()
+                    .find(|b| b.id == *id)
+                    .cloned()
+                    .ok_or_else(|| CliError::Usage(format!("broker {id} is not a live broker")))
+            })
+            .collect::<Result<_, _>>()?;
+        let chosen: Vec<PartitionLayout> = now
+            .partitions
+            .into_iter()
+            .filter(|p| args.topics.contains(&p.topic))
+            .collect();
+        for t in &args.topics {
+            if !chosen.iter().any(|p| &p.topic == t) {
+                return Err(CliError::Usage(format!("topic {t} does not exist")));
+            }
+        }
+        let moves =
+            balance::plan_spread(&brokers, &chosen).map_err(|e| CliError::Kafka(e.to_string()))?;
+        Plan::of(&moves).print();
+        return Ok(());
+    }
+    let file = args
+        .file
+        .as_ref()
+        .ok_or_else(|| CliError::Usage("--execute, --verify and --cancel need --file".into()))?;
+    let plan = Plan::read(file)?;
+    if args.execute {
+        if let Some(rate) = args.throttle {
+            set_throttle(&mut wire, Some(rate))?;
+            outln!("Throttle: {rate} bytes/s per leader for reassignment traffic.");
+        }
+        let n = submit(&mut wire, &plan.partitions, false)?;
+        outln!("Started {n} partition reassignments. Check them with --verify.");
+        Ok(())
+    } else if args.verify {
+        let left = pending(&mut wire, &plan.partitions)?;
+        if left.is_empty() {
+            set_throttle(&mut wire, None)?;
+            outln!(
+                "All {} reassignments are done; throttle removed.",
+                plan.partitions.len()
+            );
+            return Ok(());
+        }
+        for l in &left {
+            outln!("{l}");
+        }
+        Err(CliError::Kafka(format!(
+            "{} of {} reassignments are not done yet",
+            left.len(),
+            plan.partitions.len()
+        )))
+    } else if args.cancel {
+        let running = ongoing(&mut wire)?;
+        let entries: Vec<PlanEntry> = plan
+            .partitions
+            .into_iter()
+            .filter(|e| running.contains_key(&(e.topic.clone(), e.partition)))
+            .collect();
+        let n = if entries.is_empty() {
+            0
+        } else {
+            submit(&mut wire, &entries, true)?
+        };
+        outln!("Cancelled {n} running reassignments.");
+        Ok(())
+    } else {
+        Err(CliError::Usage(
+            "give one of --plan, --execute, --verify or --cancel".into(),
+        ))
+    }
+}
+
+pub fn drain(args: DrainArgs) -> Result<(), CliError> {
+    let mut wire = connect(&args.connect)?;
+    refuse_if_running(&mut wire)?;
+    let now = layout(&mut wire)?;
+    let moves = balance::plan_drain(&now.brokers, &now.partitions, args.node)
+        .map_err(|e| CliError::Kafka(e.to_string()))?;
+    let plan = Plan::of(&moves);
+    if args.dry_run || moves.is_empty() {
+        plan.print();
+        if moves.is_empty() {
+            outln!("Broker {} holds no replicas.", args.node);
+        }
+        return Ok(());
+    }
+    let n = submit(&mut wire, &plan.partitions, false)?;
+    outln!("Moving {n} partitions off broker {}.", args.node);
+    if args.wait {
+        wait_done(&mut wire, &plan.partitions)?;
+    }
+    Ok(())
+}
+
+pub fn balance(args: BalanceArgs) -> Result<(), CliError> {
+    let mut wire = connect(&args.connect)?;
+    refuse_if_running(&mut wire)?;
+    let now = layout(&mut wire)?;
+    let moves = balance::plan_balance(&now.brokers, &now.partitions);
+    let plan = Plan::of(&moves);
+    plan.print();
+    if moves.is_empty() {
+        outln!("The cluster is balanced.");
+        return Ok(());
+    }
+    if !args.execute {
+        outln!(
+            "{} partitions would move; run again with --execute to start.",
+            moves.len()
+        );
+        return Ok(());
+    }
+    let n = submit(&mut wire, &plan.partitions, false)?;
+    outln!("Started {n} partition reassignments.");
+    if args.wait {
+        wait_done(&mut wire, &plan.partitions)?;
+    }
+    Ok(())
+}
