@@ -225,7 +225,12 @@ async fn serve_rpc(
         .unwrap_or_default();
     info!(%addr, "rpc listener ready");
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    // Peers cancel many RPCs at once when a network split heals (timed-out Raft
+    // appends and fetches); h2's rapid-reset guard (20 resets) would then answer GOAWAY
+    // and stall metadata catch-up for seconds. This port only faces cluster members.
     let result = tonic::transport::Server::builder()
+        .http2_max_pending_accept_reset_streams(Some(4096))
+        .http2_max_local_error_reset_streams(Some(4096))
         .add_service(controller.grpc().into_server())
         .add_service(replication.into_server())
         .serve_with_incoming_shutdown(incoming, async move {

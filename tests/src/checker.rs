@@ -181,6 +181,18 @@ pub struct Outcome {
     pub history: Vec<Event>,
 }
 
+impl Outcome {
+    /// One past the highest acknowledged offset of each partition.
+    pub fn acked_ends(&self) -> HashMap<i32, i64> {
+        let mut ends = HashMap::new();
+        for a in self.acks.iter().filter(|a| a.offset >= 0) {
+            let e = ends.entry(a.partition).or_insert(0);
+            *e = (*e).max(a.offset + 1);
+        }
+        ends
+    }
+}
+
 impl Workload {
     /// One unthrottled idempotent acks=all producer (the loopback replication tests).
     pub fn start(bootstrap: &str, topic: &str, delivery_timeout: Duration) -> Workload {
@@ -351,6 +363,19 @@ pub fn read_topic(
     topic: &str,
     partitions: i32,
 ) -> BTreeMap<i32, Vec<(i64, String)>> {
+    read_topic_through(bootstrap, topic, partitions, &HashMap::new())
+}
+
+/// [`read_topic`], reading each partition at least up to `acked_ends[p]` (one past its
+/// highest acknowledged offset) even if a broker reports a lower high watermark: a
+/// stale leader that has not learned of its replacement yet must not make acknowledged
+/// records look lost. The read fails loudly if they never show up.
+pub fn read_topic_through(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    acked_ends: &HashMap<i32, i64>,
+) -> BTreeMap<i32, Vec<(i64, String)>> {
     let consumer: BaseConsumer = client_config(bootstrap)
         .set("group.id", "fjord-checker")
         .set("enable.auto.commit", "false")
@@ -366,14 +391,14 @@ pub fn read_topic(
                 .ok()
         });
         starts.insert(p, low);
-        ends.insert(p, high);
+        ends.insert(p, high.max(acked_ends.get(&p).copied().unwrap_or(0)));
         tpl.add_partition_offset(topic, p, Offset::Offset(low))
             .expect("tpl");
     }
     consumer.assign(&tpl).expect("assign");
-    let mut out: BTreeMap<i32, Vec<(i64, String)>> = BTreeMap::new();
-    let total: i64 = (0..partitions).map(|p| ends[&p] - starts[&p]).sum();
-    let mut read = 0i64;
+    // Keyed by offset: a consumer that is sent back (a stale leader, an offset reset)
+    // reads some offsets twice, which must neither count twice nor end the read early.
+    let mut read: BTreeMap<i32, BTreeMap<i64, String>> = BTreeMap::new();
     wait_until("topic read back", Duration::from_secs(120), || {
         while let Some(m) = consumer.poll(Duration::from_millis(100)) {
             let m = match m {
@@ -386,12 +411,33 @@ pub fn read_topic(
                 continue;
             }
             let v = String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned();
-            out.entry(m.partition()).or_default().push((m.offset(), v));
-            read += 1;
+            let previous = read
+                .entry(m.partition())
+                .or_default()
+                .insert(m.offset(), v.clone());
+            if let Some(p) = previous.filter(|p| *p != v) {
+                panic!(
+                    "p{} o{} read as {p} and later as {v}",
+                    m.partition(),
+                    m.offset()
+                );
+            }
         }
-        (read >= total).then_some(())
+        // Done when every partition was read up to its end (the last offset seen; gaps
+        // are possible only where compaction removed records).
+        (0..partitions)
+            .all(|p| {
+                ends[&p] <= starts[&p]
+                    || read
+                        .get(&p)
+                        .and_then(|r| r.keys().next_back())
+                        .is_some_and(|last| *last + 1 >= ends[&p])
+            })
+            .then_some(())
     });
-    out
+    read.into_iter()
+        .map(|(p, records)| (p, records.into_iter().collect()))
+        .collect()
 }
 
 /// One invariant violation, with where to look in the history.
@@ -627,7 +673,7 @@ fn unavailability(history: &[Event]) -> Vec<u64> {
 
 /// Reads the topic back, checks it, and panics on any anomaly (the loopback tests).
 pub fn check(bootstrap: &str, topic: &str, partitions: i32, outcome: &Outcome) -> Report {
-    let data = read_topic(bootstrap, topic, partitions);
+    let data = read_topic_through(bootstrap, topic, partitions, &outcome.acked_ends());
     let report = analyze(&data, outcome);
     report.assert_clean(&outcome.history);
     report

@@ -17,7 +17,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use fjord_tests::checker::{
-    analyze, group_anomalies, read_topic, History, OpKind, Report, Workload, WorkloadSpec,
+    analyze, group_anomalies, read_topic_through, History, OpKind, Report, Workload, WorkloadSpec,
 };
 use fjord_tests::docker::{client_ip, docker_or_skip, ChartConfig, ClusterSpec, ContainerCluster};
 use fjord_tests::members::{ClientKind, Member};
@@ -254,7 +254,12 @@ impl Run {
         // A high watermark still catching up after the last heal is not a lost write: give
         // every partition time to expose its last acknowledged offset before reading.
         settle_high_watermarks(&self.cluster.bootstrap(), &outcome);
-        let data = read_topic(&self.cluster.bootstrap(), TOPIC, PARTITIONS);
+        let data = read_topic_through(
+            &self.cluster.bootstrap(),
+            TOPIC,
+            PARTITIONS,
+            &outcome.acked_ends(),
+        );
         let mut outcome = outcome;
         outcome.history = self.history.events();
         let mut report = analyze(&data, &outcome);
