@@ -44,7 +44,13 @@ pub struct ControllerConfig {
     pub auto_leader_rebalance: bool,
     pub leader_imbalance_check_interval: Duration,
     pub leader_imbalance_per_broker_percentage: u32,
+    /// `auto.balance.enable` with `auto.balance.grace.ms`: `Some(grace)` turns automatic
+    /// replica balancing on.
+    pub auto_balance: Option<Duration>,
 }
+
+/// How often automatic balancing looks for work.
+const AUTO_BALANCE_INTERVAL_MS: u64 = 5_000;
 
 /// Parses `1@host:port,2@host:port`.
 pub fn parse_voters(spec: &str) -> Result<BTreeMap<NodeId, String>, String> {
@@ -89,6 +95,7 @@ struct Inner {
     bootstrap_voters: BTreeMap<NodeId, String>,
     session_timeout: Duration,
     rebalance: Option<(Duration, u32)>,
+    auto_balance: Option<Duration>,
     liveness: Mutex<Liveness>,
     started: Instant,
     _db: sled::Db,
@@ -106,6 +113,10 @@ struct Liveness {
     shutting_down: HashSet<(i32, i64)>,
     /// When leader balance was last checked (ms since start).
     last_rebalance_ms: u64,
+    /// When this controller first saw each currently fenced broker fenced (ms since start).
+    fenced_since_ms: HashMap<i32, u64>,
+    /// When automatic balancing last looked (ms since start).
+    last_auto_balance_ms: u64,
 }
 
 fn storage_err(e: impl std::fmt::Display) -> ControllerError {
@@ -215,6 +226,7 @@ impl Controller {
                     config.leader_imbalance_check_interval,
                     config.leader_imbalance_per_broker_percentage,
                 )),
+                auto_balance: config.auto_balance,
                 liveness: Mutex::new(Liveness::default()),
                 started: Instant::now(),
                 _db: db,
@@ -389,6 +401,9 @@ impl Controller {
                 warn!(broker = broker_id, error = %e, "fencing failed");
             }
         }
+        if let Some(grace) = self.inner.auto_balance {
+            self.auto_balance_tick(grace).await;
+        }
         if let Some((interval, percentage)) = self.inner.rebalance {
             let due = {
                 let now = self.now_ms();
@@ -414,6 +429,43 @@ impl Controller {
                     }
                 }
             }
+        }
+    }
+
+    /// One step of automatic balancing, every few seconds (see `auto_balance`).
+    async fn auto_balance_tick(&self, grace: Duration) {
+        let md = self.current();
+        let now = self.now_ms();
+        let step = {
+            let mut l = self.liveness();
+            let fenced: HashSet<i32> = md
+                .brokers
+                .values()
+                .filter(|b| b.fenced)
+                .map(|b| b.id)
+                .collect();
+            l.fenced_since_ms.retain(|b, _| fenced.contains(b));
+            for b in fenced {
+                l.fenced_since_ms.entry(b).or_insert(now);
+            }
+            if now.saturating_sub(l.last_auto_balance_ms) < AUTO_BALANCE_INTERVAL_MS {
+                return;
+            }
+            l.last_auto_balance_ms = now;
+            crate::auto_balance::next_step(&md, &l.fenced_since_ms, now, grace.as_millis() as u64)
+        };
+        if step.is_empty() {
+            return;
+        }
+        info!(
+            partitions = step.len(),
+            "automatic balancing: moving replicas"
+        );
+        if let Err(e) = self
+            .propose(MetadataCommand::AlterReassignments { changes: step })
+            .await
+        {
+            warn!(error = %e, "automatic balancing step failed");
         }
     }
 

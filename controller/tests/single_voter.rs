@@ -18,6 +18,7 @@ fn config(dir: &std::path::Path) -> ControllerConfig {
         auto_leader_rebalance: true,
         leader_imbalance_check_interval: Duration::from_secs(300),
         leader_imbalance_per_broker_percentage: 10,
+        auto_balance: None,
     }
 }
 

@@ -111,6 +111,11 @@ pub async fn run(config: NodeConfig) -> Result<(), ServeError> {
         )),
         leader_imbalance_per_broker_percentage: prop("leader.imbalance.per.broker.percentage", 10)
             as u32,
+        auto_balance: config
+            .static_props
+            .get("auto.balance.enable")
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+            .then(|| Duration::from_millis(prop("auto.balance.grace.ms", 600_000))),
     })
     .await
     .map_err(|e| ServeError::Controller(e.to_string()))?;

@@ -304,3 +304,45 @@ fn a_reassignment_completes_after_the_controller_fails_over() {
     let report = check(&c.bootstrap(), "moving", 1, &outcome);
     println!("{report:?}");
 }
+
+#[test]
+fn automatic_balancing_fills_a_new_broker_and_empties_a_dead_one() {
+    let mut args: Vec<&str> = FAST.to_vec();
+    args.extend([
+        "--override",
+        "auto.balance.enable=true",
+        "--override",
+        "auto.balance.grace.ms=3000",
+    ]);
+    let mut c = Cluster::start(3, 0, &args);
+    let first = c.node(1).bootstrap();
+    create_topic_rf(&first, "auto", 6, 2, &[]);
+    let w = Workload::start(&c.bootstrap(), "auto", Duration::from_secs(60));
+    w.wait_for_progress(1_000, Duration::from_secs(60));
+
+    let new = c.add_node(&args);
+    wait_until(
+        "the new broker holds replicas",
+        Duration::from_secs(90),
+        || {
+            let counts = replica_counts(&first, "auto");
+            (counts.get(&new).copied().unwrap_or(0) >= 2 && reassignments_running(&first) == 0)
+                .then_some(())
+        },
+    );
+
+    // Broker 3 dies for good: after the grace period its replicas move to the others.
+    c.node(3).kill9();
+    wait_until("broker 3 is emptied", Duration::from_secs(90), || {
+        let parts = partitions(&first);
+        parts
+            .iter()
+            .filter(|p| p.0 == "auto")
+            .all(|(_, _, _, r)| r.len() == 2 && !r.contains(&3))
+            .then_some(())
+    });
+    w.wait_for_progress(1_000, Duration::from_secs(60));
+    let outcome = w.stop();
+    let report = check(&first, "auto", 6, &outcome);
+    println!("{report:?}");
+}

@@ -16,8 +16,8 @@ use kafka_protocol::messages::incremental_alter_configs_request::{
     AlterConfigsResource, AlterableConfig,
 };
 use kafka_protocol::messages::{
-    AlterPartitionReassignmentsRequest, BrokerId, IncrementalAlterConfigsRequest,
-    ListPartitionReassignmentsRequest, MetadataRequest, TopicName,
+    AlterPartitionReassignmentsRequest, BrokerId, ElectLeadersRequest,
+    IncrementalAlterConfigsRequest, ListPartitionReassignmentsRequest, MetadataRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use serde::{Deserialize, Serialize};
@@ -467,6 +467,21 @@ pub fn drain(args: DrainArgs) -> Result<(), CliError> {
     outln!("Moving {n} partitions off broker {}.", args.node);
     if args.wait {
         wait_done(&mut wire, &plan.partitions)?;
+        // Topics created meanwhile may have placed replicas on it again.
+        let left: Vec<String> = layout(&mut wire)?
+            .partitions
+            .iter()
+            .filter(|p| p.replicas.contains(&args.node))
+            .map(|p| format!("{}-{}", p.topic, p.partition))
+            .collect();
+        if !left.is_empty() {
+            return Err(CliError::Kafka(format!(
+                "broker {} still holds replicas of {}; drain it again",
+                args.node,
+                left.join(", ")
+            )));
+        }
+        outln!("Broker {} holds no replicas and leads nothing.", args.node);
     }
     Ok(())
 }
@@ -493,6 +508,22 @@ pub fn balance(args: BalanceArgs) -> Result<(), CliError> {
     outln!("Started {n} partition reassignments.");
     if args.wait {
         wait_done(&mut wire, &plan.partitions)?;
+        // The plan also evened out preferred leaders: move leadership to them now rather
+        // than at the next automatic leader rebalance.
+        let elected = wire.call(
+            2,
+            &ElectLeadersRequest::default()
+                .with_election_type(0)
+                .with_topic_partitions(None)
+                .with_timeout_ms(30_000),
+        )?;
+        let moved = elected
+            .replica_election_results
+            .iter()
+            .flat_map(|t| t.partition_result.iter())
+            .filter(|p| p.error_code == 0)
+            .count();
+        outln!("Moved leadership of {moved} partitions to their preferred replicas.");
     }
     Ok(())
 }
