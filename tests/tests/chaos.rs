@@ -4,9 +4,6 @@
 //! The shared checker then reads every partition end to end; every schedule must end with
 //! zero lost writes, zero duplicates, zero inconsistent offsets and no group anomalies.
 //!
-//! Schedules marked `#[ignore]` have found anomalies that are not fixed yet (see
-//! tests/chaos/RESULTS.md); CI skips them, `tests/chaos/run.sh` runs them.
-//!
 //! Profiles: the default (CI) one runs a few rounds per schedule; `FJORD_CHAOS_PROFILE=long`
 //! runs many more. `FJORD_CHAOS_SEED` replays the random schedule. With
 //! `FJORD_CHAOS_RESULTS=FILE`, each schedule appends its row of figures to FILE.
@@ -412,7 +409,6 @@ fn controller_kill_loop() {
 }
 
 #[test]
-#[ignore = "intermittently finds real anomalies (tests/chaos/RESULTS.md, Open findings); run with tests/chaos/run.sh"]
 fn minority_partition() {
     let _t = turn();
     let Some(mut run) = Run::start("minority partition", 3) else {
@@ -475,7 +471,6 @@ fn majority_partition_stops_writes_without_forking() {
 }
 
 #[test]
-#[ignore = "intermittently finds real anomalies (tests/chaos/RESULTS.md, Open findings); run with tests/chaos/run.sh"]
 fn paused_leader_is_fenced_and_cannot_ack() {
     let _t = turn();
     let Some(mut run) = Run::start("leader pause", 3) else {
@@ -511,7 +506,6 @@ fn paused_leader_is_fenced_and_cannot_ack() {
 }
 
 #[test]
-#[ignore = "intermittently finds real anomalies (tests/chaos/RESULTS.md, Open findings); run with tests/chaos/run.sh"]
 fn leader_cut_off_from_the_controller() {
     let _t = turn();
     let Some(mut run) = Run::start("leader split from controller", 3) else {
@@ -563,7 +557,6 @@ fn whole_cluster_kill_and_restart() {
 }
 
 #[test]
-#[ignore = "intermittently finds real anomalies (tests/chaos/RESULTS.md, Open findings); run with tests/chaos/run.sh"]
 fn random_mixed_schedule_on_five_nodes() {
     let _t = turn();
     let seed: u64 = std::env::var("FJORD_CHAOS_SEED")

@@ -163,17 +163,6 @@ fn append_one(
                 ),
             )
         })?;
-    if !ctx.broker.lease.is_valid() {
-        // This broker cannot tell whether it was fenced (and its partitions moved) while
-        // it was cut off or frozen: a write accepted now could be truncated away.
-        return Err(err(
-            ResponseError::NotLeaderOrFollower,
-            format!(
-                "broker {} has not heard from the controller within its lease; leadership of {topic}-{partition} is uncertain",
-                ctx.broker.node_id
-            ),
-        ));
-    }
     let topic_configs = md
         .topics
         .get(topic)
