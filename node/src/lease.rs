@@ -54,6 +54,17 @@ impl Lease {
         self.valid_until_ms.store(0, Ordering::Release);
     }
 
+    /// Resolves once the lease has run out (at once if it has); renewals push it back.
+    pub async fn expired(&self) {
+        loop {
+            let left = self.valid_until_ms.load(Ordering::Acquire) - self.now_ms();
+            if left <= 0 {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(left as u64)).await;
+        }
+    }
+
     pub fn is_valid(&self) -> bool {
         self.is_valid_at(self.now_ms())
     }

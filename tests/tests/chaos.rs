@@ -302,7 +302,8 @@ impl Run {
                 );
             }
         }
-        if report.anomalies() > 0 || report.max_unavailability_ms() > 60_000 {
+        let keep_all = std::env::var_os("FJORD_CHAOS_KEEP_LOGS").is_some();
+        if keep_all || report.anomalies() > 0 || report.max_unavailability_ms() > 60_000 {
             self.save_logs();
         }
         report.assert_clean(&outcome.history);
@@ -310,7 +311,8 @@ impl Run {
     }
 
     /// With `FJORD_CHAOS_LOGS=DIR`, keeps every node's log of a run that found anomalies
-    /// (the containers go away with the run).
+    /// or stalled for over a minute, or of every run with `FJORD_CHAOS_KEEP_LOGS=1` (the
+    /// containers go away with the run).
     fn save_logs(&self) {
         let Ok(dir) = std::env::var("FJORD_CHAOS_LOGS") else {
             return;

@@ -14,6 +14,7 @@ use kafka_protocol::protocol::StrBytes;
 use super::context::RequestContext;
 use super::dispatch::Reply;
 use super::errors::{storage_error, KafkaError};
+use crate::lease::Lease;
 use crate::replica::{LeaderAppend, Partition, Replication};
 use crate::time::now_ms;
 
@@ -124,7 +125,8 @@ pub async fn handle(ctx: &RequestContext, req: ProduceRequest) -> Reply {
         return ResponseKind::Produce(response).into();
     }
     let timeout = Duration::from_millis(req.timeout_ms.max(0) as u64);
-    Reply::Later(Box::pin(await_replication(response, waits, timeout)))
+    let lease = Arc::clone(&ctx.broker.lease);
+    Reply::Later(Box::pin(await_replication(response, waits, timeout, lease)))
 }
 
 fn append_one(
@@ -222,18 +224,24 @@ fn append_one(
     Ok((replica, appended, min_isr))
 }
 
+/// Waits for each appended partition to be replicated. A broker whose lease runs out
+/// meanwhile (cut off from the controller, so probably deposed) stops waiting and answers
+/// NOT_LEADER_OR_FOLLOWER: the client moves to the new leader at once instead of after
+/// its request timeout, and retries the batch there (idempotence dedupes it).
 async fn await_replication(
     mut response: ProduceResponse,
     waits: Vec<AwaitReplication>,
     timeout: Duration,
+    lease: Arc<Lease>,
 ) -> ResponseKind {
     let deadline = Instant::now() + timeout;
     for w in waits {
         let remaining = deadline.saturating_duration_since(Instant::now());
-        let outcome = w
-            .replica
-            .await_replication(w.target, w.leader_epoch, remaining)
-            .await;
+        let outcome = tokio::select! {
+            biased;
+            o = w.replica.await_replication(w.target, w.leader_epoch, remaining) => o,
+            () = lease.expired() => Replication::LeadershipLost,
+        };
         let p = &mut response.responses[w.topic].partition_responses[w.partition];
         let (code, message) = match outcome {
             Replication::Replicated if w.replica.isr().len() >= w.min_isr => continue,
@@ -246,7 +254,7 @@ async fn await_replication(
             // against the new leader.
             Replication::LeadershipLost => (
                 ResponseError::NotLeaderOrFollower,
-                "leadership moved before the in-sync replicas acknowledged the write",
+                "leadership moved (or this broker lost the controller) before the in-sync replicas acknowledged the write",
             ),
             Replication::TimedOut => (
                 ResponseError::RequestTimedOut,
