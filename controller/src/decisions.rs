@@ -69,7 +69,7 @@ pub fn set_leader(p: &mut PartitionState, leader: Option<i32>) -> bool {
     true
 }
 
-fn live_brokers(md: &ClusterMetadata) -> BTreeSet<i32> {
+pub(crate) fn live_brokers(md: &ClusterMetadata) -> BTreeSet<i32> {
     md.brokers
         .values()
         .filter(|b| !b.fenced)

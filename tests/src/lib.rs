@@ -297,6 +297,19 @@ impl Node {
     }
 }
 
+/// Short failure detection for loopback clusters: brokers fenced after 2 s, elections
+/// after 300 ms, followers out of the ISR after 2 s.
+pub const FAST_FAILOVER: &[&str] = &[
+    "--override",
+    "broker.session.timeout.ms=2000",
+    "--override",
+    "broker.heartbeat.interval.ms=200",
+    "--override",
+    "controller.quorum.election.timeout.ms=300",
+    "--override",
+    "replica.lag.time.max.ms=2000",
+];
+
 /// Several `fjord` processes forming one cluster on loopback: the first `voters` node ids
 /// are the Raft voters, the rest join as learners.
 pub struct Cluster {

@@ -327,7 +327,18 @@ impl Run {
                 self.cluster.logs(id, 100_000),
             );
         }
-        eprintln!("chaos {}: node logs saved in {}", self.name, dir.display());
+        let history: Vec<String> = self
+            .history
+            .events()
+            .iter()
+            .map(|e| e.to_string())
+            .collect();
+        let _ = std::fs::write(dir.join("history.txt"), history.join("\n"));
+        eprintln!(
+            "chaos {}: node logs and history saved in {}",
+            self.name,
+            dir.display()
+        );
     }
 }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use fjord_tests::checker::{check, read_topic, Workload};
 use fjord_tests::wire::Wire;
-use fjord_tests::{topic_name, wait_until, Cluster, Node};
+use fjord_tests::{topic_name, wait_until, Cluster, Node, FAST_FAILOVER};
 use kafka_protocol::messages::create_topics_request::{
     CreatableReplicaAssignment, CreatableTopic, CreatableTopicConfig,
 };
@@ -17,16 +17,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
-const FAST: &[&str] = &[
-    "--override",
-    "broker.session.timeout.ms=2000",
-    "--override",
-    "broker.heartbeat.interval.ms=200",
-    "--override",
-    "controller.quorum.election.timeout.ms=300",
-    "--override",
-    "replica.lag.time.max.ms=2000",
-];
+const FAST: &[&str] = FAST_FAILOVER;
 
 fn create(node: &Node, topic: &str, assignments: &[&[i32]], configs: &[(&str, &str)]) {
     let mut w = Wire::connect(&node.bootstrap());

@@ -12,7 +12,7 @@ use std::time::Duration;
 use fjord_tests::checker::{check, Workload};
 use fjord_tests::members::{ClientKind, Member};
 use fjord_tests::wire::Wire;
-use fjord_tests::{create_topic_rf, fjord_bin, wait_until, Cluster};
+use fjord_tests::{create_topic_rf, fjord_bin, wait_until, Cluster, FAST_FAILOVER};
 use kafka_protocol::messages::incremental_alter_configs_request::{
     AlterConfigsResource, AlterableConfig,
 };
@@ -21,16 +21,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
-const FAST: &[&str] = &[
-    "--override",
-    "broker.session.timeout.ms=2000",
-    "--override",
-    "broker.heartbeat.interval.ms=200",
-    "--override",
-    "controller.quorum.election.timeout.ms=300",
-    "--override",
-    "replica.lag.time.max.ms=2000",
-];
+const FAST: &[&str] = FAST_FAILOVER;
 
 /// Runs `fjord cluster ARGS --bootstrap-server B`; returns standard output, or panics
 /// with both streams when it fails.

@@ -7,7 +7,7 @@ use super::command::{
 };
 use super::image::{BrokerState, ClusterMetadata, PartitionState, TopicState};
 use super::reassign;
-use crate::decisions::{elect_leader, set_leader};
+use crate::decisions::{elect_leader, live_brokers, set_leader};
 
 /// Applies one committed command at log index `index`. Deterministic: it reads nothing but
 /// its arguments, so every replica of the log computes the same image.
@@ -331,14 +331,6 @@ fn alter_partition(
         reassign::try_complete(p, |b| live.contains(&b));
     }
     Ok((p.partition_epoch, p.isr.clone()))
-}
-
-fn live_brokers(md: &ClusterMetadata) -> BTreeSet<i32> {
-    md.brokers
-        .values()
-        .filter(|b| !b.fenced)
-        .map(|b| b.id)
-        .collect()
 }
 
 fn partition_mut<'a>(

@@ -38,11 +38,15 @@ impl ChannelPool {
         if let Some(ch) = map.get(addr) {
             return Ok(ch.clone());
         }
+        // A peer that vanished (kill -9, a cut cable) sends no reset: only keep-alive
+        // pings notice, and until they do, calls to it hang (a forwarded ISR change to a
+        // dead controller, a follower fetch from a dead leader). Detect it within ~3 s,
+        // about one Raft election, so retries go to the new leader.
         let ch = Endpoint::from_shared(format!("http://{addr}"))?
-            .connect_timeout(Duration::from_secs(2))
+            .connect_timeout(Duration::from_secs(1))
             .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(5))
-            .keep_alive_timeout(Duration::from_secs(5))
+            .http2_keep_alive_interval(Duration::from_secs(1))
+            .keep_alive_timeout(Duration::from_secs(2))
             .connect_lazy();
         map.insert(addr.to_string(), ch.clone());
         Ok(ch)
