@@ -501,7 +501,9 @@ impl Controller {
             let attempt = match self.handle_as_leader(request.clone()).await {
                 Err(ControllerError::NotController {
                     leader: Some(leader),
-                }) if leader != self.inner.node_id => self.forward(leader, &request).await,
+                }) if leader != self.inner.node_id => {
+                    self.forward_while_leading(leader, &request).await
+                }
                 Err(ControllerError::NotController { leader: None }) => {
                     self.forward_to_any_voter(&request).await
                 }
@@ -520,6 +522,35 @@ impl Controller {
                 }
                 other => return other,
             }
+        }
+    }
+
+    /// Forwards to `leader`, giving up as soon as the quorum elects someone else: a call
+    /// to a controller that died can hang until connection keep-alive notices, and by
+    /// then its successor could have answered. The request may or may not have reached
+    /// the old leader, so the caller hears an indeterminate outcome.
+    async fn forward_while_leading(
+        &self,
+        leader: NodeId,
+        request: &ControllerRequest,
+    ) -> Result<ControllerResponse, ControllerError> {
+        let mut metrics = self.inner.raft.metrics();
+        let replaced = async move {
+            loop {
+                let current = metrics.borrow_watched().current_leader;
+                if current.is_some_and(|l| l != leader) {
+                    return;
+                }
+                if metrics.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }
+        };
+        tokio::select! {
+            result = self.forward(leader, request) => result,
+            () = replaced => Err(ControllerError::Indeterminate(format!(
+                "controller {leader} was replaced while the request was in flight"
+            ))),
         }
     }
 
