@@ -176,13 +176,16 @@ fn append_one(
         .topic_value("min.insync.replicas", &topic_configs)
         .parse()
         .unwrap_or(1);
-    if acks == -1 && state.isr.len() < min_isr {
+    // The leader's own ISR: it learns of a shrink it asked for as soon as the controller
+    // answers, before the metadata image reaches this broker.
+    let isr = match replica.isr() {
+        own if own.is_empty() => state.isr.clone(),
+        own => own,
+    };
+    if acks == -1 && isr.len() < min_isr {
         return Err(err(
             ResponseError::NotEnoughReplicas,
-            format!(
-                "ISR {:?} is smaller than min.insync.replicas={min_isr}",
-                state.isr
-            ),
+            format!("ISR {isr:?} is smaller than min.insync.replicas={min_isr}"),
         ));
     }
     let validated = validate_records(records, replica.max_message_bytes())
