@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use fjord_tests::checker::{check, Workload};
+use fjord_tests::checker::{check, History, Workload, WorkloadSpec};
 use fjord_tests::members::{ClientKind, Member};
 use fjord_tests::wire::Wire;
 use fjord_tests::{create_topic_rf, fjord_bin, wait_until, Cluster, FAST_FAILOVER};
@@ -22,6 +22,22 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 
 const FAST: &[&str] = FAST_FAILOVER;
+
+/// Two idempotent acks=all producers at a steady 2000 records/s: enough traffic to move
+/// under, without starving the five processes sharing two cores (an unthrottled
+/// producer made moves and group joins wait on the CPU).
+fn steady_workload(bootstrap: &str, topic: &str) -> Workload {
+    Workload::start_with(
+        bootstrap,
+        topic,
+        &WorkloadSpec {
+            producers: 2,
+            rate: Some(2_000),
+            delivery_timeout: Duration::from_secs(60),
+        },
+        History::default(),
+    )
+}
 
 /// Runs `fjord cluster ARGS --bootstrap-server B`; returns standard output, or panics
 /// with both streams when it fails.
@@ -146,7 +162,7 @@ fn joining_brokers_get_replicas_and_a_drained_broker_leaves_without_loss() {
     let mut c = Cluster::start(3, 0, FAST);
     let first = c.node(1).bootstrap();
     create_topic_rf(&first, "scale", 12, 2, &[]);
-    let w = Workload::start(&c.bootstrap(), "scale", Duration::from_secs(60));
+    let w = steady_workload(&c.bootstrap(), "scale");
     let mut reader = Member::spawn(
         "reader",
         ClientKind::Rdkafka,
@@ -213,7 +229,7 @@ fn a_reassignment_completes_after_the_controller_fails_over() {
     let first = c.node(1).bootstrap();
     create_topic_rf(&first, "moving", 1, 2, &[]);
     let new = c.add_node(FAST);
-    let w = Workload::start(&c.bootstrap(), "moving", Duration::from_secs(60));
+    let w = steady_workload(&c.bootstrap(), "moving");
     w.wait_for_progress(5_000, Duration::from_secs(60));
 
     // Move the partition onto the new broker, slowly enough (throttled) that the move is
@@ -308,7 +324,7 @@ fn automatic_balancing_fills_a_new_broker_and_empties_a_dead_one() {
     let mut c = Cluster::start(3, 0, &args);
     let first = c.node(1).bootstrap();
     create_topic_rf(&first, "auto", 6, 2, &[]);
-    let w = Workload::start(&c.bootstrap(), "auto", Duration::from_secs(60));
+    let w = steady_workload(&c.bootstrap(), "auto");
     w.wait_for_progress(1_000, Duration::from_secs(60));
 
     let new = c.add_node(&args);
