@@ -29,8 +29,6 @@ pub struct Move {
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum PlanError {
-    #[error("broker {0} is not a live broker of this cluster")]
-    UnknownBroker(i32),
     #[error("cannot keep {rf} replicas of {topic}-{partition} without broker {broker}: no other broker is free to take the replica")]
     NotEnoughBrokers {
         topic: String,
