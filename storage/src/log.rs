@@ -505,7 +505,15 @@ impl PartitionLog {
     /// Removes every record at or after `offset` (follower truncation after a leader
     /// change). Returns true if anything was removed.
     pub fn truncate_to(&mut self, offset: i64) -> Result<bool> {
-        if offset >= self.log_end_offset() {
+        let leo = self.log_end_offset();
+        if offset >= leo {
+            // Nothing to remove, but an epoch this replica started as leader without
+            // writing to it still sits at the log end. Left there, it would be the epoch
+            // every fetch names, which the new leader never had: the follower would be
+            // told to truncate to where it already ends, forever.
+            if self.epoch_cache.truncate_from_end(leo) {
+                self.persist_meta()?;
+            }
             return Ok(false);
         }
         if offset <= self.log_start_offset {
@@ -528,9 +536,11 @@ impl PartitionLog {
                 self.active().next_offset()
             )));
         }
-        self.epoch_cache.truncate_from_end(offset);
-        self.recovery_point = self.recovery_point.min(offset);
-        self.high_watermark_checkpoint = self.high_watermark_checkpoint.min(offset);
+        // The cut falls on a batch boundary, which may be below `offset`.
+        let end = self.log_end_offset();
+        self.epoch_cache.truncate_from_end(end);
+        self.recovery_point = self.recovery_point.min(end);
+        self.high_watermark_checkpoint = self.high_watermark_checkpoint.min(end);
         self.persist_meta()?;
         info!(dir = %self.dir.display(), offset, "truncated log");
         Ok(true)

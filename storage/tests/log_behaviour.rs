@@ -205,6 +205,37 @@ fn truncation_and_epochs() {
 }
 
 #[test]
+fn a_cut_inside_a_batch_forgets_the_epoch_that_batch_started() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut log = PartitionLog::open(dir.path(), small_config(), None).expect("open");
+    for epoch in 0..2 {
+        for _ in 0..5 {
+            append(&mut log, &batch(2, 50, 0), epoch, 0).expect("append");
+        }
+    }
+    // Epoch 1 starts at 10 with the batch 10..=11; cutting at 11 removes that batch.
+    log.truncate_to(11).expect("truncate");
+    assert_eq!(log.log_end_offset(), 10);
+    assert_eq!(log.latest_epoch(), Some(0), "no epoch-1 record is left");
+    assert_eq!(log.end_offset_for_epoch(1), (0, 10));
+}
+
+#[test]
+fn an_epoch_started_without_writes_is_dropped_when_following() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut log = PartitionLog::open(dir.path(), small_config(), None).expect("open");
+    append(&mut log, &batch(3, 10, 0), 4, 0).expect("append");
+    // Elected at epoch 7, then demoted before any write.
+    log.assign_epoch_start(7).expect("assign");
+    assert_eq!(log.latest_epoch(), Some(7));
+    assert!(!log.truncate_to(3).expect("truncate"), "no records removed");
+    assert_eq!(log.latest_epoch(), Some(4), "the next fetch names epoch 4");
+    drop(log);
+    let log = PartitionLog::open(dir.path(), small_config(), None).expect("reopen");
+    assert_eq!(log.latest_epoch(), Some(4), "and that survives a restart");
+}
+
+#[test]
 fn timestamp_lookup() {
     let dir = tempfile::tempdir().expect("tmp");
     let mut log = PartitionLog::open(dir.path(), small_config(), None).expect("open");
