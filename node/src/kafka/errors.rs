@@ -43,7 +43,9 @@ impl From<&ReplicaError> for KafkaError {
     fn from(e: &ReplicaError) -> Self {
         let code = match e {
             ReplicaError::UnknownTopicOrPartition => ResponseError::UnknownTopicOrPartition,
-            ReplicaError::NotLeaderOrFollower => ResponseError::NotLeaderOrFollower,
+            ReplicaError::NotLeaderOrFollower | ReplicaError::StaleFetch => {
+                ResponseError::NotLeaderOrFollower
+            }
             ReplicaError::NotReplica(_) => ResponseError::IneligibleReplica,
             ReplicaError::OffsetNotAvailable(_) => ResponseError::OffsetNotAvailable,
             ReplicaError::FencedLeaderEpoch { .. } => ResponseError::FencedLeaderEpoch,

@@ -9,6 +9,8 @@ pub enum ReplicaError {
     NotLeaderOrFollower,
     #[error("broker {0} is not a replica of the partition")]
     NotReplica(i32),
+    #[error("the leadership this fetch was sent under has ended")]
+    StaleFetch,
 
     #[error("leader epoch {request} is older than the current {current}")]
     FencedLeaderEpoch { request: i32, current: i32 },

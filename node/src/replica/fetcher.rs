@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
+use super::partition::FollowerTerm;
 use super::{FollowPlan, Partition, ReplicaError};
 use crate::broker::Broker;
 use crate::time::now_ms;
@@ -188,8 +189,14 @@ async fn session(
             else {
                 continue;
             };
-            match apply(p, req.fetch_offset, data) {
+            let term = FollowerTerm {
+                leader,
+                epoch: req.current_leader_epoch,
+            };
+            match apply(p, term, req.fetch_offset, data) {
                 Ok(moved) => progressed |= moved,
+                // Leadership moved while the fetch was out; the next one asks anew.
+                Err(ReplicaError::StaleFetch) => {}
                 Err(e) => warn!(partition = %p.tp, error = %e, "applying fetched data failed"),
             }
         }
@@ -210,17 +217,18 @@ async fn session(
 /// Applies one partition's answer. Returns whether anything moved.
 fn apply(
     p: &Partition,
+    term: FollowerTerm,
     fetch_offset: i64,
     d: &ReplicaFetchPartitionData,
 ) -> Result<bool, ReplicaError> {
     if d.error_code != 0 {
         if d.error_code == i32::from(ResponseError::OffsetOutOfRange.code()) {
             if fetch_offset < d.log_start_offset {
-                p.restart_at(d.log_start_offset)?;
+                p.restart_at(term, d.log_start_offset)?;
                 return Ok(true);
             }
             if d.log_end_offset >= 0 && fetch_offset > d.log_end_offset {
-                p.truncate_to(d.log_end_offset)?;
+                p.truncate_to(term, d.log_end_offset)?;
                 return Ok(true);
             }
         }
@@ -240,16 +248,16 @@ fn apply(
             }
         };
         if target < p.log_start_offset() {
-            p.restart_at(d.log_start_offset.max(target))?;
+            p.restart_at(term, d.log_start_offset.max(target))?;
         } else {
-            p.truncate_to(target)?;
+            p.truncate_to(term, target)?;
         }
         return Ok(true);
     }
     let mut moved = false;
     if !d.records.is_empty() {
         let validated = validate_records(&d.records, usize::MAX)?;
-        match p.append_as_follower(&validated, now_ms()) {
+        match p.append_as_follower(term, &validated, now_ms()) {
             Ok(()) => moved = true,
             // Our log changed under this fetch (a truncation raced it); the next fetch
             // starts from the new end.
@@ -259,6 +267,6 @@ fn apply(
             Err(e) => return Err(e),
         }
     }
-    p.follow_leader_offsets(d.high_watermark, d.log_start_offset)?;
+    p.follow_leader_offsets(term, d.high_watermark, d.log_start_offset)?;
     Ok(moved)
 }

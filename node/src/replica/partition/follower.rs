@@ -6,15 +6,34 @@ use fjord_storage::batch::ValidatedBatches;
 use tracing::info;
 
 use super::{batch_meta, Partition};
+
+/// The leadership a follower fetch was sent under: the leader's id and epoch. Its answer
+/// may change this replica only while that leadership lasts. A late answer from a deposed
+/// leader, applied after this replica was elected or moved on, would put records (or a
+/// truncation) of the old epoch after the start of the new one, and every follower would
+/// then be told to truncate there again and again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FollowerTerm {
+    pub leader: i32,
+    pub epoch: i32,
+}
 use crate::replica::ReplicaError;
 
 impl Partition {
     /// Follows `leader` at `epoch`. Nothing is truncated here: the first fetch carries
     /// the last epoch this log has, and the leader answers with where it diverges.
     pub fn become_follower(&self, leader: i32, epoch: i32) {
-        self.leader_epoch.store(epoch, Ordering::Release);
-        self.leader_id.store(leader, Ordering::Release);
-        let was_leader = self.is_leader.swap(false, Ordering::AcqRel);
+        // Under the log lock, for the same reason as in `become_leader`. A deleted
+        // partition has no log left to protect, so the flags are set regardless.
+        let flip = || {
+            self.leader_epoch.store(epoch, Ordering::Release);
+            self.leader_id.store(leader, Ordering::Release);
+            self.is_leader.swap(false, Ordering::AcqRel)
+        };
+        let was_leader = {
+            let _guard = self.lock();
+            flip()
+        };
         *self.leader_state.lock().unwrap_or_else(|p| p.into_inner()) = None;
         // Wake writes waiting for replication: they must fail now, not be answered by a
         // high watermark this replica learns from the new leader.
@@ -33,14 +52,26 @@ impl Partition {
         self.with_log(|log| Ok((log.log_end_offset(), log.latest_epoch().unwrap_or(-1))))
     }
 
+    /// Whether this replica still follows as it did when a fetch was sent. Checked under
+    /// the log lock, which leadership changes also take.
+    fn still_following(&self, term: FollowerTerm) -> Result<(), ReplicaError> {
+        if self.is_leader() || self.leader_id() != term.leader || self.leader_epoch() != term.epoch
+        {
+            return Err(ReplicaError::StaleFetch);
+        }
+        Ok(())
+    }
+
     /// Appends batches fetched from the leader, keeping their offsets and epochs, and
     /// records producer state so idempotence holds if this replica becomes leader.
     pub fn append_as_follower(
         &self,
+        term: FollowerTerm,
         records: &ValidatedBatches<'_>,
         now_ms: i64,
     ) -> Result<(), ReplicaError> {
         self.with_locked(|l| {
+            self.still_following(term)?;
             l.log.append_as_follower(records, now_ms)?;
             for (_, h) in records.batches() {
                 if h.has_producer_id() && !h.is_control() {
@@ -57,8 +88,9 @@ impl Partition {
     }
 
     /// Removes everything at and after `offset` (a divergent suffix).
-    pub fn truncate_to(&self, offset: i64) -> Result<(), ReplicaError> {
+    pub fn truncate_to(&self, term: FollowerTerm, offset: i64) -> Result<(), ReplicaError> {
         self.with_locked(|l| {
+            self.still_following(term)?;
             if l.log.truncate_to(offset)? {
                 l.producers.truncate_to(offset);
                 info!(partition = %self.tp, offset, "truncated divergent log suffix");
@@ -75,8 +107,9 @@ impl Partition {
 
     /// The leader no longer has our fetch offset (its log start moved past it): start
     /// over empty at the leader's log start.
-    pub fn restart_at(&self, offset: i64) -> Result<(), ReplicaError> {
+    pub fn restart_at(&self, term: FollowerTerm, offset: i64) -> Result<(), ReplicaError> {
         self.with_locked(|l| {
+            self.still_following(term)?;
             l.log.truncate_fully_and_start_at(offset)?;
             l.producers = Default::default();
             self.log_end_offset.store(offset, Ordering::Release);
@@ -92,22 +125,112 @@ impl Partition {
     /// follows its log start offset forward.
     pub fn follow_leader_offsets(
         &self,
+        term: FollowerTerm,
         leader_high_watermark: i64,
         leader_log_start: i64,
     ) -> Result<(), ReplicaError> {
-        let hw = leader_high_watermark.min(self.log_end_offset());
+        let hw = self.with_log(|log| {
+            self.still_following(term)?;
+            let hw = leader_high_watermark.min(log.log_end_offset());
+            if leader_log_start > log.log_start_offset() && leader_log_start <= log.log_end_offset()
+            {
+                log.advance_log_start_offset(leader_log_start)?;
+                self.log_start_offset
+                    .store(log.log_start_offset(), Ordering::Release);
+            }
+            Ok(hw)
+        })?;
         let prev = self.high_watermark.fetch_max(hw, Ordering::AcqRel);
         if hw > prev {
             self.hw_tx.send_replace(hw);
         }
-        if leader_log_start > self.log_start_offset() && leader_log_start <= self.log_end_offset() {
-            self.with_log(|log| {
-                log.advance_log_start_offset(leader_log_start)?;
-                self.log_start_offset
-                    .store(log.log_start_offset(), Ordering::Release);
-                Ok(())
-            })?;
-        }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use fjord_storage::{
+        validate_records, BatchBuilder, LogConfig, PartitionLog, Record, TopicPartition,
+    };
+
+    use super::*;
+    use crate::replica::partition::ReplicaSet;
+
+    fn batch(base_offset: i64, epoch: i32) -> Vec<u8> {
+        let mut b = BatchBuilder::new(base_offset, 0).leader_epoch(epoch);
+        b.push(Record::new(None, Some(b"v".to_vec())));
+        b.build()
+    }
+
+    fn follower_at(dir: &std::path::Path, leader: i32, epoch: i32) -> Partition {
+        let log = PartitionLog::open(dir, LogConfig::default(), None).expect("open");
+        let p = Partition::new(TopicPartition::new("t", 0), uuid::Uuid::nil(), log);
+        p.become_follower(leader, epoch);
+        p
+    }
+
+    #[test]
+    fn an_answer_from_a_deposed_leader_changes_nothing() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let p = follower_at(dir.path(), 2, 1);
+        let old = FollowerTerm {
+            leader: 2,
+            epoch: 1,
+        };
+        let first = batch(0, 1);
+        let records = validate_records(&first, usize::MAX).expect("valid");
+        p.append_as_follower(old, &records, 0).expect("append");
+        // Elected at epoch 2 while a fetch to the old leader was still out.
+        let set = ReplicaSet {
+            replicas: &[1, 2],
+            isr: &[1, 2],
+            partition_epoch: 3,
+        };
+        p.become_leader(1, 2, set, 0).expect("lead");
+        let late = batch(1, 1);
+        let records = validate_records(&late, usize::MAX).expect("valid");
+        assert!(matches!(
+            p.append_as_follower(old, &records, 0),
+            Err(ReplicaError::StaleFetch)
+        ));
+        assert!(matches!(
+            p.truncate_to(old, 0),
+            Err(ReplicaError::StaleFetch)
+        ));
+        assert!(matches!(
+            p.follow_leader_offsets(old, 1, 0),
+            Err(ReplicaError::StaleFetch)
+        ));
+        assert_eq!(
+            p.log_end_offset(),
+            1,
+            "the new epoch starts where election found the log"
+        );
+        assert_eq!(p.end_offset_for_epoch(1).expect("epochs"), (1, 1));
+    }
+
+    #[test]
+    fn an_answer_from_the_previous_epoch_of_the_same_leader_is_dropped() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let p = follower_at(dir.path(), 2, 1);
+        p.become_follower(2, 4);
+        let late = batch(0, 1);
+        let records = validate_records(&late, usize::MAX).expect("valid");
+        let old = FollowerTerm {
+            leader: 2,
+            epoch: 1,
+        };
+        assert!(matches!(
+            p.append_as_follower(old, &records, 0),
+            Err(ReplicaError::StaleFetch)
+        ));
+        let current = FollowerTerm {
+            leader: 2,
+            epoch: 4,
+        };
+        p.append_as_follower(current, &records, 0)
+            .expect("the current leadership's answer applies");
+        assert_eq!(p.log_end_offset(), 1);
     }
 }

@@ -52,21 +52,24 @@ impl Partition {
         set: ReplicaSet<'_>,
         now_ms: i64,
     ) -> Result<(), ReplicaError> {
-        let was = self.leader_epoch.swap(epoch, Ordering::AcqRel);
-        let was_leader = self.is_leader.load(Ordering::Acquire);
-        if was != epoch || !was_leader {
-            self.with_log(|log| Ok(log.assign_epoch_start(epoch)?))?;
-            let start = self.log_end_offset();
-            *self.leader_state() = Some(LeaderState::new(
-                node_id,
-                set.replicas,
-                set.isr,
-                set.partition_epoch,
-                start,
-                now_ms,
-            ));
-            self.leader_id.store(node_id, Ordering::Release);
-            self.is_leader.store(true, Ordering::Release);
+        if self.leader_epoch() != epoch || !self.is_leader() {
+            // Under the log lock: a fetch answer from the previous leader checks these
+            // flags under the same lock, so none of it lands after the new epoch starts.
+            self.with_log(|log| {
+                log.assign_epoch_start(epoch)?;
+                *self.leader_state() = Some(LeaderState::new(
+                    node_id,
+                    set.replicas,
+                    set.isr,
+                    set.partition_epoch,
+                    log.log_end_offset(),
+                    now_ms,
+                ));
+                self.leader_epoch.store(epoch, Ordering::Release);
+                self.leader_id.store(node_id, Ordering::Release);
+                self.is_leader.store(true, Ordering::Release);
+                Ok(())
+            })?;
             info!(partition = %self.tp, epoch, isr = ?set.isr, "became leader");
         } else if let Some(state) = self.leader_state().as_mut() {
             state.update_from_metadata(set.replicas, set.isr, set.partition_epoch, now_ms);

@@ -11,6 +11,7 @@ use uuid::Uuid;
 mod follower;
 mod leader;
 
+pub use follower::FollowerTerm;
 pub use leader::{ReplicaSet, Replication};
 
 use super::leader_state::LeaderState;
