@@ -311,7 +311,17 @@ fn a_divergent_suffix_is_truncated_on_rejoin_and_never_served() {
     });
     let mut w2 = Wire::connect(&c.node(new_leader).bootstrap());
     for i in 0..3 {
-        assert_eq!(produce(&mut w2, &format!("after-{i}"), -1), 0);
+        // The metadata names the new leader a moment before its partition has taken
+        // over; a client retries NOT_LEADER_OR_FOLLOWER, and so does this one.
+        wait_until(
+            "write to the new leader",
+            Duration::from_secs(30),
+            || match produce(&mut w2, &format!("after-{i}"), -1) {
+                0 => Some(()),
+                6 => None,
+                other => panic!("write to the new leader answered {other}"),
+            },
+        );
     }
     // The old leader comes back: its divergent suffix must go.
     c.node(1).restart();
