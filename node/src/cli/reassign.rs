@@ -72,6 +72,9 @@ pub struct DrainArgs {
     /// Wait until the broker holds no replica (and leads nothing).
     #[arg(long)]
     pub wait: bool,
+    /// With --wait: give up (exit non-zero, moves keep running) after this many seconds.
+    #[arg(long, value_name = "SECONDS", requires = "wait")]
+    pub wait_timeout: Option<u64>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -84,6 +87,9 @@ pub struct BalanceArgs {
     /// With --execute: wait until every move is done.
     #[arg(long)]
     pub wait: bool,
+    /// With --wait: give up (exit non-zero, moves keep running) after this many seconds.
+    #[arg(long, value_name = "SECONDS", requires = "wait")]
+    pub wait_timeout: Option<u64>,
 }
 
 /// kafka-reassign-partitions.sh's plan format.
@@ -322,7 +328,7 @@ fn pending(wire: &mut Wire, entries: &[PlanEntry]) -> Result<Vec<String>, CliErr
     Ok(out)
 }
 
-fn wait_done(wire: &mut Wire, entries: &[PlanEntry]) -> Result<(), CliError> {
+fn wait_done(wire: &mut Wire, entries: &[PlanEntry], timeout: Option<u64>) -> Result<(), CliError> {
     let started = Instant::now();
     let mut last = usize::MAX;
     loop {
@@ -334,6 +340,14 @@ fn wait_done(wire: &mut Wire, entries: &[PlanEntry]) -> Result<(), CliError> {
                 started.elapsed().as_secs_f64()
             );
             return Ok(());
+        }
+        if timeout.is_some_and(|t| started.elapsed() >= Duration::from_secs(t)) {
+            return Err(CliError::Kafka(format!(
+                "{} of {} reassignments still running after {} s; they continue in the cluster (check with fjord cluster reassign --verify)",
+                left.len(),
+                entries.len(),
+                started.elapsed().as_secs()
+            )));
         }
         if left.len() != last {
             outln!(
@@ -466,7 +480,7 @@ pub fn drain(args: DrainArgs) -> Result<(), CliError> {
     let n = submit(&mut wire, &plan.partitions, false)?;
     outln!("Moving {n} partitions off broker {}.", args.node);
     if args.wait {
-        wait_done(&mut wire, &plan.partitions)?;
+        wait_done(&mut wire, &plan.partitions, args.wait_timeout)?;
         // Topics created meanwhile may have placed replicas on it again.
         let left: Vec<String> = layout(&mut wire)?
             .partitions
@@ -507,7 +521,7 @@ pub fn balance(args: BalanceArgs) -> Result<(), CliError> {
     let n = submit(&mut wire, &plan.partitions, false)?;
     outln!("Started {n} partition reassignments.");
     if args.wait {
-        wait_done(&mut wire, &plan.partitions)?;
+        wait_done(&mut wire, &plan.partitions, args.wait_timeout)?;
         // The plan also evened out preferred leaders: move leadership to them now rather
         // than at the next automatic leader rebalance.
         let elected = wire.call(
