@@ -170,3 +170,91 @@ fn admin_endpoints_report_health_metrics_and_cluster() {
         "{metrics}"
     );
 }
+
+/// The last line of `fjord bench … --json`, parsed.
+fn bench(node: &Node, args: &[&str]) -> serde_json::Value {
+    let mut full = vec!["bench"];
+    full.extend_from_slice(args);
+    full.push("--json");
+    let o = fjord(node, &full, None);
+    assert!(
+        o.status.success(),
+        "stdout: {}\nstderr: {}",
+        stdout(&o),
+        stderr(&o)
+    );
+    let out = stdout(&o);
+    let last = out.lines().last().expect("a JSON line");
+    serde_json::from_str(last).unwrap_or_else(|e| panic!("{e}: {last}"))
+}
+
+#[test]
+fn bench_measures_produce_consume_and_end_to_end() {
+    let node = Node::start();
+    let common = [
+        "--topic",
+        "perf",
+        "--partitions",
+        "3",
+        "--record-size",
+        "100",
+    ];
+    let p = bench(
+        &node,
+        &[
+            &["produce"][..],
+            &common,
+            &["--num-records", "20000", "--acks", "1"],
+        ]
+        .concat(),
+    );
+    assert_eq!(p["records"], 20000, "{p}");
+    assert_eq!(p["bytes"], 2_000_000, "{p}");
+    assert_eq!(p["errors"], 0, "{p}");
+    let f = |v: &serde_json::Value, k: &str| v[k].as_f64().unwrap_or_else(|| panic!("{k}: {v}"));
+    assert!(f(&p, "records_per_sec") > 0.0 && f(&p, "mb_per_sec") > 0.0);
+    let lat = &p["latency_ms"];
+    assert!(
+        f(lat, "p50") <= f(lat, "p99") && f(lat, "p99") <= f(lat, "max"),
+        "{p}"
+    );
+    assert_eq!(lat["count"], 20000);
+
+    // By default consume reads everything the topic holds.
+    let c = bench(&node, &[&["consume"][..], &common].concat());
+    assert_eq!(c["records"], 20000, "{c}");
+    assert_eq!(c["bytes"], 2_000_000, "{c}");
+
+    // End to end: the consumers see exactly this run's records, with their latency.
+    let e = bench(
+        &node,
+        &[
+            &["e2e"][..],
+            &common,
+            &[
+                "--num-records",
+                "5000",
+                "--throughput",
+                "5000",
+                "--producers",
+                "2",
+                "--consumers",
+                "2",
+                "--keys",
+                "10",
+            ],
+        ]
+        .concat(),
+    );
+    assert_eq!(e["records"], 5000, "{e}");
+    assert_eq!(e["e2e_latency_ms"]["count"], 5000, "{e}");
+    assert_eq!(e["produce"]["records"], 5000, "{e}");
+    assert!(f(&e["e2e_latency_ms"], "p99") > 0.0, "{e}");
+
+    let bad = fjord(
+        &node,
+        &["bench", "e2e", "--topic", "perf", "--record-size", "4"],
+        None,
+    );
+    assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
+}

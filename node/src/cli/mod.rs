@@ -9,6 +9,7 @@ macro_rules! outln {
     }};
 }
 
+mod bench;
 mod client;
 mod cluster;
 mod consume;
@@ -52,6 +53,9 @@ enum Command {
     /// List, describe and delete consumer groups, and reset their offsets.
     #[command(subcommand)]
     Group(group::GroupCommand),
+    /// Measure throughput and latency: produce, consume, or both end to end.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
 }
 
 /// Failures of client subcommands, printed as one line for a person to read.
@@ -80,6 +84,7 @@ pub fn main() -> ExitCode {
         Command::Consume(args) => report(consume::run(args)),
         Command::Cluster(cmd) => report(cluster::run(cmd)),
         Command::Group(cmd) => report(group::run(cmd)),
+        Command::Bench(cmd) => report(bench::run(cmd)),
     }
 }
 

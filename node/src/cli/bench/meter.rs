@@ -1,0 +1,235 @@
+//! What a benchmark counts while it runs, the live progress line, and the final report.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use super::latency::Histogram;
+
+/// Kafka's perf tools report MB/s as MiB per second; so does this.
+const MIB: f64 = 1024.0 * 1024.0;
+
+/// Latencies, whole-run and for the current progress window.
+#[derive(Default)]
+struct Latencies {
+    total: Histogram,
+    window: Histogram,
+}
+
+/// Counters shared by every producer and consumer thread of one run.
+#[derive(Default)]
+pub struct Meter {
+    records: AtomicU64,
+    bytes: AtomicU64,
+    errors: AtomicU64,
+    ack: Mutex<Latencies>,
+    e2e: Mutex<Latencies>,
+}
+
+fn lock(m: &Mutex<Latencies>) -> MutexGuard<'_, Latencies> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Meter {
+    /// One record acknowledged (produce) or received (consume).
+    pub fn count(&self, bytes: usize) {
+        self.records.fetch_add(1, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    pub fn error(&self) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn ack_latency(&self, d: Duration) {
+        let mut l = lock(&self.ack);
+        let us = d.as_micros() as u64;
+        l.total.record(us);
+        l.window.record(us);
+    }
+
+    pub fn e2e_latency(&self, micros: u64) {
+        let mut l = lock(&self.e2e);
+        l.total.record(micros);
+        l.window.record(micros);
+    }
+
+    pub fn records(&self) -> u64 {
+        self.records.load(Ordering::Relaxed)
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    pub fn errors(&self) -> u64 {
+        self.errors.load(Ordering::Relaxed)
+    }
+
+    fn take_window(&self, which: &Mutex<Latencies>) -> Histogram {
+        std::mem::take(&mut lock(which).window)
+    }
+
+    fn total(&self, which: &Mutex<Latencies>) -> Histogram {
+        lock(which).total.clone()
+    }
+}
+
+/// Prints one progress line to standard error per `interval` until dropped.
+pub struct Progress {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Progress {
+    pub fn start(label: &'static str, meter: Arc<Meter>, interval: Duration) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            let started = Instant::now();
+            let (mut records, mut bytes, mut at) = (0, 0, started);
+            while !flag.load(Ordering::Relaxed) {
+                // Waking early to notice the stop flag; the line goes out once per interval.
+                std::thread::park_timeout(Duration::from_millis(50));
+                if at.elapsed() < interval {
+                    continue;
+                }
+                let (r, b) = (meter.records(), meter.bytes());
+                let secs = at.elapsed().as_secs_f64();
+                let mut line = format!(
+                    "{label} {:>6.1} s: {:>10.0} records/s {:>8.2} MB/s",
+                    started.elapsed().as_secs_f64(),
+                    (r - records) as f64 / secs,
+                    (b - bytes) as f64 / MIB / secs,
+                );
+                for (name, h) in [
+                    ("ack", meter.take_window(&meter.ack)),
+                    ("e2e", meter.take_window(&meter.e2e)),
+                ] {
+                    if h.count() > 0 {
+                        line.push_str(&format!(
+                            ", {name} p50 {:.1} ms p99 {:.1} ms max {:.1} ms",
+                            ms(h.quantile(0.5)),
+                            ms(h.quantile(0.99)),
+                            ms(h.max())
+                        ));
+                    }
+                }
+                eprintln!("{line}");
+                (records, bytes, at) = (r, b, Instant::now());
+            }
+        });
+        Progress {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            t.thread().unpark();
+            let _ = t.join();
+        }
+    }
+}
+
+fn ms(micros: u64) -> f64 {
+    micros as f64 / 1000.0
+}
+
+/// The outcome of one run.
+pub struct Summary {
+    pub kind: &'static str,
+    pub records: u64,
+    pub bytes: u64,
+    pub errors: u64,
+    pub elapsed: Duration,
+    pub ack: Histogram,
+    pub e2e: Histogram,
+}
+
+impl Summary {
+    pub fn of(kind: &'static str, meter: &Meter, elapsed: Duration) -> Self {
+        Summary {
+            kind,
+            records: meter.records(),
+            bytes: meter.bytes(),
+            errors: meter.errors(),
+            elapsed,
+            ack: meter.total(&meter.ack),
+            e2e: meter.total(&meter.e2e),
+        }
+    }
+
+    pub fn records_per_sec(&self) -> f64 {
+        self.records as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    pub fn mb_per_sec(&self) -> f64 {
+        self.bytes as f64 / MIB / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    fn percentiles(h: &Histogram) -> serde_json::Value {
+        serde_json::json!({
+            "p50": ms(h.quantile(0.50)),
+            "p95": ms(h.quantile(0.95)),
+            "p99": ms(h.quantile(0.99)),
+            "p99_9": ms(h.quantile(0.999)),
+            "max": ms(h.max()),
+            "count": h.count(),
+        })
+    }
+
+    /// One JSON object, for scripts: the last line of `--json` output.
+    pub fn json(&self) -> serde_json::Value {
+        let mut v = serde_json::json!({
+            "kind": self.kind,
+            "records": self.records,
+            "bytes": self.bytes,
+            "errors": self.errors,
+            "seconds": self.elapsed.as_secs_f64(),
+            "records_per_sec": self.records_per_sec(),
+            "mb_per_sec": self.mb_per_sec(),
+        });
+        if self.ack.count() > 0 {
+            v["latency_ms"] = Self::percentiles(&self.ack);
+        }
+        if self.e2e.count() > 0 {
+            v["e2e_latency_ms"] = Self::percentiles(&self.e2e);
+        }
+        v
+    }
+
+    /// The same, for a person.
+    pub fn lines(&self) -> Vec<String> {
+        let mut out = vec![format!(
+            "{}: {} records ({:.1} MB) in {:.2} s: {:.0} records/s, {:.2} MB/s, {} errors",
+            self.kind,
+            self.records,
+            self.bytes as f64 / MIB,
+            self.elapsed.as_secs_f64(),
+            self.records_per_sec(),
+            self.mb_per_sec(),
+            self.errors
+        )];
+        for (name, h) in [
+            ("ack latency", &self.ack),
+            ("end-to-end latency", &self.e2e),
+        ] {
+            if h.count() > 0 {
+                out.push(format!(
+                    "{name}: p50 {:.2} ms, p95 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms",
+                    ms(h.quantile(0.50)),
+                    ms(h.quantile(0.95)),
+                    ms(h.quantile(0.99)),
+                    ms(h.quantile(0.999)),
+                    ms(h.max())
+                ));
+            }
+        }
+        out
+    }
+}
