@@ -22,6 +22,16 @@ use crate::types::{NodeId, Raft};
 mod forwarding;
 mod leader_requests;
 
+/// A snapshot of the local Raft state (see [`Controller::raft_stats`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RaftStats {
+    pub term: u64,
+    pub leader: Option<NodeId>,
+    pub last_log_index: u64,
+    pub committed_index: u64,
+    pub applied_index: u64,
+}
+
 /// How to start the local controller.
 #[derive(Clone, Debug)]
 pub struct ControllerConfig {
@@ -527,6 +537,19 @@ impl Controller {
             .map(|c| c.index())
             .unwrap_or(0);
         committed.max(self.current().last_applied_index)
+    }
+
+    /// This node's view of the Raft group, for metrics.
+    pub fn raft_stats(&self) -> RaftStats {
+        let metrics = self.inner.raft.metrics();
+        let m = metrics.borrow_watched();
+        RaftStats {
+            term: m.current_term,
+            leader: m.current_leader,
+            last_log_index: m.last_log_index.unwrap_or(0),
+            committed_index: m.local_committed.map(|c| c.index()).unwrap_or(0),
+            applied_index: m.last_applied.map(|a| a.index()).unwrap_or(0),
+        }
     }
 
     fn quorum_status(&self) -> QuorumStatus {

@@ -19,7 +19,7 @@ pub mod requests;
 pub mod store;
 pub mod types;
 
-pub use controller::{parse_voters, Controller, ControllerConfig};
+pub use controller::{parse_voters, Controller, ControllerConfig, RaftStats};
 pub use error::ControllerError;
 pub use metadata::ClusterMetadata;
 pub use requests::{

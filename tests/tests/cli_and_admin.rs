@@ -3,7 +3,9 @@
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
-use fjord_tests::{fjord_bin, http_get, Node};
+use std::time::Duration;
+
+use fjord_tests::{fjord_bin, http_get, wait_until, Node};
 
 fn fjord(node: &Node, args: &[&str], stdin: Option<&str>) -> Output {
     let mut child = Command::new(fjord_bin())
@@ -257,4 +259,106 @@ fn bench_measures_produce_consume_and_end_to_end() {
         None,
     );
     assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
+}
+
+/// The value of the sample `name{labels}` (exactly as rendered) in a scrape.
+fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics.lines().find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
+#[test]
+fn metrics_move_under_load() {
+    let node = Node::start();
+    let addr = node.admin_addr();
+    let scrape = || http_get(&addr, "/metrics").expect("metrics").1;
+    let common = [
+        "--topic",
+        "load",
+        "--partitions",
+        "2",
+        "--record-size",
+        "100",
+    ];
+    bench(
+        &node,
+        &[
+            &["produce"][..],
+            &common,
+            &["--num-records", "10000", "--acks", "all"],
+        ]
+        .concat(),
+    );
+    bench(&node, &[&["consume"][..], &common].concat());
+    // A group committed at offset 0 of partition 0: its lag is the partition's length.
+    let reset = fjord(
+        &node,
+        &[
+            "group",
+            "reset-offsets",
+            "lagging",
+            "--topic",
+            "load",
+            "--partitions",
+            "0",
+        ]
+        .iter()
+        .chain(&["--to-earliest", "--execute"])
+        .copied()
+        .collect::<Vec<_>>(),
+        None,
+    );
+    assert!(reset.status.success(), "{}", stderr(&reset));
+
+    let m = scrape();
+    let counter = |series: &str| sample(&m, series).unwrap_or_else(|| panic!("{series}:\n{m}"));
+    assert_eq!(
+        counter("fjord_produced_records_total{topic=\"load\"}"),
+        10000.0
+    );
+    assert!(counter("fjord_produced_bytes_total{topic=\"load\"}") > 1_000_000.0);
+    assert!(counter("fjord_fetched_bytes_total{topic=\"load\"}") > 1_000_000.0);
+    assert!(counter("fjord_requests_total{api=\"Produce\"}") > 0.0);
+    assert!(m.contains("fjord_request_duration_seconds_bucket{api=\"Fetch\""));
+    // Gauges are sampled on the housekeeping tick.
+    let gauges = wait_until("gauges sampled", Duration::from_secs(30), || {
+        let m = scrape();
+        let lag = sample(
+            &m,
+            "fjord_consumer_group_lag{group=\"lagging\",topic=\"load\",partition=\"0\"}",
+        )?;
+        let end = sample(
+            &m,
+            "fjord_partition_log_end_offset{topic=\"load\",partition=\"0\"}",
+        )?;
+        (lag > 0.0 && end > 0.0).then_some(m)
+    });
+    let gauge =
+        |series: &str| sample(&gauges, series).unwrap_or_else(|| panic!("{series}:\n{gauges}"));
+    assert_eq!(
+        gauge("fjord_consumer_group_lag{group=\"lagging\",topic=\"load\",partition=\"0\"}"),
+        gauge("fjord_partition_high_watermark{topic=\"load\",partition=\"0\"}"),
+    );
+    assert_eq!(
+        gauge("fjord_partition_log_end_offset{topic=\"load\",partition=\"0\"}")
+            + gauge("fjord_partition_log_end_offset{topic=\"load\",partition=\"1\"}"),
+        10000.0
+    );
+    assert_eq!(
+        gauge("fjord_partition_isr_size{topic=\"load\",partition=\"0\"}"),
+        1.0
+    );
+    assert_eq!(gauge("fjord_offline_partitions"), 0.0);
+    assert_eq!(gauge("fjord_brokers_fenced"), 0.0);
+    assert!(gauge("fjord_raft_term") >= 1.0);
+    assert_eq!(gauge("fjord_raft_leader"), 1.0);
+    assert!(gauge("fjord_raft_commit_index") >= 1.0);
+    assert!(gauge("process_resident_memory_bytes") > 1_000_000.0);
+    assert!(gauge("process_open_fds") > 3.0);
+    assert!(gauge("fjord_connections_open") >= 0.0);
 }

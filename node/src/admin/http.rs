@@ -49,23 +49,6 @@ pub fn install_metrics() -> Option<PrometheusHandle> {
     }
 }
 
-/// Node-level gauges, refreshed by the housekeeping loop.
-pub fn record_gauges(broker: &Broker) {
-    let partitions = broker.replicas.all();
-    let leaders = partitions.iter().filter(|p| p.is_leader()).count();
-    metrics::gauge!("fjord_partitions", "role" => "leader").set(leaders as f64);
-    metrics::gauge!("fjord_partitions", "role" => "follower")
-        .set((partitions.len() - leaders) as f64);
-    let md = broker.metadata();
-    metrics::gauge!("fjord_metadata_applied_index").set(md.last_applied_index as f64);
-    metrics::gauge!("fjord_active_controller").set(if broker.controller.is_active() {
-        1.0
-    } else {
-        0.0
-    });
-    metrics::gauge!("fjord_brokers_registered").set(md.brokers.len() as f64);
-}
-
 pub async fn serve(
     listener: TcpListener,
     broker: Arc<Broker>,

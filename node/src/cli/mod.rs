@@ -23,7 +23,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{NodeConfig, ServeArgs};
+use crate::config::{LogFormat, NodeConfig, ServeArgs};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -102,21 +102,24 @@ fn report(result: Result<(), CliError>) -> ExitCode {
     }
 }
 
-fn init_logging() {
+fn init_logging(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("FJORD_LOG")
         .or_else(|_| EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| {
             EnvFilter::new("info,openraft=warn,sled=warn,h2=warn,tower=warn,hyper=warn")
         });
-    tracing_subscriber::fmt()
+    let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_target(false)
-        .init();
+        .with_target(false);
+    match format {
+        LogFormat::Text => fmt.init(),
+        LogFormat::Json => fmt.json().flatten_event(true).init(),
+    }
 }
 
 fn serve(args: ServeArgs) -> ExitCode {
-    init_logging();
+    init_logging(args.log_format);
     let config = match NodeConfig::load(&args) {
         Ok(c) => c,
         Err(e) => {

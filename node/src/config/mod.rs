@@ -6,5 +6,5 @@ pub mod defs;
 mod node;
 mod resolve;
 
-pub use node::{ListenerSpec, NodeConfig, ServeArgs};
+pub use node::{ListenerSpec, LogFormat, NodeConfig, ServeArgs};
 pub use resolve::{ConfigSource, ConfigView, ResolvedConfig};

@@ -44,6 +44,16 @@ pub struct ServeArgs {
     /// Check the settings, print them as resolved, and exit (0 when valid, 2 when not).
     #[arg(long)]
     pub check_config: bool,
+    /// Log lines as human-readable text or as one JSON object per line.
+    #[arg(long, env = "FJORD_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 /// One parsed listener: `NAME://host:port`.

@@ -594,6 +594,24 @@ impl Shard {
         })
     }
 
+    /// Every committed offset this coordinator holds: (group, topic, partition, offset).
+    pub fn committed_offsets(&self) -> Vec<(String, String, i32, i64)> {
+        if self.check_active().is_err() {
+            return Vec::new();
+        }
+        let t = self.lock();
+        let groups: Vec<String> = t.offsets.groups().cloned().collect();
+        groups
+            .into_iter()
+            .flat_map(|g| {
+                t.offsets
+                    .of_group(&g)
+                    .into_iter()
+                    .map(move |((topic, partition), c)| (g.clone(), topic, partition, c.offset))
+            })
+            .collect()
+    }
+
     pub fn list(&self) -> Vec<GroupListing> {
         if self.check_active().is_err() {
             return Vec::new();

@@ -27,6 +27,12 @@ impl KafkaError {
     }
 }
 
+/// Counts one partition-level error answer of `api` (Prometheus `fjord_errors_total`).
+pub fn count_error(api: &'static str, code: ResponseError) {
+    metrics::counter!("fjord_errors_total", "api" => api, "error" => format!("{code:?}"))
+        .increment(1);
+}
+
 pub fn storage_error(e: &StorageError) -> ResponseError {
     match e {
         StorageError::CorruptBatch(_) => ResponseError::CorruptMessage,

@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 use super::context::RequestContext;
 use super::dispatch::Reply;
-use super::errors::KafkaError;
+use super::errors::{count_error, KafkaError};
 use crate::replica::{IsolationLevel, Partition};
 
 /// One requested partition, resolved against this broker's state.
@@ -165,6 +165,7 @@ fn plan(ctx: &RequestContext, req: &FetchRequest) -> Plan {
 }
 
 fn error_data(partition: i32, e: &KafkaError) -> PartitionData {
+    count_error("Fetch", e.code);
     PartitionData::default()
         .with_partition_index(partition)
         .with_error_code(e.code())
@@ -197,7 +198,12 @@ fn read(plan: &Plan) -> (FetchResponse, u64, bool) {
                 let remaining = plan.max_bytes.saturating_sub(total);
                 match read_partition(replica, t, remaining, plan.isolation, total == 0) {
                     Ok(d) => {
-                        total += d.records.as_ref().map(|r| r.len() as u64).unwrap_or(0);
+                        let bytes = d.records.as_ref().map(|r| r.len() as u64).unwrap_or(0);
+                        if bytes > 0 {
+                            metrics::counter!("fjord_fetched_bytes_total", "topic" => replica.tp.topic.clone())
+                                .increment(bytes);
+                        }
+                        total += bytes;
                         d
                     }
                     Err(e) => {
@@ -208,9 +214,6 @@ fn read(plan: &Plan) -> (FetchResponse, u64, bool) {
             }
         };
         per_topic[t.topic_slot].push(data);
-    }
-    if total > 0 {
-        metrics::counter!("fjord_fetched_bytes_total").increment(total);
     }
     let responses = plan
         .topics

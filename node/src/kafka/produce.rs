@@ -13,7 +13,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::context::RequestContext;
 use super::dispatch::Reply;
-use super::errors::{storage_error, KafkaError};
+use super::errors::{count_error, storage_error, KafkaError};
 use crate::lease::Lease;
 use crate::replica::{LeaderAppend, Partition, Replication};
 use crate::time::now_ms;
@@ -99,6 +99,7 @@ pub async fn handle(ctx: &RequestContext, req: ProduceRequest) -> Reply {
                 }
                 Err(e) => {
                     first_error.get_or_insert_with(|| format!("{name}-{}: {}", p.index, e.message));
+                    count_error("Produce", e.code);
                     resp.error_code = e.code();
                     resp.error_message = Some(StrBytes::from_string(e.message));
                 }
@@ -221,8 +222,10 @@ fn append_one(
     let appended = replica
         .append_as_leader(&validated, now_ms())
         .map_err(|e| KafkaError::from(&e))?;
-    metrics::counter!("fjord_produced_bytes_total").increment(records.len() as u64);
-    metrics::counter!("fjord_produced_records_total")
+    let topic_label = replica.tp.topic.clone();
+    metrics::counter!("fjord_produced_bytes_total", "topic" => topic_label.clone())
+        .increment(records.len() as u64);
+    metrics::counter!("fjord_produced_records_total", "topic" => topic_label)
         .increment(appended.info.records.max(0) as u64);
     Ok((replica, appended, min_isr))
 }
@@ -264,6 +267,7 @@ async fn await_replication(
                 "timed out waiting for the in-sync replicas to acknowledge the write",
             ),
         };
+        count_error("Produce", code);
         p.error_code = code.code();
         p.error_message = Some(StrBytes::from_static_str(message));
     }

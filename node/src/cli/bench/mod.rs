@@ -2,6 +2,7 @@
 //! kafka-consumer-perf-test, on librdkafka, with latency percentiles for produce
 //! acknowledgements and for end-to-end delivery.
 
+mod baseline;
 mod consumer;
 mod latency;
 mod meter;
@@ -31,6 +32,25 @@ pub enum BenchCommand {
     /// Produce and consume at once; report throughput, acknowledgement and end-to-end
     /// (send to receipt) latency.
     E2e(BenchArgs),
+    /// Measure the machine: loopback TCP and sequential disk write throughput, the
+    /// limits the other figures are compared with.
+    Baseline(BaselineArgs),
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct BaselineArgs {
+    /// Directory to write the test file into (use the broker's data directory).
+    #[arg(long, default_value = ".")]
+    dir: std::path::PathBuf,
+    /// Seconds of loopback streaming.
+    #[arg(long, default_value_t = 3.0)]
+    duration: f64,
+    /// MiB to write to disk.
+    #[arg(long, default_value_t = 2048)]
+    write_mib: u64,
+    /// End with one JSON object on standard output.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Flags named like Kafka's perf tools.
@@ -89,6 +109,7 @@ pub fn run(cmd: BenchCommand) -> Result<(), CliError> {
         BenchCommand::Produce(a) => (vec![produce(&a)?], a),
         BenchCommand::Consume(a) => (vec![consume(&a)?], a),
         BenchCommand::E2e(a) => (e2e(&a)?, a),
+        BenchCommand::Baseline(a) => return baseline(&a),
     };
     for s in &summaries {
         for line in s.lines() {
@@ -110,6 +131,32 @@ pub fn run(cmd: BenchCommand) -> Result<(), CliError> {
         return Err(CliError::Kafka(
             "some records were not delivered (see errors above)".into(),
         ));
+    }
+    Ok(())
+}
+
+fn baseline(args: &BaselineArgs) -> Result<(), CliError> {
+    if !(args.duration > 0.0 && args.duration.is_finite()) || args.write_mib == 0 {
+        return Err(CliError::Usage(
+            "--duration and --write-mib must be positive".into(),
+        ));
+    }
+    let tcp = baseline::loopback(Duration::from_secs_f64(args.duration))?;
+    outln!("loopback TCP, one stream: {tcp:.0} MB/s");
+    let disk = baseline::disk_write(&args.dir, args.write_mib << 20)?;
+    outln!(
+        "sequential buffered write to {}: {disk:.0} MB/s",
+        args.dir.display()
+    );
+    if args.json {
+        outln!(
+            "{}",
+            serde_json::json!({
+                "loopback_mb_per_sec": tcp,
+                "disk_write_mb_per_sec": disk,
+                "limit_mb_per_sec": tcp.min(disk),
+            })
+        );
     }
     Ok(())
 }
@@ -190,35 +237,33 @@ impl BenchArgs {
     }
 }
 
-/// The topic's partitions, creating the topic first if it does not exist.
+/// The topic's partitions, creating the topic first if it does not exist. Creation comes
+/// first: asking for the metadata of a missing topic can auto-create it with the
+/// broker's default partition count instead of --partitions.
 fn ensure_topic(args: &BenchArgs) -> Result<Vec<i32>, CliError> {
     let admin: AdminClient<DefaultClientContext> = args.connect.config()?.create()?;
     let timeout = args.connect.timeout();
+    let topic = NewTopic::new(
+        &args.topic,
+        args.partitions,
+        TopicReplication::Fixed(args.replication_factor),
+    );
+    let options = AdminOptions::new().operation_timeout(Some(timeout));
+    let results = futures::executor::block_on(admin.create_topics([&topic], &options))?;
+    for r in results {
+        match r {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, code)) => return Err(CliError::Kafka(format!("{name}: {code}"))),
+        }
+    }
     let started = Instant::now();
-    let mut created = false;
     loop {
         let md = admin.inner().fetch_metadata(Some(&args.topic), timeout)?;
-        let topic = md.topics().iter().find(|t| t.name() == args.topic);
-        if let Some(t) = topic.filter(|t| t.error().is_none() && !t.partitions().is_empty()) {
+        let found = md.topics().iter().find(|t| t.name() == args.topic);
+        if let Some(t) = found.filter(|t| t.error().is_none() && !t.partitions().is_empty()) {
             let mut ids: Vec<i32> = t.partitions().iter().map(|p| p.id()).collect();
             ids.sort_unstable();
             return Ok(ids);
-        }
-        if !created {
-            let topic = NewTopic::new(
-                &args.topic,
-                args.partitions,
-                TopicReplication::Fixed(args.replication_factor),
-            );
-            let options = AdminOptions::new().operation_timeout(Some(timeout));
-            let results = futures::executor::block_on(admin.create_topics([&topic], &options))?;
-            for r in results {
-                match r {
-                    Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                    Err((name, code)) => return Err(CliError::Kafka(format!("{name}: {code}"))),
-                }
-            }
-            created = true;
         }
         if started.elapsed() > timeout {
             return Err(CliError::Kafka(format!(
