@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# The benchmark matrix: 100 B and 1 KiB records, acks 1 and all, one node and three nodes
+# with RF 3, compression off and lz4, each produced for a fixed time and then consumed,
+# plus the three-node acks=all 1 KiB case again at half its peak rate for latency. The
+# machine's own limits (loopback TCP, sequential writes to the data directory) are
+# measured in the same run, and docs/benchmarks.md shows every figure as a ratio of them.
+#   tests/bench/matrix.sh [SECONDS_PER_SCENARIO]     (default 10)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+seconds="${1:-10}"
+out=tests/bench/out/matrix
+rm -rf "$out" && mkdir -p "$out"
+if [ ! -x .venv/bin/python ]; then
+    python3 -m venv .venv
+fi
+.venv/bin/pip install --quiet --disable-pip-version-check matplotlib
+cargo build --release --bin fjord
+bin="$PWD/target/release/fjord"
+work="$(mktemp -d)"
+pids=()
+stop_nodes() {
+    for p in "${pids[@]:-}"; do
+        [ -n "$p" ] && kill "$p" 2>/dev/null && wait "$p" 2>/dev/null || true
+    done
+    pids=()
+}
+trap 'stop_nodes; rm -rf "$work"' EXIT
+
+# start_nodes N: N nodes on loopback, all voters; waits until every one is ready.
+start_nodes() {
+    local n="$1" voters="" i
+    for i in $(seq 1 "$n"); do voters="$voters${voters:+,}$i@127.0.0.1:$((39100 + i))"; done
+    for i in $(seq 1 "$n"); do
+        "$bin" serve --node-id "$i" --voters "$voters" --data-dir "$work/n$n-$i" \
+            --listeners "PLAINTEXT://127.0.0.1:$((39000 + i))" \
+            --rpc-listener "127.0.0.1:$((39100 + i))" \
+            --admin-listener "127.0.0.1:$((39200 + i))" >"$out/node-$n-$i.log" 2>&1 &
+        pids+=("$!")
+    done
+    for i in $(seq 1 "$n"); do
+        local deadline=$((SECONDS + 60))
+        until curl -fs "http://127.0.0.1:$((39200 + i))/readyz" >/dev/null; do
+            if [ "$SECONDS" -ge "$deadline" ]; then echo "node $i not ready" >&2; exit 1; fi
+            sleep 0.2 # polling readiness with a deadline
+        done
+    done
+}
+
+mkdir -p "$work/n1-1"
+"$bin" bench baseline --dir "$work/n1-1" --json | tail -1 >"$out/baseline.json"
+cat "$out/baseline.json"
+
+# scenario NAME NODES -- BENCH FLAGS...: produce for the run's duration, then consume it.
+scenario() {
+    local name="$1" nodes="$2"
+    shift 3
+    local bootstrap="127.0.0.1:39001"
+    echo "== $name"
+    "$bin" bench produce --bootstrap-server "$bootstrap" --topic "$name" --partitions 6 \
+        --replication-factor "$nodes" --duration "$seconds" --json "$@" \
+        >"$out/$name.produce.json" 2>"$out/$name.produce.progress"
+    tail -1 "$out/$name.produce.json"
+    "$bin" bench consume --bootstrap-server "$bootstrap" --topic "$name" --json \
+        >"$out/$name.consume.json" 2>"$out/$name.consume.progress"
+    tail -1 "$out/$name.consume.json"
+}
+
+for nodes in 1 3; do
+    start_nodes "$nodes"
+    for size in 100 1024; do
+        for acks in 1 all; do
+            for compression in none lz4; do
+                scenario "n$nodes-${size}b-acks$acks-$compression" "$nodes" -- \
+                    --record-size "$size" --acks "$acks" --compression "$compression" \
+                    --producers 2
+            done
+        done
+    done
+    if [ "$nodes" = 3 ]; then
+        peak=$(.venv/bin/python -c 'import json,sys; print(int(json.loads(open(sys.argv[1]).read().splitlines()[-1])["records_per_sec"]))' \
+            "$out/n3-1024b-acksall-none.produce.json")
+        scenario "n3-1024b-acksall-none-half-rate" 3 -- --record-size 1024 --acks all \
+            --producers 2 --throughput $((peak / 2))
+    fi
+    # Peak resident memory of each node over its whole run (page cache excluded).
+    for i in $(seq 1 "$nodes"); do
+        pid="${pids[$((i - 1))]}"
+        kb=$(awk '/^VmHWM/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)
+        echo "{\"nodes\": $nodes, \"node\": $i, \"peak_rss_kib\": ${kb:-0}}" >>"$out/memory.jsonl"
+    done
+    stop_nodes
+done
+
+.venv/bin/python tests/bench/matrix_report.py "$out" "$seconds" docs/benchmarks.md docs/bench
+echo "wrote docs/benchmarks.md and docs/bench/*.png"

@@ -1,0 +1,148 @@
+"""Turns tests/bench/matrix.sh's output into docs/benchmarks.md and one plot per scenario."""
+import datetime
+import glob
+import json
+import os
+import re
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+source, seconds, markdown, plots = sys.argv[1:5]
+os.makedirs(plots, exist_ok=True)
+PROGRESS = re.compile(r"^\w+\s+([\d.]+) s:\s+([\d.]+) records/s\s+([\d.]+) MB/s")
+
+
+def last_json(path):
+    lines = [l for l in open(path).read().splitlines() if l.startswith("{")]
+    return json.loads(lines[-1]) if lines else None
+
+
+def series(path):
+    points = []
+    for line in open(path):
+        m = PROGRESS.match(line)
+        if m:
+            points.append((float(m.group(1)), float(m.group(3))))
+    return points
+
+
+base = last_json(os.path.join(source, "baseline.json"))
+limit = base["limit_mb_per_sec"]
+names = sorted(
+    os.path.basename(p)[: -len(".produce.json")]
+    for p in glob.glob(os.path.join(source, "*.produce.json"))
+)
+rows = {}
+for name in names:
+    produce = last_json(os.path.join(source, name + ".produce.json"))
+    consume = last_json(os.path.join(source, name + ".consume.json"))
+    rows[name] = (produce, consume)
+    fig, ax = plt.subplots(figsize=(5, 3))
+    for kind in ("produce", "consume"):
+        pts = series(os.path.join(source, f"{name}.{kind}.progress"))
+        if pts:
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=".", label=kind)
+    ax.axhline(limit, color="grey", linestyle="--", label="machine limit")
+    ax.set_xlabel("seconds")
+    ax.set_ylabel("MB/s")
+    ax.set_ylim(bottom=0)
+    ax.set_title(name, fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(os.path.join(plots, name + ".png"), dpi=80)
+    plt.close(fig)
+
+
+def fmt(v, digits=0):
+    return f"{v:,.{digits}f}"
+
+
+lines = [
+    "# Benchmarks",
+    "",
+    f"Measured by `tests/bench/matrix.sh {seconds}` on {datetime.date.today()}: release build,",
+    "client and brokers sharing one machine, brokers on loopback, 6 partitions, two",
+    f"producer threads (`fjord bench`, librdkafka), {seconds} s of produce per scenario, then",
+    "one consumer reading it all back. MB is MiB, as in Kafka's perf tools.",
+    "",
+    "## The machine, measured in the same run",
+    "",
+    f"- loopback TCP, one stream: {fmt(base['loopback_mb_per_sec'])} MB/s",
+    f"- sequential buffered write to the data directory: {fmt(base['disk_write_mb_per_sec'])} MB/s",
+    f"- the limit every figure is compared with (the slower): **{fmt(limit)} MB/s**",
+    "",
+    "## Results",
+    "",
+    "| scenario | produce records/s | produce MB/s | of limit | ack p50 ms | ack p99 ms | consume records/s | consume MB/s | of limit |",
+    "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+]
+for name, (p, c) in rows.items():
+    lat = p.get("latency_ms", {})
+    lines.append(
+        f"| [{name}](bench/{name}.png) | {fmt(p['records_per_sec'])} | {fmt(p['mb_per_sec'], 1)} "
+        f"| {p['mb_per_sec'] / limit:.0%} | {lat.get('p50', 0):.1f} | {lat.get('p99', 0):.1f} "
+        f"| {fmt(c['records_per_sec'])} | {fmt(c['mb_per_sec'], 1)} | {c['mb_per_sec'] / limit:.0%} |"
+    )
+
+
+def get(name):
+    return rows.get(name, (None, None))
+
+
+lines += ["", "## Against the targets", ""]
+single, single_c = get("n1-1024b-acks1-none")
+small, small_c = get("n1-100b-acks1-none")
+three, _ = get("n3-1024b-acksall-none")
+one_all, _ = get("n1-1024b-acksall-none")
+half, _ = get("n3-1024b-acksall-none-half-rate")
+
+
+def verdict(ok):
+    return "met" if ok else "**not met**"
+
+
+if single:
+    r = single["mb_per_sec"] / limit
+    lines.append(
+        f"- One node, acks=1, 1 KiB: {fmt(single['mb_per_sec'])} MB/s = {r:.0%} of the limit "
+        f"(target 50%): {verdict(r >= 0.5)}."
+    )
+if small and small_c:
+    lines.append(
+        f"- One node, acks=1, 100 B: {fmt(small['records_per_sec'])} records/s produced "
+        f"(target 1,000,000): {verdict(small['records_per_sec'] >= 1e6)}; "
+        f"{fmt(small_c['records_per_sec'])} records/s consumed (target 1,500,000): "
+        f"{verdict(small_c['records_per_sec'] >= 1.5e6)}."
+    )
+if three and single:
+    r = three["mb_per_sec"] / single["mb_per_sec"]
+    lines.append(
+        f"- Three nodes RF 3 acks=all, 1 KiB: {fmt(three['mb_per_sec'])} MB/s = {r:.0%} of the "
+        f"single-node acks=1 figure (target 50%): {verdict(r >= 0.5)}."
+    )
+if half:
+    p99 = half["latency_ms"]["p99"]
+    lines.append(
+        f"- At half that peak rate ({fmt(half['records_per_sec'])} records/s), p99 produce "
+        f"latency {p99:.1f} ms (target under 20 ms): {verdict(p99 < 20)}."
+    )
+memory = os.path.join(source, "memory.jsonl")
+if os.path.exists(memory):
+    peaks = [json.loads(l) for l in open(memory) if l.strip()]
+    worst = max(p["peak_rss_kib"] for p in peaks) / 1024
+    lines.append(
+        f"- Peak resident memory of any node over its whole run: {worst:.0f} MiB "
+        "(page cache excluded)."
+    )
+lines += [
+    "",
+    "Client and brokers compete for the same two cores, so every figure is a floor for a",
+    "broker with a machine of its own. Re-run with `tests/bench/matrix.sh` after any change",
+    "on the produce or fetch path.",
+    "",
+]
+open(markdown, "w").write("\n".join(lines))
