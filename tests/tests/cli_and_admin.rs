@@ -361,4 +361,27 @@ fn metrics_move_under_load() {
     assert!(gauge("process_resident_memory_bytes") > 1_000_000.0);
     assert!(gauge("process_open_fds") > 3.0);
     assert!(gauge("fjord_connections_open") >= 0.0);
+
+    // Every metric the Grafana dashboard charts exists (event counters appear with their
+    // first event, which this run need not have had).
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../deploy/grafana/fjord-dashboard.json"
+    );
+    let dashboard = std::fs::read_to_string(path).expect("dashboard");
+    let names: std::collections::BTreeSet<String> = dashboard
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("fjord_") || w.starts_with("process_"))
+        .map(|w| w.trim_end_matches("_bucket").to_string())
+        .collect();
+    assert!(names.len() >= 15, "{names:?}");
+    for name in names {
+        if ["fjord_errors_total", "fjord_rejected_requests_total"].contains(&name.as_str()) {
+            continue;
+        }
+        assert!(
+            gauges.lines().any(|l| l.starts_with(&name)),
+            "the dashboard charts {name}, which /metrics does not have"
+        );
+    }
 }
