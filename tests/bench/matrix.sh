@@ -63,6 +63,8 @@ scenario() {
     "$bin" bench consume --bootstrap-server "$bootstrap" --topic "$name" --json \
         >"$out/$name.consume.json" 2>"$out/$name.consume.progress"
     tail -1 "$out/$name.consume.json"
+    # Free the disk for the next scenario.
+    "$bin" topic delete --bootstrap-server "$bootstrap" "$name" >/dev/null
 }
 
 for nodes in 1 3; do
