@@ -20,15 +20,20 @@ pub struct ConnectArgs {
 
 impl ConnectArgs {
     pub fn config(&self) -> Result<ClientConfig, CliError> {
+        self.config_with(&[])
+    }
+
+    /// The client config with a command's own `defaults`, which `--property` overrides.
+    pub fn config_with(&self, defaults: &[(&str, String)]) -> Result<ClientConfig, CliError> {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", &self.bootstrap_server);
         c.set("client.id", "fjord-cli");
         c.set("log_level", "3");
-        for p in &self.properties {
-            let (k, v) = p.split_once('=').ok_or_else(|| {
-                CliError::Usage(format!("--property '{p}' must look like KEY=VALUE"))
-            })?;
-            c.set(k.trim(), v.trim());
+        for (k, v) in defaults {
+            c.set(*k, v);
+        }
+        for (k, v) in key_values(&self.properties, "--property")? {
+            c.set(k, v.trim());
         }
         Ok(c)
     }

@@ -208,32 +208,25 @@ impl BenchArgs {
     }
 
     fn producer_config(&self) -> Result<rdkafka::ClientConfig, CliError> {
-        let mut c = self.connect.config()?;
-        c.set("client.id", "fjord-bench");
-        c.set("acks", &self.acks);
-        c.set("compression.type", &self.compression);
-        c.set("message.timeout.ms", self.connect.timeout_ms.to_string());
-        // Batches like the Java producer's perf test gets with linger 5 ms; --property
-        // overrides any of these.
-        c.set("linger.ms", "5");
-        c.set("batch.size", "1048576");
-        c.set("queue.buffering.max.kbytes", "131072");
-        for (k, v) in super::client::key_values(&self.connect.properties, "--property")? {
-            c.set(k, v);
-        }
-        Ok(c)
+        self.connect.config_with(&[
+            ("client.id", "fjord-bench".into()),
+            ("acks", self.acks.clone()),
+            ("compression.type", self.compression.clone()),
+            ("message.timeout.ms", self.connect.timeout_ms.to_string()),
+            // Batches like the Java producer's perf test gets with linger 5 ms.
+            ("linger.ms", "5".into()),
+            ("batch.size", "1048576".into()),
+            ("queue.buffering.max.kbytes", "131072".into()),
+        ])
     }
 
     fn consumer_config(&self) -> Result<rdkafka::ClientConfig, CliError> {
-        let mut c = self.connect.config()?;
-        c.set("client.id", "fjord-bench");
-        c.set("group.id", "fjord-bench");
-        c.set("enable.auto.commit", "false");
-        c.set("fetch.wait.max.ms", "100");
-        for (k, v) in super::client::key_values(&self.connect.properties, "--property")? {
-            c.set(k, v);
-        }
-        Ok(c)
+        self.connect.config_with(&[
+            ("client.id", "fjord-bench".into()),
+            ("group.id", "fjord-bench".into()),
+            ("enable.auto.commit", "false".into()),
+            ("fetch.wait.max.ms", "100".into()),
+        ])
     }
 }
 
