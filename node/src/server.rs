@@ -229,7 +229,17 @@ async fn serve_rpc(
         .map(|a| a.to_string())
         .unwrap_or_default();
     info!(%addr, "rpc listener ready");
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    // tonic ignores its own `tcp_nodelay` for a caller-supplied stream: without it, Nagle
+    // holds small fetch answers (a high watermark, a few batches) until the follower's
+    // delayed ACK, ~40 ms on Linux, which every acks=all produce then waits for.
+    let incoming = tokio_stream::StreamExt::map(
+        tokio_stream::wrappers::TcpListenerStream::new(listener),
+        |s| {
+            s.inspect(|s| {
+                let _ = s.set_nodelay(true);
+            })
+        },
+    );
     // Peers cancel many RPCs at once when a network split heals (timed-out Raft
     // appends and fetches); h2's rapid-reset guard (20 resets) would then answer GOAWAY
     // and stall metadata catch-up for seconds. This port only faces cluster members.
