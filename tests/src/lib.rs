@@ -161,6 +161,18 @@ impl Node {
         format!("127.0.0.1:{}", self.kafka_port)
     }
 
+    /// The running process's resident memory in bytes (page cache excluded).
+    pub fn rss_bytes(&self) -> u64 {
+        let pid = self.child.as_ref().expect("running").id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+            .expect("VmRSS in /proc/PID/status")
+            * 1024
+    }
+
     pub fn admin_addr(&self) -> String {
         format!("127.0.0.1:{}", self.admin_port)
     }

@@ -162,6 +162,7 @@ pub static BROKER_CONFIGS: &[BrokerConfigDef] = &[
     broker(def("default.replication.factor", ConfigType::Short, "1", Check::Range(1, i16::MAX as i64), "Replication factor used when a request does not give one."), false),
     broker(def("auto.create.topics.enable", ConfigType::Boolean, "true", Check::Any, "Create a topic when a client asks for its metadata."), false),
     broker(def("delete.topic.enable", ConfigType::Boolean, "true", Check::Any, "Allow DeleteTopics."), false),
+    broker(def("fetch.max.bytes", ConfigType::Int, "57671680", Check::Range(1024, i32::MAX as i64), "Most bytes one Fetch answer holds, whatever the request asks (at least one batch is returned)."), false),
     broker(def("socket.request.max.bytes", ConfigType::Int, "104857600", Check::Range(1, i32::MAX as i64), "Largest request frame accepted; larger ones close the connection."), false),
     broker(def("message.max.bytes", ConfigType::Int, "1048588", Check::Range(0, i32::MAX as i64), "Default max.message.bytes of topics."), true),
     broker(def("min.insync.replicas", ConfigType::Int, "1", Check::Range(1, i32::MAX as i64), "Default min.insync.replicas of topics."), true),

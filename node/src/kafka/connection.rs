@@ -24,7 +24,62 @@ use crate::broker::Broker;
 /// the connection stops reading until responses drain (backpressure).
 const MAX_IN_FLIGHT: usize = 64;
 
-type Pending = std::pin::Pin<Box<dyn std::future::Future<Output = Option<Bytes>> + Send>>;
+/// Request bytes admitted and not yet answered on one connection. Past this the
+/// connection stops reading (one frame is always admitted, so a large request still
+/// passes): a client pipelining large produce requests against a slow ISR holds the
+/// connection's memory to about this much.
+const MAX_IN_FLIGHT_BYTES: usize = 32 * 1024 * 1024;
+
+/// A response to write (or `None`: nothing to send), once its request is handled.
+type Response = std::pin::Pin<Box<dyn std::future::Future<Output = Option<Bytes>> + Send>>;
+/// A response with the size of the request it answers.
+type Answer = (usize, Option<Bytes>);
+type Pending = std::pin::Pin<Box<dyn std::future::Future<Output = Answer> + Send>>;
+
+/// The admission state of one connection's pipeline.
+#[derive(Default)]
+struct Pipeline {
+    requests: usize,
+    bytes: usize,
+    /// A Fetch is in flight; it is always alone (see [`Pipeline::admits`]).
+    fetching: bool,
+}
+
+impl Pipeline {
+    /// Whether another frame may be read now.
+    fn open(&self) -> bool {
+        !self.fetching
+            && self.requests < MAX_IN_FLIGHT
+            && (self.requests == 0 || self.bytes < MAX_IN_FLIGHT_BYTES)
+    }
+
+    /// Whether `frame` may start now. A Fetch answer holds up to fetch.max.bytes read
+    /// from the log, so it waits until it is the only request in flight: like Kafka,
+    /// which handles one request per connection at a time, a client that pipelines
+    /// fetches and reads no answers gets one answer's worth of memory, not one per
+    /// request. Real consumers keep one fetch per broker in flight, so nothing waits.
+    fn admits(&self, frame: &Bytes) -> bool {
+        !is_fetch(frame) || self.requests == 0
+    }
+
+    fn started(&mut self, frame: &Bytes) {
+        self.requests += 1;
+        self.bytes += frame.len();
+        self.fetching |= is_fetch(frame);
+    }
+
+    fn answered(&mut self, len: usize) {
+        self.requests -= 1;
+        self.bytes -= len;
+        if self.requests == 0 {
+            self.fetching = false;
+        }
+    }
+}
+
+fn is_fetch(frame: &Bytes) -> bool {
+    frame.get(..2) == Some(&(ApiKey::Fetch as i16).to_be_bytes()[..])
+}
 
 pub async fn run(stream: TcpStream, peer: SocketAddr, listener: String, broker: Arc<Broker>) {
     let _ = stream.set_nodelay(true);
@@ -38,24 +93,37 @@ pub async fn run(stream: TcpStream, peer: SocketAddr, listener: String, broker: 
         .new_codec();
     let mut frames = FramedRead::new(rd, codec);
     let mut pending: FuturesOrdered<Pending> = FuturesOrdered::new();
+    let mut pipeline = Pipeline::default();
+    // A Fetch read while other requests were in flight, waiting for them to finish.
+    let mut waiting: Option<Bytes> = None;
     metrics::gauge!("fjord_connections_open").increment(1.0);
     debug!(%peer, %listener, "connection opened");
 
     let close_reason = loop {
+        if let Some(frame) = waiting.take_if(|f| pipeline.admits(f)) {
+            if let Err(reason) =
+                start(frame, &mut pipeline, &mut pending, peer, &listener, &broker).await
+            {
+                break Some(reason);
+            }
+        }
         tokio::select! {
-            frame = frames.next(), if pending.len() < MAX_IN_FLIGHT => {
+            frame = frames.next(), if waiting.is_none() && pipeline.open() => {
                 let frame = match frame {
                     None => break None,
                     Some(Err(e)) => break Some(format!("bad frame: {e}")),
                     Some(Ok(f)) => f.freeze(),
                 };
-                match handle_frame(frame, peer, &listener, &broker).await {
-                    Ok(Some(p)) => pending.push_back(p),
-                    Ok(None) => {}
-                    Err(reason) => break Some(reason),
+                if !pipeline.admits(&frame) {
+                    waiting = Some(frame);
+                    continue;
+                }
+                if let Err(reason) = start(frame, &mut pipeline, &mut pending, peer, &listener, &broker).await {
+                    break Some(reason);
                 }
             }
-            Some(response) = pending.next() => {
+            Some((len, response)) = pending.next() => {
+                pipeline.answered(len);
                 if let Some(bytes) = response {
                     if let Err(e) = wr.write_all(&bytes).await {
                         break Some(format!("write failed: {e}"));
@@ -67,7 +135,7 @@ pub async fn run(stream: TcpStream, peer: SocketAddr, listener: String, broker: 
     if let Some(reason) = &close_reason {
         // Answer what was already accepted before closing, so a well-formed request
         // ahead of the bad one still gets its response.
-        while let Some(response) = pending.next().await {
+        while let Some((_, response)) = pending.next().await {
             if let Some(bytes) = response {
                 if wr.write_all(&bytes).await.is_err() {
                     break;
@@ -76,7 +144,7 @@ pub async fn run(stream: TcpStream, peer: SocketAddr, listener: String, broker: 
         }
         warn!(%peer, %listener, reason = %reason, "closing Kafka connection");
     } else {
-        while let Some(response) = pending.next().await {
+        while let Some((_, response)) = pending.next().await {
             if let Some(bytes) = response {
                 if wr.write_all(&bytes).await.is_err() {
                     break;
@@ -89,6 +157,25 @@ pub async fn run(stream: TcpStream, peer: SocketAddr, listener: String, broker: 
     metrics::gauge!("fjord_connections_open").decrement(1.0);
 }
 
+/// Handles one admitted frame and queues its answer. `Err` closes the connection.
+async fn start(
+    frame: Bytes,
+    pipeline: &mut Pipeline,
+    pending: &mut FuturesOrdered<Pending>,
+    peer: SocketAddr,
+    listener: &str,
+    broker: &Arc<Broker>,
+) -> Result<(), String> {
+    let len = frame.len();
+    pipeline.started(&frame);
+    match handle_frame(frame, peer, listener, broker).await {
+        Ok(Some(p)) => pending.push_back(Box::pin(p.map(move |r| (len, r)))),
+        Ok(None) => pipeline.answered(len),
+        Err(reason) => return Err(reason),
+    }
+    Ok(())
+}
+
 /// Decodes and handles one frame. `Ok(Some)` is a response to send in order, `Ok(None)`
 /// means no response (acks=0), `Err` closes the connection.
 async fn handle_frame(
@@ -96,7 +183,7 @@ async fn handle_frame(
     peer: SocketAddr,
     listener: &str,
     broker: &Arc<Broker>,
-) -> Result<Option<Pending>, String> {
+) -> Result<Option<Response>, String> {
     let (header, api, request) = match frame::decode(frame) {
         Decoded::Request {
             header,
@@ -167,5 +254,50 @@ async fn handle_frame(
             Ok(None)
         }
         Reply::Close(reason) => Err(reason),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(api: ApiKey, len: usize) -> Bytes {
+        let mut f = vec![0u8; len.max(2)];
+        f[..2].copy_from_slice(&(api as i16).to_be_bytes());
+        Bytes::from(f)
+    }
+
+    #[test]
+    fn a_fetch_waits_until_it_is_alone_and_nothing_passes_it() {
+        let mut p = Pipeline::default();
+        let produce = frame(ApiKey::Produce, 100);
+        let fetch = frame(ApiKey::Fetch, 100);
+        p.started(&produce);
+        assert!(p.open());
+        assert!(!p.admits(&fetch), "a fetch behind a produce waits");
+        p.answered(produce.len());
+        assert!(p.admits(&fetch));
+        p.started(&fetch);
+        assert!(!p.open(), "nothing is read behind a fetch");
+        p.answered(fetch.len());
+        assert!(p.open());
+    }
+
+    #[test]
+    fn request_bytes_bound_the_pipeline_but_one_frame_always_passes() {
+        let mut p = Pipeline::default();
+        let big = frame(ApiKey::Produce, MAX_IN_FLIGHT_BYTES + 1);
+        assert!(p.open() && p.admits(&big));
+        p.started(&big);
+        assert!(
+            !p.open(),
+            "past the byte budget the connection stops reading"
+        );
+        p.answered(big.len());
+        for _ in 0..MAX_IN_FLIGHT {
+            assert!(p.open());
+            p.started(&frame(ApiKey::Produce, 10));
+        }
+        assert!(!p.open(), "and past the request count");
     }
 }

@@ -150,11 +150,14 @@ fn plan(ctx: &RequestContext, req: &FetchRequest) -> Plan {
     Plan {
         topics,
         targets,
+        // The broker's fetch.max.bytes caps what one answer holds (at least one batch is
+        // still returned), which bounds a connection's memory whatever the client asks.
         max_bytes: if req.max_bytes > 0 {
             req.max_bytes as u64
         } else {
             u64::from(u32::MAX)
-        },
+        }
+        .min(ctx.broker.broker_i64("fetch.max.bytes").max(1024) as u64),
         min_bytes: req.min_bytes.max(0) as u64,
         isolation: if req.isolation_level == 1 {
             IsolationLevel::ReadCommitted
