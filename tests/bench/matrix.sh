@@ -26,15 +26,16 @@ stop_nodes() {
 }
 trap 'stop_nodes; rm -rf "$work"' EXIT
 
-# start_nodes N: N nodes on loopback, all voters; waits until every one is ready.
+# start_nodes N [NAME]: N fresh nodes on loopback, all voters, data under NAME (default nN);
+# waits until every one is ready.
 start_nodes() {
-    local n="$1" voters="" i
+    local n="$1" name="${2:-n$1}" voters="" i
     for i in $(seq 1 "$n"); do voters="$voters${voters:+,}$i@127.0.0.1:$((39100 + i))"; done
     for i in $(seq 1 "$n"); do
-        "$bin" serve --node-id "$i" --voters "$voters" --data-dir "$work/n$n-$i" \
+        "$bin" serve --node-id "$i" --voters "$voters" --data-dir "$work/$name-$i" \
             --listeners "PLAINTEXT://127.0.0.1:$((39000 + i))" \
             --rpc-listener "127.0.0.1:$((39100 + i))" \
-            --admin-listener "127.0.0.1:$((39200 + i))" >"$out/node-$n-$i.log" 2>&1 &
+            --admin-listener "127.0.0.1:$((39200 + i))" >"$out/node-$name-$i.log" 2>&1 &
         pids+=("$!")
     done
     for i in $(seq 1 "$n"); do
@@ -43,6 +44,17 @@ start_nodes() {
             if [ "$SECONDS" -ge "$deadline" ]; then echo "node $i not ready" >&2; exit 1; fi
             sleep 0.2 # polling readiness with a deadline
         done
+    done
+}
+
+# record_memory RUN NODES: each node's peak resident memory so far (page cache excluded).
+record_memory() {
+    local run="$1" nodes="$2" i pid kb
+    for i in $(seq 1 "$nodes"); do
+        pid="${pids[$((i - 1))]}"
+        kb=$(awk '/^VmHWM/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)
+        echo "{\"run\": \"$run\", \"nodes\": $nodes, \"node\": $i, \"peak_rss_kib\": ${kb:-0}}" \
+            >>"$out/memory.jsonl"
     done
 }
 
@@ -56,11 +68,12 @@ scenario() {
     shift 3
     local bootstrap="127.0.0.1:39001"
     echo "== $name"
-    "$bin" bench produce --bootstrap-server "$bootstrap" --topic "$name" --partitions 6 \
+    "$bin" bench produce --bootstrap-server "$bootstrap" --topic "$name" \
+        --partitions "${PARTITIONS:-6}" \
         --replication-factor "$nodes" --duration "$seconds" --json "$@" \
         >"$out/$name.produce.json" 2>"$out/$name.produce.progress"
     tail -1 "$out/$name.produce.json"
-    "$bin" bench consume --bootstrap-server "$bootstrap" --topic "$name" --json \
+    "$bin" bench consume --bootstrap-server "$bootstrap" --topic "$name" --consumers 2 --json \
         >"$out/$name.consume.json" 2>"$out/$name.consume.progress"
     tail -1 "$out/$name.consume.json"
     # Free the disk for the next scenario.
@@ -84,14 +97,17 @@ for nodes in 1 3; do
         scenario "n3-1024b-acksall-none-half-rate" 3 -- --record-size 1024 --acks all \
             --producers 2 --throughput $((peak / 2))
     fi
-    # Peak resident memory of each node over its whole run (page cache excluded).
-    for i in $(seq 1 "$nodes"); do
-        pid="${pids[$((i - 1))]}"
-        kb=$(awk '/^VmHWM/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)
-        echo "{\"nodes\": $nodes, \"node\": $i, \"peak_rss_kib\": ${kb:-0}}" >>"$out/memory.jsonl"
-    done
+    record_memory "matrix" "$nodes"
     stop_nodes
 done
+
+# Memory with many partitions: fresh nodes (so the peak covers only this run), every node
+# a replica of all 100 partitions, under produce and then consume load.
+start_nodes 3 many
+PARTITIONS=100 scenario "n3-100p-1024b-acks1-none" 3 -- --record-size 1024 --acks 1 \
+    --producers 2
+record_memory "100-partitions" 3
+stop_nodes
 
 .venv/bin/python tests/bench/matrix_report.py "$out" "$seconds" docs/benchmarks.md docs/bench
 echo "wrote docs/benchmarks.md and docs/bench/*.png"

@@ -226,6 +226,9 @@ impl BenchArgs {
             ("group.id", "fjord-bench".into()),
             ("enable.auto.commit", "false".into()),
             ("fetch.wait.max.ms", "100".into()),
+            // librdkafka stops prefetching at 100k queued records by default; with small
+            // records that starves the poll loop between fetches.
+            ("queued.min.messages", "1000000".into()),
         ])
     }
 }
