@@ -182,6 +182,7 @@ async fn session(
             Ok(Ok(Some(r))) => r,
         };
         let mut progressed = false;
+        let mut failed = false;
         for data in &response.partitions {
             let Some((p, req)) = wanted
                 .iter()
@@ -197,14 +198,18 @@ async fn session(
                 Ok(moved) => progressed |= moved,
                 // Leadership moved while the fetch was out; the next one asks anew.
                 Err(ReplicaError::StaleFetch) => {}
-                Err(e) => warn!(partition = %p.tp, error = %e, "applying fetched data failed"),
+                Err(e) => {
+                    failed = true;
+                    warn!(partition = %p.tp, error = %e, "applying fetched data failed");
+                }
             }
         }
-        // Only errors came back (a leader change in flight): wait a little, or for new
-        // metadata, before asking again, instead of spinning.
+        // Only errors came back (a leader change in flight), or what came could not be
+        // applied (the same answer would come again at once): wait a little, or for new
+        // metadata, before asking again, instead of spinning and logging in a loop.
         if progressed {
             idle = Duration::from_millis(20);
-        } else if response.partitions.iter().all(|d| d.error_code != 0) {
+        } else if failed || response.partitions.iter().all(|d| d.error_code != 0) {
             tokio::select! {
                 _ = tokio::time::sleep(idle) => {}
                 changed = parts.changed() => if changed.is_err() { return Ok(()) },
