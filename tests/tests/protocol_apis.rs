@@ -520,33 +520,46 @@ fn pipelined_requests_are_answered_in_order() {
     create_topic(&node.bootstrap(), "pipe", 1, &[]);
     let mut w = Wire::connect(&node.bootstrap());
     let id = topic_id(&mut w, "pipe");
-    // A long-polling fetch first: later requests are still handled, and every answer
-    // comes back in request order.
-    let f = w.send(12, &fetch_req("pipe", id, 0, 2_000));
-    let a = w.send(3, &ApiVersionsRequest::default());
-    let p = w.send(
-        9,
-        &ProduceRequest::default()
+    let produce_req = |ts: i64| {
+        ProduceRequest::default()
             .with_acks(1)
             .with_timeout_ms(5_000)
             .with_topic_data(vec![TopicProduceData::default()
                 .with_name(name("pipe"))
                 .with_partition_data(vec![PartitionProduceData::default()
                     .with_index(0)
-                    .with_records(Some(records(3, 5, None)))])]),
-    );
+                    .with_records(Some(records(3, ts, None)))])])
+    };
+    // Several requests written back to back: each is answered, in request order, and
+    // the fetch at the end sees what the produce before it wrote.
+    let a = w.send(3, &ApiVersionsRequest::default());
+    let p = w.send(9, &produce_req(5));
     let m = w.send(12, &MetadataRequest::default().with_topics(None));
-    let fetched = w.receive::<FetchRequest>(12, f);
-    assert!(fetched.responses[0].partitions[0]
-        .records
-        .as_ref()
-        .is_some_and(|r| !r.is_empty()));
+    let f = w.send(12, &fetch_req("pipe", id, 0, 2_000));
     w.receive::<ApiVersionsRequest>(3, a);
     assert_eq!(
         w.receive::<ProduceRequest>(9, p).responses[0].partition_responses[0].error_code,
         0
     );
     w.receive::<MetadataRequest>(12, m);
+    let fetched = w.receive::<FetchRequest>(12, f);
+    assert!(fetched.responses[0].partitions[0]
+        .records
+        .as_ref()
+        .is_some_and(|r| !r.is_empty()));
+
+    // A long poll holds the connection as it does in Kafka: the produce behind it runs
+    // once the poll has answered (empty, at its max wait), and is then acknowledged.
+    let f = w.send(12, &fetch_req("pipe", id, 3, 1_000));
+    let p = w.send(9, &produce_req(8));
+    let polled = w.receive::<FetchRequest>(12, f);
+    assert!(polled.responses[0].partitions[0]
+        .records
+        .as_ref()
+        .is_none_or(|r| r.is_empty()));
+    let produced = w.receive::<ProduceRequest>(9, p);
+    assert_eq!(produced.responses[0].partition_responses[0].error_code, 0);
+    assert_eq!(produced.responses[0].partition_responses[0].base_offset, 3);
 }
 
 #[test]
