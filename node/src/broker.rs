@@ -21,6 +21,7 @@ pub struct Broker {
     pub replicas: Arc<ReplicaManager>,
     pub producer_ids: Arc<ProducerIdManager>,
     pub groups: Arc<GroupCoordinator>,
+    pub txns: Arc<crate::txn::TxnCoordinator>,
     /// Whether this broker may still trust that it owns what its metadata says it leads.
     pub lease: Arc<Lease>,
     metadata: watch::Receiver<Arc<ClusterMetadata>>,
@@ -39,6 +40,10 @@ impl Broker {
             metadata: controller.metadata(),
             producer_ids: ProducerIdManager::new(config.node_id, controller.clone()),
             groups: Arc::new(GroupCoordinator::new(
+                Arc::clone(&replicas),
+                Arc::clone(&lease),
+            )),
+            txns: Arc::new(crate::txn::TxnCoordinator::new(
                 Arc::clone(&replicas),
                 Arc::clone(&lease),
             )),

@@ -121,10 +121,12 @@ pub async fn run(config: NodeConfig) -> Result<(), ServeError> {
     .map_err(|e| ServeError::Controller(e.to_string()))?;
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let txn_service = crate::txn::service::TxnService::default();
     let rpc_task = tokio::spawn(serve_rpc(
         rpc_listener,
         controller.clone(),
         ReplicationService::new(Arc::clone(&replicas), controller.metadata()),
+        txn_service.clone(),
         shutdown_rx.clone(),
     ));
 
@@ -133,6 +135,7 @@ pub async fn run(config: NodeConfig) -> Result<(), ServeError> {
         controller.clone(),
         Arc::clone(&replicas),
     ));
+    txn_service.set_broker(Arc::clone(&broker));
     let recovered = controller.wait_for_recovery(Duration::from_secs(120)).await;
     if !recovered {
         warn!("metadata quorum not reachable yet; stray logs will not be cleaned up this run");
@@ -149,6 +152,10 @@ pub async fn run(config: NodeConfig) -> Result<(), ServeError> {
         shutdown_rx.clone(),
     ));
     tokio::spawn(crate::group::coordinator::run(
+        Arc::clone(&broker),
+        shutdown_rx.clone(),
+    ));
+    tokio::spawn(crate::txn::coordinator::run(
         Arc::clone(&broker),
         shutdown_rx.clone(),
     ));
@@ -222,6 +229,7 @@ async fn serve_rpc(
     listener: TcpListener,
     controller: Controller,
     replication: ReplicationService,
+    transactions: crate::txn::service::TxnService,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let addr = listener
@@ -248,6 +256,7 @@ async fn serve_rpc(
         .http2_max_local_error_reset_streams(Some(4096))
         .add_service(controller.grpc().into_server())
         .add_service(replication.into_server())
+        .add_service(transactions.into_server())
         .serve_with_incoming_shutdown(incoming, async move {
             let _ = shutdown.wait_for(|s| *s).await;
         })

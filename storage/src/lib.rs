@@ -11,6 +11,7 @@ pub mod checkpoint;
 pub mod cleaner;
 pub mod compression;
 pub mod config;
+pub mod control;
 pub mod epoch_cache;
 pub mod error;
 pub mod index;

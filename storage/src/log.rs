@@ -769,6 +769,23 @@ impl PartitionLog {
         Ok(())
     }
 
+    /// Like [`PartitionLog::for_each_batch_header`], with the kind of each transaction
+    /// marker (used to rebuild transaction state).
+    pub fn for_each_batch_and_marker(
+        &self,
+        mut f: impl FnMut(&BatchHeader, Option<crate::control::ControlType>),
+    ) -> Result<()> {
+        let start = self.log_start_offset;
+        for seg in self.segments.values() {
+            seg.for_each_header_and_marker(|h, kind| {
+                if h.last_offset() >= start {
+                    f(h, kind)
+                }
+            })?;
+        }
+        Ok(())
+    }
+
     /// First offset whose timestamp is `>= ts`, with that timestamp.
     pub fn offset_for_timestamp(&self, ts: i64) -> Result<Option<(i64, i64)>> {
         for seg in self.segments.values() {

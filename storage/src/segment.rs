@@ -515,6 +515,28 @@ impl Segment {
         }
     }
 
+    /// Like [`Segment::for_each_header`], with the kind of each transaction marker (read
+    /// from the file; markers are a few dozen bytes).
+    pub fn for_each_header_and_marker(
+        &self,
+        mut f: impl FnMut(&BatchHeader, Option<crate::control::ControlType>),
+    ) -> Result<()> {
+        for item in self.headers_from(0) {
+            let (pos, h) = item?;
+            let kind = if h.is_control() {
+                let mut buf = vec![0u8; h.total_size()];
+                self.file
+                    .read_exact_at(&mut buf, pos)
+                    .map_err(|e| StorageError::io(self.log_path.as_ref(), e))?;
+                crate::control::control_type(&buf)?
+            } else {
+                None
+            };
+            f(&h, kind);
+        }
+        Ok(())
+    }
+
     pub fn for_each_header(&self, mut f: impl FnMut(&BatchHeader)) -> Result<()> {
         for item in self.headers_from(0) {
             f(&item?.1);

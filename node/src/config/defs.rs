@@ -225,6 +225,13 @@ pub static BROKER_CONFIGS: &[BrokerConfigDef] = &[
     broker(def("group.max.session.timeout.ms", ConfigType::Int, "1800000", Check::Range(0, i32::MAX as i64), "Largest session.timeout.ms a consumer may ask for."), false),
     broker(def("group.initial.rebalance.delay.ms", ConfigType::Int, "3000", Check::Range(0, i32::MAX as i64), "How long a new group waits for more members before its first generation."), false),
     broker(def("group.max.size", ConfigType::Int, "2147483647", Check::Range(1, i32::MAX as i64), "Most members one group may have."), false),
+    broker(def("transaction.state.log.num.partitions", ConfigType::Int, "50", Check::Range(1, i32::MAX as i64), "Partitions of __transaction_state, fixed when it is created on first use."), false),
+    broker(def("transaction.state.log.replication.factor", ConfigType::Short, "3", Check::Range(1, i16::MAX as i64), "Replication factor of __transaction_state, capped by the number of brokers when it is created."), false),
+    broker(def("transaction.state.log.min.isr", ConfigType::Int, "2", Check::Range(1, i32::MAX as i64), "min.insync.replicas of __transaction_state (capped by its replication factor)."), false),
+    broker(def("transaction.state.log.segment.bytes", ConfigType::Int, "104857600", Check::Range(1, i32::MAX as i64), "segment.bytes of __transaction_state."), false),
+    broker(def("transaction.max.timeout.ms", ConfigType::Int, "900000", Check::Range(1, i32::MAX as i64), "Largest transaction.timeout.ms a producer may ask for."), false),
+    broker(def("transaction.abort.timed.out.transaction.cleanup.interval.ms", ConfigType::Int, "10000", Check::Range(1, i32::MAX as i64), "How often the coordinator looks for transactions past their timeout and aborts them."), false),
+    broker(def("transactional.id.expiration.ms", ConfigType::Int, "604800000", Check::Range(1, i32::MAX as i64), "How long an idle transactional id is remembered."), false),
     broker(def("controller.quorum.request.timeout.ms", ConfigType::Int, "30000", Check::Range(100, i32::MAX as i64), "How long a metadata write may wait for the quorum."), false),
 ];
 

@@ -3,18 +3,17 @@
 //! leaves. A background task keeps shards in line with leadership and drives group
 //! timeouts and offset expiry.
 
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fjord_controller::ClusterMetadata;
 use kafka_protocol::error::ResponseError;
 use tokio::sync::watch;
-use tracing::info;
 
 use super::shard::Shard;
 use super::state::GroupConfig;
 use crate::broker::Broker;
+use crate::coordinator_shards::{CoordinatorShard, ShardMap};
 use crate::lease::Lease;
 use crate::replica::ReplicaManager;
 use crate::time::now_ms;
@@ -24,29 +23,36 @@ pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 /// How often group deadlines (rebalance and session timeouts) are checked.
 const TICK: Duration = Duration::from_millis(100);
 
-/// Kafka's `partitionFor`: Java's `String.hashCode` of the group id, made non-negative,
-/// modulo the partition count. Matching it keeps group placement identical to Kafka's.
-pub fn partition_for(group_id: &str, partitions: usize) -> i32 {
-    let mut h: i32 = 0;
-    for unit in group_id.encode_utf16() {
-        h = h.wrapping_mul(31).wrapping_add(i32::from(unit));
-    }
-    let non_negative = if h == i32::MIN { 0 } else { h.abs() };
-    (non_negative as i64 % partitions.max(1) as i64) as i32
-}
+pub use crate::coordinator_shards::partition_for;
 
 pub struct GroupCoordinator {
-    replicas: Arc<ReplicaManager>,
     lease: Arc<Lease>,
-    shards: RwLock<HashMap<i32, Arc<Shard>>>,
+    shards: ShardMap<Shard>,
+}
+
+impl CoordinatorShard for Shard {
+    fn open(replica: Arc<crate::replica::Partition>) -> Self {
+        Shard::new(replica)
+    }
+    fn partition(&self) -> i32 {
+        self.partition
+    }
+    fn leader_epoch(&self) -> i32 {
+        self.leader_epoch
+    }
+    fn owns_partition(&self) -> bool {
+        Shard::owns_partition(self)
+    }
+    fn close(&self) {
+        Shard::close(self)
+    }
 }
 
 impl GroupCoordinator {
     pub fn new(replicas: Arc<ReplicaManager>, lease: Arc<Lease>) -> Self {
         GroupCoordinator {
-            replicas,
             lease,
-            shards: RwLock::new(HashMap::new()),
+            shards: ShardMap::new(OFFSETS_TOPIC, replicas),
         }
     }
 
@@ -69,85 +75,24 @@ impl GroupCoordinator {
         }
         let shard = self
             .shards
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&partition)
-            .cloned()
+            .get(partition)
             .ok_or(ResponseError::NotCoordinator)?;
         shard.check_active()?;
         Ok(shard)
     }
 
-    /// Every shard this broker runs, loaded or not.
-    pub fn shards(&self) -> Vec<Arc<Shard>> {
-        self.shards
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .cloned()
-            .collect()
+    /// The shard of one `__consumer_offsets` partition, loaded or not.
+    pub fn shard(&self, partition: i32) -> Option<Arc<Shard>> {
+        self.shards.get(partition)
     }
 
-    /// Opens a shard for each offsets partition this broker newly leads (returned, to be
-    /// loaded) and closes those it no longer leads.
-    fn reconcile(&self, md: &ClusterMetadata) -> Vec<Arc<Shard>> {
-        let count = md
-            .topics
-            .get(OFFSETS_TOPIC)
-            .map_or(0, |t| t.partitions.len());
-        let mut shards = self.shards.write().unwrap_or_else(|e| e.into_inner());
-        let mut fresh: Vec<Arc<Shard>> = Vec::new();
-        let mut lost = Vec::new();
-        for p in 0..count as i32 {
-            let replica = self
-                .replicas
-                .get(OFFSETS_TOPIC, p)
-                .filter(|r| r.is_leader());
-            let current = shards.get(&p);
-            match (replica, current) {
-                (Some(r), Some(s)) if s.leader_epoch == r.leader_epoch() && s.owns_partition() => {}
-                (Some(r), _) => {
-                    if let Some(old) = shards.remove(&p) {
-                        old.close();
-                    }
-                    let shard = Arc::new(Shard::new(r));
-                    shards.insert(p, Arc::clone(&shard));
-                    fresh.push(shard);
-                }
-                (None, Some(_)) => {
-                    if let Some(old) = shards.remove(&p) {
-                        lost.push(p);
-                        old.close();
-                    }
-                }
-                (None, None) => {}
-            }
-        }
-        shards.retain(|p, s| {
-            let keep = (*p as usize) < count;
-            if !keep {
-                s.close();
-            }
-            keep
-        });
-        if !fresh.is_empty() {
-            let partitions: Vec<i32> = fresh.iter().map(|s| s.partition).collect();
-            info!(
-                ?partitions,
-                "became group coordinator for {OFFSETS_TOPIC} partitions; loading"
-            );
-        }
-        if !lost.is_empty() {
-            info!(partitions = ?lost, "no longer group coordinator for {OFFSETS_TOPIC} partitions");
-        }
-        fresh
+    /// Every shard this broker runs, loaded or not.
+    pub fn shards(&self) -> Vec<Arc<Shard>> {
+        self.shards.all()
     }
 
     pub fn close_all(&self) {
-        let mut shards = self.shards.write().unwrap_or_else(|e| e.into_inner());
-        for (_, s) in shards.drain() {
-            s.close();
-        }
+        self.shards.close_all();
     }
 }
 
@@ -174,7 +119,7 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
             _ = shutdown.wait_for(|s| *s) => break,
         }
         let md = broker.metadata();
-        for shard in broker.groups.reconcile(&md) {
+        for shard in broker.groups.shards.reconcile(&md) {
             tokio::spawn(async move {
                 shard.load(now_ms).await;
             });

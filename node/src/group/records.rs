@@ -122,7 +122,13 @@ pub enum Entry {
         partition: i32,
         /// `None` deletes the committed offset.
         value: Option<OffsetValue>,
+        /// Set for a transactional commit (TxnOffsetCommit): it takes effect only when
+        /// that producer's COMMIT marker follows.
+        producer_id: Option<i64>,
     },
+    /// A transaction marker: `commit` applies the producer's pending offsets, an abort
+    /// drops them.
+    Marker { producer_id: i64, commit: bool },
     Group {
         group: String,
         /// `None` deletes the group.
@@ -154,8 +160,18 @@ pub fn decode_entries(bytes: &[u8]) -> Decoded {
         };
         next_offset = Some(header.next_offset());
         if header.is_control() {
+            if let Ok(Some(kind)) = fjord_storage::control::control_type(&bytes[range]) {
+                entries.push((
+                    header.base_offset,
+                    Entry::Marker {
+                        producer_id: header.producer_id,
+                        commit: kind == fjord_storage::control::ControlType::Commit,
+                    },
+                ));
+            }
             continue;
         }
+        let txn_producer = header.is_transactional().then_some(header.producer_id);
         let Ok(records) = decode_records(&bytes[range]) else {
             skipped += header.records_count.max(0) as usize;
             continue;
@@ -184,6 +200,7 @@ pub fn decode_entries(bytes: &[u8]) -> Decoded {
                             topic,
                             partition,
                             value,
+                            producer_id: txn_producer,
                         },
                     ));
                 }
@@ -277,7 +294,8 @@ mod tests {
                     group: "g".into(),
                     topic: "t".into(),
                     partition: 0,
-                    value: Some(value)
+                    value: Some(value),
+                    producer_id: None,
                 }
             )
         );

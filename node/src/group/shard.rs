@@ -51,6 +51,18 @@ pub struct CommitTicket {
     group: String,
     last_offset: i64,
     entries: Vec<(TopicPartitionKey, Option<CommittedOffset>)>,
+    /// A transactional commit's producer: its offsets wait for the COMMIT marker.
+    producer_id: Option<i64>,
+}
+
+/// A transactional offset commit waiting for its producer's marker.
+#[derive(Clone, Debug)]
+struct PendingTxnOffset {
+    group: String,
+    topic: String,
+    partition: i32,
+    log_offset: i64,
+    value: Option<CommittedOffset>,
 }
 
 /// One offset to commit.
@@ -97,6 +109,9 @@ struct Tables {
     /// is replicated, so no member owns partitions in a generation a failover could lose
     /// (a new coordinator would hand the same generation number out again).
     persisted: HashMap<String, i64>,
+    /// Transactional commits by producer id, applied by a COMMIT marker and dropped by
+    /// an ABORT.
+    pending_txn: HashMap<i64, Vec<PendingTxnOffset>>,
 }
 
 pub struct Shard {
@@ -207,6 +222,7 @@ impl Shard {
             }
             t.groups = tables.groups;
             t.offsets = tables.offsets;
+            t.pending_txn = tables.pending_txn;
         }
         self.status.send_replace(ShardStatus::Active);
         let elapsed_ms = started.elapsed().as_millis() as u64;
@@ -405,6 +421,124 @@ impl Shard {
             group: group_id.to_string(),
             last_offset,
             entries,
+            producer_id: None,
+        })
+    }
+
+    /// TxnOffsetCommit: appends the offsets in a transactional batch of the producer;
+    /// they become visible when its transaction commits. The producer must already have
+    /// been checked against its transaction coordinator (KIP-890).
+    #[allow(clippy::too_many_arguments)]
+    pub fn txn_commit(
+        &self,
+        group_id: &str,
+        producer_id: i64,
+        producer_epoch: i16,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation: i32,
+        offsets: Vec<OffsetCommit>,
+        now_ms: i64,
+    ) -> Result<CommitTicket, ResponseError> {
+        self.check_active()?;
+        let t = self.lock();
+        // KIP-447: a member-aware commit is fenced like a regular one; a producer without
+        // group metadata (generation -1) commits as a "simple" consumer would.
+        if generation >= 0 || !member_id.is_empty() {
+            match t.groups.get(group_id) {
+                Some(g) => g.check_commit(member_id, instance_id, generation)?,
+                None => return Err(ResponseError::IllegalGeneration),
+            }
+        }
+        drop(t);
+        let mut records_out = Vec::with_capacity(offsets.len());
+        let mut entries = Vec::with_capacity(offsets.len());
+        for o in offsets {
+            let value = OffsetValue {
+                version: VALUE_VERSION,
+                offset: o.offset,
+                leader_epoch: o.leader_epoch,
+                metadata: o.metadata.clone(),
+                commit_timestamp_ms: now_ms,
+            };
+            records_out.push(records::offset_record(
+                group_id,
+                &o.topic,
+                o.partition,
+                &value,
+            ));
+            entries.push((
+                (o.topic, o.partition),
+                Some(CommittedOffset {
+                    offset: o.offset,
+                    leader_epoch: o.leader_epoch,
+                    metadata: o.metadata,
+                    commit_timestamp_ms: now_ms,
+                    log_offset: -1,
+                }),
+            ));
+        }
+        let last_offset =
+            self.append_as(records_out, Some((producer_id, producer_epoch)), now_ms)?;
+        Ok(CommitTicket {
+            group: group_id.to_string(),
+            last_offset,
+            entries,
+            producer_id: Some(producer_id),
+        })
+    }
+
+    /// Writes a transaction marker to this partition for the coordinator, and once it is
+    /// replicated applies (COMMIT) or drops (ABORT) the producer's pending offsets.
+    pub async fn write_marker(
+        &self,
+        producer_id: i64,
+        producer_epoch: i16,
+        kind: fjord_storage::control::ControlType,
+        coordinator_epoch: i32,
+    ) -> Result<(), ResponseError> {
+        self.check_active()
+            .map_err(|_| ResponseError::NotLeaderOrFollower)?;
+        let appended = match self.replica.write_marker(
+            producer_id,
+            producer_epoch,
+            kind,
+            coordinator_epoch,
+            crate::time::now_ms(),
+        ) {
+            Ok(a) => a,
+            Err(crate::replica::ReplicaError::Producer(
+                crate::producer::ProducerError::InvalidProducerEpoch { .. },
+            )) => return Ok(()),
+            Err(_) => return Err(ResponseError::NotLeaderOrFollower),
+        };
+        let outcome = self
+            .replica
+            .await_replication(
+                appended.info.last_offset + 1,
+                self.leader_epoch,
+                GROUP_PERSIST_TIMEOUT,
+            )
+            .await;
+        match outcome {
+            Replication::Replicated => {}
+            Replication::LeadershipLost => return Err(ResponseError::NotLeaderOrFollower),
+            Replication::TimedOut => return Err(ResponseError::RequestTimedOut),
+        }
+        let mut t = self.lock();
+        resolve_marker(
+            &mut t,
+            producer_id,
+            kind == fjord_storage::control::ControlType::Commit,
+        );
+        Ok(())
+    }
+
+    /// Whether a transaction holds an undecided commit for one of the group's partitions
+    /// (KIP-447's require_stable: such offsets must not be read yet).
+    pub fn has_pending_txn_offsets(&self, group_id: &str, topic: &str, partition: i32) -> bool {
+        self.lock().pending_txn.values().flatten().any(|p| {
+            p.group == group_id && p.topic == topic && p.partition == partition
         })
     }
 
@@ -435,8 +569,18 @@ impl Shard {
                 v.log_offset = log_offset;
                 v
             });
-            t.offsets
-                .apply(&ticket.group, &topic, partition, log_offset, value);
+            match ticket.producer_id {
+                Some(pid) => t.pending_txn.entry(pid).or_default().push(PendingTxnOffset {
+                    group: ticket.group.clone(),
+                    topic,
+                    partition,
+                    log_offset,
+                    value,
+                }),
+                None => t
+                    .offsets
+                    .apply(&ticket.group, &topic, partition, log_offset, value),
+            }
         }
         Ok(())
     }
@@ -575,6 +719,7 @@ impl Shard {
             group: group_id.to_string(),
             last_offset,
             entries: Vec::new(),
+            producer_id: None,
         })
     }
 
@@ -709,10 +854,23 @@ impl Shard {
 
     /// Appends records to the partition as its leader; returns the last offset.
     fn append(&self, records_out: Vec<Record>, now_ms: i64) -> Result<i64, ResponseError> {
+        self.append_as(records_out, None, now_ms)
+    }
+
+    /// Appends records, in a transactional batch of `producer` when given.
+    fn append_as(
+        &self,
+        records_out: Vec<Record>,
+        producer: Option<(i64, i16)>,
+        now_ms: i64,
+    ) -> Result<i64, ResponseError> {
         if !self.owns_partition() {
             return Err(ResponseError::NotCoordinator);
         }
         let mut builder = BatchBuilder::new(0, now_ms);
+        if let Some((pid, epoch)) = producer {
+            builder = builder.producer(pid, epoch, -1).transactional(true);
+        }
         for r in records_out {
             builder.push(r);
         }
@@ -870,6 +1028,19 @@ fn forget_if_unused(t: &mut Tables, group_id: &str) {
     }
 }
 
+/// A producer's transaction ended: its pending offsets take effect (commit) or vanish.
+fn resolve_marker(t: &mut Tables, producer_id: i64, commit: bool) {
+    let Some(pending) = t.pending_txn.remove(&producer_id) else {
+        return;
+    };
+    if commit {
+        for p in pending {
+            t.offsets
+                .apply(&p.group, &p.topic, p.partition, p.log_offset, p.value);
+        }
+    }
+}
+
 fn apply_entry(t: &mut Tables, log_offset: i64, entry: Entry, now_ms: i64) {
     match entry {
         Entry::Offset {
@@ -877,6 +1048,7 @@ fn apply_entry(t: &mut Tables, log_offset: i64, entry: Entry, now_ms: i64) {
             topic,
             partition,
             value,
+            producer_id,
         } => {
             let value = value.map(|v| CommittedOffset {
                 offset: v.offset,
@@ -885,9 +1057,23 @@ fn apply_entry(t: &mut Tables, log_offset: i64, entry: Entry, now_ms: i64) {
                 commit_timestamp_ms: v.commit_timestamp_ms,
                 log_offset,
             });
-            t.offsets
-                .apply(&group, &topic, partition, log_offset, value);
+            match producer_id {
+                Some(pid) => t.pending_txn.entry(pid).or_default().push(PendingTxnOffset {
+                    group,
+                    topic,
+                    partition,
+                    log_offset,
+                    value,
+                }),
+                None => t
+                    .offsets
+                    .apply(&group, &topic, partition, log_offset, value),
+            }
         }
+        Entry::Marker {
+            producer_id,
+            commit,
+        } => resolve_marker(t, producer_id, commit),
         Entry::Group { group, value } => match value {
             Some(snapshot) => {
                 t.groups.insert(group, Group::restore(&snapshot, now_ms));

@@ -58,6 +58,7 @@ impl From<&ReplicaError> for KafkaError {
             ReplicaError::UnknownLeaderEpoch { .. } => ResponseError::UnknownLeaderEpoch,
             ReplicaError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
             ReplicaError::InvalidTimestamp(_) => ResponseError::InvalidTimestamp,
+            ReplicaError::TransactionNotVerified(_) => ResponseError::InvalidTxnState,
             ReplicaError::Storage(s) => storage_error(s),
             ReplicaError::Producer(crate::producer::ProducerError::InvalidProducerEpoch {
                 ..

@@ -10,9 +10,11 @@ use futures::future::select_all;
 use futures::FutureExt;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_response::{
-    EpochEndOffset, FetchableTopicResponse, PartitionData,
+    AbortedTransaction, EpochEndOffset, FetchableTopicResponse, PartitionData,
 };
-use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, ResponseKind, TopicName};
+use kafka_protocol::messages::{
+    BrokerId, FetchRequest, FetchResponse, ProducerId, ResponseKind, TopicName,
+};
 use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
 
@@ -272,7 +274,17 @@ fn read_partition(
     data.last_stable_offset = result.last_stable_offset;
     data.log_start_offset = result.log_start_offset;
     if isolation == IsolationLevel::ReadCommitted {
-        data.aborted_transactions = Some(Vec::new());
+        data.aborted_transactions = Some(
+            result
+                .aborted
+                .iter()
+                .map(|a| {
+                    AbortedTransaction::default()
+                        .with_producer_id(ProducerId(a.producer_id))
+                        .with_first_offset(a.first_offset)
+                })
+                .collect(),
+        );
     }
     data.records = Some(result.records);
     Ok(data)

@@ -3,8 +3,11 @@
 
 mod ids;
 mod state;
+mod txn;
 
 pub use ids::ProducerIdManager;
 pub use state::{
-    last_seq as last_seq_of, BatchMeta, ProducerError, ProducerStateTable, SequenceCheck,
+    last_seq as last_seq_of, BatchMeta, ProducerError, ProducerStateTable, ProducerSummary,
+    SequenceCheck,
 };
+pub use txn::{AbortedTxn, TxnIndex};

@@ -25,6 +25,15 @@ struct ProducerEntry {
     last_timestamp: i64,
 }
 
+/// One producer as DescribeProducers reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProducerSummary {
+    pub producer_id: i64,
+    pub epoch: i16,
+    pub last_sequence: i32,
+    pub last_timestamp: i64,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SequenceCheck {
     /// A new batch in sequence: append it.
@@ -137,6 +146,37 @@ impl ProducerStateTable {
         }
         entry.batches.push_back(batch);
         entry.last_timestamp = entry.last_timestamp.max(batch.timestamp);
+    }
+
+    /// A transaction marker from `pid` at `epoch`. A coordinator that aborts a timed-out
+    /// transaction bumps the epoch to fence its producer, so a newer epoch replaces the
+    /// old one (and its sequences).
+    pub fn record_marker(&mut self, pid: i64, epoch: i16, timestamp: i64) {
+        let entry = self.producers.entry(pid).or_default();
+        if epoch > entry.epoch {
+            entry.epoch = epoch;
+            entry.batches.clear();
+        }
+        entry.last_timestamp = entry.last_timestamp.max(timestamp);
+    }
+
+    /// The epoch this partition knows for `pid`, if any.
+    pub fn epoch_of(&self, pid: i64) -> Option<i16> {
+        self.producers.get(&pid).map(|e| e.epoch)
+    }
+
+    /// Every producer with its epoch, last sequence, last offset and last timestamp
+    /// (DescribeProducers).
+    pub fn describe(&self) -> Vec<ProducerSummary> {
+        self.producers
+            .iter()
+            .map(|(pid, e)| ProducerSummary {
+                producer_id: *pid,
+                epoch: e.epoch,
+                last_sequence: e.batches.back().map_or(-1, |b| b.last_seq),
+                last_timestamp: e.last_timestamp,
+            })
+            .collect()
     }
 
     /// Forgets producers idle for longer than `producer.id.expiration.ms`.

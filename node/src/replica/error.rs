@@ -26,6 +26,8 @@ pub enum ReplicaError {
     OffsetNotAvailable(i64),
     #[error("timestamp {0} is outside the range allowed by message.timestamp.*.max.ms")]
     InvalidTimestamp(i64),
+    #[error("producer {0} has no transaction open here that its coordinator confirmed")]
+    TransactionNotVerified(i64),
     #[error(transparent)]
     Storage(#[from] StorageError),
     #[error(transparent)]

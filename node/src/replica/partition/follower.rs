@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 use fjord_storage::batch::ValidatedBatches;
 use tracing::info;
 
-use super::{batch_meta, Partition};
+use super::{markers_of, rebuild_state, track_batch, Partition};
 
 /// The leadership a follower fetch was sent under: the leader's id and epoch. Its answer
 /// may change this replica only while that leadership lasts. A late answer from a deposed
@@ -70,11 +70,8 @@ impl Partition {
         self.with_locked(|l| {
             self.still_following(term)?;
             l.log.append_as_follower(records, now_ms)?;
-            for (_, h) in records.batches() {
-                if h.has_producer_id() && !h.is_control() {
-                    l.producers
-                        .record(h.producer_id, h.producer_epoch, batch_meta(h));
-                }
+            for ((_, h), marker) in records.batches().iter().zip(markers_of(records)) {
+                track_batch(&mut l.producers, &mut l.txns, h, marker);
             }
             self.log_end_offset
                 .store(l.log.log_end_offset(), Ordering::Release);
@@ -90,6 +87,8 @@ impl Partition {
             self.still_following(term)?;
             if l.log.truncate_to(offset)? {
                 l.producers.truncate_to(offset);
+                // A removed marker reopens its transaction: rebuild from what is left.
+                l.txns = rebuild_state(&l.log).1;
                 info!(partition = %self.tp, offset, "truncated divergent log suffix");
             }
             self.log_end_offset
@@ -109,6 +108,7 @@ impl Partition {
             self.still_following(term)?;
             l.log.truncate_fully_and_start_at(offset)?;
             l.producers = Default::default();
+            l.txns = Default::default();
             self.log_end_offset.store(offset, Ordering::Release);
             self.log_start_offset.store(offset, Ordering::Release);
             Ok(())

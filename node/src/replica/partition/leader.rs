@@ -169,6 +169,7 @@ impl Partition {
             high_watermark: self.high_watermark(),
             last_stable_offset: self.last_stable_offset(),
             log_start_offset: self.log_start_offset(),
+            aborted: Vec::new(),
         })
     }
 

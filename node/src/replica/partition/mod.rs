@@ -17,13 +17,17 @@ pub use leader::{ReplicaSet, Replication};
 use super::leader_state::LeaderState;
 use super::ReplicaError;
 
-use crate::producer::{BatchMeta, ProducerStateTable, SequenceCheck};
+use crate::producer::{
+    AbortedTxn, BatchMeta, ProducerStateTable, ProducerSummary, SequenceCheck, TxnIndex,
+};
+use fjord_storage::control::{marker_batch, ControlType};
 
-/// What the partition lock guards: the log and the producer state derived from it, which
-/// must change together.
+/// What the partition lock guards: the log and the producer and transaction state
+/// derived from it, which must change together.
 struct Locked {
     log: PartitionLog,
     producers: ProducerStateTable,
+    txns: TxnIndex,
 }
 
 fn batch_meta(h: &fjord_storage::BatchHeader) -> BatchMeta {
@@ -36,18 +40,57 @@ fn batch_meta(h: &fjord_storage::BatchHeader) -> BatchMeta {
     }
 }
 
-/// Rebuilds producer state by reading every batch header in the log.
-fn rebuild_producers(log: &PartitionLog) -> ProducerStateTable {
-    let mut table = ProducerStateTable::default();
-    let result = log.for_each_batch_header(|h| {
-        if h.has_producer_id() && !h.is_control() {
-            table.record(h.producer_id, h.producer_epoch, batch_meta(h));
+/// Applies one appended batch to the producer and transaction state. `marker` is the
+/// kind of a control batch (read from its record).
+fn track_batch(
+    producers: &mut ProducerStateTable,
+    txns: &mut TxnIndex,
+    h: &fjord_storage::BatchHeader,
+    marker: Option<ControlType>,
+) {
+    if !h.has_producer_id() {
+        return;
+    }
+    if h.is_control() {
+        producers.record_marker(h.producer_id, h.producer_epoch, h.max_timestamp);
+        if let Some(kind) = marker {
+            txns.on_marker(h.producer_id, kind, h.base_offset);
         }
+        return;
+    }
+    producers.record(h.producer_id, h.producer_epoch, batch_meta(h));
+    if h.is_transactional() {
+        txns.on_data(h.producer_id, h.base_offset);
+    }
+}
+
+/// Rebuilds producer and transaction state by reading every batch header in the log
+/// (and the record of each transaction marker).
+fn rebuild_state(log: &PartitionLog) -> (ProducerStateTable, TxnIndex) {
+    let mut producers = ProducerStateTable::default();
+    let mut txns = TxnIndex::default();
+    let result = log.for_each_batch_and_marker(|h, marker| {
+        track_batch(&mut producers, &mut txns, h, marker);
     });
     if let Err(e) = result {
         warn!(dir = %log.dir().display(), error = %e, "could not rebuild producer state");
     }
-    table
+    (producers, txns)
+}
+
+/// The kind of each control batch among `records`, in batch order (None for data).
+fn markers_of(records: &ValidatedBatches<'_>) -> Vec<Option<ControlType>> {
+    records
+        .batches()
+        .iter()
+        .map(|(position, h)| {
+            if !h.is_control() {
+                return None;
+            }
+            let bytes = &records.bytes()[*position..*position + h.total_size()];
+            fjord_storage::control::control_type(bytes).ok().flatten()
+        })
+        .collect()
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,6 +107,8 @@ pub struct FetchResult {
     pub high_watermark: i64,
     pub last_stable_offset: i64,
     pub log_start_offset: i64,
+    /// For read_committed: aborted transactions overlapping the records returned.
+    pub aborted: Vec<AbortedTxn>,
 }
 
 /// A leader's append: where it landed, and the leader epoch it was written under (what
@@ -117,11 +162,13 @@ impl Partition {
         let lso = log.log_start_offset();
         let hw = log.high_watermark_checkpoint().clamp(lso, leo);
         let max = log.config().max_message_bytes as i64;
+        let (producers, txns) = rebuild_state(&log);
         Partition {
             tp,
             topic_id,
             log: Mutex::new(Some(Locked {
-                producers: rebuild_producers(&log),
+                producers,
+                txns,
                 log,
             })),
             is_leader: AtomicBool::new(false),
@@ -177,9 +224,40 @@ impl Partition {
     pub fn log_start_offset(&self) -> i64 {
         self.log_start_offset.load(Ordering::Acquire)
     }
-    /// Without transactions every record up to the high watermark is stable.
+    /// The high watermark, held back by the first batch of every transaction whose
+    /// outcome is not yet decided and replicated.
     pub fn last_stable_offset(&self) -> i64 {
-        self.high_watermark()
+        let hw = self.high_watermark();
+        self.with_locked(|l| Ok(l.txns.last_stable_offset(hw)))
+            .unwrap_or(hw)
+    }
+
+    /// KIP-890: the coordinator confirmed that `producer_id` at `epoch` added this
+    /// partition to its transaction, so its first transactional batch may be written.
+    pub fn verify_transaction(&self, producer_id: i64, epoch: i16) -> Result<(), ReplicaError> {
+        self.with_locked(|l| {
+            l.txns.verify(producer_id, epoch);
+            Ok(())
+        })
+    }
+
+    /// Whether `producer_id` may write transactional batches here without asking the
+    /// coordinator first.
+    pub fn transaction_open_or_verified(&self, producer_id: i64, epoch: i16) -> bool {
+        self.with_locked(|l| Ok(l.txns.may_write(producer_id, epoch)))
+            .unwrap_or(false)
+    }
+
+    /// Open transactions here: (producer id, first offset).
+    pub fn ongoing_transactions(&self) -> Vec<(i64, i64)> {
+        self.with_locked(|l| Ok(l.txns.ongoing().collect()))
+            .unwrap_or_default()
+    }
+
+    /// Every producer this partition remembers (DescribeProducers).
+    pub fn describe_producers(&self) -> Vec<ProducerSummary> {
+        self.with_locked(|l| Ok(l.producers.describe()))
+            .unwrap_or_default()
     }
     pub fn max_message_bytes(&self) -> usize {
         self.max_message_bytes.load(Ordering::Relaxed).max(0) as usize
@@ -282,6 +360,11 @@ impl Partition {
                     }
                 }
             }
+            for (_, h) in records.batches() {
+                if h.is_transactional() && !l.txns.may_write(h.producer_id, h.producer_epoch) {
+                    return Err(ReplicaError::TransactionNotVerified(h.producer_id));
+                }
+            }
             if let Some((first_offset, last_offset)) = duplicate {
                 let info = AppendInfo {
                     first_offset,
@@ -297,14 +380,52 @@ impl Partition {
             let info = l.log.append_as_leader(records, leader_epoch, now_ms)?;
             let mut next = info.first_offset;
             for (_, h) in records.batches() {
-                if h.has_producer_id() {
-                    let mut meta = batch_meta(h);
-                    meta.first_offset = next;
-                    meta.last_offset = next + i64::from(h.last_offset_delta);
-                    l.producers.record(h.producer_id, h.producer_epoch, meta);
-                }
+                let mut placed = *h;
+                placed.base_offset = next;
+                track_batch(&mut l.producers, &mut l.txns, &placed, None);
                 next += i64::from(h.last_offset_delta) + 1;
             }
+            self.log_end_offset
+                .store(l.log.log_end_offset(), Ordering::Release);
+            Ok(LeaderAppend { info, leader_epoch })
+        })?;
+        self.leo_tx.send_replace(self.log_end_offset());
+        self.maybe_advance_high_watermark();
+        Ok(appended)
+    }
+
+    /// Writes a transaction marker for `producer_id` (the coordinator's WriteTxnMarkers).
+    /// A marker from an older epoch than this partition knows is refused: the producer
+    /// was fenced and a newer coordinator decision already ended its transaction.
+    pub fn write_marker(
+        &self,
+        producer_id: i64,
+        producer_epoch: i16,
+        kind: ControlType,
+        coordinator_epoch: i32,
+        now_ms: i64,
+    ) -> Result<LeaderAppend, ReplicaError> {
+        let batch = marker_batch(producer_id, producer_epoch, kind, coordinator_epoch, now_ms);
+        let validated = fjord_storage::batch::validate_records(&batch, usize::MAX)?;
+        let appended = self.with_locked(|l| {
+            if !self.is_leader() {
+                return Err(ReplicaError::NotLeaderOrFollower);
+            }
+            if let Some(current) = l.producers.epoch_of(producer_id) {
+                if producer_epoch < current {
+                    return Err(ReplicaError::Producer(
+                        crate::producer::ProducerError::InvalidProducerEpoch {
+                            current,
+                            got: producer_epoch,
+                        },
+                    ));
+                }
+            }
+            let leader_epoch = self.leader_epoch();
+            let info = l.log.append_as_leader(&validated, leader_epoch, now_ms)?;
+            l.producers
+                .record_marker(producer_id, producer_epoch, now_ms);
+            l.txns.on_marker(producer_id, kind, info.first_offset);
             self.log_end_offset
                 .store(l.log.log_end_offset(), Ordering::Release);
             Ok(LeaderAppend { info, leader_epoch })
@@ -324,11 +445,18 @@ impl Partition {
         min_one: bool,
     ) -> Result<FetchResult, ReplicaError> {
         let hw = self.high_watermark();
-        let limit = match isolation {
-            IsolationLevel::ReadUncommitted => hw,
-            IsolationLevel::ReadCommitted => self.last_stable_offset(),
-        };
-        let range = self.with_log(|log| {
+        let mut lso = hw;
+        let mut aborted = Vec::new();
+        let range = self.with_locked(|l| {
+            lso = l.txns.last_stable_offset(hw);
+            let limit = match isolation {
+                IsolationLevel::ReadUncommitted => hw,
+                IsolationLevel::ReadCommitted => {
+                    aborted = l.txns.aborted_between(offset, lso);
+                    lso
+                }
+            };
+            let log = &mut l.log;
             // Between the high watermark and the log end is not an error: the data is
             // there but not yet committed, so the answer is simply empty.
             // A follower behind the consumer (KIP-392 reads) has not got the offset yet:
@@ -352,8 +480,9 @@ impl Partition {
         Ok(FetchResult {
             records,
             high_watermark: hw,
-            last_stable_offset: self.last_stable_offset(),
+            last_stable_offset: lso,
             log_start_offset: self.log_start_offset(),
+            aborted,
         })
     }
 
@@ -457,10 +586,16 @@ impl Partition {
         let hw = self.high_watermark();
         let result: Result<(), StorageError> = (|| {
             let mut guard = self.lock();
-            let Some(Locked { log, producers }) = guard.as_mut() else {
+            let Some(Locked {
+                log,
+                producers,
+                txns,
+            }) = guard.as_mut()
+            else {
                 return Ok(());
             };
             producers.expire(now_ms, producer_expiration_ms);
+            txns.prune(hw, log.log_start_offset());
             if retention_due {
                 log.enforce_retention(now_ms, hw)?;
                 self.log_start_offset
