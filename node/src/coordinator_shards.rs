@@ -90,7 +90,11 @@ impl<S: CoordinatorShard> ShardMap<S> {
         });
         if !fresh.is_empty() {
             let partitions: Vec<i32> = fresh.iter().map(|s| s.partition()).collect();
-            info!(topic = self.topic, ?partitions, "became coordinator; loading");
+            info!(
+                topic = self.topic,
+                ?partitions,
+                "became coordinator; loading"
+            );
         }
         if !lost.is_empty() {
             info!(topic = self.topic, partitions = ?lost, "no longer coordinator");

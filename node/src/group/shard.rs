@@ -534,12 +534,14 @@ impl Shard {
         Ok(())
     }
 
-    /// Whether a transaction holds an undecided commit for one of the group's partitions
-    /// (KIP-447's require_stable: such offsets must not be read yet).
-    pub fn has_pending_txn_offsets(&self, group_id: &str, topic: &str, partition: i32) -> bool {
-        self.lock().pending_txn.values().flatten().any(|p| {
-            p.group == group_id && p.topic == topic && p.partition == partition
-        })
+    /// Whether a transaction holds an undecided commit for the group (KIP-447's
+    /// require_stable: its offsets must not be read until the transaction ends).
+    pub fn has_pending_txn_offsets(&self, group_id: &str) -> bool {
+        self.lock()
+            .pending_txn
+            .values()
+            .flatten()
+            .any(|p| p.group == group_id)
     }
 
     /// Waits until an appended change is replicated, then applies it. A change whose
@@ -570,13 +572,17 @@ impl Shard {
                 v
             });
             match ticket.producer_id {
-                Some(pid) => t.pending_txn.entry(pid).or_default().push(PendingTxnOffset {
-                    group: ticket.group.clone(),
-                    topic,
-                    partition,
-                    log_offset,
-                    value,
-                }),
+                Some(pid) => t
+                    .pending_txn
+                    .entry(pid)
+                    .or_default()
+                    .push(PendingTxnOffset {
+                        group: ticket.group.clone(),
+                        topic,
+                        partition,
+                        log_offset,
+                        value,
+                    }),
                 None => t
                     .offsets
                     .apply(&ticket.group, &topic, partition, log_offset, value),
@@ -1058,13 +1064,17 @@ fn apply_entry(t: &mut Tables, log_offset: i64, entry: Entry, now_ms: i64) {
                 log_offset,
             });
             match producer_id {
-                Some(pid) => t.pending_txn.entry(pid).or_default().push(PendingTxnOffset {
-                    group,
-                    topic,
-                    partition,
-                    log_offset,
-                    value,
-                }),
+                Some(pid) => t
+                    .pending_txn
+                    .entry(pid)
+                    .or_default()
+                    .push(PendingTxnOffset {
+                        group,
+                        topic,
+                        partition,
+                        log_offset,
+                        value,
+                    }),
                 None => t
                     .offsets
                     .apply(&group, &topic, partition, log_offset, value),

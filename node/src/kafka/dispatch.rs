@@ -9,7 +9,7 @@ use super::context::RequestContext;
 use super::{
     api_versions, cluster, configs, elections, fetch, find_coordinator, group_admin, groups,
     leader_epoch, list_offsets, metadata, offset_commit, produce, producer_id, reassignments,
-    records, topics,
+    records, topics, txn,
 };
 
 /// A handler's answer. Work that must happen in request order (appends, metadata writes)
@@ -61,6 +61,10 @@ pub async fn dispatch(ctx: &RequestContext, request: RequestKind) -> Reply {
         RequestKind::DescribeGroups(r) => group_admin::describe(ctx, r).into(),
         RequestKind::ListGroups(r) => group_admin::list(ctx, r).into(),
         RequestKind::DeleteGroups(r) => group_admin::delete(ctx, r),
+        RequestKind::AddPartitionsToTxn(r) => txn::add_partitions(ctx, r).await.into(),
+        RequestKind::AddOffsetsToTxn(r) => txn::add_offsets(ctx, r).await.into(),
+        RequestKind::EndTxn(r) => txn::end(ctx, r).await.into(),
+        RequestKind::TxnOffsetCommit(r) => txn::txn_offset_commit(ctx, r),
         // `frame::decode` only lets through the APIs listed in `versions::SUPPORTED`,
         // all of which are matched above.
         other => unsupported(other),

@@ -1,5 +1,6 @@
-//! FindCoordinator: which broker coordinates a group. The answer comes from metadata: the
-//! leader of the group's `__consumer_offsets` partition, which is created on first use.
+//! FindCoordinator: which broker coordinates a group or a transactional id. The answer
+//! comes from metadata: the leader of the key's `__consumer_offsets` (or
+//! `__transaction_state`) partition, which is created on first use.
 
 use std::collections::BTreeMap;
 
@@ -15,6 +16,7 @@ use tracing::info;
 use super::context::RequestContext;
 use super::topics::create_via_controller;
 use crate::group::{partition_for, OFFSETS_TOPIC};
+use crate::txn::TXN_TOPIC;
 
 const KEY_TYPE_GROUP: i8 = 0;
 const KEY_TYPE_TRANSACTION: i8 = 1;
@@ -29,11 +31,8 @@ pub async fn handle(ctx: &RequestContext, req: FindCoordinatorRequest) -> Respon
     let mut found = Vec::with_capacity(keys.len());
     for key in keys {
         let answer = match req.key_type {
-            KEY_TYPE_GROUP => group_coordinator(ctx, &key).await,
-            KEY_TYPE_TRANSACTION => Err((
-                ResponseError::CoordinatorNotAvailable,
-                "this broker has no transaction coordinator yet".to_string(),
-            )),
+            KEY_TYPE_GROUP => coordinator_for(ctx, OFFSETS_TOPIC, &key).await,
+            KEY_TYPE_TRANSACTION => coordinator_for(ctx, TXN_TOPIC, &key).await,
             other => Err((
                 ResponseError::InvalidRequest,
                 format!("unknown coordinator key type {other}"),
@@ -85,17 +84,18 @@ pub async fn handle(ctx: &RequestContext, req: FindCoordinatorRequest) -> Respon
 
 type Found = Result<(i32, String, i32), (ResponseError, String)>;
 
-async fn group_coordinator(ctx: &RequestContext, group: &str) -> Found {
+/// The leader of `key`'s partition of `topic` (created on first use).
+async fn coordinator_for(ctx: &RequestContext, topic_name: &'static str, key: &str) -> Found {
     let mut md = ctx.broker.metadata();
-    if !md.topics.contains_key(OFFSETS_TOPIC) {
-        create_offsets_topic(ctx, &md).await?;
+    if !md.topics.contains_key(topic_name) {
+        create_internal_topics(ctx, &md, topic_name).await?;
         md = ctx.broker.metadata();
     }
     let unavailable = |why: String| Err((ResponseError::CoordinatorNotAvailable, why));
-    let Some(topic) = md.topics.get(OFFSETS_TOPIC) else {
-        return unavailable(format!("{OFFSETS_TOPIC} is being created"));
+    let Some(topic) = md.topics.get(topic_name) else {
+        return unavailable(format!("{topic_name} is being created"));
     };
-    let partition = partition_for(group, topic.partitions.len());
+    let partition = partition_for(key, topic.partitions.len());
     let leader = topic
         .partitions
         .get(partition as usize)
@@ -107,33 +107,45 @@ async fn group_coordinator(ctx: &RequestContext, group: &str) -> Found {
         .and_then(|b| b.listener(&ctx.listener));
     match endpoint {
         Some(l) => Ok((leader, l.host.clone(), i32::from(l.port))),
-        None => unavailable(format!(
-            "{OFFSETS_TOPIC}-{partition} has no available leader"
-        )),
+        None => unavailable(format!("{topic_name}-{partition} has no available leader")),
     }
 }
 
-/// Creates `__consumer_offsets` with Kafka's settings: compacted, internal, and replicated
-/// as widely as `offsets.topic.replication.factor` allows in this cluster.
-async fn create_offsets_topic(
+/// Creates `__consumer_offsets` or `__transaction_state` with Kafka's settings:
+/// compacted, internal, and replicated as widely as the topic's replication-factor
+/// setting allows in this cluster.
+pub(super) async fn create_internal_topics(
     ctx: &RequestContext,
     md: &ClusterMetadata,
+    topic: &str,
 ) -> Result<(), (ResponseError, String)> {
     let view = ctx.broker.view(md);
-    let partitions = view.broker_i64("offsets.topic.num.partitions") as i32;
-    let wanted_rf = view.broker_i64("offsets.topic.replication.factor");
+    let prefix = if topic == TXN_TOPIC {
+        "transaction.state.log"
+    } else {
+        "offsets.topic"
+    };
+    let partitions = view.broker_i64(&format!("{prefix}.num.partitions")) as i32;
+    let wanted_rf = view.broker_i64(&format!("{prefix}.replication.factor"));
     // The cluster's size is at least its voters, even before they have all registered,
-    // so a cluster that is still starting does not get a thinly replicated offsets topic.
+    // so a cluster that is still starting does not get a thinly replicated topic.
     let cluster_size = md.brokers.len().max(ctx.broker.config.voters.len()) as i64;
     let rf = wanted_rf.min(cluster_size).max(1) as i16;
     let mut configs = BTreeMap::new();
     configs.insert("cleanup.policy".to_string(), "compact".to_string());
     configs.insert(
         "segment.bytes".to_string(),
-        view.broker_i64("offsets.topic.segment.bytes").to_string(),
+        view.broker_i64(&format!("{prefix}.segment.bytes"))
+            .to_string(),
     );
+    if topic == TXN_TOPIC {
+        let min_isr = view
+            .broker_i64("transaction.state.log.min.isr")
+            .min(i64::from(rf));
+        configs.insert("min.insync.replicas".to_string(), min_isr.to_string());
+    }
     let request = CreateTopicRequest {
-        name: OFFSETS_TOPIC.to_string(),
+        name: topic.to_string(),
         num_partitions: partitions,
         replication_factor: rf,
         assignments: None,
@@ -143,15 +155,16 @@ async fn create_offsets_topic(
     for (_, result) in create_via_controller(ctx, vec![request], false).await {
         match result {
             Ok(_) => info!(
+                topic,
                 partitions,
                 replication_factor = rf,
-                "created {OFFSETS_TOPIC}"
+                "created internal topic"
             ),
             Err(e) if e.code == ResponseError::TopicAlreadyExists => {}
             Err(e) => {
                 return Err((
                     ResponseError::CoordinatorNotAvailable,
-                    format!("cannot create {OFFSETS_TOPIC} yet: {}", e.message),
+                    format!("cannot create {topic} yet: {}", e.message),
                 ))
             }
         }

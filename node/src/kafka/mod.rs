@@ -26,6 +26,7 @@ mod producer_id;
 mod reassignments;
 mod records;
 mod topics;
+mod txn;
 pub mod versions;
 
 pub use listener::serve;

@@ -138,11 +138,14 @@ fn fetch_group(
     md: &ClusterMetadata,
     group_id: &str,
     topics: Option<Vec<(String, Vec<i32>)>>,
+    require_stable: bool,
 ) -> Fetched {
-    ctx.broker
-        .groups
-        .shard_for(md, group_id)
-        .and_then(|s| s.fetch_offsets(group_id, topics))
+    let shard = ctx.broker.groups.shard_for(md, group_id)?;
+    if require_stable && shard.has_pending_txn_offsets(group_id) {
+        // The client retries until the transaction holding a commit has ended.
+        return Err(ResponseError::UnstableOffsetCommit);
+    }
+    shard.fetch_offsets(group_id, topics)
 }
 
 pub fn fetch(ctx: &RequestContext, req: OffsetFetchRequest) -> ResponseKind {
@@ -159,7 +162,7 @@ pub fn fetch(ctx: &RequestContext, req: OffsetFetchRequest) -> ResponseKind {
                         .collect()
                 });
                 let mut out = OffsetFetchResponseGroup::default().with_group_id(g.group_id.clone());
-                match fetch_group(ctx, &md, &g.group_id.0, wanted) {
+                match fetch_group(ctx, &md, &g.group_id.0, wanted, req.require_stable) {
                     Err(e) => out.error_code = e.code(),
                     Ok(found) => {
                         out.topics = found
@@ -197,7 +200,13 @@ pub fn fetch(ctx: &RequestContext, req: OffsetFetchRequest) -> ResponseKind {
             .collect()
     });
     let mut resp = OffsetFetchResponse::default();
-    let result = fetch_group(ctx, &md, &req.group_id.0, wanted.clone());
+    let result = fetch_group(
+        ctx,
+        &md,
+        &req.group_id.0,
+        wanted.clone(),
+        version >= 7 && req.require_stable,
+    );
     let (found, error) = match result {
         Ok(f) => (f, None),
         Err(e) => (

@@ -17,6 +17,7 @@ use super::errors::{count_error, storage_error, KafkaError};
 use crate::lease::Lease;
 use crate::replica::{LeaderAppend, Partition, Replication};
 use crate::time::now_ms;
+use crate::txn::service::verify_with_coordinator;
 
 fn err(code: ResponseError, msg: impl Into<String>) -> KafkaError {
     KafkaError::new(code, msg)
@@ -67,6 +68,16 @@ pub async fn handle(ctx: &RequestContext, req: ProduceRequest) -> Reply {
                     },
                     format!("topic {name} does not exist"),
                 ))
+            } else if let Err(e) = verify_transaction(
+                ctx,
+                req.transactional_id.as_ref().map(|t| t.0.as_str()),
+                &name,
+                p.index,
+                p.records.as_deref().unwrap_or_default(),
+            )
+            .await
+            {
+                Err(e)
             } else {
                 append_one(
                     ctx,
@@ -130,6 +141,64 @@ pub async fn handle(ctx: &RequestContext, req: ProduceRequest) -> Reply {
     Reply::Later(Box::pin(await_replication(response, waits, timeout, lease)))
 }
 
+/// KIP-890: before the first transactional batch of a producer is written to a
+/// partition, the producer's transaction coordinator must confirm that the partition is
+/// in its open transaction. Without this, a write that arrives after its transaction
+/// ended would open a transaction no coordinator knows of, holding the last stable
+/// offset forever.
+async fn verify_transaction(
+    ctx: &RequestContext,
+    txn_id: Option<&str>,
+    topic: &str,
+    partition: i32,
+    records: &[u8],
+) -> Result<(), KafkaError> {
+    let Ok(header) = fjord_storage::BatchHeader::parse(records) else {
+        return Ok(()); // append_one rejects it with the precise reason
+    };
+    if !header.is_transactional() || header.is_control() {
+        return Ok(());
+    }
+    let Some(replica) = ctx.broker.replicas.get(topic, partition) else {
+        return Ok(()); // append_one answers NOT_LEADER_OR_FOLLOWER
+    };
+    let (pid, epoch) = (header.producer_id, header.producer_epoch);
+    if replica.transaction_open_or_verified(pid, epoch) {
+        return Ok(());
+    }
+    let txn_id = txn_id.ok_or_else(|| {
+        err(
+            ResponseError::InvalidTxnState,
+            "transactional batch without a transactional id",
+        )
+    })?;
+    let tp = (topic.to_string(), partition);
+    match verify_with_coordinator(&ctx.broker, txn_id, pid, epoch, &tp).await {
+        Ok(()) => replica
+            .verify_transaction(pid, epoch)
+            .map_err(|e| KafkaError::from(&e)),
+        // Kafka's mapping for produce: a coordinator that cannot answer now is a
+        // retriable NOT_ENOUGH_REPLICAS; a fenced producer is told so.
+        Err(
+            ResponseError::CoordinatorNotAvailable
+            | ResponseError::NotCoordinator
+            | ResponseError::CoordinatorLoadInProgress
+            | ResponseError::ConcurrentTransactions,
+        ) => Err(err(
+            ResponseError::NotEnoughReplicas,
+            "the transaction coordinator could not confirm the partition yet",
+        )),
+        Err(ResponseError::ProducerFenced) => Err(err(
+            ResponseError::InvalidProducerEpoch,
+            "the producer was fenced by a newer one with its transactional id",
+        )),
+        Err(code) => Err(err(
+            code,
+            format!("{topic}-{partition} is not in the producer's open transaction"),
+        )),
+    }
+}
+
 fn append_one(
     ctx: &RequestContext,
     md: &ClusterMetadata,
@@ -191,15 +260,25 @@ fn append_one(
     }
     let validated = validate_records(records, replica.max_message_bytes())
         .map_err(|e| KafkaError::new(storage_error(&e), e.to_string()))?;
-    if validated
-        .batches()
-        .iter()
-        .any(|(_, h)| h.is_transactional() || h.is_control())
-    {
-        return Err(err(
-            ResponseError::InvalidRecord,
-            "transactional batches are not served by this version (idempotent producers are)",
-        ));
+    for (_, h) in validated.batches() {
+        if h.is_control() {
+            return Err(err(
+                ResponseError::InvalidRecord,
+                "control batches are written by transaction coordinators only",
+            ));
+        }
+        if h.has_producer_id() && h.base_sequence < 0 {
+            return Err(err(
+                ResponseError::InvalidRecord,
+                "a batch with a producer id needs a base sequence",
+            ));
+        }
+        if h.is_transactional() && !h.has_producer_id() {
+            return Err(err(
+                ResponseError::InvalidRecord,
+                "a transactional batch needs a producer id",
+            ));
+        }
     }
     let policy = ctx
         .broker

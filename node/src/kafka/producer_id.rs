@@ -1,6 +1,5 @@
-//! InitProducerId for idempotent producers.
+//! InitProducerId for idempotent producers (transactional ones: see `txn`).
 
-use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{
     InitProducerIdRequest, InitProducerIdResponse, ProducerId, ResponseKind,
 };
@@ -12,11 +11,11 @@ pub async fn init_producer_id(ctx: &RequestContext, req: InitProducerIdRequest) 
     let mut resp = InitProducerIdResponse::default()
         .with_producer_id(ProducerId(-1))
         .with_producer_epoch(-1);
-    if req.transactional_id.is_some() {
-        // Transactions need a transaction coordinator, which this version does not run;
-        // FindCoordinator is not advertised, so well-behaved clients never get here.
-        resp.error_code = ResponseError::InvalidRequest.code();
-        return ResponseKind::InitProducerId(resp);
+    if let Some(txn_id) = req.transactional_id.as_ref().filter(|t| !t.0.is_empty()) {
+        let txn_id = txn_id.0.to_string();
+        return ResponseKind::InitProducerId(
+            super::txn::init_transactional(ctx, &txn_id, &req).await,
+        );
     }
     // KIP-360: a producer that lost track of its sequences re-initialises with its id and
     // epoch and gets the next epoch, which resets its sequences on every partition.

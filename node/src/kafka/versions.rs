@@ -37,6 +37,12 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeGroups, 0, 6),
     (ApiKey::ListGroups, 0, 5),
     (ApiKey::DeleteGroups, 0, 2),
+    // Capped below the KIP-890 part 2 versions (epoch bump per transaction), which
+    // clients use only when the broker finalizes transaction.version 2.
+    (ApiKey::AddPartitionsToTxn, 0, 4),
+    (ApiKey::AddOffsetsToTxn, 0, 3),
+    (ApiKey::EndTxn, 0, 4),
+    (ApiKey::TxnOffsetCommit, 0, 4),
 ];
 
 pub fn range(api: ApiKey) -> Option<(i16, i16)> {
@@ -103,6 +109,10 @@ mod tests {
         check::<LeaveGroupRequest, LeaveGroupResponse>(ApiKey::LeaveGroup);
         check::<OffsetCommitRequest, OffsetCommitResponse>(ApiKey::OffsetCommit);
         check::<OffsetFetchRequest, OffsetFetchResponse>(ApiKey::OffsetFetch);
+        check::<AddPartitionsToTxnRequest, AddPartitionsToTxnResponse>(ApiKey::AddPartitionsToTxn);
+        check::<AddOffsetsToTxnRequest, AddOffsetsToTxnResponse>(ApiKey::AddOffsetsToTxn);
+        check::<EndTxnRequest, EndTxnResponse>(ApiKey::EndTxn);
+        check::<TxnOffsetCommitRequest, TxnOffsetCommitResponse>(ApiKey::TxnOffsetCommit);
         check::<OffsetDeleteRequest, OffsetDeleteResponse>(ApiKey::OffsetDelete);
         check::<DescribeGroupsRequest, DescribeGroupsResponse>(ApiKey::DescribeGroups);
         check::<ListGroupsRequest, ListGroupsResponse>(ApiKey::ListGroups);

@@ -135,7 +135,9 @@ pub fn complete_soon(broker: &Arc<Broker>, shard: Arc<TxnShard>, txn_id: String)
                         info!(txn_id, producer_id = meta.producer_id, outcome = ?meta.state, partitions = meta.partitions.len(), "transaction completed");
                         break;
                     }
-                    Err(e) => warn!(txn_id, error = ?e, "recording a completed transaction failed; retrying"),
+                    Err(e) => {
+                        warn!(txn_id, error = ?e, "recording a completed transaction failed; retrying")
+                    }
                 }
             }
             tokio::time::sleep(backoff).await;
@@ -160,7 +162,11 @@ fn abort_expired(broker: &Arc<Broker>, shard: &Arc<TxnShard>, now: i64) {
                 })
                 .await;
             if expired.is_ok() {
-                info!(txn_id = id, producer_id = meta.producer_id, "transaction timed out; aborting");
+                info!(
+                    txn_id = id,
+                    producer_id = meta.producer_id,
+                    "transaction timed out; aborting"
+                );
                 complete_soon(&broker, shard, id);
             }
         });
@@ -171,7 +177,9 @@ fn forget_idle(shard: &TxnShard, now: i64, expiration_ms: i64) {
     for (id, meta) in shard.all() {
         let idle = matches!(
             meta.state,
-            state::TxnState::Empty | state::TxnState::CompleteCommit | state::TxnState::CompleteAbort
+            state::TxnState::Empty
+                | state::TxnState::CompleteCommit
+                | state::TxnState::CompleteAbort
         ) && now.saturating_sub(meta.update_ms) > expiration_ms;
         if idle {
             info!(txn_id = id, "transactional id expired");

@@ -62,7 +62,10 @@ pub async fn write_all(broker: &Arc<Broker>, meta: &TxnMeta, coordinator_epoch: 
         let address = md.brokers.get(&leader).map(|b| b.rpc_address.clone());
         async move {
             if leader == broker.node_id {
-                return write_local(broker, request).await.iter().all(|(_, c)| *c == 0);
+                return write_local(broker, request)
+                    .await
+                    .iter()
+                    .all(|(_, c)| *c == 0);
             }
             let Some(address) = address else {
                 return false;
@@ -110,26 +113,29 @@ pub async fn write_local(broker: &Broker, request: MarkerRequest) -> Vec<((Strin
     } else {
         ControlType::Abort
     };
-    let writes = request.partitions.into_iter().map(|(topic, partition)| async move {
-        let result = write_one(
-            broker,
-            &topic,
-            partition,
-            request.producer_id,
-            request.producer_epoch,
-            kind,
-            request.coordinator_epoch,
-        )
-        .await;
-        let code = match result {
-            Ok(()) => 0,
-            Err(e) => {
-                debug!(topic, partition, error = ?e, "transaction marker not written");
-                e.code()
-            }
-        };
-        ((topic, partition), code)
-    });
+    let writes = request
+        .partitions
+        .into_iter()
+        .map(|(topic, partition)| async move {
+            let result = write_one(
+                broker,
+                &topic,
+                partition,
+                request.producer_id,
+                request.producer_epoch,
+                kind,
+                request.coordinator_epoch,
+            )
+            .await;
+            let code = match result {
+                Ok(()) => 0,
+                Err(e) => {
+                    debug!(topic, partition, error = ?e, "transaction marker not written");
+                    e.code()
+                }
+            };
+            ((topic, partition), code)
+        });
     join_all(writes).await
 }
 

@@ -93,7 +93,10 @@ mod tests {
         assert_eq!(decoded.next_offset, Some(2));
         assert_eq!(
             decoded.entries,
-            vec![("app-1".to_string(), Some(meta)), ("app-2".to_string(), None)]
+            vec![
+                ("app-1".to_string(), Some(meta)),
+                ("app-2".to_string(), None)
+            ]
         );
     }
 }

@@ -246,7 +246,10 @@ mod tests {
     #[test]
     fn a_full_commit_cycle() {
         let m = ready(init(None, 9, 60_000, None, 0).expect("init"));
-        assert_eq!((m.producer_id, m.producer_epoch, m.state), (9, 0, TxnState::Empty));
+        assert_eq!(
+            (m.producer_id, m.producer_epoch, m.state),
+            (9, 0, TxnState::Empty)
+        );
         let m = add_partitions(&m, 9, 0, &[tp("a", 0)], 10)
             .expect("add")
             .expect("changed");
@@ -274,7 +277,10 @@ mod tests {
         assert_eq!(m.state, TxnState::CompleteCommit);
         assert!(m.partitions.is_empty());
         assert_eq!(end(&m, 9, 0, true, 31), Ok(EndStep::AlreadyDone));
-        assert_eq!(end(&m, 9, 0, false, 31), Err(ResponseError::InvalidTxnState));
+        assert_eq!(
+            end(&m, 9, 0, false, 31),
+            Err(ResponseError::InvalidTxnState)
+        );
     }
 
     #[test]
@@ -335,6 +341,9 @@ mod tests {
         let aborted = expire(&m, 1_101).expect("expired");
         assert_eq!(aborted.state, TxnState::PrepareAbort);
         assert_eq!(aborted.producer_epoch, 1);
-        assert_eq!(end(&aborted, 9, 0, true, 2_000), Err(ResponseError::ProducerFenced));
+        assert_eq!(
+            end(&aborted, 9, 0, true, 2_000),
+            Err(ResponseError::ProducerFenced)
+        );
     }
 }

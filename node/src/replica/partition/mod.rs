@@ -58,7 +58,11 @@ fn track_batch(
         }
         return;
     }
-    producers.record(h.producer_id, h.producer_epoch, batch_meta(h));
+    if h.base_sequence >= 0 {
+        producers.record(h.producer_id, h.producer_epoch, batch_meta(h));
+    } else {
+        producers.record_marker(h.producer_id, h.producer_epoch, h.max_timestamp);
+    }
     if h.is_transactional() {
         txns.on_data(h.producer_id, h.base_offset);
     }
@@ -333,7 +337,9 @@ impl Partition {
             // concurrent retries of one batch cannot both be written.
             let mut duplicate = None;
             for (_, h) in records.batches() {
-                if !h.has_producer_id() {
+                // Coordinator-written batches (transactional offset commits) carry no
+                // sequence: there is nothing to deduplicate.
+                if !h.has_producer_id() || h.base_sequence < 0 {
                     continue;
                 }
                 let meta = batch_meta(h);

@@ -1,0 +1,271 @@
+"""Transactions with confluent-kafka against Fjord.
+
+Subcommands (each takes --bootstrap-server):
+  visibility        committed records are seen by read_committed, aborted ones only by
+                    read_uncommitted
+  fencing           two producers with one transactional.id: only the newest commits
+  fill T N          N records "0".."N-1" into topic T with an idempotent producer
+  copy SRC DST      consume-transform-produce SRC to DST in transactions, with the
+                    consumer's offsets sent to each transaction; resumes from the group's
+                    committed offsets; exits 0 once SRC is fully copied, 3 on a fatal error
+                    (the caller starts it again)
+  verify SRC DST    DST, read_committed, holds every record of SRC exactly once
+"""
+
+import argparse
+import sys
+import time
+
+from confluent_kafka import (
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Producer,
+    TopicPartition,
+)
+from confluent_kafka.admin import AdminClient, NewTopic
+
+GROUP = "copy-group"
+TXN_ID = "copy-app"
+
+
+def log(*args):
+    print(*args, flush=True)
+
+
+def create(bs, topic, partitions=1):
+    admin = AdminClient({"bootstrap.servers": bs})
+    for f in admin.create_topics([NewTopic(topic, partitions, 1)]).values():
+        f.result()
+
+
+def read_all(bs, topic, isolation, idle_s=3.0, deadline_s=120.0):
+    """Every record of `topic` as (partition, offset, value), read until idle."""
+    c = Consumer(
+        {
+            "bootstrap.servers": bs,
+            "group.id": f"reader-{isolation}-{time.time()}",
+            "isolation.level": isolation,
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    md = c.list_topics(topic, timeout=30)
+    parts = sorted(md.topics[topic].partitions)
+    c.assign([TopicPartition(topic, p, 0) for p in parts])
+    out = []
+    start = time.time()
+    last = time.time()
+    while time.time() - start < deadline_s:
+        msgs = c.consume(1000, 0.5)
+        for m in msgs:
+            if m.error():
+                log("read error", m.error())
+                continue
+            out.append((m.partition(), m.offset(), m.value().decode()))
+            last = time.time()
+        if not msgs and time.time() - last > idle_s:
+            break
+    c.close()
+    return out
+
+
+def visibility(bs):
+    create(bs, "vis")
+    p = Producer({"bootstrap.servers": bs, "transactional.id": "vis-app"})
+    p.init_transactions(30)
+    p.begin_transaction()
+    for i in range(10):
+        p.produce("vis", value=f"commit-{i}".encode())
+    p.commit_transaction(30)
+    p.begin_transaction()
+    for i in range(10):
+        p.produce("vis", value=f"abort-{i}".encode())
+    p.flush(30)
+    # An open transaction holds read_committed readers back.
+    p.abort_transaction(30)
+    p.begin_transaction()
+    p.produce("vis", value=b"commit-last")
+    p.commit_transaction(30)
+    committed = [v for _, _, v in read_all(bs, "vis", "read_committed")]
+    uncommitted = [v for _, _, v in read_all(bs, "vis", "read_uncommitted")]
+    want = [f"commit-{i}" for i in range(10)] + ["commit-last"]
+    assert committed == want, f"read_committed saw {committed}"
+    aborted = [f"abort-{i}" for i in range(10)]
+    assert uncommitted == want[:10] + aborted + ["commit-last"], uncommitted
+    log(f"visibility ok: {len(committed)} committed, {len(aborted)} aborted")
+
+
+def fencing(bs):
+    create(bs, "fence")
+    old = Producer({"bootstrap.servers": bs, "transactional.id": "fence-app"})
+    old.init_transactions(30)
+    old.begin_transaction()
+    old.produce("fence", value=b"zombie")
+    old.flush(30)
+    new = Producer({"bootstrap.servers": bs, "transactional.id": "fence-app"})
+    new.init_transactions(60)  # aborts the old producer's open transaction
+    new.begin_transaction()
+    new.produce("fence", value=b"newest")
+    new.commit_transaction(30)
+    fenced = False
+    try:
+        old.produce("fence", value=b"zombie-2")
+        old.commit_transaction(30)
+    except KafkaException as e:
+        err = e.args[0]
+        fenced = err.fatal() or err.code() in (
+            KafkaError._FENCED,
+            KafkaError.PRODUCER_FENCED,
+            KafkaError.INVALID_PRODUCER_EPOCH,
+        )
+        log("old producer:", err)
+    assert fenced, "the zombie producer committed"
+    committed = [v for _, _, v in read_all(bs, "fence", "read_committed")]
+    assert committed == ["newest"], committed
+    log("fencing ok: only the newest producer committed")
+
+
+def fill(bs, topic, n):
+    p = Producer({"bootstrap.servers": bs, "enable.idempotence": True, "linger.ms": 5})
+    for i in range(n):
+        while True:
+            try:
+                p.produce(topic, key=str(i).encode(), value=str(i).encode())
+                break
+            except BufferError:
+                p.poll(0.1)
+    left = p.flush(120)
+    assert left == 0, f"{left} records not delivered"
+    log(f"filled {n}")
+
+
+def copy(bs, src, dst, progress_file):
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bs,
+            "group.id": GROUP,
+            "isolation.level": "read_committed",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+        }
+    )
+    producer = Producer(
+        {
+            "bootstrap.servers": bs,
+            "transactional.id": TXN_ID,
+            "transaction.timeout.ms": 20000,
+            "linger.ms": 5,
+        }
+    )
+    producer.init_transactions(120)
+    parts = sorted(consumer.list_topics(src, timeout=30).topics[src].partitions)
+    tps = [TopicPartition(src, p) for p in parts]
+    ends = {}
+    for tp in tps:
+        ends[tp.partition] = consumer.get_watermark_offsets(tp, timeout=30)[1]
+
+    def rewind():
+        committed = consumer.committed(tps, timeout=60)
+        start = [
+            TopicPartition(src, tp.partition, tp.offset if tp.offset >= 0 else 0)
+            for tp in committed
+        ]
+        consumer.assign(start)
+        return {tp.partition: tp.offset for tp in start}
+
+    done = rewind()
+    while any(done[p] < ends[p] for p in parts):
+        msgs = [m for m in consumer.consume(500, 1.0) if not m.error()]
+        if not msgs:
+            continue
+        try:
+            producer.begin_transaction()
+            for m in msgs:
+                while True:
+                    try:
+                        producer.produce(dst, value=m.value(), partition=m.partition())
+                        break
+                    except BufferError:
+                        producer.poll(0.1)
+            positions = consumer.position(consumer.assignment())
+            producer.send_offsets_to_transaction(
+                positions, consumer.consumer_group_metadata(), 60
+            )
+            producer.commit_transaction(60)
+            for tp in positions:
+                if tp.offset >= 0:
+                    done[tp.partition] = tp.offset
+            with open(progress_file, "w") as f:
+                f.write(str(sum(done.values())))
+        except KafkaException as e:
+            err = e.args[0]
+            log("transaction failed:", err)
+            if err.fatal():
+                sys.exit(3)
+            if err.txn_requires_abort():
+                try:
+                    producer.abort_transaction(60)
+                except KafkaException as e2:
+                    log("abort failed:", e2.args[0])
+                    sys.exit(3)
+                done = rewind()
+            elif err.retriable():
+                # The commit's fate is unknown to us; committing again is idempotent.
+                try:
+                    producer.commit_transaction(60)
+                except KafkaException as e3:
+                    log("commit retry failed:", e3.args[0])
+                    sys.exit(3)
+                positions = consumer.position(consumer.assignment())
+                for tp in positions:
+                    if tp.offset >= 0:
+                        done[tp.partition] = tp.offset
+            else:
+                sys.exit(3)
+    consumer.close()
+    with open(progress_file, "w") as f:
+        f.write(str(sum(done.values())))
+    log(f"copied {sum(done.values())}")
+
+
+def verify(bs, src, dst):
+    source = sorted(int(v) for _, _, v in read_all(bs, src, "read_uncommitted"))
+    copied = [int(v) for _, _, v in read_all(bs, dst, "read_committed")]
+    everything = read_all(bs, dst, "read_uncommitted")
+    dupes = len(copied) - len(set(copied))
+    missing = sorted(set(source) - set(copied))
+    extra = sorted(set(copied) - set(source))
+    log(
+        f"source {len(source)} copied {len(copied)} duplicates {dupes} "
+        f"missing {len(missing)} extra {len(extra)} uncommitted-total {len(everything)}"
+    )
+    assert len(set(source)) == len(source), "the source itself has duplicates"
+    assert dupes == 0 and not missing and not extra, missing[:10]
+    log(f"exactly once: {len(copied)} records")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bootstrap-server", required=True)
+    ap.add_argument("command")
+    ap.add_argument("args", nargs="*")
+    ap.add_argument("--progress-file", default="/dev/null")
+    a = ap.parse_args()
+    bs = a.bootstrap_server
+    if a.command == "visibility":
+        visibility(bs)
+    elif a.command == "fencing":
+        fencing(bs)
+    elif a.command == "fill":
+        fill(bs, a.args[0], int(a.args[1]))
+    elif a.command == "copy":
+        copy(bs, a.args[0], a.args[1], a.progress_file)
+    elif a.command == "verify":
+        verify(bs, a.args[0], a.args[1])
+    else:
+        ap.error(f"unknown command {a.command}")
+
+
+if __name__ == "__main__":
+    main()
