@@ -114,10 +114,7 @@ pub fn complete_soon(broker: &Arc<Broker>, shard: Arc<TxnShard>, txn_id: String)
     let broker = Arc::clone(broker);
     tokio::spawn(async move {
         let mut backoff = Duration::from_millis(50);
-        loop {
-            let Some(meta) = shard.get(&txn_id).filter(|m| m.state.is_preparing()) else {
-                break;
-            };
+        while let Some(meta) = shard.get(&txn_id).filter(|m| m.state.is_preparing()) {
             if shard.check_active().is_err() {
                 break;
             }
