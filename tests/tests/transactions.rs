@@ -8,7 +8,7 @@ use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
 
 use fjord_tests::wire::Wire;
-use fjord_tests::{create_topic_rf, python, wait_until, Cluster, Node, FAST_FAILOVER};
+use fjord_tests::{create_topic_rf, fjord_bin, python, wait_until, Cluster, Node, FAST_FAILOVER};
 use kafka_protocol::messages::{FindCoordinatorRequest, MetadataRequest};
 use kafka_protocol::protocol::StrBytes;
 
@@ -41,6 +41,29 @@ fn read_committed_sees_commits_and_never_aborts() {
         out.contains("visibility ok: 11 committed, 10 aborted"),
         "{out}"
     );
+    // The coordinator's view, through the CLI (ListTransactions, DescribeTransactions).
+    let cli = |args: &[&str]| {
+        let out = Command::new(fjord_bin())
+            .args(args)
+            .args(["--bootstrap-server", &node.bootstrap()])
+            .output()
+            .expect("run fjord");
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let listed = cli(&["txn", "list"]);
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.starts_with("vis-app ") && l.contains("CompleteCommit")),
+        "{listed}"
+    );
+    let described = cli(&["txn", "describe", "vis-app"]);
+    assert!(
+        described.contains("state:            CompleteCommit"),
+        "{described}"
+    );
+    assert!(cli(&["txn", "list", "--state", "Ongoing"]).lines().count() == 1);
 }
 
 #[test]

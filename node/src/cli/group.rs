@@ -90,18 +90,18 @@ pub struct ResetTarget {
 const EARLIEST: i64 = -2;
 const LATEST: i64 = -1;
 
-fn error_name(code: i16) -> String {
+pub(super) fn error_name(code: i16) -> String {
     ResponseError::try_from_code(code)
         .map(|e| format!("{e:?}"))
         .unwrap_or_else(|| format!("error code {code}"))
 }
 
-fn str(s: &str) -> StrBytes {
+pub(super) fn str(s: &str) -> StrBytes {
     StrBytes::from_string(s.to_string())
 }
 
 /// Retries a call while the cluster says "not yet" (coordinator loading or moving).
-fn until_ready<T>(
+pub(super) fn until_ready<T>(
     connect: &ConnectArgs,
     mut f: impl FnMut() -> Result<T, CliError>,
 ) -> Result<T, CliError> {
@@ -132,7 +132,7 @@ fn retriable(code: i16) -> bool {
     )
 }
 
-fn check(code: i16, what: &str) -> Result<(), CliError> {
+pub(super) fn check(code: i16, what: &str) -> Result<(), CliError> {
     if code == 0 {
         Ok(())
     } else if retriable(code) {
@@ -145,7 +145,7 @@ fn check(code: i16, what: &str) -> Result<(), CliError> {
     }
 }
 
-fn metadata(
+pub(super) fn metadata(
     connect: &ConnectArgs,
     topics: Option<&[String]>,
 ) -> Result<MetadataResponse, CliError> {
@@ -157,7 +157,7 @@ fn metadata(
     Wire::connect(&connect.bootstrap_server, connect.timeout())?.call(12, &req)
 }
 
-fn broker_addresses(md: &MetadataResponse) -> HashMap<i32, String> {
+pub(super) fn broker_addresses(md: &MetadataResponse) -> HashMap<i32, String> {
     md.brokers
         .iter()
         .map(|b| (b.node_id.0, format!("{}:{}", b.host, b.port)))
@@ -166,17 +166,27 @@ fn broker_addresses(md: &MetadataResponse) -> HashMap<i32, String> {
 
 /// A connection to the group's coordinator.
 fn coordinator(connect: &ConnectArgs, group: &str) -> Result<Wire, CliError> {
+    coordinator_of(connect, group, 0)
+}
+
+/// A connection to the coordinator of `key`: a group (key type 0) or a transactional
+/// id (1).
+pub(super) fn coordinator_of(
+    connect: &ConnectArgs,
+    key: &str,
+    key_type: i8,
+) -> Result<Wire, CliError> {
     until_ready(connect, || {
         let mut w = Wire::connect(&connect.bootstrap_server, connect.timeout())?;
         let resp = w.call(
             3,
             &FindCoordinatorRequest::default()
-                .with_key(str(group))
-                .with_key_type(0),
+                .with_key(str(key))
+                .with_key_type(key_type),
         )?;
         check(
             resp.error_code,
-            &format!("finding the coordinator of {group}"),
+            &format!("finding the coordinator of {key}"),
         )?;
         Wire::connect(&format!("{}:{}", resp.host, resp.port), connect.timeout())
     })

@@ -17,6 +17,7 @@ mod group;
 mod produce;
 mod reassign;
 mod topic;
+mod txn;
 mod wire;
 
 use std::process::ExitCode;
@@ -53,6 +54,9 @@ enum Command {
     /// List, describe and delete consumer groups, and reset their offsets.
     #[command(subcommand)]
     Group(group::GroupCommand),
+    /// List and describe transactions.
+    #[command(subcommand)]
+    Txn(txn::TxnCommand),
     /// Measure throughput and latency: produce, consume, or both end to end.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -84,6 +88,7 @@ pub fn main() -> ExitCode {
         Command::Consume(args) => report(consume::run(args)),
         Command::Cluster(cmd) => report(cluster::run(cmd)),
         Command::Group(cmd) => report(group::run(cmd)),
+        Command::Txn(cmd) => report(txn::run(cmd)),
         Command::Bench(cmd) => report(bench::run(cmd)),
     }
 }

@@ -9,7 +9,7 @@ use super::context::RequestContext;
 use super::{
     api_versions, cluster, configs, elections, fetch, find_coordinator, group_admin, groups,
     leader_epoch, list_offsets, metadata, offset_commit, produce, producer_id, reassignments,
-    records, topics, txn,
+    records, topics, txn, txn_admin,
 };
 
 /// A handler's answer. Work that must happen in request order (appends, metadata writes)
@@ -65,6 +65,9 @@ pub async fn dispatch(ctx: &RequestContext, request: RequestKind) -> Reply {
         RequestKind::AddOffsetsToTxn(r) => txn::add_offsets(ctx, r).await.into(),
         RequestKind::EndTxn(r) => txn::end(ctx, r).await.into(),
         RequestKind::TxnOffsetCommit(r) => txn::txn_offset_commit(ctx, r),
+        RequestKind::DescribeProducers(r) => txn_admin::describe_producers(ctx, r).into(),
+        RequestKind::DescribeTransactions(r) => txn_admin::describe(ctx, r).into(),
+        RequestKind::ListTransactions(r) => txn_admin::list(ctx, r).into(),
         // `frame::decode` only lets through the APIs listed in `versions::SUPPORTED`,
         // all of which are matched above.
         other => unsupported(other),

@@ -27,6 +27,7 @@ mod reassignments;
 mod records;
 mod topics;
 mod txn;
+mod txn_admin;
 pub mod versions;
 
 pub use listener::serve;

@@ -43,6 +43,9 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::AddOffsetsToTxn, 0, 3),
     (ApiKey::EndTxn, 0, 4),
     (ApiKey::TxnOffsetCommit, 0, 4),
+    (ApiKey::DescribeProducers, 0, 0),
+    (ApiKey::DescribeTransactions, 0, 0),
+    (ApiKey::ListTransactions, 0, 1),
 ];
 
 pub fn range(api: ApiKey) -> Option<(i16, i16)> {
@@ -113,6 +116,11 @@ mod tests {
         check::<AddOffsetsToTxnRequest, AddOffsetsToTxnResponse>(ApiKey::AddOffsetsToTxn);
         check::<EndTxnRequest, EndTxnResponse>(ApiKey::EndTxn);
         check::<TxnOffsetCommitRequest, TxnOffsetCommitResponse>(ApiKey::TxnOffsetCommit);
+        check::<DescribeProducersRequest, DescribeProducersResponse>(ApiKey::DescribeProducers);
+        check::<DescribeTransactionsRequest, DescribeTransactionsResponse>(
+            ApiKey::DescribeTransactions,
+        );
+        check::<ListTransactionsRequest, ListTransactionsResponse>(ApiKey::ListTransactions);
         check::<OffsetDeleteRequest, OffsetDeleteResponse>(ApiKey::OffsetDelete);
         check::<DescribeGroupsRequest, DescribeGroupsResponse>(ApiKey::DescribeGroups);
         check::<ListGroupsRequest, ListGroupsResponse>(ApiKey::ListGroups);

@@ -1,0 +1,109 @@
+//! `fjord txn ...`: transactions as their coordinators see them, like
+//! `kafka-transactions.sh list|describe`. Spoken directly in the Kafka protocol.
+
+use std::collections::BTreeMap;
+
+use kafka_protocol::messages::{
+    DescribeTransactionsRequest, ListTransactionsRequest, TransactionalId,
+};
+
+use super::client::ConnectArgs;
+use super::group::{broker_addresses, check, coordinator_of, metadata, str, until_ready};
+use super::wire::Wire;
+use super::CliError;
+
+#[derive(clap::Subcommand, Debug)]
+pub enum TxnCommand {
+    /// List transactional ids on every broker, with their producer and state.
+    List {
+        #[command(flatten)]
+        connect: ConnectArgs,
+        /// Only transactions in this state (Empty, Ongoing, PrepareCommit, ...).
+        #[arg(long)]
+        state: Option<String>,
+    },
+    /// Show one transactional id: producer id and epoch, state, timeout, start time and
+    /// the partitions of its open transaction.
+    Describe {
+        #[command(flatten)]
+        connect: ConnectArgs,
+        transactional_id: String,
+    },
+}
+
+pub fn run(cmd: TxnCommand) -> Result<(), CliError> {
+    match cmd {
+        TxnCommand::List { connect, state } => list(&connect, state),
+        TxnCommand::Describe {
+            connect,
+            transactional_id,
+        } => describe(&connect, &transactional_id),
+    }
+}
+
+fn list(connect: &ConnectArgs, state: Option<String>) -> Result<(), CliError> {
+    let md = metadata(connect, Some(&[]))?;
+    let mut found: BTreeMap<String, (i64, String, i32)> = BTreeMap::new();
+    for (broker, addr) in broker_addresses(&md) {
+        let req = ListTransactionsRequest::default()
+            .with_state_filters(state.iter().map(|s| str(s)).collect())
+            .with_duration_filter(-1);
+        let resp = until_ready(connect, || {
+            let resp = Wire::connect(&addr, connect.timeout())?.call(1, &req)?;
+            check(resp.error_code, &format!("listing transactions on {addr}"))?;
+            Ok(resp)
+        })?;
+        if let Some(unknown) = resp.unknown_state_filters.first() {
+            return Err(CliError::Usage(format!(
+                "unknown transaction state {unknown}"
+            )));
+        }
+        for t in resp.transaction_states {
+            found.insert(
+                t.transactional_id.0.to_string(),
+                (t.producer_id.0, t.transaction_state.to_string(), broker),
+            );
+        }
+    }
+    outln!(
+        "{:<40} {:>12} {:<16} COORDINATOR",
+        "TRANSACTIONAL-ID",
+        "PRODUCER-ID",
+        "STATE"
+    );
+    for (id, (pid, state, broker)) in found {
+        outln!("{id:<40} {pid:>12} {state:<16} {broker}");
+    }
+    Ok(())
+}
+
+fn describe(connect: &ConnectArgs, txn_id: &str) -> Result<(), CliError> {
+    let t = until_ready(connect, || {
+        let mut w = coordinator_of(connect, txn_id, 1)?;
+        let resp = w.call(
+            0,
+            &DescribeTransactionsRequest::default()
+                .with_transactional_ids(vec![TransactionalId(str(txn_id))]),
+        )?;
+        let t = resp
+            .transaction_states
+            .into_iter()
+            .next()
+            .ok_or_else(|| CliError::Kafka("empty DescribeTransactions answer".into()))?;
+        check(t.error_code, &format!("describing {txn_id}"))?;
+        Ok(t)
+    })?;
+    outln!("transactional id: {txn_id}");
+    outln!("producer id:      {}", t.producer_id.0);
+    outln!("producer epoch:   {}", t.producer_epoch);
+    outln!("state:            {}", t.transaction_state);
+    outln!("timeout ms:       {}", t.transaction_timeout_ms);
+    if t.transaction_start_time_ms >= 0 {
+        outln!("started at ms:    {}", t.transaction_start_time_ms);
+    }
+    for topic in &t.topics {
+        let parts: Vec<String> = topic.partitions.iter().map(|p| p.to_string()).collect();
+        outln!("partitions:       {} [{}]", topic.topic.0, parts.join(","));
+    }
+    Ok(())
+}
