@@ -10,6 +10,11 @@ Subcommands (each takes --bootstrap-server):
                     committed offsets; exits 0 once SRC is fully copied, 3 on a fatal error
                     (the caller starts it again)
   verify SRC DST    DST, read_committed, holds every record of SRC exactly once
+  txn-workload T S  for S seconds, transactions of one record per partition of T, every
+                    third one aborted on purpose; writes each transaction's fate (commit
+                    acknowledged, aborted, unknown) to --out
+  check-txn T       reads T read_committed and checks the fates in --out: no aborted
+                    reads, no torn transactions, no lost acknowledged commits
 """
 
 import argparse
@@ -245,12 +250,104 @@ def verify(bs, src, dst):
     log(f"exactly once: {len(copied)} records")
 
 
+def txn_workload(bs, topic, seconds, out_file):
+    parts = sorted(
+        Consumer({"bootstrap.servers": bs, "group.id": "probe"})
+        .list_topics(topic, timeout=30)
+        .topics[topic]
+        .partitions
+    )
+    fates = {}
+
+    def producer():
+        p = Producer(
+            {
+                "bootstrap.servers": bs,
+                "transactional.id": "chaos-txn",
+                "transaction.timeout.ms": 30000,
+            }
+        )
+        p.init_transactions(120)
+        return p
+
+    p = producer()
+    deadline = time.time() + seconds
+    i = 0
+    while time.time() < deadline:
+        i += 1
+        name = f"t{i}"
+        abort = i % 3 == 0
+        fates[name] = "unknown"
+        try:
+            p.begin_transaction()
+            for part in parts:
+                p.produce(topic, value=f"{name}-{part}".encode(), partition=part)
+            if abort:
+                p.flush(60)
+                p.abort_transaction(60)
+                fates[name] = "aborted"
+            else:
+                p.commit_transaction(60)
+                fates[name] = "committed"
+        except KafkaException as e:
+            err = e.args[0]
+            log(f"{name}: {err}")
+            if err.txn_requires_abort():
+                try:
+                    p.abort_transaction(60)
+                    fates[name] = "aborted"
+                except KafkaException:
+                    p = producer()
+            elif not err.retriable():
+                # Fatal (fenced, or an unknown outcome): a new producer fences the old
+                # one and aborts whatever it left open.
+                p = producer()
+    with open(out_file, "w") as f:
+        for name, fate in fates.items():
+            f.write(f"{name} {fate}\n")
+    log(f"transactions: {len(fates)}")
+
+
+def check_txn(bs, topic, fates_file):
+    fates = dict(line.split() for line in open(fates_file) if line.strip())
+    parts = sorted(
+        Consumer({"bootstrap.servers": bs, "group.id": "probe"})
+        .list_topics(topic, timeout=30)
+        .topics[topic]
+        .partitions
+    )
+    seen = {}
+    for _, _, v in read_all(bs, topic, "read_committed"):
+        name, part = v.rsplit("-", 1)
+        seen.setdefault(name, []).append(int(part))
+    aborted_reads = sorted(n for n in seen if fates.get(n) == "aborted")
+    torn = sorted(n for n, ps in seen.items() if sorted(ps) != parts)
+    duplicated = sorted(n for n, ps in seen.items() if len(ps) != len(set(ps)))
+    lost = sorted(n for n, f in fates.items() if f == "committed" and n not in seen)
+    committed = sum(1 for f in fates.values() if f == "committed")
+    aborted = sum(1 for f in fates.values() if f == "aborted")
+    unknown = sum(1 for f in fates.values() if f == "unknown")
+    log(
+        f"transactions {len(fates)}: committed {committed}, aborted {aborted}, "
+        f"unknown {unknown}; read_committed saw {len(seen)}; aborted reads "
+        f"{len(aborted_reads)}, torn {len(torn)}, duplicated {len(duplicated)}, "
+        f"lost commits {len(lost)}"
+    )
+    assert not aborted_reads, f"aborted transactions visible: {aborted_reads[:5]}"
+    assert not torn, f"torn transactions: {torn[:5]}"
+    assert not duplicated, f"duplicated records: {duplicated[:5]}"
+    assert not lost, f"acknowledged commits lost: {lost[:5]}"
+    assert committed > 0, "no transaction committed"
+    log("transactional checks passed")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bootstrap-server", required=True)
     ap.add_argument("command")
     ap.add_argument("args", nargs="*")
     ap.add_argument("--progress-file", default="/dev/null")
+    ap.add_argument("--out", default="/dev/null")
     a = ap.parse_args()
     bs = a.bootstrap_server
     if a.command == "visibility":
@@ -263,6 +360,10 @@ def main():
         copy(bs, a.args[0], a.args[1], a.progress_file)
     elif a.command == "verify":
         verify(bs, a.args[0], a.args[1])
+    elif a.command == "txn-workload":
+        txn_workload(bs, a.args[0], float(a.args[1]), a.out)
+    elif a.command == "check-txn":
+        check_txn(bs, a.args[0], a.out)
     else:
         ap.error(f"unknown command {a.command}")
 

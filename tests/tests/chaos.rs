@@ -3,6 +3,9 @@
 //! producers write unique values and a kafka-python consumer group reads and commits.
 //! The shared checker then reads every partition end to end; every schedule must end with
 //! zero lost writes, zero duplicates, zero inconsistent offsets and no group anomalies.
+//! A transactional schedule adds a confluent-kafka transactional producer (every third
+//! transaction aborted on purpose) and checks what read_committed sees: no aborted
+//! reads, no torn transactions, no lost acknowledged commits.
 //!
 //! Profiles: the default (CI) one runs a few rounds per schedule; `FJORD_CHAOS_PROFILE=long`
 //! runs many more. `FJORD_CHAOS_SEED` replays the random schedule. With
@@ -46,6 +49,7 @@ const OVERRIDES: &[&str] = &[
     "controller.quorum.election.timeout.ms=1000",
     "replica.lag.time.max.ms=3000",
     "offsets.topic.num.partitions=6",
+    "transaction.state.log.num.partitions=6",
     "group.initial.rebalance.delay.ms=500",
     "default.replication.factor=3",
     "min.insync.replicas=2",
@@ -536,6 +540,81 @@ fn leader_cut_off_from_the_controller() {
             format!("cut leader {victim} (partition {p}) off from controller {controller}, round {round}"),
         );
     }
+    run.finish();
+}
+
+/// Kafka's `partitionFor` of a transactional id (Java's `String.hashCode`).
+fn coordinator_partition(txn_id: &str, partitions: i32) -> usize {
+    let h = txn_id
+        .encode_utf16()
+        .fold(0i32, |h, u| h.wrapping_mul(31).wrapping_add(i32::from(u)));
+    let h = if h == i32::MIN { 0 } else { h.abs() };
+    (h % partitions) as usize
+}
+
+#[test]
+fn transactions_survive_leader_and_coordinator_kills() {
+    const TXN_TOPIC: &str = "chaos-txn";
+    let _t = turn();
+    let Some(mut run) = Run::start("transactions under kills", 3) else {
+        return;
+    };
+    let bootstrap = run.cluster.bootstrap();
+    fjord_tests::create_topic_rf(&bootstrap, TXN_TOPIC, 3, 3, &[("min.insync.replicas", "2")]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fates = dir.path().join("fates");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/python/transactions.py");
+    let python_run = |args: &[&str]| {
+        std::process::Command::new(fjord_tests::python())
+            .arg(script)
+            .args(["--bootstrap-server", &bootstrap])
+            .args(args)
+            .args(["--out", &fates.to_string_lossy()])
+            .output()
+            .expect("run transactions.py")
+    };
+    let mut workload = std::process::Command::new(fjord_tests::python())
+        .arg(script)
+        .args(["--bootstrap-server", &bootstrap, "txn-workload", TXN_TOPIC, "90"])
+        .args(["--out", &fates.to_string_lossy()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn the transactional workload");
+    let coordinator_of = |run: &Run| {
+        let p = coordinator_partition("chaos-txn", 6);
+        wait_until("a transaction coordinator", Duration::from_secs(60), || {
+            run.cluster.leader_of("__transaction_state", p)
+        })
+    };
+    for round in 0..rounds(2) {
+        let coordinator = coordinator_of(&run);
+        run.bounce(
+            coordinator,
+            format!("kill -9 node {coordinator} (transaction coordinator)"),
+            false,
+        );
+        let victim = wait_until("a leader", Duration::from_secs(60), || {
+            run.cluster.leader_of(TXN_TOPIC, round % 3)
+        });
+        run.bounce(
+            victim,
+            format!("kill -9 node {victim} (leader of {TXN_TOPIC}-{})", round % 3),
+            false,
+        );
+    }
+    let status = wait_until("the transactional workload ends", Duration::from_secs(300), || {
+        workload.try_wait().expect("wait for the workload")
+    });
+    assert!(status.success(), "the transactional workload failed");
+    let out = python_run(&["check-txn", TXN_TOPIC]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    eprintln!("chaos transactions under kills: {}", stdout.trim());
+    assert!(
+        out.status.success(),
+        "transactional anomalies:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     run.finish();
 }
 
