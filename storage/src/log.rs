@@ -769,16 +769,23 @@ impl PartitionLog {
         Ok(())
     }
 
-    /// Like [`PartitionLog::for_each_batch_header`], with the kind of each transaction
-    /// marker (used to rebuild transaction state).
+    /// Like [`PartitionLog::for_each_batch_header`], for the batches at or after `from`,
+    /// with the kind of each transaction marker (used to rebuild transaction state, in
+    /// full or after a snapshot).
     pub fn for_each_batch_and_marker(
         &self,
+        from: i64,
         mut f: impl FnMut(&BatchHeader, Option<crate::control::ControlType>),
     ) -> Result<()> {
         let start = self.log_start_offset;
-        for seg in self.segments.values() {
+        let first_segment = self
+            .segments
+            .range(..=from)
+            .next_back()
+            .map_or(i64::MIN, |(base, _)| *base);
+        for seg in self.segments.range(first_segment..).map(|(_, s)| s) {
             seg.for_each_header_and_marker(|h, kind| {
-                if h.last_offset() >= start {
+                if h.last_offset() >= start && h.base_offset >= from {
                     f(h, kind)
                 }
             })?;

@@ -575,7 +575,13 @@ fn transactions_survive_leader_and_coordinator_kills() {
     };
     let mut workload = std::process::Command::new(fjord_tests::python())
         .arg(script)
-        .args(["--bootstrap-server", &bootstrap, "txn-workload", TXN_TOPIC, "90"])
+        .args([
+            "--bootstrap-server",
+            &bootstrap,
+            "txn-workload",
+            TXN_TOPIC,
+            "90",
+        ])
         .args(["--out", &fates.to_string_lossy()])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -599,13 +605,18 @@ fn transactions_survive_leader_and_coordinator_kills() {
         });
         run.bounce(
             victim,
-            format!("kill -9 node {victim} (leader of {TXN_TOPIC}-{})", round % 3),
+            format!(
+                "kill -9 node {victim} (leader of {TXN_TOPIC}-{})",
+                round % 3
+            ),
             false,
         );
     }
-    let status = wait_until("the transactional workload ends", Duration::from_secs(300), || {
-        workload.try_wait().expect("wait for the workload")
-    });
+    let status = wait_until(
+        "the transactional workload ends",
+        Duration::from_secs(300),
+        || workload.try_wait().expect("wait for the workload"),
+    );
     assert!(status.success(), "the transactional workload failed");
     let out = python_run(&["check-txn", TXN_TOPIC]);
     let stdout = String::from_utf8_lossy(&out.stdout);

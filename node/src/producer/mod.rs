@@ -2,6 +2,7 @@
 //! per-partition sequence state that writes a retried batch only once.
 
 mod ids;
+pub mod snapshot;
 mod state;
 mod txn;
 

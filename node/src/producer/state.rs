@@ -9,7 +9,7 @@ use std::collections::{HashMap, VecDeque};
 pub const BATCHES_PER_PRODUCER: usize = 5;
 
 /// Where one producer batch landed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct BatchMeta {
     pub first_seq: i32,
     pub last_seq: i32,
@@ -18,7 +18,7 @@ pub struct BatchMeta {
     pub timestamp: i64,
 }
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 struct ProducerEntry {
     epoch: i16,
     batches: VecDeque<BatchMeta>,
@@ -65,7 +65,7 @@ pub fn last_seq(first: i32, count: i32) -> i32 {
     (last % (i64::from(i32::MAX) + 1)) as i32
 }
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct ProducerStateTable {
     producers: HashMap<i64, ProducerEntry>,
 }

@@ -11,14 +11,14 @@ use fjord_storage::control::ControlType;
 
 /// An aborted transaction as Fetch reports it: the client drops the producer's batches
 /// from `first_offset` up to the abort marker at `last_offset`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AbortedTxn {
     pub producer_id: i64,
     pub first_offset: i64,
     pub last_offset: i64,
 }
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct TxnIndex {
     /// Open transactions: producer id → offset of its first batch here.
     ongoing: HashMap<i64, i64>,
@@ -31,6 +31,8 @@ pub struct TxnIndex {
     /// KIP-890 guards: producer id → epoch the coordinator confirmed this partition was
     /// added at. A transactional batch may open a transaction only under a guard, and a
     /// marker removes it, so a late write after the transaction ended cannot hang a new one.
+    /// Guards are not kept across restarts: a producer is simply checked again.
+    #[serde(skip)]
     verified: HashMap<i64, i16>,
 }
 

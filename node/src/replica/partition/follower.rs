@@ -6,6 +6,7 @@ use fjord_storage::batch::ValidatedBatches;
 use tracing::info;
 
 use super::{markers_of, rebuild_state, track_batch, Partition};
+use crate::producer::snapshot;
 
 /// The leadership a follower fetch was sent under: the leader's id and epoch. Its answer
 /// may change this replica only while that leadership lasts. A late answer from a deposed
@@ -89,6 +90,9 @@ impl Partition {
                 l.producers.truncate_to(offset);
                 // A removed marker reopens its transaction: rebuild from what is left.
                 l.txns = rebuild_state(&l.log).1;
+                // A snapshot past the cut describes batches that are gone.
+                snapshot::remove(l.log.dir());
+                l.snapshot_offset = -1;
                 info!(partition = %self.tp, offset, "truncated divergent log suffix");
             }
             self.log_end_offset
@@ -109,6 +113,8 @@ impl Partition {
             l.log.truncate_fully_and_start_at(offset)?;
             l.producers = Default::default();
             l.txns = Default::default();
+            snapshot::remove(l.log.dir());
+            l.snapshot_offset = -1;
             self.log_end_offset.store(offset, Ordering::Release);
             self.log_start_offset.store(offset, Ordering::Release);
             Ok(())

@@ -10,6 +10,8 @@ use uuid::Uuid;
 
 mod follower;
 mod leader;
+#[cfg(test)]
+mod txn_tests;
 
 pub use follower::FollowerTerm;
 pub use leader::{ReplicaSet, Replication};
@@ -17,6 +19,7 @@ pub use leader::{ReplicaSet, Replication};
 use super::leader_state::LeaderState;
 use super::ReplicaError;
 
+use crate::producer::snapshot;
 use crate::producer::{
     AbortedTxn, BatchMeta, ProducerStateTable, ProducerSummary, SequenceCheck, TxnIndex,
 };
@@ -28,7 +31,13 @@ struct Locked {
     log: PartitionLog,
     producers: ProducerStateTable,
     txns: TxnIndex,
+    /// The log end offset of the last producer-state snapshot (-1: none usable).
+    snapshot_offset: i64,
+    snapshot_ms: i64,
 }
+
+/// How often, at most, a partition whose log moved writes a producer-state snapshot.
+const SNAPSHOT_INTERVAL_MS: i64 = 30_000;
 
 fn batch_meta(h: &fjord_storage::BatchHeader) -> BatchMeta {
     BatchMeta {
@@ -71,15 +80,63 @@ fn track_batch(
 /// Rebuilds producer and transaction state by reading every batch header in the log
 /// (and the record of each transaction marker).
 fn rebuild_state(log: &PartitionLog) -> (ProducerStateTable, TxnIndex) {
-    let mut producers = ProducerStateTable::default();
-    let mut txns = TxnIndex::default();
-    let result = log.for_each_batch_and_marker(|h, marker| {
+    replay(
+        log,
+        log.log_start_offset(),
+        ProducerStateTable::default(),
+        TxnIndex::default(),
+    )
+}
+
+/// Applies the batches from `from` on to the given state.
+fn replay(
+    log: &PartitionLog,
+    from: i64,
+    mut producers: ProducerStateTable,
+    mut txns: TxnIndex,
+) -> (ProducerStateTable, TxnIndex) {
+    let result = log.for_each_batch_and_marker(from, |h, marker| {
         track_batch(&mut producers, &mut txns, h, marker);
     });
     if let Err(e) = result {
         warn!(dir = %log.dir().display(), error = %e, "could not rebuild producer state");
     }
     (producers, txns)
+}
+
+/// The state when a log opens: from its snapshot and the batches after it when the
+/// snapshot is usable, else from the whole log.
+fn load_state(log: &PartitionLog) -> (ProducerStateTable, TxnIndex, i64) {
+    match snapshot::read(log.dir()) {
+        Some((offset, producers, txns))
+            if (log.log_start_offset()..=log.log_end_offset()).contains(&offset) =>
+        {
+            let (p, t) = replay(log, offset, producers, txns);
+            (p, t, offset)
+        }
+        _ => {
+            // An unusable snapshot must not be taken up later, when the log has grown
+            // past its offset again with other batches.
+            snapshot::remove(log.dir());
+            let (p, t) = rebuild_state(log);
+            (p, t, -1)
+        }
+    }
+}
+
+/// Writes the producer-state snapshot as of the log end. A failure only costs a longer
+/// rebuild at the next open.
+fn write_snapshot(locked: &mut Locked, now_ms: i64) {
+    let offset = locked.log.log_end_offset();
+    match snapshot::write(locked.log.dir(), offset, &locked.producers, &locked.txns) {
+        Ok(()) => {
+            locked.snapshot_offset = offset;
+            locked.snapshot_ms = now_ms;
+        }
+        Err(e) => {
+            warn!(dir = %locked.log.dir().display(), error = %e, "writing the producer-state snapshot failed")
+        }
+    }
 }
 
 /// The kind of each control batch among `records`, in batch order (None for data).
@@ -166,7 +223,7 @@ impl Partition {
         let lso = log.log_start_offset();
         let hw = log.high_watermark_checkpoint().clamp(lso, leo);
         let max = log.config().max_message_bytes as i64;
-        let (producers, txns) = rebuild_state(&log);
+        let (producers, txns, snapshot_offset) = load_state(&log);
         Partition {
             tp,
             topic_id,
@@ -174,6 +231,8 @@ impl Partition {
                 producers,
                 txns,
                 log,
+                snapshot_offset,
+                snapshot_ms: 0,
             })),
             is_leader: AtomicBool::new(false),
             leader_epoch: AtomicI32::new(-1),
@@ -592,16 +651,17 @@ impl Partition {
         let hw = self.high_watermark();
         let result: Result<(), StorageError> = (|| {
             let mut guard = self.lock();
-            let Some(Locked {
-                log,
-                producers,
-                txns,
-            }) = guard.as_mut()
-            else {
+            let Some(locked) = guard.as_mut() else {
                 return Ok(());
             };
-            producers.expire(now_ms, producer_expiration_ms);
-            txns.prune(hw, log.log_start_offset());
+            locked.producers.expire(now_ms, producer_expiration_ms);
+            locked.txns.prune(hw, locked.log.log_start_offset());
+            if locked.log.log_end_offset() != locked.snapshot_offset
+                && now_ms - locked.snapshot_ms >= SNAPSHOT_INTERVAL_MS
+            {
+                write_snapshot(locked, now_ms);
+            }
+            let log = &mut locked.log;
             if retention_due {
                 log.enforce_retention(now_ms, hw)?;
                 self.log_start_offset
@@ -619,7 +679,11 @@ impl Partition {
     /// Flushes and closes the log (clean shutdown). Later calls see an unknown partition.
     pub fn close(&self) {
         let hw = self.high_watermark();
-        if let Some(Locked { mut log, .. }) = self.lock().take() {
+        if let Some(mut locked) = self.lock().take() {
+            if locked.log.log_end_offset() != locked.snapshot_offset {
+                write_snapshot(&mut locked, 0);
+            }
+            let mut log = locked.log;
             let result = log.checkpoint_high_watermark(hw).and_then(|()| log.close());
             if let Err(e) = result {
                 warn!(partition = %self.tp, error = %e, "closing log failed");
