@@ -72,6 +72,11 @@ pub async fn init_transactional(
     let timeout = req.transaction_timeout_ms;
     let outcome = shard
         .update(txn_id, |cur| {
+            // The id expired (or its epochs ran out) since it was looked at: no fresh
+            // producer id is at hand, so the client asks again.
+            if fresh_id < 0 && cur.is_none_or(|m| m.producer_epoch >= i16::MAX - 1) {
+                return Err(ResponseError::ConcurrentTransactions);
+            }
             match state::init(cur, fresh_id, timeout, expected, now_ms())? {
                 InitStep::Ready(m) => {
                     let answer = Ok((m.producer_id, m.producer_epoch));
