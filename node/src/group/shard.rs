@@ -389,33 +389,7 @@ impl Shard {
             }
             None => return Err(ResponseError::IllegalGeneration),
         }
-        let mut records_out = Vec::with_capacity(offsets.len());
-        let mut entries = Vec::with_capacity(offsets.len());
-        for o in offsets {
-            let value = OffsetValue {
-                version: VALUE_VERSION,
-                offset: o.offset,
-                leader_epoch: o.leader_epoch,
-                metadata: o.metadata.clone(),
-                commit_timestamp_ms: now_ms,
-            };
-            records_out.push(records::offset_record(
-                group_id,
-                &o.topic,
-                o.partition,
-                &value,
-            ));
-            entries.push((
-                (o.topic, o.partition),
-                Some(CommittedOffset {
-                    offset: o.offset,
-                    leader_epoch: o.leader_epoch,
-                    metadata: o.metadata,
-                    commit_timestamp_ms: now_ms,
-                    log_offset: -1,
-                }),
-            ));
-        }
+        let (records_out, entries) = offset_records(group_id, offsets, now_ms);
         let last_offset = self.append(records_out, now_ms)?;
         Ok(CommitTicket {
             group: group_id.to_string(),
@@ -428,7 +402,7 @@ impl Shard {
     /// TxnOffsetCommit: appends the offsets in a transactional batch of the producer;
     /// they become visible when its transaction commits. The producer must already have
     /// been checked against its transaction coordinator (KIP-890).
-    #[allow(clippy::too_many_arguments)]
+    #[allow(clippy::too_many_arguments)] // TxnOffsetCommit's own fields, as OffsetCommit's `commit` takes them plus the producer
     pub fn txn_commit(
         &self,
         group_id: &str,
@@ -451,33 +425,7 @@ impl Shard {
             }
         }
         drop(t);
-        let mut records_out = Vec::with_capacity(offsets.len());
-        let mut entries = Vec::with_capacity(offsets.len());
-        for o in offsets {
-            let value = OffsetValue {
-                version: VALUE_VERSION,
-                offset: o.offset,
-                leader_epoch: o.leader_epoch,
-                metadata: o.metadata.clone(),
-                commit_timestamp_ms: now_ms,
-            };
-            records_out.push(records::offset_record(
-                group_id,
-                &o.topic,
-                o.partition,
-                &value,
-            ));
-            entries.push((
-                (o.topic, o.partition),
-                Some(CommittedOffset {
-                    offset: o.offset,
-                    leader_epoch: o.leader_epoch,
-                    metadata: o.metadata,
-                    commit_timestamp_ms: now_ms,
-                    log_offset: -1,
-                }),
-            ));
-        }
+        let (records_out, entries) = offset_records(group_id, offsets, now_ms);
         let last_offset =
             self.append_as(records_out, Some((producer_id, producer_epoch)), now_ms)?;
         Ok(CommitTicket {
@@ -1032,6 +980,45 @@ fn forget_if_unused(t: &mut Tables, group_id: &str) {
     if unused && !t.offsets.has_offsets(group_id) {
         t.groups.remove(group_id);
     }
+}
+
+/// The records to append for `offsets`, and the entries to apply once they are replicated.
+fn offset_records(
+    group_id: &str,
+    offsets: Vec<OffsetCommit>,
+    now_ms: i64,
+) -> (
+    Vec<Record>,
+    Vec<(TopicPartitionKey, Option<CommittedOffset>)>,
+) {
+    let mut records_out = Vec::with_capacity(offsets.len());
+    let mut entries = Vec::with_capacity(offsets.len());
+    for o in offsets {
+        let value = OffsetValue {
+            version: VALUE_VERSION,
+            offset: o.offset,
+            leader_epoch: o.leader_epoch,
+            metadata: o.metadata.clone(),
+            commit_timestamp_ms: now_ms,
+        };
+        records_out.push(records::offset_record(
+            group_id,
+            &o.topic,
+            o.partition,
+            &value,
+        ));
+        entries.push((
+            (o.topic, o.partition),
+            Some(CommittedOffset {
+                offset: o.offset,
+                leader_epoch: o.leader_epoch,
+                metadata: o.metadata,
+                commit_timestamp_ms: now_ms,
+                log_offset: -1,
+            }),
+        ));
+    }
+    (records_out, entries)
 }
 
 /// A producer's transaction ended: its pending offsets take effect (commit) or vanish.
