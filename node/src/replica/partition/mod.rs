@@ -488,9 +488,12 @@ impl Partition {
             }
             let leader_epoch = self.leader_epoch();
             let info = l.log.append_as_leader(&validated, leader_epoch, now_ms)?;
-            l.producers
-                .record_marker(producer_id, producer_epoch, now_ms);
-            l.txns.on_marker(producer_id, kind, info.first_offset);
+            // The same bookkeeping as a marker replicated to a follower.
+            if let Some((_, h)) = validated.batches().first() {
+                let mut placed = *h;
+                placed.base_offset = info.first_offset;
+                track_batch(&mut l.producers, &mut l.txns, &placed, Some(kind));
+            }
             self.log_end_offset
                 .store(l.log.log_end_offset(), Ordering::Release);
             Ok(LeaderAppend { info, leader_epoch })
