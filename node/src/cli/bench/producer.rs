@@ -1,7 +1,8 @@
 //! Producer threads: each a librdkafka producer sending fixed-size records as fast as
 //! allowed, timing every acknowledgement from send to delivery report.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rdkafka::config::ClientConfig;
@@ -33,6 +34,47 @@ pub struct Plan {
 
 struct Context {
     meter: Arc<Meter>,
+    delivered: Arc<Deliveries>,
+}
+
+/// Counts delivery reports, so a sender facing a full queue can sleep until one arrives.
+/// (Polling the producer for a millisecond instead busy-waits inside rdkafka, whose
+/// sub-millisecond remainder becomes a zero timeout: a spinning client steals the
+/// brokers' cores.)
+#[derive(Default)]
+struct Deliveries {
+    count: AtomicU64,
+    /// Senders asleep in `wait_past`: reports wake them only then, since a condition
+    /// variable's notify is a system call and reports come a million a second.
+    waiting: AtomicUsize,
+    lock: Mutex<()>,
+    changed: Condvar,
+}
+
+impl Deliveries {
+    fn current(&self) -> u64 {
+        self.count.load(Ordering::SeqCst)
+    }
+
+    fn bump(&self) {
+        self.count.fetch_add(1, Ordering::SeqCst);
+        if self.waiting.load(Ordering::SeqCst) > 0 {
+            let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+            self.changed.notify_all();
+        }
+    }
+
+    /// Returns once a report beyond `seen` arrived, or after `limit`. The waiter counts
+    /// itself before it checks the count, both under the lock, so a report either is
+    /// seen by that check or finds the waiter and wakes it.
+    fn wait_past(&self, seen: u64, limit: Duration) {
+        let guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        let _ = self
+            .changed
+            .wait_timeout_while(guard, limit, |_| self.current() == seen);
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl ClientContext for Context {}
@@ -50,6 +92,7 @@ impl ProducerContext for Context {
             }
             Err(_) => self.meter.error(),
         }
+        self.delivered.bump();
     }
 }
 
@@ -82,8 +125,10 @@ pub fn run(
     meter: Arc<Meter>,
     flush_timeout: Duration,
 ) -> Result<(), CliError> {
+    let delivered = Arc::new(Deliveries::default());
     let producer: ThreadedProducer<Context> = config.create_with_context(Context {
         meter: Arc::clone(&meter),
+        delivered: Arc::clone(&delivered),
     })?;
     let mut value = payload(plan.record_size, plan.seed);
     let keys: Vec<String> = (0..plan.keys).map(|k| format!("key-{k}")).collect();
@@ -115,11 +160,13 @@ pub fn run(
             record = record.key(keys[(sent % plan.keys) as usize].as_bytes());
         }
         loop {
+            let seen = delivered.current();
             match producer.send(record) {
                 Ok(()) => break,
                 Err((e, r)) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) => {
                     // librdkafka's queue is full: wait for deliveries (back-pressure).
-                    producer.poll(Duration::from_millis(1));
+                    // The polling thread serves them; the limit only bounds a lost wakeup.
+                    delivered.wait_past(seen, Duration::from_millis(100));
                     record = r;
                 }
                 Err((e, _)) => return Err(e.into()),
