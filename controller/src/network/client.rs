@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use fjord_proto::v1::controller_client::ControllerClient;
 use fjord_proto::v1::RaftMessage;
-use fjord_proto::MAX_MESSAGE_BYTES;
+use fjord_proto::{
+    HTTP2_CONNECTION_WINDOW, HTTP2_MAX_FRAME, HTTP2_STREAM_WINDOW, MAX_MESSAGE_BYTES,
+};
 use openraft::errors::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::RPCOption;
 use openraft::raft::{
@@ -47,6 +49,9 @@ impl ChannelPool {
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(1))
             .keep_alive_timeout(Duration::from_secs(2))
+            .initial_stream_window_size(HTTP2_STREAM_WINDOW)
+            .initial_connection_window_size(HTTP2_CONNECTION_WINDOW)
+            .max_frame_size(HTTP2_MAX_FRAME)
             .connect_lazy();
         map.insert(addr.to_string(), ch.clone());
         Ok(ch)
