@@ -202,6 +202,7 @@ pub static BROKER_CONFIGS: &[BrokerConfigDef] = &[
     broker(def("replica.lag.time.max.ms", ConfigType::Long, "30000", Check::Range(1, i64::MAX), "A follower that has not caught up with the leader for this long leaves the ISR."), false),
     broker(def("replica.fetch.max.bytes", ConfigType::Int, "1048576", Check::Range(0, i32::MAX as i64), "Bytes a follower fetches per partition per request."), false),
     broker(def("replica.fetch.response.max.bytes", ConfigType::Int, "10485760", Check::Range(0, i32::MAX as i64), "Bytes a follower fetches per request in all."), false),
+    broker(def("num.replica.fetchers", ConfigType::Int, "1", Check::Range(1, 64), "Fetch streams a follower opens to each leader; partitions are spread over them (one partition always on the same stream)."), false),
     broker(def("replica.fetch.wait.max.ms", ConfigType::Int, "500", Check::Range(0, i32::MAX as i64), "How long a leader holds a follower fetch when there is nothing new."), false),
     broker(def("leader.replication.throttled.rate", ConfigType::Long, LONG_MAX, Check::Range(0, i64::MAX), "Bytes per second a leader sends to the replicas a reassignment is adding (Kafka applies it to leader.replication.throttled.replicas; Fjord to exactly the adding replicas). Unlimited by default."), true),
     broker(def("auto.balance.enable", ConfigType::Boolean, "false", Check::Any, "Fjord: the controller moves replicas onto brokers that join, and off brokers fenced longer than auto.balance.grace.ms, in small steps."), false),

@@ -27,11 +27,40 @@ struct Fetcher {
     task: JoinHandle<()>,
 }
 
-/// Keeps one fetcher task per leader this broker follows, in line with the metadata.
+/// Keeps `num.replica.fetchers` fetcher tasks per leader this broker follows, in line
+/// with the metadata. Each fetcher has a share of that leader's partitions.
 pub struct FetcherManager {
     broker: Arc<Broker>,
     pool: ChannelPool,
-    fetchers: Mutex<HashMap<i32, Fetcher>>,
+    /// By (leader, slot).
+    fetchers: Mutex<HashMap<(i32, usize), Fetcher>>,
+}
+
+/// Which of `slots` fetchers fetches `tp`: a partition stays on one stream (its fetches
+/// must stay in order), and a topic's partitions spread over all of them.
+fn slot_of(tp: &TopicPartition, slots: usize) -> usize {
+    let topic = tp
+        .topic
+        .bytes()
+        .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
+    (topic.wrapping_add(tp.partition as u32) as usize) % slots.max(1)
+}
+
+/// Splits each leader's partitions over `slots` fetchers; empty shares are left out.
+fn split_plan(
+    plan: FollowPlan,
+    slots: usize,
+) -> HashMap<(i32, usize), (String, BTreeSet<TopicPartition>)> {
+    let mut out: HashMap<(i32, usize), (String, BTreeSet<TopicPartition>)> = HashMap::new();
+    for (leader, (addr, parts)) in plan {
+        for tp in parts {
+            out.entry((leader, slot_of(&tp, slots)))
+                .or_insert_with(|| (addr.clone(), BTreeSet::new()))
+                .1
+                .insert(tp);
+        }
+    }
+    out
 }
 
 impl FetcherManager {
@@ -45,16 +74,19 @@ impl FetcherManager {
 
     /// Starts, retargets and stops fetchers so that exactly `plan` is followed.
     pub fn apply(&self, plan: FollowPlan) {
+        let slots = self.broker.broker_i64("num.replica.fetchers").clamp(1, 64) as usize;
+        let plan = split_plan(plan, slots);
         let mut fetchers = self.fetchers.lock().unwrap_or_else(|p| p.into_inner());
-        fetchers.retain(|leader, f| {
-            let keep = plan.get(leader).is_some_and(|(addr, _)| *addr == f.addr);
+        fetchers.retain(|key, f| {
+            let keep = plan.get(key).is_some_and(|(addr, _)| *addr == f.addr);
             if !keep {
                 f.task.abort();
             }
             keep
         });
-        for (leader, (addr, parts)) in plan {
-            match fetchers.get(&leader) {
+        for (key, (addr, parts)) in plan {
+            let leader = key.0;
+            match fetchers.get(&key) {
                 Some(f) => {
                     f.partitions.send_if_modified(|current| {
                         let changed = *current != parts;
@@ -71,9 +103,9 @@ impl FetcherManager {
                         Arc::clone(&self.broker),
                         self.pool.clone(),
                     ));
-                    info!(leader, %addr, "started replica fetcher");
+                    info!(leader, slot = key.1, %addr, "started replica fetcher");
                     fetchers.insert(
-                        leader,
+                        key,
                         Fetcher {
                             addr,
                             partitions: tx,
@@ -171,6 +203,7 @@ async fn session(
             max_bytes,
             partitions: wanted.iter().map(|(_, r)| r.clone()).collect(),
         };
+        let sent = std::time::Instant::now();
         tx.send(request)
             .await
             .map_err(|_| "request stream closed".to_string())?;
@@ -181,6 +214,13 @@ async fn session(
             Ok(Ok(None)) => return Err("leader closed the fetch stream".into()),
             Ok(Ok(Some(r))) => r,
         };
+        let leader_label = leader.to_string();
+        metrics::histogram!("fjord_replica_fetch_wait_seconds", "leader" => leader_label.clone())
+            .record(sent.elapsed().as_secs_f64());
+        let bytes: usize = response.partitions.iter().map(|d| d.records.len()).sum();
+        metrics::counter!("fjord_replica_fetched_bytes_total", "leader" => leader_label.clone())
+            .increment(bytes as u64);
+        let applying = std::time::Instant::now();
         let mut progressed = false;
         let mut failed = false;
         for data in &response.partitions {
@@ -204,6 +244,8 @@ async fn session(
                 }
             }
         }
+        metrics::histogram!("fjord_replica_apply_seconds", "leader" => leader_label)
+            .record(applying.elapsed().as_secs_f64());
         // Only errors came back (a leader change in flight), or what came could not be
         // applied (the same answer would come again at once): wait a little, or for new
         // metadata, before asking again, instead of spinning and logging in a loop.
@@ -274,4 +316,44 @@ fn apply(
     }
     p.follow_leader_offsets(term, d.high_watermark, d.log_start_offset)?;
     Ok(moved)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(leaders: &[(i32, &[(&str, i32)])]) -> FollowPlan {
+        leaders
+            .iter()
+            .map(|(leader, parts)| {
+                let set = parts
+                    .iter()
+                    .map(|(t, p)| TopicPartition::new(t.to_string(), *p))
+                    .collect();
+                (*leader, (format!("node-{leader}:9093"), set))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn one_slot_keeps_each_leader_whole() {
+        let split = split_plan(plan(&[(2, &[("a", 0), ("a", 1)]), (3, &[("b", 0)])]), 1);
+        assert_eq!(split.len(), 2);
+        assert_eq!(split[&(2, 0)].1.len(), 2);
+        assert_eq!(split[&(3, 0)].0, "node-3:9093");
+    }
+
+    #[test]
+    fn slots_share_a_leaders_partitions_and_lose_none() {
+        let parts: Vec<(&str, i32)> = (0..12).map(|p| ("orders", p)).collect();
+        let split = split_plan(plan(&[(2, &parts)]), 4);
+        // A topic's consecutive partitions land on every slot.
+        assert_eq!(split.len(), 4);
+        let total: usize = split.values().map(|(_, s)| s.len()).sum();
+        assert_eq!(total, 12);
+        // The same partition always maps to the same slot.
+        let tp = TopicPartition::new("orders".to_string(), 5);
+        assert_eq!(slot_of(&tp, 4), slot_of(&tp, 4));
+        assert!(split[&(2, slot_of(&tp, 4))].1.contains(&tp));
+    }
 }
