@@ -30,17 +30,17 @@ trap 'stop_nodes; rm -rf "$work"' EXIT
 # waits until every one is ready.
 start_nodes() {
     local n="$1" name="${2:-n$1}" voters="" i
-    for i in $(seq 1 "$n"); do voters="$voters${voters:+,}$i@127.0.0.1:$((39100 + i))"; done
+    for i in $(seq 1 "$n"); do voters="$voters${voters:+,}$i@127.0.0.1:$((19100 + i))"; done
     for i in $(seq 1 "$n"); do
         "$bin" serve --node-id "$i" --voters "$voters" --data-dir "$work/$name-$i" \
-            --listeners "PLAINTEXT://127.0.0.1:$((39000 + i))" \
-            --rpc-listener "127.0.0.1:$((39100 + i))" \
-            --admin-listener "127.0.0.1:$((39200 + i))" >"$out/node-$name-$i.log" 2>&1 &
+            --listeners "PLAINTEXT://127.0.0.1:$((19000 + i))" \
+            --rpc-listener "127.0.0.1:$((19100 + i))" \
+            --admin-listener "127.0.0.1:$((19200 + i))" >"$out/node-$name-$i.log" 2>&1 &
         pids+=("$!")
     done
     for i in $(seq 1 "$n"); do
         local deadline=$((SECONDS + 60))
-        until curl -fs "http://127.0.0.1:$((39200 + i))/readyz" >/dev/null; do
+        until curl -fs "http://127.0.0.1:$((19200 + i))/readyz" >/dev/null; do
             if [ "$SECONDS" -ge "$deadline" ]; then echo "node $i not ready" >&2; exit 1; fi
             sleep 0.2 # polling readiness with a deadline
         done
@@ -66,7 +66,7 @@ cat "$out/baseline.json"
 scenario() {
     local name="$1" nodes="$2"
     shift 3
-    local bootstrap="127.0.0.1:39001"
+    local bootstrap="127.0.0.1:19001"
     echo "== $name"
     "$bin" bench produce --bootstrap-server "$bootstrap" --topic "$name" \
         --partitions "${PARTITIONS:-6}" \

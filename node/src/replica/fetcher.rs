@@ -169,6 +169,9 @@ async fn session(
     let max_bytes = broker
         .broker_i64("replica.fetch.response.max.bytes")
         .clamp(1, i64::from(i32::MAX)) as i32;
+    let partition_max_bytes = broker
+        .broker_i64("replica.fetch.max.bytes")
+        .clamp(1, i64::from(i32::MAX)) as i32;
     let mut idle = Duration::from_millis(20);
     loop {
         let wanted: Vec<(Arc<Partition>, ReplicaFetchPartition)> = parts
@@ -201,6 +204,7 @@ async fn session(
             broker_epoch: broker.broker_epoch(),
             max_wait_ms: max_wait,
             max_bytes,
+            partition_max_bytes,
             partitions: wanted.iter().map(|(_, r)| r.clone()).collect(),
         };
         let sent = std::time::Instant::now();

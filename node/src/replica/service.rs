@@ -182,8 +182,11 @@ fn read(
     targets: &[Option<Arc<Partition>>],
     limits: &Limits<'_>,
 ) -> (ReplicaFetchResponse, bool) {
-    let per_partition =
-        (req.max_bytes.max(1) as u64 / req.partitions.len().max(1) as u64).max(64 * 1024);
+    let per_partition = if req.partition_max_bytes > 0 {
+        req.partition_max_bytes as u64
+    } else {
+        (req.max_bytes.max(1) as u64 / req.partitions.len().max(1) as u64).max(64 * 1024)
+    };
     let mut budget = req.max_bytes.max(1) as u64;
     let mut has_data = false;
     let mut out = Vec::with_capacity(req.partitions.len());
