@@ -172,6 +172,12 @@ async fn session(
     let partition_max_bytes = broker
         .broker_i64("replica.fetch.max.bytes")
         .clamp(1, i64::from(i32::MAX)) as i32;
+    // Handles looked up once per session, not on every fetch.
+    let label = leader.to_string();
+    let fetch_wait =
+        metrics::histogram!("fjord_replica_fetch_wait_seconds", "leader" => label.clone());
+    let apply_time = metrics::histogram!("fjord_replica_apply_seconds", "leader" => label.clone());
+    let fetched = metrics::counter!("fjord_replica_fetched_bytes_total", "leader" => label);
     let mut idle = Duration::from_millis(20);
     loop {
         let wanted: Vec<(Arc<Partition>, ReplicaFetchPartition)> = parts
@@ -218,12 +224,9 @@ async fn session(
             Ok(Ok(None)) => return Err("leader closed the fetch stream".into()),
             Ok(Ok(Some(r))) => r,
         };
-        let leader_label = leader.to_string();
-        metrics::histogram!("fjord_replica_fetch_wait_seconds", "leader" => leader_label.clone())
-            .record(sent.elapsed().as_secs_f64());
+        fetch_wait.record(sent.elapsed().as_secs_f64());
         let bytes: usize = response.partitions.iter().map(|d| d.records.len()).sum();
-        metrics::counter!("fjord_replica_fetched_bytes_total", "leader" => leader_label.clone())
-            .increment(bytes as u64);
+        fetched.increment(bytes as u64);
         let applying = std::time::Instant::now();
         let mut progressed = false;
         let mut failed = false;
@@ -248,8 +251,7 @@ async fn session(
                 }
             }
         }
-        metrics::histogram!("fjord_replica_apply_seconds", "leader" => leader_label)
-            .record(applying.elapsed().as_secs_f64());
+        apply_time.record(applying.elapsed().as_secs_f64());
         // Only errors came back (a leader change in flight), or what came could not be
         // applied (the same answer would come again at once): wait a little, or for new
         // metadata, before asking again, instead of spinning and logging in a loop.
