@@ -17,6 +17,7 @@ pub mod error;
 pub mod index;
 pub mod log;
 pub mod manager;
+mod partition_meta;
 pub mod segment;
 
 pub use batch::{validate_records, BatchHeader, Compression, TimestampType, ValidatedBatches};
@@ -25,6 +26,7 @@ pub use config::{CleanupPolicy, LogConfig};
 pub use error::StorageError;
 pub use log::{AppendInfo, FetchSlice, PartitionLog};
 pub use manager::{LogManager, TopicPartition};
+pub use partition_meta::PendingMetaWrite;
 
 /// Result alias for storage operations.
 pub type Result<T> = std::result::Result<T, StorageError>;

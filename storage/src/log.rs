@@ -4,36 +4,23 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
 use tracing::{debug, info, warn};
 
 use crate::batch::{self, BatchHeader, TimestampType, ValidatedBatches};
 use crate::checkpoint;
 use crate::cleaner::{self, CleanerState, CompactionJob, CompactionOutput, CompactionSettings};
 use crate::config::LogConfig;
-use crate::epoch_cache::{EpochEntry, LeaderEpochCache};
+use crate::epoch_cache::LeaderEpochCache;
 use crate::error::StorageError;
+use crate::partition_meta::{MetaFile, PartitionMeta, PendingMetaWrite};
 use crate::segment::{FileRange, Segment};
 use crate::Result;
 
 pub use crate::segment::FileRange as FetchSlice;
 
-const META_FILE: &str = "partition.meta";
 const CLEAN_SHUTDOWN_FILE: &str = ".clean-shutdown";
-
-/// Durable per-partition facts that are not in the segments themselves.
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct PartitionMeta {
-    topic_id: Option<String>,
-    log_start_offset: i64,
-    recovery_point: i64,
-    #[serde(default)]
-    high_watermark: i64,
-    leader_epochs: Vec<EpochEntry>,
-    #[serde(default)]
-    cleaner: CleanerState,
-}
 
 /// What an append wrote.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,6 +48,7 @@ pub struct PartitionLog {
     unflushed_records: i64,
     first_unflushed_ms: Option<i64>,
     cleaner: CleanerState,
+    meta_file: Arc<MetaFile>,
 }
 
 impl PartitionLog {
@@ -68,7 +56,7 @@ impl PartitionLog {
     /// recovery point on is scanned and cut at its first invalid byte.
     pub fn open(dir: &Path, config: LogConfig, topic_id: Option<String>) -> Result<Self> {
         fs::create_dir_all(dir).map_err(|e| StorageError::io(dir, e))?;
-        let meta: PartitionMeta = checkpoint::read_json(&dir.join(META_FILE))?.unwrap_or_default();
+        let meta = PartitionMeta::read(dir)?.unwrap_or_default();
         let clean_marker = dir.join(CLEAN_SHUTDOWN_FILE);
         let clean = clean_marker.exists();
         cleaner::recover_interrupted(dir)?;
@@ -146,6 +134,7 @@ impl PartitionLog {
             unflushed_records: 0,
             first_unflushed_ms: None,
             cleaner: meta.cleaner,
+            meta_file: MetaFile::new(dir),
         };
         if log.segments.is_empty() {
             let start = log.log_start_offset.max(0);
@@ -179,20 +168,23 @@ impl PartitionLog {
 
     /// The topic id recorded in a partition directory, without opening the log.
     pub fn stored_topic_id(dir: &Path) -> Result<Option<String>> {
-        let meta: Option<PartitionMeta> = checkpoint::read_json(&dir.join(META_FILE))?;
+        let meta = PartitionMeta::read(dir)?;
         Ok(meta.and_then(|m| m.topic_id))
     }
 
     fn persist_meta(&self) -> Result<()> {
-        let meta = PartitionMeta {
+        self.prepare_meta_write()?.run()
+    }
+
+    fn prepare_meta_write(&self) -> Result<PendingMetaWrite> {
+        self.meta_file.prepare(&PartitionMeta {
             topic_id: self.topic_id.clone(),
             log_start_offset: self.log_start_offset,
             recovery_point: self.recovery_point,
             high_watermark: self.high_watermark_checkpoint,
             leader_epochs: self.epoch_cache.entries().to_vec(),
             cleaner: self.cleaner.clone(),
-        };
-        checkpoint::write_json(&self.dir.join(META_FILE), &meta)
+        })
     }
 
     fn first_segment(&self) -> &Segment {
@@ -836,11 +828,23 @@ impl PartitionLog {
 
     /// Remembers the high watermark so a restart does not expose less than was committed.
     pub fn checkpoint_high_watermark(&mut self, hw: i64) -> Result<()> {
-        if hw != self.high_watermark_checkpoint {
-            self.high_watermark_checkpoint = hw;
-            self.persist_meta()?;
+        match self.prepare_high_watermark_checkpoint(hw)? {
+            Some(write) => write.run(),
+            None => Ok(()),
         }
-        Ok(())
+    }
+
+    /// The meta write recording `hw`, if it moved, to run once the log is no longer held:
+    /// its fsync must not stall appends to this partition.
+    pub fn prepare_high_watermark_checkpoint(
+        &mut self,
+        hw: i64,
+    ) -> Result<Option<PendingMetaWrite>> {
+        if hw == self.high_watermark_checkpoint {
+            return Ok(None);
+        }
+        self.high_watermark_checkpoint = hw;
+        self.prepare_meta_write().map(Some)
     }
 
     /// Flushes everything and leaves a marker so the next open can skip recovery.

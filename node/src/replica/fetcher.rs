@@ -245,6 +245,12 @@ async fn session(
                 Ok(moved) => progressed |= moved,
                 // Leadership moved while the fetch was out; the next one asks anew.
                 Err(ReplicaError::StaleFetch) => {}
+                // The partition was deleted here while the fetch was out; the metadata
+                // change that removed it also ends this fetcher's interest in it.
+                Err(ReplicaError::UnknownTopicOrPartition) => {
+                    failed = true;
+                    debug!(partition = %p.tp, "fetched data for a partition no longer hosted");
+                }
                 Err(e) => {
                     failed = true;
                     warn!(partition = %p.tp, error = %e, "applying fetched data failed");

@@ -3,7 +3,9 @@ use std::sync::{Mutex, MutexGuard};
 
 use bytes::Bytes;
 use fjord_storage::batch::ValidatedBatches;
-use fjord_storage::{AppendInfo, LogConfig, PartitionLog, StorageError, TopicPartition};
+use fjord_storage::{
+    AppendInfo, LogConfig, PartitionLog, PendingMetaWrite, StorageError, TopicPartition,
+};
 use tokio::sync::watch;
 use tracing::warn;
 use uuid::Uuid;
@@ -655,7 +657,7 @@ impl Partition {
         let result: Result<(), StorageError> = (|| {
             let mut guard = self.lock();
             let Some(locked) = guard.as_mut() else {
-                return Ok(());
+                return Ok(None);
             };
             locked.producers.expire(now_ms, producer_expiration_ms);
             locked.txns.prune(hw, locked.log.log_start_offset());
@@ -671,9 +673,10 @@ impl Partition {
                     .store(log.log_start_offset(), Ordering::Release);
             }
             log.maybe_flush(now_ms)?;
-            log.checkpoint_high_watermark(hw)?;
-            Ok(())
-        })();
+            log.prepare_high_watermark_checkpoint(hw)
+        })()
+        // The checkpoint's fsync runs after the lock is released, so appends go on.
+        .and_then(|pending| pending.map_or(Ok(()), PendingMetaWrite::run));
         if let Err(e) = result {
             warn!(partition = %self.tp, error = %e, "partition housekeeping failed");
         }
