@@ -68,6 +68,9 @@ scenario() {
     shift 3
     local bootstrap="127.0.0.1:19001"
     echo "== $name"
+    # Start on a quiet disk: the previous scenario's dirty pages are written back first,
+    # so their writeback does not land in this scenario's latencies.
+    sync
     "$bin" bench produce --bootstrap-server "$bootstrap" --topic "$name" \
         --partitions "${PARTITIONS:-6}" \
         --replication-factor "$nodes" --duration "$seconds" --json "$@" \

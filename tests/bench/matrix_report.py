@@ -68,8 +68,9 @@ lines = [
     "client and brokers sharing one machine, brokers on loopback, 6 partitions (100 in the",
     "`100p` run), two producer threads (`fjord bench`, librdkafka), "
     f"{seconds} s of produce per",
-    "scenario, then two consumer threads reading it all back. MB is MiB, as in Kafka's perf",
-    "tools.",
+    "scenario, then two consumer threads reading it all back. Each scenario starts after a",
+    "`sync`, so the previous one's writeback does not land in its latencies. MB is MiB, as",
+    "in Kafka's perf tools.",
     "",
     "## The machine, measured in the same run",
     "",
