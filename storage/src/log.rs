@@ -487,8 +487,10 @@ impl PartitionLog {
             if seg.base_offset() >= limit {
                 break;
             }
-            if let Some(range) = seg.read(offset, max_bytes, limit, min_one)? {
-                return Ok(Some(range));
+            // The segment holding `offset` answers, even with nothing: its first batch
+            // not fitting must not turn into a read from a later segment, a gap.
+            if seg.next_offset() > offset {
+                return seg.read(offset, max_bytes, limit, min_one);
             }
         }
         Ok(None)

@@ -65,6 +65,25 @@ fn first_batch_is_returned_even_when_larger_than_the_limit() {
 }
 
 #[test]
+fn a_first_batch_that_does_not_fit_is_not_skipped_for_a_later_segment() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut log = PartitionLog::open(dir.path(), LogConfig::default(), None).expect("open");
+    append(&mut log, &batch(3, 1000, 0), 1, 0).expect("append");
+    log.roll(0).expect("roll");
+    append(&mut log, &batch(1, 1, 0), 1, 0).expect("append");
+    assert_eq!(log.segment_count(), 2);
+    // Without the first-batch exemption the big batch at offset 0 does not fit in 500
+    // bytes; answering with the small batch at offset 3 instead would skip 0..3.
+    assert!(log.read(0, 500, i64::MAX, false).expect("read").is_none());
+    let range = log
+        .read(3, 500, i64::MAX, false)
+        .expect("read")
+        .expect("data");
+    let h = validate(&range.read().expect("bytes")).expect("one whole batch");
+    assert_eq!(h.base_offset, 3);
+}
+
+#[test]
 fn reads_stop_at_the_max_offset() {
     let dir = tempfile::tempdir().expect("tmp");
     let mut log = PartitionLog::open(dir.path(), LogConfig::default(), None).expect("open");

@@ -188,6 +188,11 @@ fn read(
         (req.max_bytes.max(1) as u64 / req.partitions.len().max(1) as u64).max(64 * 1024)
     };
     let mut budget = req.max_bytes.max(1) as u64;
+    // As in Kafka, only the first partition with records may exceed the limits (by its
+    // first batch, so a batch larger than them still moves); after that the response
+    // budget is a hard cap. Without this, a hundred lagging partitions would each add a
+    // whole batch to one answer, far beyond `replica.fetch.response.max.bytes`.
+    let mut min_one = true;
     let mut has_data = false;
     let mut out = Vec::with_capacity(req.partitions.len());
     for ((p, replica), throttled) in req.partitions.iter().zip(targets).zip(&limits.throttled) {
@@ -205,7 +210,7 @@ fn read(
                 p.partition,
                 &KafkaError::new(ResponseError::UnknownTopicOrPartition, ""),
             ),
-            Some(r) => match read_one(r, p, max_bytes) {
+            Some(r) => match read_one(r, p, max_bytes, min_one) {
                 Ok(d) => d,
                 Err(e) => error_data(&p.topic, p.partition, &KafkaError::from(&e)),
             },
@@ -214,6 +219,7 @@ fn read(
             limits.throttle.consume(data.records.len() as u64);
         }
         budget = budget.saturating_sub(data.records.len() as u64);
+        min_one &= data.records.is_empty();
         has_data |= !data.records.is_empty() || data.diverging || data.error_code != 0;
         out.push(data);
     }
@@ -224,6 +230,7 @@ fn read_one(
     r: &Partition,
     p: &fjord_proto::v1::ReplicaFetchPartition,
     max_bytes: Option<u64>,
+    min_one: bool,
 ) -> Result<ReplicaFetchPartitionData, ReplicaError> {
     if !r.is_leader() {
         return Err(ReplicaError::NotLeaderOrFollower);
@@ -256,7 +263,7 @@ fn read_one(
         data.high_watermark = r.high_watermark();
         return Ok(data);
     };
-    let result = r.read_for_follower(p.fetch_offset, max_bytes)?;
+    let result = r.read_for_follower(p.fetch_offset, max_bytes, min_one)?;
     data.high_watermark = result.high_watermark;
     data.log_start_offset = result.log_start_offset;
     data.records = result.records;

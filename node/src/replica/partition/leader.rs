@@ -158,8 +158,10 @@ impl Partition {
         &self,
         offset: i64,
         max_bytes: u64,
+        min_one_batch: bool,
     ) -> Result<FetchResult, ReplicaError> {
-        let range = self.with_log(|log| Ok(log.read(offset, max_bytes, i64::MAX, true)?))?;
+        let range =
+            self.with_log(|log| Ok(log.read(offset, max_bytes, i64::MAX, min_one_batch)?))?;
         let records = match range {
             Some(r) => Bytes::from(r.read()?),
             None => Bytes::new(),
