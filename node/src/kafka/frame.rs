@@ -102,7 +102,7 @@ pub fn encode_response(
     correlation_id: i32,
     response: &ResponseKind,
 ) -> anyhow::Result<Bytes> {
-    let mut buf = BytesMut::with_capacity(256);
+    let mut buf = BytesMut::with_capacity(capacity_for(response, version));
     buf.put_i32(0); // length, patched below
     let header = ResponseHeader::default().with_correlation_id(correlation_id);
     header.encode(&mut buf, api.response_header_version(version))?;
@@ -110,6 +110,17 @@ pub fn encode_response(
     let len = (buf.len() - 4) as i32;
     buf[..4].copy_from_slice(&len.to_be_bytes());
     Ok(buf.freeze())
+}
+
+/// Fetch answers can be tens of MiB. Sized up front, their buffer is allocated once
+/// instead of doubling its way there, each step briefly holding the old and new copies.
+fn capacity_for(response: &ResponseKind, version: i16) -> usize {
+    // Length prefix, correlation id and the header's tagged fields.
+    const HEADER: usize = 16;
+    match response {
+        ResponseKind::Fetch(r) => r.compute_size(version).unwrap_or(0) + HEADER,
+        _ => 256,
+    }
 }
 
 /// The response header version of ApiVersions is always 0, whatever the request version,
