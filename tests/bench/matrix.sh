@@ -79,8 +79,15 @@ scenario() {
     "$bin" bench consume --bootstrap-server "$bootstrap" --topic "$name" --consumers 2 --json \
         >"$out/$name.consume.json" 2>"$out/$name.consume.progress"
     tail -1 "$out/$name.consume.json"
-    # Free the disk for the next scenario.
+    # Free the disk for the next scenario, and wait until every node has removed the
+    # files: unlinking tens of GB keeps the filesystem journal busy, which must not land
+    # in the next scenario's latencies either.
     "$bin" topic delete --bootstrap-server "$bootstrap" "$name" >/dev/null
+    local deadline=$((SECONDS + 120))
+    while compgen -G "$work/*/logs/$name-[0-9]*" >/dev/null; do
+        if [ "$SECONDS" -ge "$deadline" ]; then echo "topic $name not deleted" >&2; exit 1; fi
+        sleep 0.2 # polling for the deletion with a deadline
+    done
 }
 
 for nodes in 1 3; do

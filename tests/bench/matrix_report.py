@@ -68,9 +68,9 @@ lines = [
     "client and brokers sharing one machine, brokers on loopback, 6 partitions (100 in the",
     "`100p` run), two producer threads (`fjord bench`, librdkafka), "
     f"{seconds} s of produce per",
-    "scenario, then two consumer threads reading it all back. Each scenario starts after a",
-    "`sync`, so the previous one's writeback does not land in its latencies. MB is MiB, as",
-    "in Kafka's perf tools.",
+    "scenario, then two consumer threads reading it all back. Each scenario starts once the",
+    "previous one's topic is gone from every node and a `sync` has written back its data,",
+    "so that work does not land in its latencies. MB is MiB, as in Kafka's perf tools.",
     "",
     "## The machine, measured in the same run",
     "",
