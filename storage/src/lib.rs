@@ -19,6 +19,7 @@ pub mod log;
 pub mod manager;
 mod partition_meta;
 pub mod segment;
+mod writeback;
 
 pub use batch::{validate_records, BatchHeader, Compression, TimestampType, ValidatedBatches};
 pub use builder::{BatchBuilder, Record};

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use crate::batch::{self, BatchHeader, HEADER_SIZE, LOG_OVERHEAD};
 use crate::error::StorageError;
 use crate::index::{OffsetEntry, OffsetIndex, TimeEntry, TimeIndex};
+use crate::writeback;
 use crate::Result;
 
 /// A byte range of a segment file that holds whole batches, read outside the log lock.
@@ -104,6 +105,8 @@ pub struct Segment {
     /// Wall-clock time of the first append, which `segment.ms` counts from.
     created_ms: Option<i64>,
     unflushed: bool,
+    /// Bytes before this position have had their writeback started.
+    written_back: u64,
 }
 
 /// What recovering a segment found.
@@ -138,6 +141,7 @@ impl Segment {
             offset_of_max_timestamp: -1,
             created_ms: None,
             unflushed: false,
+            written_back: 0,
         }
     }
 
@@ -360,6 +364,10 @@ impl Segment {
         self.size = start + total;
         self.created_ms.get_or_insert(now_ms);
         self.unflushed = true;
+        if self.size - self.written_back >= writeback::CHUNK {
+            writeback::start(&self.file, self.written_back, self.size - self.written_back);
+            self.written_back = self.size;
+        }
         Ok(())
     }
 
@@ -440,6 +448,7 @@ impl Segment {
             .set_len(cut)
             .map_err(|e| StorageError::io(self.log_path.as_ref(), e))?;
         self.size = cut;
+        self.written_back = self.written_back.min(cut);
         let rel = (offset - self.base_offset).max(0) as u32;
         self.offset_index
             .truncate_where(|e| e.relative_offset < rel && u64::from(e.position) < cut);
