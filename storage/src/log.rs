@@ -487,10 +487,14 @@ impl PartitionLog {
             if seg.base_offset() >= limit {
                 break;
             }
-            // The segment holding `offset` answers, even with nothing: its first batch
-            // not fitting must not turn into a read from a later segment, a gap.
-            if seg.next_offset() > offset {
-                return seg.read(offset, max_bytes, limit, min_one);
+            match seg.read(offset, max_bytes, limit, min_one)? {
+                Some(range) => return Ok(Some(range)),
+                // The batch holding `offset` is here but does not fit: answering from a
+                // later segment instead would skip it.
+                None if seg.locate(offset)?.is_some() => return Ok(None),
+                // Nothing at or after `offset` here (compaction can leave a segment
+                // ending before its successor's base): the next segment answers.
+                None => {}
             }
         }
         Ok(None)
