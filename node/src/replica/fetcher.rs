@@ -125,6 +125,15 @@ impl FetcherManager {
     }
 }
 
+/// Why a fetch session ended without an error.
+enum SessionEnd {
+    /// This leader has no fetcher any more.
+    Stopped,
+    /// The partition set changed while a fetch was out: the next session asks at once
+    /// for the new set instead of letting it wait out a long poll on the old one.
+    PartitionsChanged,
+}
+
 /// One leader's fetch loop: (re)connect, then request, apply, repeat.
 async fn run(
     leader: i32,
@@ -136,7 +145,8 @@ async fn run(
     let mut backoff = Duration::from_millis(50);
     loop {
         match session(leader, &addr, &mut parts, &broker, &pool).await {
-            Ok(()) => return,
+            Ok(SessionEnd::Stopped) => return,
+            Ok(SessionEnd::PartitionsChanged) => backoff = Duration::from_millis(50),
             Err(e) => {
                 debug!(leader, %addr, error = %e, "replica fetch session ended; reconnecting");
                 tokio::time::sleep(backoff).await;
@@ -152,7 +162,7 @@ async fn session(
     parts: &mut watch::Receiver<BTreeSet<TopicPartition>>,
     broker: &Broker,
     pool: &ChannelPool,
-) -> Result<(), String> {
+) -> Result<SessionEnd, String> {
     let channel = pool.channel(addr).map_err(|e| e.to_string())?;
     let mut client = ReplicationClient::new(channel)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
@@ -201,7 +211,7 @@ async fn session(
             .collect();
         if wanted.is_empty() {
             if parts.changed().await.is_err() {
-                return Ok(());
+                return Ok(SessionEnd::Stopped);
             }
             continue;
         }
@@ -218,7 +228,21 @@ async fn session(
             .await
             .map_err(|_| "request stream closed".to_string())?;
         let wait = Duration::from_millis(max_wait as u64) + Duration::from_secs(30);
-        let response = match tokio::time::timeout(wait, responses.message()).await {
+        let answer = tokio::select! {
+            answer = tokio::time::timeout(wait, responses.message()) => answer,
+            // A new partition (a topic just created, say) would otherwise wait up to
+            // `replica.fetch.wait.max.ms` for this poll, and acks=all producers with it.
+            // Dropping the stream cancels the poll at the leader; nothing of its answer
+            // was applied, so the next fetch asks from the same positions.
+            changed = parts.changed() => {
+                return Ok(if changed.is_err() {
+                    SessionEnd::Stopped
+                } else {
+                    SessionEnd::PartitionsChanged
+                });
+            }
+        };
+        let response = match answer {
             Err(_) => return Err("fetch response timed out".into()),
             Ok(Err(e)) => return Err(e.to_string()),
             Ok(Ok(None)) => return Err("leader closed the fetch stream".into()),
@@ -266,7 +290,7 @@ async fn session(
         } else if failed || response.partitions.iter().all(|d| d.error_code != 0) {
             tokio::select! {
                 _ = tokio::time::sleep(idle) => {}
-                changed = parts.changed() => if changed.is_err() { return Ok(()) },
+                changed = parts.changed() => if changed.is_err() { return Ok(SessionEnd::Stopped) },
             }
             idle = (idle * 2).min(Duration::from_millis(500));
         }
