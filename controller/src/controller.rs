@@ -349,7 +349,6 @@ impl Controller {
             let mut metrics = this.inner.raft.metrics();
             let mut last_leader = None;
             let mut was_active = false;
-            let mut last_tick: Option<tokio::time::Instant> = None;
             loop {
                 let leader = metrics.borrow_watched().current_leader;
                 if leader != last_leader {
@@ -363,13 +362,8 @@ impl Controller {
                     l.last_heartbeat_ms.clear();
                     l.shutting_down.clear();
                 }
-                // Raft metrics can change many times a second (and do, in a loop, when
-                // this node has lost its quorum but not yet its leadership): the duties
-                // run when leadership begins and then once per tick, never faster.
-                let due = !was_active || last_tick.is_none_or(|t| t.elapsed() >= tick);
                 was_active = active;
-                if active && due {
-                    last_tick = Some(tokio::time::Instant::now());
+                if active {
                     this.leader_tick().await;
                 }
                 tokio::select! {
