@@ -13,7 +13,7 @@
 //! fails on the short frame and frees the mapping without ever touching it. Everything
 //! smaller goes to the system allocator unchanged.
 
-#![allow(unsafe_code)] // the only unsafe code in Fjord; soundness is argued per item below
+#![allow(unsafe_code)] // one of two unsafe sites in Fjord (with storage/src/writeback.rs); soundness is argued per item below
 
 use std::alloc::{GlobalAlloc, Layout, System};
 
