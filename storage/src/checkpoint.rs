@@ -33,10 +33,9 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
         .map_err(|e| StorageError::io(dir, e))
 }
 
-pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
-    let bytes = serde_json::to_vec_pretty(value)
-        .map_err(|e| StorageError::io(path, std::io::Error::other(e)))?;
-    write_atomic(path, &bytes)
+/// The JSON bytes of a checkpoint bound for `path`, for [`write_atomic`].
+pub fn to_json<T: Serialize>(path: &Path, value: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec_pretty(value).map_err(|e| StorageError::io(path, std::io::Error::other(e)))
 }
 
 /// Reads a JSON checkpoint. A missing file is `Ok(None)`; an unreadable one is an error,

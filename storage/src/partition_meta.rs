@@ -15,7 +15,6 @@ use serde::{Deserialize, Serialize};
 use crate::checkpoint;
 use crate::cleaner::CleanerState;
 use crate::epoch_cache::EpochEntry;
-use crate::error::StorageError;
 use crate::Result;
 
 pub const META_FILE: &str = "partition.meta";
@@ -60,8 +59,7 @@ impl MetaFile {
     /// Serializes `meta` and stamps it with the next version. The caller holds the log
     /// exclusively, so versions follow the order of the changes they describe.
     pub fn prepare(self: &Arc<Self>, meta: &PartitionMeta) -> Result<PendingMetaWrite> {
-        let bytes = serde_json::to_vec_pretty(meta)
-            .map_err(|e| StorageError::io(&self.path, std::io::Error::other(e)))?;
+        let bytes = checkpoint::to_json(&self.path, meta)?;
         Ok(PendingMetaWrite {
             file: Arc::clone(self),
             version: self.next_version.fetch_add(1, Ordering::Relaxed),
