@@ -15,7 +15,7 @@ use crate::config::LogConfig;
 use crate::epoch_cache::LeaderEpochCache;
 use crate::error::StorageError;
 use crate::partition_meta::{MetaFile, PartitionMeta, PendingMetaWrite};
-use crate::segment::{FileRange, Segment};
+use crate::segment::{FileRange, Segment, SegmentRead};
 use crate::Result;
 
 pub use crate::segment::FileRange as FetchSlice;
@@ -488,13 +488,12 @@ impl PartitionLog {
                 break;
             }
             match seg.read(offset, max_bytes, limit, min_one)? {
-                Some(range) => return Ok(Some(range)),
-                // The batch holding `offset` is here but does not fit: answering from a
-                // later segment instead would skip it.
-                None if seg.locate(offset)?.is_some() => return Ok(None),
-                // Nothing at or after `offset` here (compaction can leave a segment
-                // ending before its successor's base): the next segment answers.
-                None => {}
+                SegmentRead::Range(range) => return Ok(Some(range)),
+                // Answering from a later segment instead would skip that batch.
+                SegmentRead::Stopped => return Ok(None),
+                // Compaction can leave a segment ending before its successor's base:
+                // the next segment answers.
+                SegmentRead::NothingHere => {}
             }
         }
         Ok(None)

@@ -109,6 +109,16 @@ pub struct Segment {
     written_back: u64,
 }
 
+/// What a segment read found.
+#[derive(Debug)]
+pub enum SegmentRead {
+    Range(FileRange),
+    /// A batch here holds the offset, but it does not fit the limits.
+    Stopped,
+    /// No batch here holds the offset or any later one.
+    NothingHere,
+}
+
 /// What recovering a segment found.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct RecoveryOutcome {
@@ -398,9 +408,9 @@ impl Segment {
         max_bytes: u64,
         max_offset: i64,
         min_one: bool,
-    ) -> Result<Option<FileRange>> {
+    ) -> Result<SegmentRead> {
         let Some((start, first)) = self.locate(offset)? else {
-            return Ok(None);
+            return Ok(SegmentRead::NothingHere);
         };
         let mut end = start;
         let mut head = [0u8; HEADER_SIZE];
@@ -423,9 +433,9 @@ impl Segment {
             h = BatchHeader::parse(&head)?;
         }
         if end == start {
-            return Ok(None);
+            return Ok(SegmentRead::Stopped);
         }
-        Ok(Some(FileRange {
+        Ok(SegmentRead::Range(FileRange {
             file: Arc::clone(&self.file),
             path: Arc::clone(&self.log_path),
             position: start,
