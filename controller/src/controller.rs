@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use openraft::async_runtime::WatchReceiver;
 use openraft::errors::{ClientWriteError, RaftError};
-use openraft::{BasicNode, ChangeMembers, Config, SnapshotPolicy};
+use openraft::{BasicNode, ChangeMembers, Config, RaftMetrics, SnapshotPolicy};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 use uuid::Uuid;
@@ -17,7 +17,7 @@ use crate::metadata::{ClusterMetadata, CommandOutcome, MetadataCommand, Metadata
 use crate::network::{ChannelPool, ControllerGrpc, RaftNetworkFactoryImpl, Routing};
 use crate::requests::{ControllerResponse, QuorumNode, QuorumStatus};
 use crate::store::{RaftLogStore, StateMachineStore};
-use crate::types::{NodeId, Raft};
+use crate::types::{NodeId, Raft, TypeConfig};
 
 mod forwarding;
 mod leader_requests;
@@ -124,6 +124,19 @@ struct Liveness {
     fenced_since_ms: HashMap<i32, u64>,
     /// When automatic balancing last looked (ms since start).
     last_auto_balance_ms: u64,
+    /// Brokers whose fencing proposal failed and has not succeeded since.
+    fence_failing: HashSet<i32>,
+}
+
+/// The parts of the Raft state the active controller's duties depend on: who leads, in
+/// which term, and how far the log has committed.
+fn duty_inputs(m: &RaftMetrics<TypeConfig>) -> (Option<NodeId>, bool, u64, Option<u64>) {
+    (
+        m.current_leader,
+        m.state.is_leader(),
+        m.current_term,
+        m.local_committed.as_ref().map(|l| l.index),
+    )
 }
 
 fn storage_err(e: impl std::fmt::Display) -> ControllerError {
@@ -361,14 +374,30 @@ impl Controller {
                     l.grace_start_ms = this.now_ms();
                     l.last_heartbeat_ms.clear();
                     l.shutting_down.clear();
+                    l.fence_failing.clear();
                 }
                 was_active = active;
                 if active {
                     this.leader_tick().await;
                 }
-                tokio::select! {
-                    changed = metrics.changed() => if changed.is_err() { return },
-                    _ = tokio::time::sleep(tick) => {}
+                // Raft metrics also change on every heartbeat round (quorum-ack times);
+                // running the duties on each of those spun when the quorum was gone and
+                // every proposal failed at once. Only a change they depend on wakes them.
+                let seen = duty_inputs(&metrics.borrow_watched());
+                let next_tick = tokio::time::sleep(tick);
+                tokio::pin!(next_tick);
+                loop {
+                    tokio::select! {
+                        changed = metrics.changed() => {
+                            if changed.is_err() {
+                                return;
+                            }
+                            if duty_inputs(&metrics.borrow_watched()) != seen {
+                                break;
+                            }
+                        }
+                        _ = &mut next_tick => break,
+                    }
                 }
             }
         });
@@ -400,12 +429,30 @@ impl Controller {
             )
         };
         for (broker_id, epoch) in doomed {
-            warn!(broker = broker_id, "broker missed its session; fencing it");
-            if let Err(e) = self
+            // A controller without its quorum retries every tick; say so once.
+            let retry = self.liveness().fence_failing.contains(&broker_id);
+            if retry {
+                debug!(
+                    broker = broker_id,
+                    "broker missed its session; fencing it again"
+                );
+            } else {
+                warn!(broker = broker_id, "broker missed its session; fencing it");
+            }
+            match self
                 .propose(MetadataCommand::FenceBroker { broker_id, epoch })
                 .await
             {
-                warn!(broker = broker_id, error = %e, "fencing failed");
+                Ok(_) => {
+                    self.liveness().fence_failing.remove(&broker_id);
+                }
+                Err(e) => {
+                    if self.liveness().fence_failing.insert(broker_id) {
+                        warn!(broker = broker_id, error = %e, "fencing failed; retrying every tick");
+                    } else {
+                        debug!(broker = broker_id, error = %e, "fencing failed again");
+                    }
+                }
             }
         }
         if let Some(grace) = self.inner.auto_balance {

@@ -246,6 +246,45 @@ fn a_dead_broker_is_fenced_and_comes_back() {
     });
 }
 
+/// A controller left without its quorum cannot fence anyone (its proposals fail at once).
+/// It must retry at its tick, not on every Raft metrics change: that spun, writing
+/// millions of log lines a minute. Once a peer is back, the dead broker is fenced.
+#[test]
+fn a_controller_without_its_quorum_retries_fencing_quietly() {
+    let mut c = Cluster::start(3, 0, FAST);
+    let controller = c.active_controller().expect("controller");
+    let others: Vec<i32> = (1..=3).filter(|id| *id != controller).collect();
+    for id in &others {
+        c.node(*id).kill9();
+    }
+    let attempts = |c: &mut Cluster| c.node(controller).log().matches("fencing").count();
+    wait_until("a fencing attempt", SESSION * 5, || {
+        (attempts(&mut c) > 0).then_some(())
+    });
+    // Long enough for dozens of ticks; the old loop logged thousands of lines by then.
+    let window = Instant::now() + SESSION;
+    while Instant::now() < window {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let logged = attempts(&mut c);
+    assert!(
+        logged <= 4,
+        "{logged} fencing lines: one attempt and one failure per dead broker expected"
+    );
+    assert!(c.node(controller).is_running());
+
+    c.node(others[0]).restart();
+    let dead = others[1];
+    wait_until("the dead broker is fenced", Duration::from_secs(30), || {
+        let status = c.status(controller)?;
+        status["fenced_brokers"]
+            .as_array()?
+            .iter()
+            .any(|b| *b == dead)
+            .then_some(())
+    });
+}
+
 #[test]
 fn restarting_every_node_at_once_keeps_the_metadata() {
     let mut c = Cluster::start(3, 0, FAST);
