@@ -17,6 +17,7 @@ use tracing::{debug, info, warn};
 use super::context::RequestContext;
 use super::dispatch::{dispatch, Reply};
 use super::frame::{self, Decoded};
+use super::outgoing::ResponseFrame;
 use super::{api_versions, metrics_labels};
 use crate::broker::Broker;
 
@@ -31,9 +32,9 @@ const MAX_IN_FLIGHT: usize = 64;
 const MAX_IN_FLIGHT_BYTES: usize = 32 * 1024 * 1024;
 
 /// A response to write (or `None`: nothing to send), once its request is handled.
-type Response = std::pin::Pin<Box<dyn std::future::Future<Output = Option<Bytes>> + Send>>;
+type Response = std::pin::Pin<Box<dyn std::future::Future<Output = Option<ResponseFrame>> + Send>>;
 /// A response with the size of the request it answers.
-type Answer = (usize, Option<Bytes>);
+type Answer = (usize, Option<ResponseFrame>);
 type Pending = std::pin::Pin<Box<dyn std::future::Future<Output = Answer> + Send>>;
 
 /// The admission state of one connection's pipeline.
@@ -124,8 +125,8 @@ pub async fn run(stream: TcpStream, peer: SocketAddr, listener: String, broker: 
             }
             Some((len, response)) = pending.next() => {
                 pipeline.answered(len);
-                if let Some(bytes) = response {
-                    if let Err(e) = wr.write_all(&bytes).await {
+                if let Some(mut frame) = response {
+                    if let Err(e) = wr.write_all_buf(&mut frame).await {
                         break Some(format!("write failed: {e}"));
                     }
                 }
@@ -136,8 +137,8 @@ pub async fn run(stream: TcpStream, peer: SocketAddr, listener: String, broker: 
         // Answer what was already accepted before closing, so a well-formed request
         // ahead of the bad one still gets its response.
         while let Some((_, response)) = pending.next().await {
-            if let Some(bytes) = response {
-                if wr.write_all(&bytes).await.is_err() {
+            if let Some(mut frame) = response {
+                if wr.write_all_buf(&mut frame).await.is_err() {
                     break;
                 }
             }
@@ -145,8 +146,8 @@ pub async fn run(stream: TcpStream, peer: SocketAddr, listener: String, broker: 
         warn!(%peer, %listener, reason = %reason, "closing Kafka connection");
     } else {
         while let Some((_, response)) = pending.next().await {
-            if let Some(bytes) = response {
-                if wr.write_all(&bytes).await.is_err() {
+            if let Some(mut frame) = response {
+                if wr.write_all_buf(&mut frame).await.is_err() {
                     break;
                 }
             }
@@ -197,7 +198,8 @@ async fn handle_frame(
                 &ResponseKind::ApiVersions(resp),
             )
             .map_err(|e| format!("encoding ApiVersions fallback: {e:#}"))?;
-            return Ok(Some(Box::pin(async move { Some(bytes) })));
+            let frame = ResponseFrame::from(bytes);
+            return Ok(Some(Box::pin(async move { Some(frame) })));
         }
         Decoded::Reject { preamble, reason } => {
             metrics::counter!("fjord_rejected_requests_total").increment(1);
@@ -227,7 +229,7 @@ async fn handle_frame(
     let api_label = metrics_labels::api_name(api);
     debug!(%peer, api = api_label, version, correlation_id, client_id = %ctx.client_id, "request");
     metrics::counter!("fjord_requests_total", "api" => api_label).increment(1);
-    let finish = move |response: ResponseKind| -> Option<Bytes> {
+    let finish = move |response: ResponseKind| -> Option<ResponseFrame> {
         metrics::histogram!("fjord_request_duration_seconds", "api" => api_label)
             .record(started.elapsed().as_secs_f64());
         match frame::encode_response(api, version, correlation_id, &response) {

@@ -4,6 +4,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
 
+use super::outgoing::{ResponseFrame, SplicingBuf, SPLICE_MIN};
 use super::versions;
 
 /// The first fields of every request header, readable before we know if we can parse
@@ -95,33 +96,47 @@ pub fn decode(frame: Bytes) -> Decoded {
     }
 }
 
-/// Encodes a response frame: 4-byte length, response header, body.
+/// Encodes a response frame: 4-byte length, response header, body. Fetch answers share
+/// their record batches with the log read (see `outgoing`).
 pub fn encode_response(
     api: ApiKey,
     version: i16,
     correlation_id: i32,
     response: &ResponseKind,
-) -> anyhow::Result<Bytes> {
-    let mut buf = BytesMut::with_capacity(capacity_for(response, version));
-    buf.put_i32(0); // length, patched below
+) -> anyhow::Result<ResponseFrame> {
     let header = ResponseHeader::default().with_correlation_id(correlation_id);
-    header.encode(&mut buf, api.response_header_version(version))?;
+    let header_version = api.response_header_version(version);
+    if let ResponseKind::Fetch(fetch) = response {
+        let batches: Vec<Bytes> = fetch
+            .responses
+            .iter()
+            .flat_map(|t| t.partitions.iter())
+            .filter_map(|p| p.records.clone())
+            .filter(|b| b.len() >= SPLICE_MIN)
+            .collect();
+        let shared: usize = batches.iter().map(Bytes::len).sum();
+        // Only the part that is not shared is allocated here.
+        let rest = fetch
+            .compute_size(version)
+            .unwrap_or(0)
+            .saturating_sub(shared)
+            + HEADER;
+        let mut buf = SplicingBuf::new(batches, rest);
+        header.encode(&mut buf, header_version)?;
+        fetch.encode(&mut buf, version)?;
+        return buf.into_frame();
+    }
+    let mut buf = BytesMut::with_capacity(256);
+    buf.put_i32(0); // length, patched below
+    header.encode(&mut buf, header_version)?;
     response.encode(&mut buf, version)?;
     let len = (buf.len() - 4) as i32;
     buf[..4].copy_from_slice(&len.to_be_bytes());
-    Ok(buf.freeze())
+    Ok(ResponseFrame::from(buf.freeze()))
 }
 
-/// Fetch answers can be tens of MiB. Sized up front, their buffer is allocated once
-/// instead of doubling its way there, each step briefly holding the old and new copies.
-fn capacity_for(response: &ResponseKind, version: i16) -> usize {
-    // Length prefix, correlation id and the header's tagged fields.
-    const HEADER: usize = 16;
-    match response {
-        ResponseKind::Fetch(r) => r.compute_size(version).unwrap_or(0) + HEADER,
-        _ => 256,
-    }
-}
+/// Correlation id and the header's tagged fields.
+const HEADER: usize = 16;
 
 /// The response header version of ApiVersions is always 0, whatever the request version,
 /// so a client can always read the error.
@@ -141,4 +156,64 @@ pub fn encode_api_versions_fallback(
     let len = (buf.len() - 4) as i32;
     buf[..4].copy_from_slice(&len.to_be_bytes());
     Ok(buf.freeze())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+    use kafka_protocol::messages::{FetchResponse, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+
+    fn contiguous(version: i16, correlation_id: i32, response: &ResponseKind) -> Vec<u8> {
+        let mut buf = BytesMut::new();
+        buf.put_i32(0);
+        ResponseHeader::default()
+            .with_correlation_id(correlation_id)
+            .encode(&mut buf, ApiKey::Fetch.response_header_version(version))
+            .expect("header");
+        response.encode(&mut buf, version).expect("body");
+        let len = (buf.len() - 4) as i32;
+        buf[..4].copy_from_slice(&len.to_be_bytes());
+        buf.to_vec()
+    }
+
+    #[test]
+    fn a_fetch_answer_with_shared_batches_is_byte_for_byte_the_contiguous_encoding() {
+        let partition = |index: i32, records: Option<Bytes>| {
+            PartitionData::default()
+                .with_partition_index(index)
+                .with_high_watermark(42)
+                .with_records(records)
+        };
+        let topic = |name: &'static str, partitions| {
+            FetchableTopicResponse::default()
+                .with_topic(TopicName(StrBytes::from_static_str(name)))
+                .with_partitions(partitions)
+        };
+        let response = ResponseKind::Fetch(FetchResponse::default().with_responses(vec![
+            topic(
+                "a",
+                vec![
+                    partition(0, Some(Bytes::from(vec![7u8; 9000]))),
+                    partition(1, Some(Bytes::from(vec![8u8; 100]))),
+                    partition(2, None),
+                ],
+            ),
+            topic("b", vec![partition(0, Some(Bytes::from(vec![9u8; 70000])))]),
+        ]));
+        for version in [4, 11, 12, 13, 16] {
+            let mut frame = encode_response(ApiKey::Fetch, version, 5, &response).expect("encodes");
+            // Length, header and fields, batch, fields, batch (and any tagged fields).
+            assert!(
+                frame.pieces() >= 5,
+                "v{version}: both large batches are shared"
+            );
+            assert_eq!(
+                frame.copy_to_bytes(frame.remaining()).to_vec(),
+                contiguous(version, 5, &response),
+                "v{version}"
+            );
+        }
+    }
 }

@@ -21,6 +21,7 @@ mod listener;
 mod metadata;
 mod metrics_labels;
 mod offset_commit;
+mod outgoing;
 mod produce;
 mod producer_id;
 mod reassignments;
