@@ -18,7 +18,7 @@ use crate::admin;
 use crate::broker::Broker;
 use crate::config::NodeConfig;
 use crate::kafka;
-use crate::replica::{isr_sync, FetcherManager, ReplicaManager, ReplicationService};
+use crate::replica::{isr_sync, Chores, FetcherManager, ReplicaManager, ReplicationService};
 
 use crate::time::now_ms;
 
@@ -460,7 +460,11 @@ async fn housekeeping(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) 
     );
     let retention_interval = broker.broker_i64("log.retention.check.interval.ms").max(1);
     let producer_expiration = broker.broker_i64("producer.id.expiration.ms").max(1);
+    let checkpoint_interval = broker
+        .broker_i64("replica.high.watermark.checkpoint.interval.ms")
+        .max(1);
     let mut last_retention = now_ms();
+    let mut last_checkpoint = last_retention;
     let mut ticker = tokio::time::interval(flush_interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -473,11 +477,18 @@ async fn housekeeping(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) 
         if retention_due {
             last_retention = now;
         }
+        let checkpoint_due = now - last_checkpoint >= checkpoint_interval;
+        if checkpoint_due {
+            last_checkpoint = now;
+        }
+        let chores = Chores {
+            now_ms: now,
+            retention_due,
+            checkpoint_due,
+            producer_expiration_ms: producer_expiration,
+        };
         let replicas = Arc::clone(&broker.replicas);
-        let _ = tokio::task::spawn_blocking(move || {
-            replicas.housekeeping(now, retention_due, producer_expiration)
-        })
-        .await;
+        let _ = tokio::task::spawn_blocking(move || replicas.housekeeping(&chores)).await;
         admin::record_gauges(&broker);
     }
 }

@@ -184,6 +184,7 @@ pub static BROKER_CONFIGS: &[BrokerConfigDef] = &[
     broker(def("log.flush.interval.messages", ConfigType::Long, LONG_MAX, Check::Range(1, i64::MAX), "Default flush.messages of topics."), true),
     broker(def("log.flush.interval.ms", ConfigType::Long, "", Check::Range(0, i64::MAX), "Default flush.ms of topics."), true),
     broker(def("log.flush.scheduler.interval.ms", ConfigType::Long, "1000", Check::Range(1, i64::MAX), "How often logs are checked against flush.ms."), false),
+    broker(def("replica.high.watermark.checkpoint.interval.ms", ConfigType::Long, "5000", Check::Range(1, i64::MAX), "How often each partition's high watermark is written to disk."), false),
     broker(def("log.message.timestamp.type", ConfigType::String, "CreateTime", Check::OneOf(TIMESTAMP_TYPES), "Default message.timestamp.type of topics."), true),
     broker(def("log.message.timestamp.before.max.ms", ConfigType::Long, LONG_MAX, Check::Range(0, i64::MAX), "Default message.timestamp.before.max.ms of topics."), true),
     broker(def("log.message.timestamp.after.max.ms", ConfigType::Long, LONG_MAX, Check::Range(0, i64::MAX), "Default message.timestamp.after.max.ms of topics."), true),

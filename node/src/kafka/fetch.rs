@@ -54,12 +54,22 @@ pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> Reply {
         .into();
     }
     let plan = plan(ctx, &req);
+    // Watching starts before the first read: a high watermark that moves between the
+    // read and the watch would otherwise go unseen, and the fetch would sleep through it.
+    let watchers = watch_all(&plan);
     let (response, bytes, errors) = read(&plan);
     let max_wait = Duration::from_millis(req.max_wait_ms.max(0) as u64);
     if bytes >= plan.min_bytes || errors || max_wait.is_zero() || plan.targets.is_empty() {
         return ResponseKind::Fetch(response).into();
     }
-    Reply::Later(Box::pin(long_poll(plan, max_wait)))
+    Reply::Later(Box::pin(long_poll(plan, watchers, max_wait)))
+}
+
+fn watch_all(plan: &Plan) -> Vec<tokio::sync::watch::Receiver<i64>> {
+    plan.targets
+        .iter()
+        .filter_map(|t| t.replica.as_ref().ok().map(|r| r.subscribe()))
+        .collect()
 }
 
 /// Name Kafka gives its rack-aware selector; setting `replica.selector.class` to it
@@ -292,13 +302,12 @@ fn read_partition(
 
 /// Waits for data: re-reads whenever a fetched partition's high watermark moves, until
 /// `min_bytes` are available or `max_wait` has passed.
-async fn long_poll(plan: Plan, max_wait: Duration) -> ResponseKind {
+async fn long_poll(
+    plan: Plan,
+    mut watchers: Vec<tokio::sync::watch::Receiver<i64>>,
+    max_wait: Duration,
+) -> ResponseKind {
     let deadline = Instant::now() + max_wait;
-    let mut watchers: Vec<_> = plan
-        .targets
-        .iter()
-        .filter_map(|t| t.replica.as_ref().ok().map(|r| r.subscribe()))
-        .collect();
     loop {
         let remaining = deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() || watchers.is_empty() {

@@ -9,7 +9,7 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use super::partition::ReplicaSet;
-use super::{Partition, ReplicaError};
+use super::{Chores, Partition, ReplicaError};
 use crate::config::ConfigView;
 use crate::time::now_ms;
 
@@ -196,9 +196,9 @@ impl ReplicaManager {
         }
     }
 
-    pub fn housekeeping(&self, now_ms: i64, retention_due: bool, producer_expiration_ms: i64) {
+    pub fn housekeeping(&self, chores: &Chores) {
         for p in self.all() {
-            p.housekeeping(now_ms, retention_due, producer_expiration_ms);
+            p.housekeeping(chores);
         }
     }
 

@@ -17,4 +17,4 @@ pub use service::ReplicationService;
 pub use error::ReplicaError;
 pub use manager::{FollowPlan, ReplicaManager};
 
-pub use partition::{FetchResult, IsolationLevel, LeaderAppend, Partition, Replication};
+pub use partition::{Chores, FetchResult, IsolationLevel, LeaderAppend, Partition, Replication};

@@ -105,6 +105,15 @@ async fn serve(service: &ReplicationService, req: ReplicaFetchRequest) -> Replic
         .map(|p| replicas.get(&p.topic, p.partition))
         .collect();
     let limits = Limits::of(service, &req);
+    // Watching starts before the first read: an append landing between the read and the
+    // watch would otherwise go unseen until the next one (or `max_wait_ms`), and acks=all
+    // producers would wait with it.
+    let mut watchers: Vec<_> = targets
+        .iter()
+        .flatten()
+        .filter(|r| r.is_leader())
+        .map(|r| r.subscribe_log_end())
+        .collect();
     let (mut resp, mut has_data) = read(&req, &targets, &limits);
     // A fetch offset is the follower's log end only when its log agrees with ours (no
     // divergence, no error): only then may it count toward the high watermark.
@@ -124,12 +133,6 @@ async fn serve(service: &ReplicationService, req: ReplicaFetchRequest) -> Replic
     }
 
     let deadline = Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
-    let mut watchers: Vec<_> = targets
-        .iter()
-        .flatten()
-        .filter(|r| r.is_leader())
-        .map(|r| r.subscribe_log_end())
-        .collect();
     while !has_data && !watchers.is_empty() {
         let remaining = deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {

@@ -41,6 +41,19 @@ struct Locked {
 /// How often, at most, a partition whose log moved writes a producer-state snapshot.
 const SNAPSHOT_INTERVAL_MS: i64 = 30_000;
 
+/// What one housekeeping pass does.
+#[derive(Clone, Copy, Debug)]
+pub struct Chores {
+    pub now_ms: i64,
+    /// `log.retention.check.interval.ms` has passed since retention was last enforced.
+    pub retention_due: bool,
+    /// `replica.high.watermark.checkpoint.interval.ms` has passed since the last
+    /// checkpoint. Each one is an fsync per partition, which on a shared disk lands in
+    /// every producer's tail latency, so it is not done on every pass (as in Kafka).
+    pub checkpoint_due: bool,
+    pub producer_expiration_ms: i64,
+}
+
 fn batch_meta(h: &fjord_storage::BatchHeader) -> BatchMeta {
     BatchMeta {
         first_seq: h.base_sequence,
@@ -652,14 +665,17 @@ impl Partition {
 
     /// Periodic housekeeping: retention, time-based flush and the high-watermark
     /// checkpoint. Errors are logged, not returned: one bad disk must not stop the others.
-    pub fn housekeeping(&self, now_ms: i64, retention_due: bool, producer_expiration_ms: i64) {
+    pub fn housekeeping(&self, chores: &Chores) {
+        let now_ms = chores.now_ms;
         let hw = self.high_watermark();
         let result: Result<(), StorageError> = (|| {
             let mut guard = self.lock();
             let Some(locked) = guard.as_mut() else {
                 return Ok(None);
             };
-            locked.producers.expire(now_ms, producer_expiration_ms);
+            locked
+                .producers
+                .expire(now_ms, chores.producer_expiration_ms);
             locked.txns.prune(hw, locked.log.log_start_offset());
             if locked.log.log_end_offset() != locked.snapshot_offset
                 && now_ms - locked.snapshot_ms >= SNAPSHOT_INTERVAL_MS
@@ -667,12 +683,15 @@ impl Partition {
                 write_snapshot(locked, now_ms);
             }
             let log = &mut locked.log;
-            if retention_due {
+            if chores.retention_due {
                 log.enforce_retention(now_ms, hw)?;
                 self.log_start_offset
                     .store(log.log_start_offset(), Ordering::Release);
             }
             log.maybe_flush(now_ms)?;
+            if !chores.checkpoint_due {
+                return Ok(None);
+            }
             log.prepare_high_watermark_checkpoint(hw)
         })()
         // The checkpoint's fsync runs after the lock is released, so appends go on.
