@@ -59,6 +59,7 @@ record_memory() {
 }
 
 mkdir -p "$work/n1-1"
+sync # the build's dirty pages must not slow the disk measurement
 "$bin" bench baseline --dir "$work/n1-1" --json | tail -1 >"$out/baseline.json"
 cat "$out/baseline.json"
 

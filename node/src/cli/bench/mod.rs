@@ -145,7 +145,7 @@ fn baseline(args: &BaselineArgs) -> Result<(), CliError> {
     outln!("loopback TCP, one stream: {tcp:.0} MB/s");
     let disk = baseline::disk_write(&args.dir, args.write_mib << 20)?;
     outln!(
-        "sequential buffered write to {}: {disk:.0} MB/s",
+        "sequential buffered write to {}, fsync included: {disk:.0} MB/s",
         args.dir.display()
     );
     if args.json {
