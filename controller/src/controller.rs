@@ -419,14 +419,19 @@ impl Controller {
             }
         }
         let doomed = {
-            let l = self.liveness();
-            brokers_to_fence(
+            let mut l = self.liveness();
+            let doomed = brokers_to_fence(
                 &self.current(),
                 &l.last_heartbeat_ms,
                 l.grace_start_ms,
                 self.now_ms(),
                 self.inner.session_timeout.as_millis() as u64,
-            )
+            );
+            // A broker that came back (or was fenced by another controller) starts a new
+            // streak: its next missed session is reported again.
+            l.fence_failing
+                .retain(|b| doomed.iter().any(|(d, _)| d == b));
+            doomed
         };
         for (broker_id, epoch) in doomed {
             // A controller without its quorum retries every tick; say so once.
