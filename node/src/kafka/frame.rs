@@ -104,9 +104,9 @@ pub fn encode_response(
     correlation_id: i32,
     response: &ResponseKind,
 ) -> anyhow::Result<ResponseFrame> {
-    let header = ResponseHeader::default().with_correlation_id(correlation_id);
     let header_version = api.response_header_version(version);
     if let ResponseKind::Fetch(fetch) = response {
+        let header = ResponseHeader::default().with_correlation_id(correlation_id);
         let batches: Vec<Bytes> = fetch
             .responses
             .iter()
@@ -126,13 +126,25 @@ pub fn encode_response(
         fetch.encode(&mut buf, version)?;
         return buf.into_frame();
     }
+    contiguous(header_version, correlation_id, response, version).map(ResponseFrame::from)
+}
+
+/// A response in one buffer: 4-byte length, header, body.
+fn contiguous(
+    header_version: i16,
+    correlation_id: i32,
+    response: &ResponseKind,
+    version: i16,
+) -> anyhow::Result<Bytes> {
     let mut buf = BytesMut::with_capacity(256);
     buf.put_i32(0); // length, patched below
-    header.encode(&mut buf, header_version)?;
+    ResponseHeader::default()
+        .with_correlation_id(correlation_id)
+        .encode(&mut buf, header_version)?;
     response.encode(&mut buf, version)?;
     let len = (buf.len() - 4) as i32;
     buf[..4].copy_from_slice(&len.to_be_bytes());
-    Ok(ResponseFrame::from(buf.freeze()))
+    Ok(buf.freeze())
 }
 
 /// Correlation id and the header's tagged fields.
@@ -144,18 +156,12 @@ pub fn encode_api_versions_fallback(
     correlation_id: i32,
     response: &ResponseKind,
 ) -> anyhow::Result<Bytes> {
-    let mut buf = BytesMut::with_capacity(256);
-    buf.put_i32(0);
-    ResponseHeader::default()
-        .with_correlation_id(correlation_id)
-        .encode(
-            &mut buf,
-            kafka_protocol::messages::ApiVersionsResponse::header_version(0),
-        )?;
-    response.encode(&mut buf, 0)?;
-    let len = (buf.len() - 4) as i32;
-    buf[..4].copy_from_slice(&len.to_be_bytes());
-    Ok(buf.freeze())
+    contiguous(
+        kafka_protocol::messages::ApiVersionsResponse::header_version(0),
+        correlation_id,
+        response,
+        0,
+    )
 }
 
 #[cfg(test)]
@@ -164,19 +170,6 @@ mod tests {
     use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
     use kafka_protocol::messages::{FetchResponse, TopicName};
     use kafka_protocol::protocol::StrBytes;
-
-    fn contiguous(version: i16, correlation_id: i32, response: &ResponseKind) -> Vec<u8> {
-        let mut buf = BytesMut::new();
-        buf.put_i32(0);
-        ResponseHeader::default()
-            .with_correlation_id(correlation_id)
-            .encode(&mut buf, ApiKey::Fetch.response_header_version(version))
-            .expect("header");
-        response.encode(&mut buf, version).expect("body");
-        let len = (buf.len() - 4) as i32;
-        buf[..4].copy_from_slice(&len.to_be_bytes());
-        buf.to_vec()
-    }
 
     #[test]
     fn a_fetch_answer_with_shared_batches_is_byte_for_byte_the_contiguous_encoding() {
@@ -211,7 +204,13 @@ mod tests {
             );
             assert_eq!(
                 frame.copy_to_bytes(frame.remaining()).to_vec(),
-                contiguous(version, 5, &response),
+                contiguous(
+                    ApiKey::Fetch.response_header_version(version),
+                    5,
+                    &response,
+                    version
+                )
+                .expect("encodes in one buffer"),
                 "v{version}"
             );
         }
