@@ -452,19 +452,46 @@ async fn controlled_shutdown(broker: &Broker) {
 }
 
 /// Retention, time-based flushes, high-watermark checkpoints and gauges.
+/// A housekeeping chore with its own interval, judged at each housekeeping tick.
+struct Every {
+    interval_ms: i64,
+    last_ms: i64,
+}
+
+impl Every {
+    fn new(interval_ms: i64, now_ms: i64) -> Self {
+        Every {
+            interval_ms: interval_ms.max(1),
+            last_ms: now_ms,
+        }
+    }
+
+    /// Whether the interval has passed; if so, the next one starts now.
+    fn due(&mut self, now_ms: i64) -> bool {
+        let due = now_ms - self.last_ms >= self.interval_ms;
+        if due {
+            self.last_ms = now_ms;
+        }
+        due
+    }
+}
+
 async fn housekeeping(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
     let flush_interval = Duration::from_millis(
         broker
             .broker_i64("log.flush.scheduler.interval.ms")
             .clamp(10, 60_000) as u64,
     );
-    let retention_interval = broker.broker_i64("log.retention.check.interval.ms").max(1);
     let producer_expiration = broker.broker_i64("producer.id.expiration.ms").max(1);
-    let checkpoint_interval = broker
-        .broker_i64("replica.high.watermark.checkpoint.interval.ms")
-        .max(1);
-    let mut last_retention = now_ms();
-    let mut last_checkpoint = last_retention;
+    let started = now_ms();
+    let mut retention = Every::new(
+        broker.broker_i64("log.retention.check.interval.ms"),
+        started,
+    );
+    let mut checkpoint = Every::new(
+        broker.broker_i64("replica.high.watermark.checkpoint.interval.ms"),
+        started,
+    );
     let mut ticker = tokio::time::interval(flush_interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -473,18 +500,10 @@ async fn housekeeping(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) 
             _ = async { shutdown.wait_for(|s| *s).await.map(|_| ()) } => return,
         }
         let now = now_ms();
-        let retention_due = now - last_retention >= retention_interval;
-        if retention_due {
-            last_retention = now;
-        }
-        let checkpoint_due = now - last_checkpoint >= checkpoint_interval;
-        if checkpoint_due {
-            last_checkpoint = now;
-        }
         let chores = Chores {
             now_ms: now,
-            retention_due,
-            checkpoint_due,
+            retention_due: retention.due(now),
+            checkpoint_due: checkpoint.due(now),
             producer_expiration_ms: producer_expiration,
         };
         let replicas = Arc::clone(&broker.replicas);
