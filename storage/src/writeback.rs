@@ -21,7 +21,7 @@ pub fn start(file: &File, offset: u64, len: u64) {
     let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
         return;
     };
-    #[allow(unsafe_code)]
+    #[allow(unsafe_code)] // a system call without a safe wrapper in std; soundness below
     // SAFETY: sync_file_range takes only integers: no pointer crosses the call, so it
     // cannot touch our memory. The descriptor belongs to `file`, which the borrow keeps
     // open for the whole call, so it cannot name another file either.

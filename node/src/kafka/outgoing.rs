@@ -153,7 +153,7 @@ impl SplicingBuf {
 // the trait's contract (`chunk_mut` hands out its spare capacity, `advance_mut` only
 // counts bytes the caller initialised there). `put_slice` adds bookkeeping around safe
 // calls and never touches memory itself.
-#[allow(unsafe_code)]
+#[allow(unsafe_code)] // `BufMut` is an unsafe trait to implement; soundness above
 unsafe impl BufMut for SplicingBuf {
     fn remaining_mut(&self) -> usize {
         self.head.remaining_mut()
