@@ -264,7 +264,7 @@ fn a_controller_without_its_quorum_retries_fencing_quietly() {
     // Long enough for dozens of ticks; the old loop logged thousands of lines by then.
     let window = Instant::now() + SESSION;
     while Instant::now() < window {
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(100)); // observation window, not synchronization
     }
     let logged = attempts(&mut c);
     assert!(
