@@ -173,6 +173,18 @@ impl Node {
             * 1024
     }
 
+    /// The sum of the `/metrics` samples whose series starts with `series` (a name, or a
+    /// name with its labels as rendered); 0 when there are none, as a counter or gauge
+    /// appears only once it is first used.
+    pub fn metric(&self, series: &str) -> f64 {
+        let (_, body) = http_get(&self.admin_addr(), "/metrics").expect("metrics");
+        body.lines()
+            .filter_map(|l| l.strip_prefix(series))
+            .filter(|rest| rest.starts_with([' ', '{']))
+            .filter_map(|rest| rest.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
     pub fn admin_addr(&self) -> String {
         format!("127.0.0.1:{}", self.admin_port)
     }

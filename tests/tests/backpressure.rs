@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use fjord_tests::wire::Wire;
-use fjord_tests::{client_config, create_topic, http_get, topic_name, Node};
+use fjord_tests::{client_config, create_topic, topic_name, Node};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::{BrokerId, FetchRequest};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
@@ -52,15 +52,6 @@ fn fetch(topic: &str, offset: i64, max_wait_ms: i32) -> FetchRequest {
                 .with_partition_max_bytes(FETCH_BYTES)])])
 }
 
-fn fetches_handled(node: &Node) -> f64 {
-    let (_, metrics) = http_get(&node.admin_addr(), "/metrics").expect("metrics");
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("fjord_requests_total{api=\"Fetch\"} "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0)
-}
-
 #[test]
 fn a_client_that_stops_reading_costs_one_answer_of_memory() {
     let node = Node::start();
@@ -84,7 +75,7 @@ fn a_client_that_stops_reading_costs_one_answer_of_memory() {
         peak = peak.max(node.rss_bytes());
         std::thread::sleep(Duration::from_millis(50)); // sampling interval
     }
-    let handled = fetches_handled(&node);
+    let handled = node.metric("fjord_requests_total{api=\"Fetch\"}");
     let grown = peak.saturating_sub(before) as f64 / (1 << 20) as f64;
     println!("fetches handled while unread: {handled}, resident memory grew {grown:.1} MiB");
     assert!(
@@ -110,5 +101,8 @@ fn a_client_that_stops_reading_costs_one_answer_of_memory() {
             "a full answer, not {bytes} bytes"
         );
     }
-    assert_eq!(fetches_handled(&node), PIPELINED as f64);
+    assert_eq!(
+        node.metric("fjord_requests_total{api=\"Fetch\"}"),
+        PIPELINED as f64
+    );
 }

@@ -133,6 +133,7 @@ async fn serve(service: &ReplicationService, req: ReplicaFetchRequest) -> Replic
     }
 
     let deadline = Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
+    let _parked = (!has_data && !watchers.is_empty()).then(Parked::new);
     while !has_data && !watchers.is_empty() {
         let remaining = deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
@@ -145,6 +146,24 @@ async fn serve(service: &ReplicationService, req: ReplicaFetchRequest) -> Replic
         }
     }
     resp
+}
+
+/// Counts follower fetches waiting at this leader for data
+/// (`fjord_replica_fetches_waiting`). It drops only after the last read of the wait, so a
+/// reading of 0 means no parked fetch can still pick up an append.
+struct Parked;
+
+impl Parked {
+    fn new() -> Self {
+        metrics::gauge!("fjord_replica_fetches_waiting").increment(1.0);
+        Parked
+    }
+}
+
+impl Drop for Parked {
+    fn drop(&mut self) {
+        metrics::gauge!("fjord_replica_fetches_waiting").decrement(1.0);
+    }
 }
 
 /// Which partitions of a fetch are throttled: those where the fetching broker is a
