@@ -1,11 +1,12 @@
 //! Leaders ask the controller to shrink or expand their ISR (AlterPartition).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use fjord_controller::{ControllerRequest, ControllerResponse};
 use tokio::sync::watch;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::broker::Broker;
 use crate::time::now_ms;
@@ -15,6 +16,9 @@ use crate::time::now_ms;
 pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
     let lag_ms = broker.broker_i64("replica.lag.time.max.ms").max(1);
     let tick = Duration::from_millis((lag_ms as u64 / 4).clamp(20, 250));
+    // Refusals come in storms (a controller change refuses every pending change, and
+    // each is retried every tick), so only the first of a streak is a WARN.
+    let refusing = Arc::new(AtomicBool::new(false));
     loop {
         tokio::select! {
             _ = tokio::time::sleep(tick) => {}
@@ -35,6 +39,7 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
                 continue;
             };
             let broker = Arc::clone(&broker);
+            let refusing = Arc::clone(&refusing);
             tokio::spawn(async move {
                 let request = ControllerRequest::AlterPartition {
                     topic: p.tp.topic.clone(),
@@ -54,6 +59,9 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
                         isr,
                     }) => {
                         info!(partition = %p.tp, ?isr, partition_epoch, "ISR updated");
+                        if refusing.swap(false, Ordering::Relaxed) {
+                            info!("the controller accepts ISR changes again");
+                        }
                         p.isr_change_done(Some((isr, partition_epoch)));
                     }
                     Ok(other) => {
@@ -61,7 +69,15 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
                         p.isr_change_done(None);
                     }
                     Err(e) => {
-                        warn!(partition = %p.tp, error = %e, "ISR change refused");
+                        if refusing.swap(true, Ordering::Relaxed) {
+                            debug!(partition = %p.tp, error = %e, "ISR change refused");
+                        } else {
+                            warn!(
+                                partition = %p.tp,
+                                error = %e,
+                                "ISR change refused; retrying, further refusals at DEBUG"
+                            );
+                        }
                         p.isr_change_done(None);
                     }
                 }
