@@ -63,7 +63,18 @@ sync # the build's dirty pages must not slow the disk measurement
 "$bin" bench baseline --dir "$work/n1-1" --json | tail -1 >"$out/baseline.json"
 cat "$out/baseline.json"
 
+# cpu_ticks: CPU time (user + system, in clock ticks) the running nodes have used so far.
+cpu_ticks() {
+    local total=0 p
+    for p in "${pids[@]:-}"; do
+        [ -n "$p" ] && total=$((total + $(awk '{print $14 + $15}' "/proc/$p/stat")))
+    done
+    echo "$total"
+}
+
 # scenario NAME NODES -- BENCH FLAGS...: produce for the run's duration, then consume it.
+# Where the produce phase's CPU went (all brokers, the bench client) is recorded too: on
+# two shared cores it tells which side a figure is bound by.
 scenario() {
     local name="$1" nodes="$2"
     shift 3
@@ -72,10 +83,18 @@ scenario() {
     # Start on a quiet disk: the previous scenario's dirty pages are written back first,
     # so their writeback does not land in this scenario's latencies.
     sync
-    "$bin" bench produce --bootstrap-server "$bootstrap" --topic "$name" \
-        --partitions "${PARTITIONS:-6}" \
-        --replication-factor "$nodes" --duration "$seconds" --json "$@" \
-        >"$out/$name.produce.json" 2>"$out/$name.produce.progress"
+    local before client
+    before=$(cpu_ticks)
+    client=$( {
+        TIMEFORMAT='%U %S'
+        time "$bin" bench produce --bootstrap-server "$bootstrap" --topic "$name" \
+            --partitions "${PARTITIONS:-6}" \
+            --replication-factor "$nodes" --duration "$seconds" --json "$@" \
+            >"$out/$name.produce.json" 2>"$out/$name.produce.progress"
+    } 2>&1)
+    echo "{\"brokers_cpu_seconds\": $(echo "$(cpu_ticks) $before $(getconf CLK_TCK)" |
+        awk '{print ($1 - $2) / $3}'), \"client_cpu_seconds\": $(echo "$client" |
+        awk '{print $1 + $2}')}" >"$out/$name.cpu.json"
     tail -1 "$out/$name.produce.json"
     "$bin" bench consume --bootstrap-server "$bootstrap" --topic "$name" --consumers 2 --json \
         >"$out/$name.consume.json" 2>"$out/$name.consume.progress"
