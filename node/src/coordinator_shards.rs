@@ -4,18 +4,112 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use fjord_controller::ClusterMetadata;
-use tracing::info;
+use kafka_protocol::error::ResponseError;
+use tokio::sync::watch;
+use tracing::{info, warn};
 
-use crate::replica::{Partition, ReplicaManager};
+use crate::replica::{IsolationLevel, Partition, ReplicaManager};
 
 pub trait CoordinatorShard: Send + Sync + 'static {
     fn open(replica: Arc<Partition>) -> Self;
-    fn partition(&self) -> i32;
-    fn leader_epoch(&self) -> i32;
-    fn owns_partition(&self) -> bool;
+    fn core(&self) -> &ShardCore;
     fn close(&self);
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShardStatus {
+    Loading,
+    Active,
+    Closed,
+}
+
+/// What every coordinator shard has: the partition it was made for, the leader epoch it
+/// was made at, and whether it is loading, answering or closed.
+pub struct ShardCore {
+    pub partition: i32,
+    /// The partition's leader epoch when the shard was made (the coordinator epoch).
+    pub leader_epoch: i32,
+    pub replica: Arc<Partition>,
+    status: watch::Sender<ShardStatus>,
+}
+
+impl ShardCore {
+    pub fn new(replica: Arc<Partition>) -> Self {
+        ShardCore {
+            partition: replica.tp.partition,
+            leader_epoch: replica.leader_epoch(),
+            replica,
+            status: watch::Sender::new(ShardStatus::Loading),
+        }
+    }
+
+    pub fn status(&self) -> ShardStatus {
+        *self.status.borrow()
+    }
+
+    pub fn set_status(&self, status: ShardStatus) {
+        self.status.send_replace(status);
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<ShardStatus> {
+        self.status.subscribe()
+    }
+
+    /// Still the leader at the epoch this shard was made for.
+    pub fn owns_partition(&self) -> bool {
+        self.replica.is_leader() && self.replica.leader_epoch() == self.leader_epoch
+    }
+
+    pub fn check_active(&self) -> Result<(), ResponseError> {
+        match self.status() {
+            ShardStatus::Loading => Err(ResponseError::CoordinatorLoadInProgress),
+            ShardStatus::Closed => Err(ResponseError::NotCoordinator),
+            ShardStatus::Active if !self.owns_partition() => Err(ResponseError::NotCoordinator),
+            ShardStatus::Active => Ok(()),
+        }
+    }
+
+    /// Reads the partition from its start to the log end it has now, once all of that
+    /// is replicated (what this leader has is what the coordinator must see, but only
+    /// replicated records may be read). `apply` takes each chunk read and returns the
+    /// offset after it, or `None` when nothing more can be decoded. Returns false if
+    /// leadership moved away or the shard closed meanwhile.
+    pub async fn replay(&self, what: &str, mut apply: impl FnMut(&[u8]) -> Option<i64>) -> bool {
+        let target = self.replica.log_end_offset();
+        let mut hw = self.replica.subscribe();
+        loop {
+            if !self.owns_partition() || self.status() == ShardStatus::Closed {
+                return false;
+            }
+            if *hw.borrow_and_update() >= target {
+                break;
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(100), hw.changed()).await;
+        }
+        let mut position = self.replica.log_start_offset();
+        while position < target {
+            if !self.owns_partition() {
+                return false;
+            }
+            let read = self
+                .replica
+                .read(position, 4 << 20, IsolationLevel::ReadUncommitted, true);
+            match read {
+                Ok(r) => match apply(&r.records) {
+                    Some(next) => position = next,
+                    None => break,
+                },
+                Err(e) => {
+                    warn!(partition = self.partition, error = %e, "reading {what} failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+        true
+    }
 }
 
 pub struct ShardMap<S> {
@@ -63,7 +157,7 @@ impl<S: CoordinatorShard> ShardMap<S> {
             let current = shards.get(&p);
             match (replica, current) {
                 (Some(r), Some(s))
-                    if s.leader_epoch() == r.leader_epoch() && s.owns_partition() => {}
+                    if s.core().leader_epoch == r.leader_epoch() && s.core().owns_partition() => {}
                 (Some(r), _) => {
                     if let Some(old) = shards.remove(&p) {
                         old.close();
@@ -89,7 +183,7 @@ impl<S: CoordinatorShard> ShardMap<S> {
             keep
         });
         if !fresh.is_empty() {
-            let partitions: Vec<i32> = fresh.iter().map(|s| s.partition()).collect();
+            let partitions: Vec<i32> = fresh.iter().map(|s| s.core().partition).collect();
             info!(
                 topic = self.topic,
                 ?partitions,

@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use super::shard::Shard;
 use super::state::GroupConfig;
 use crate::broker::Broker;
-use crate::coordinator_shards::{CoordinatorShard, ShardMap};
+use crate::coordinator_shards::{CoordinatorShard, ShardCore, ShardMap};
 use crate::lease::Lease;
 use crate::replica::ReplicaManager;
 use crate::time::now_ms;
@@ -34,14 +34,8 @@ impl CoordinatorShard for Shard {
     fn open(replica: Arc<crate::replica::Partition>) -> Self {
         Shard::new(replica)
     }
-    fn partition(&self) -> i32 {
-        self.partition
-    }
-    fn leader_epoch(&self) -> i32 {
-        self.leader_epoch
-    }
-    fn owns_partition(&self) -> bool {
-        Shard::owns_partition(self)
+    fn core(&self) -> &ShardCore {
+        &self.core
     }
     fn close(&self) {
         Shard::close(self)
@@ -77,7 +71,7 @@ impl GroupCoordinator {
             .shards
             .get(partition)
             .ok_or(ResponseError::NotCoordinator)?;
-        shard.check_active()?;
+        shard.core.check_active()?;
         Ok(shard)
     }
 

@@ -100,7 +100,7 @@ pub fn list(ctx: &RequestContext, req: ListGroupsRequest) -> ResponseKind {
     let mut listed: Vec<ListedGroup> = Vec::new();
     let mut error = 0;
     for shard in ctx.broker.groups.shards() {
-        if shard.status() == ShardStatus::Loading {
+        if shard.core.status() == ShardStatus::Loading {
             // Kafka's answer while any coordinator partition is still loading: the list
             // would be incomplete, so the client retries.
             error = ResponseError::CoordinatorLoadInProgress.code();

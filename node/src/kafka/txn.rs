@@ -321,10 +321,10 @@ pub fn txn_offset_commit(ctx: &RequestContext, req: TxnOffsetCommitRequest) -> R
         }
         let result: Result<(), ResponseError> = async {
             let shard = broker.groups.shard_for(&md, &group_id)?;
-            let offsets_partition = (OFFSETS_TOPIC.to_string(), shard.partition);
+            let offsets_partition = (OFFSETS_TOPIC.to_string(), shard.core.partition);
             let replica = broker
                 .replicas
-                .get(OFFSETS_TOPIC, shard.partition)
+                .get(OFFSETS_TOPIC, shard.core.partition)
                 .ok_or(ResponseError::NotCoordinator)?;
             if !replica.transaction_open_or_verified(req.producer_id.0, req.producer_epoch) {
                 verify_with_coordinator(

@@ -46,7 +46,7 @@ pub fn list(ctx: &RequestContext, req: ListTransactionsRequest) -> ResponseKind 
     let now = now_ms();
     let mut listed = Vec::new();
     for shard in ctx.broker.txns.shards() {
-        if shard.check_active().is_err() {
+        if shard.core.check_active().is_err() {
             continue;
         }
         for (id, m) in shard.all() {

@@ -15,7 +15,7 @@ use super::markers;
 use super::shard::TxnShard;
 use super::state;
 use crate::broker::Broker;
-use crate::coordinator_shards::{partition_for, CoordinatorShard, ShardMap};
+use crate::coordinator_shards::{partition_for, CoordinatorShard, ShardCore, ShardMap};
 use crate::lease::Lease;
 use crate::replica::{Partition, ReplicaManager};
 use crate::time::now_ms;
@@ -28,14 +28,8 @@ impl CoordinatorShard for TxnShard {
     fn open(replica: Arc<Partition>) -> Self {
         TxnShard::new(replica)
     }
-    fn partition(&self) -> i32 {
-        self.partition
-    }
-    fn leader_epoch(&self) -> i32 {
-        self.leader_epoch
-    }
-    fn owns_partition(&self) -> bool {
-        TxnShard::owns_partition(self)
+    fn core(&self) -> &ShardCore {
+        &self.core
     }
     fn close(&self) {
         TxnShard::close(self)
@@ -79,7 +73,7 @@ impl TxnCoordinator {
             .shards
             .get(partition)
             .ok_or(ResponseError::NotCoordinator)?;
-        shard.check_active()?;
+        shard.core.check_active()?;
         Ok(shard)
     }
 
@@ -115,10 +109,10 @@ pub fn complete_soon(broker: &Arc<Broker>, shard: Arc<TxnShard>, txn_id: String)
     tokio::spawn(async move {
         let mut backoff = Duration::from_millis(50);
         while let Some(meta) = shard.get(&txn_id).filter(|m| m.state.is_preparing()) {
-            if shard.check_active().is_err() {
+            if shard.core.check_active().is_err() {
                 break;
             }
-            if markers::write_all(&broker, &meta, shard.leader_epoch).await {
+            if markers::write_all(&broker, &meta, shard.core.leader_epoch).await {
                 let done = shard
                     .update(&txn_id, |cur| {
                         if cur != Some(&meta) {
@@ -220,7 +214,7 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
             let now = now_ms();
             let expiration = broker.broker_i64("transactional.id.expiration.ms");
             for shard in broker.txns.shards() {
-                if shard.check_active().is_ok() {
+                if shard.core.check_active().is_ok() {
                     abort_expired(&broker, &shard, now);
                     forget_idle(&shard, now, expiration);
                     for (id, meta) in shard.all() {

@@ -13,13 +13,12 @@ use std::time::Duration;
 use fjord_storage::batch::validate_records;
 use fjord_storage::builder::BatchBuilder;
 use kafka_protocol::error::ResponseError;
-use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use super::records;
 use super::state::TxnMeta;
-use crate::group::shard::ShardStatus;
-use crate::replica::{IsolationLevel, Partition, Replication};
+use crate::coordinator_shards::{ShardCore, ShardStatus};
+use crate::replica::{Partition, Replication};
 use crate::time::now_ms;
 
 /// How long a metadata write waits for its replicas (Kafka's
@@ -36,83 +35,31 @@ struct Tables {
 }
 
 pub struct TxnShard {
-    pub partition: i32,
-    /// The leader epoch of the partition when this shard was made: the coordinator epoch
-    /// written into markers.
-    pub leader_epoch: i32,
-    replica: Arc<Partition>,
+    /// Its leader epoch is the coordinator epoch written into markers.
+    pub core: ShardCore,
     tables: Mutex<Tables>,
-    status: watch::Sender<ShardStatus>,
 }
 
 impl TxnShard {
     pub fn new(replica: Arc<Partition>) -> Self {
         TxnShard {
-            partition: replica.tp.partition,
-            leader_epoch: replica.leader_epoch(),
-            replica,
+            core: ShardCore::new(replica),
             tables: Mutex::new(Tables::default()),
-            status: watch::Sender::new(ShardStatus::Loading),
         }
-    }
-
-    pub fn status(&self) -> ShardStatus {
-        *self.status.borrow()
-    }
-
-    pub fn owns_partition(&self) -> bool {
-        self.replica.is_leader() && self.replica.leader_epoch() == self.leader_epoch
     }
 
     fn lock(&self) -> MutexGuard<'_, Tables> {
         self.tables.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub fn check_active(&self) -> Result<(), ResponseError> {
-        match self.status() {
-            ShardStatus::Loading => Err(ResponseError::CoordinatorLoadInProgress),
-            ShardStatus::Closed => Err(ResponseError::NotCoordinator),
-            ShardStatus::Active if !self.owns_partition() => Err(ResponseError::NotCoordinator),
-            ShardStatus::Active => Ok(()),
-        }
-    }
-
     /// Reads the partition from its start (once everything on this leader is
     /// replicated) and starts answering. Returns false if leadership moved meanwhile.
     pub async fn load(&self) -> bool {
-        let target = self.replica.log_end_offset();
-        let mut hw = self.replica.subscribe();
-        loop {
-            if !self.owns_partition() || self.status() == ShardStatus::Closed {
-                return false;
-            }
-            if *hw.borrow_and_update() >= target {
-                break;
-            }
-            let _ = tokio::time::timeout(Duration::from_millis(100), hw.changed()).await;
-        }
-        let mut position = self.replica.log_start_offset();
         let mut txns: HashMap<String, TxnMeta> = HashMap::new();
         let mut skipped = 0;
-        while position < target {
-            if !self.owns_partition() {
-                return false;
-            }
-            let read = self
-                .replica
-                .read(position, 4 << 20, IsolationLevel::ReadUncommitted, true);
-            let bytes = match read {
-                Ok(r) => r.records,
-                Err(e) => {
-                    warn!(partition = self.partition, error = %e, "reading transaction state failed; retrying");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    continue;
-                }
-            };
-            let decoded = records::decode(&bytes);
-            let Some(next) = decoded.next_offset else {
-                break;
-            };
+        let replayed = self.core.replay("transaction state", |bytes| {
+            let decoded = records::decode(bytes);
+            let next = decoded.next_offset?;
             skipped += decoded.skipped;
             for (id, meta) in decoded.entries {
                 match meta {
@@ -120,20 +67,23 @@ impl TxnShard {
                     None => txns.remove(&id),
                 };
             }
-            position = next;
+            Some(next)
+        });
+        if !replayed.await {
+            return false;
         }
         let count = txns.len();
         {
             let mut t = self.lock();
-            if self.status() == ShardStatus::Closed {
+            if self.core.status() == ShardStatus::Closed {
                 return false;
             }
             t.txns = txns;
         }
-        self.status.send_replace(ShardStatus::Active);
+        self.core.set_status(ShardStatus::Active);
         info!(
-            partition = self.partition,
-            epoch = self.leader_epoch,
+            partition = self.core.partition,
+            epoch = self.core.leader_epoch,
             transactional_ids = count,
             skipped,
             "transaction coordinator loaded"
@@ -142,7 +92,7 @@ impl TxnShard {
     }
 
     pub fn close(&self) {
-        self.status.send_replace(ShardStatus::Closed);
+        self.core.set_status(ShardStatus::Closed);
         self.lock().txns.clear();
     }
 
@@ -175,7 +125,7 @@ impl TxnShard {
         decide: impl FnOnce(Option<&TxnMeta>) -> Result<(Option<TxnMeta>, T), ResponseError>,
     ) -> Result<T, ResponseError> {
         let (last_offset, next, answer) = {
-            self.check_active()?;
+            self.core.check_active()?;
             let mut t = self.lock();
             if t.pending.contains(txn_id) {
                 return Err(ResponseError::ConcurrentTransactions);
@@ -189,13 +139,14 @@ impl TxnShard {
             (last_offset, next, answer)
         };
         let outcome = self
+            .core
             .replica
-            .await_replication(last_offset + 1, self.leader_epoch, PERSIST_TIMEOUT)
+            .await_replication(last_offset + 1, self.core.leader_epoch, PERSIST_TIMEOUT)
             .await;
         let mut t = self.lock();
         t.pending.remove(txn_id);
         match outcome {
-            Replication::Replicated if self.status() != ShardStatus::Closed => {
+            Replication::Replicated if self.core.status() != ShardStatus::Closed => {
                 debug!(txn_id, state = ?next.state, epoch = next.producer_epoch, "transaction state written");
                 t.txns.insert(txn_id.to_string(), next);
                 Ok(answer)
@@ -217,22 +168,22 @@ impl TxnShard {
     }
 
     fn append(&self, txn_id: &str, meta: Option<&TxnMeta>) -> Result<i64, ResponseError> {
-        if !self.owns_partition() {
+        if !self.core.owns_partition() {
             return Err(ResponseError::NotCoordinator);
         }
         let now = now_ms();
         let mut builder = BatchBuilder::new(0, now);
         builder.push(records::record(txn_id, meta));
         let bytes = builder.build();
-        let validated = validate_records(&bytes, self.replica.max_message_bytes())
+        let validated = validate_records(&bytes, self.core.replica.max_message_bytes())
             .map_err(|_| ResponseError::UnknownServerError)?;
-        match self.replica.append_as_leader(&validated, now) {
+        match self.core.replica.append_as_leader(&validated, now) {
             Ok(appended) => Ok(appended.info.last_offset),
             Err(crate::replica::ReplicaError::NotLeaderOrFollower) => {
                 Err(ResponseError::NotCoordinator)
             }
             Err(e) => {
-                warn!(partition = self.partition, error = %e, "writing transaction state failed");
+                warn!(partition = self.core.partition, error = %e, "writing transaction state failed");
                 Err(ResponseError::CoordinatorNotAvailable)
             }
         }

@@ -61,7 +61,7 @@ impl Shard {
         offsets: Vec<OffsetCommit>,
         now_ms: i64,
     ) -> Result<CommitTicket, ResponseError> {
-        self.check_active()?;
+        self.core.check_active()?;
         let mut t = self.lock();
         match t.groups.get(group_id) {
             Some(g) => g.check_commit(member_id, instance_id, generation)?,
@@ -97,7 +97,7 @@ impl Shard {
         offsets: Vec<OffsetCommit>,
         now_ms: i64,
     ) -> Result<CommitTicket, ResponseError> {
-        self.check_active()?;
+        self.core.check_active()?;
         let t = self.lock();
         // KIP-447: a member-aware commit is fenced like a regular one; a producer without
         // group metadata (generation -1) commits as a "simple" consumer would.
@@ -128,9 +128,10 @@ impl Shard {
         kind: fjord_storage::control::ControlType,
         coordinator_epoch: i32,
     ) -> Result<(), ResponseError> {
-        self.check_active()
+        self.core
+            .check_active()
             .map_err(|_| ResponseError::NotLeaderOrFollower)?;
-        let appended = match self.replica.write_marker(
+        let appended = match self.core.replica.write_marker(
             producer_id,
             producer_epoch,
             kind,
@@ -144,10 +145,11 @@ impl Shard {
             Err(_) => return Err(ResponseError::NotLeaderOrFollower),
         };
         let outcome = self
+            .core
             .replica
             .await_replication(
                 appended.info.last_offset + 1,
-                self.leader_epoch,
+                self.core.leader_epoch,
                 GROUP_PERSIST_TIMEOUT,
             )
             .await;
@@ -184,10 +186,11 @@ impl Shard {
         timeout: Duration,
     ) -> Result<(), ResponseError> {
         let outcome = self
+            .core
             .replica
-            .await_replication(ticket.last_offset + 1, self.leader_epoch, timeout)
+            .await_replication(ticket.last_offset + 1, self.core.leader_epoch, timeout)
             .await;
-        if outcome == Replication::LeadershipLost || self.status() == ShardStatus::Closed {
+        if outcome == Replication::LeadershipLost || self.core.status() == ShardStatus::Closed {
             return Err(ResponseError::NotCoordinator);
         }
         if outcome == Replication::TimedOut {
@@ -228,7 +231,7 @@ impl Shard {
         group_id: &str,
         wanted: Option<Vec<(String, Vec<i32>)>>,
     ) -> Result<TopicOffsets, ResponseError> {
-        self.check_active()?;
+        self.core.check_active()?;
         let t = self.lock();
         Ok(match wanted {
             Some(topics) => topics
@@ -263,7 +266,7 @@ impl Shard {
         subscribed: impl Fn(&GroupDescription, &str) -> bool,
         now_ms: i64,
     ) -> Result<(PartitionResults, Option<CommitTicket>), ResponseError> {
-        self.check_active()?;
+        self.core.check_active()?;
         let t = self.lock();
         let description = t.groups.get(group_id).map(describe);
         if description.is_none() && !t.offsets.has_offsets(group_id) {
@@ -302,7 +305,7 @@ impl Shard {
 
     /// DeleteGroups for one group: only an empty one; its offsets go with it.
     pub fn delete_group(&self, group_id: &str, now_ms: i64) -> Result<CommitTicket, ResponseError> {
-        self.check_active()?;
+        self.core.check_active()?;
         let mut t = self.lock();
         let has_offsets = t.offsets.has_offsets(group_id);
         match t.groups.get_mut(group_id) {
@@ -362,7 +365,7 @@ impl Shard {
 
     /// Every committed offset this coordinator holds: (group, topic, partition, offset).
     pub fn committed_offsets(&self) -> Vec<(String, String, i32, i64)> {
-        if self.check_active().is_err() {
+        if self.core.check_active().is_err() {
             return Vec::new();
         }
         let t = self.lock();
@@ -381,7 +384,7 @@ impl Shard {
     /// Drops offsets of empty groups older than `retention_ms`, and empty groups left
     /// with no offsets (Kafka's offsets.retention.minutes).
     pub fn expire_offsets(&self, retention_ms: i64, now_ms: i64) {
-        if self.check_active().is_err() {
+        if self.core.check_active().is_err() {
             return;
         }
         let mut t = self.lock();
@@ -422,7 +425,7 @@ impl Shard {
         drop(t);
         if !tombstones.is_empty() {
             if let Err(e) = self.append(tombstones, now_ms) {
-                warn!(partition = self.partition, error = ?e, "writing expiry tombstones failed");
+                warn!(partition = self.core.partition, error = ?e, "writing expiry tombstones failed");
             }
         }
     }

@@ -18,7 +18,7 @@ use std::time::Duration;
 use fjord_storage::batch::validate_records;
 use fjord_storage::builder::{BatchBuilder, Record};
 use kafka_protocol::error::ResponseError;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::oneshot;
 use tracing::{debug, info, warn};
 
 mod commits;
@@ -33,14 +33,9 @@ use super::state::{
     Answer, Effect, Group, GroupConfig, GroupPhase, JoinRequest, JoinResult, Member, MemberId,
     SyncResult,
 };
+use crate::coordinator_shards::ShardCore;
+pub use crate::coordinator_shards::ShardStatus;
 use crate::replica::{Partition, Replication};
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ShardStatus {
-    Loading,
-    Active,
-    Closed,
-}
 
 /// How long a SyncGroup answer waits for its group's metadata record to be replicated
 /// (Kafka's `offsets.commit.timeout.ms` default).
@@ -86,19 +81,16 @@ struct Tables {
 }
 
 pub struct Shard {
-    pub partition: i32,
-    pub leader_epoch: i32,
-    replica: Arc<Partition>,
+    pub core: ShardCore,
     tables: Mutex<Tables>,
-    status: watch::Sender<ShardStatus>,
 }
 
 impl std::fmt::Debug for Shard {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Shard")
-            .field("partition", &self.partition)
-            .field("leader_epoch", &self.leader_epoch)
-            .field("status", &self.status())
+            .field("partition", &self.core.partition)
+            .field("leader_epoch", &self.core.leader_epoch)
+            .field("status", &self.core.status())
             .finish()
     }
 }
@@ -106,21 +98,9 @@ impl std::fmt::Debug for Shard {
 impl Shard {
     pub fn new(replica: Arc<Partition>) -> Self {
         Shard {
-            partition: replica.tp.partition,
-            leader_epoch: replica.leader_epoch(),
-            replica,
+            core: ShardCore::new(replica),
             tables: Mutex::new(Tables::default()),
-            status: watch::Sender::new(ShardStatus::Loading),
         }
-    }
-
-    pub fn status(&self) -> ShardStatus {
-        *self.status.borrow()
-    }
-
-    /// Still the leader at the epoch this shard was made for.
-    pub fn owns_partition(&self) -> bool {
-        self.replica.is_leader() && self.replica.leader_epoch() == self.leader_epoch
     }
 
     fn lock(&self) -> MutexGuard<'_, Tables> {
@@ -129,18 +109,9 @@ impl Shard {
         self.tables.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub fn check_active(&self) -> Result<(), ResponseError> {
-        match self.status() {
-            ShardStatus::Loading => Err(ResponseError::CoordinatorLoadInProgress),
-            ShardStatus::Closed => Err(ResponseError::NotCoordinator),
-            ShardStatus::Active if !self.owns_partition() => Err(ResponseError::NotCoordinator),
-            ShardStatus::Active => Ok(()),
-        }
-    }
-
     /// Leadership moved away: everyone waiting is told to find the new coordinator.
     pub fn close(&self) {
-        self.status.send_replace(ShardStatus::Closed);
+        self.core.set_status(ShardStatus::Closed);
         let mut t = self.lock();
         for ((_, member), tx) in t.joins.drain() {
             let _ = tx.send(JoinResult::error(ResponseError::NotCoordinator, &member));
@@ -158,7 +129,7 @@ impl Shard {
         config: &GroupConfig,
         now_ms: i64,
     ) -> Result<Pending<JoinResult>, ResponseError> {
-        self.check_active()?;
+        self.core.check_active()?;
         let mut t = self.lock();
         let group = t
             .groups
@@ -188,7 +159,7 @@ impl Shard {
         assignments: Vec<(MemberId, Vec<u8>)>,
         now_ms: i64,
     ) -> Result<Pending<SyncResult>, ResponseError> {
-        self.check_active()?;
+        self.core.check_active()?;
         let mut t = self.lock();
         let Some(group) = t.groups.get_mut(group_id) else {
             return Err(ResponseError::UnknownMemberId);
@@ -219,7 +190,7 @@ impl Shard {
         generation: i32,
         now_ms: i64,
     ) -> Result<(), ResponseError> {
-        self.check_active()?;
+        self.core.check_active()?;
         let mut t = self.lock();
         match t.groups.get_mut(group_id) {
             Some(g) => g.heartbeat(member_id, instance_id, generation, now_ms),
@@ -234,7 +205,7 @@ impl Shard {
         members: &[(String, Option<String>)],
         now_ms: i64,
     ) -> Result<Vec<Result<(), ResponseError>>, ResponseError> {
-        self.check_active()?;
+        self.core.check_active()?;
         let mut t = self.lock();
         if !t.groups.contains_key(group_id) {
             return Ok(members
@@ -260,7 +231,7 @@ impl Shard {
     }
 
     pub fn describe(&self, group_id: &str) -> Result<Option<GroupDescription>, ResponseError> {
-        self.check_active()?;
+        self.core.check_active()?;
         let t = self.lock();
         Ok(match t.groups.get(group_id) {
             Some(g) => Some(describe(g)),
@@ -276,7 +247,7 @@ impl Shard {
     }
 
     pub fn list(&self) -> Vec<GroupListing> {
-        if self.check_active().is_err() {
+        if self.core.check_active().is_err() {
             return Vec::new();
         }
         let t = self.lock();
@@ -304,7 +275,7 @@ impl Shard {
 
     /// Ends overdue rebalance phases and expires silent members.
     pub fn tick(&self, now_ms: i64) {
-        if self.check_active().is_err() {
+        if self.core.check_active().is_err() {
             return;
         }
         let mut t = self.lock();
@@ -333,7 +304,7 @@ impl Shard {
         producer: Option<(i64, i16)>,
         now_ms: i64,
     ) -> Result<i64, ResponseError> {
-        if !self.owns_partition() {
+        if !self.core.owns_partition() {
             return Err(ResponseError::NotCoordinator);
         }
         let mut builder = BatchBuilder::new(0, now_ms);
@@ -344,12 +315,12 @@ impl Shard {
             builder.push(r);
         }
         let bytes = builder.build();
-        let validated = validate_records(&bytes, self.replica.max_message_bytes())
+        let validated = validate_records(&bytes, self.core.replica.max_message_bytes())
             .map_err(|_| ResponseError::InvalidCommitOffsetSize)?;
-        match self.replica.append_as_leader(&validated, now_ms) {
+        match self.core.replica.append_as_leader(&validated, now_ms) {
             Ok(appended) => Ok(appended.info.last_offset),
             Err(e) => {
-                debug!(partition = self.partition, error = %e, "group append failed");
+                debug!(partition = self.core.partition, error = %e, "group append failed");
                 Err(match e {
                     crate::replica::ReplicaError::NotLeaderOrFollower => {
                         ResponseError::NotCoordinator
@@ -377,13 +348,13 @@ impl Shard {
             return;
         };
         // High watermark first, then leadership (see `Partition::await_replication`).
-        if self.replica.high_watermark() >= target && self.owns_partition() {
+        if self.core.replica.high_watermark() >= target && self.core.owns_partition() {
             let _ = tx.send(result);
             return;
         }
-        let replica = Arc::clone(&self.replica);
-        let epoch = self.leader_epoch;
-        let mut status = self.status.subscribe();
+        let replica = Arc::clone(&self.core.replica);
+        let epoch = self.core.leader_epoch;
+        let mut status = self.core.subscribe();
         tokio::spawn(async move {
             // Losing the partition ends the wait at once: the record may never be
             // replicated then.
