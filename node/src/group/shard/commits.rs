@@ -205,22 +205,14 @@ impl Shard {
                 v.log_offset = log_offset;
                 v
             });
-            match ticket.producer_id {
-                Some(pid) => t
-                    .pending_txn
-                    .entry(pid)
-                    .or_default()
-                    .push(PendingTxnOffset {
-                        group: ticket.group.clone(),
-                        topic,
-                        partition,
-                        log_offset,
-                        value,
-                    }),
-                None => t
-                    .offsets
-                    .apply(&ticket.group, &topic, partition, log_offset, value),
-            }
+            let offset = PendingTxnOffset {
+                group: ticket.group.clone(),
+                topic,
+                partition,
+                log_offset,
+                value,
+            };
+            apply_offset(&mut t, ticket.producer_id, offset);
         }
         Ok(())
     }
@@ -470,15 +462,29 @@ fn offset_records(
     (records_out, entries)
 }
 
+/// A replicated offset record takes effect: at once, or for a transactional commit
+/// (`producer_id`) when its producer's COMMIT marker arrives.
+pub(super) fn apply_offset(t: &mut Tables, producer_id: Option<i64>, offset: PendingTxnOffset) {
+    match producer_id {
+        Some(pid) => t.pending_txn.entry(pid).or_default().push(offset),
+        None => t.offsets.apply(
+            &offset.group,
+            &offset.topic,
+            offset.partition,
+            offset.log_offset,
+            offset.value,
+        ),
+    }
+}
+
 /// A producer's transaction ended: its pending offsets take effect (commit) or vanish.
 pub(super) fn resolve_marker(t: &mut Tables, producer_id: i64, commit: bool) {
     let Some(pending) = t.pending_txn.remove(&producer_id) else {
         return;
     };
     if commit {
-        for p in pending {
-            t.offsets
-                .apply(&p.group, &p.topic, p.partition, p.log_offset, p.value);
+        for offset in pending {
+            apply_offset(t, None, offset);
         }
     }
 }

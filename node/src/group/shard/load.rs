@@ -2,7 +2,7 @@
 
 use tracing::{debug, info};
 
-use super::commits::{resolve_marker, PendingTxnOffset};
+use super::commits::{apply_offset, resolve_marker, PendingTxnOffset};
 use super::{Shard, ShardStatus, Tables};
 use crate::group::offsets::CommittedOffset;
 use crate::group::records::{decode_entries, Entry};
@@ -81,22 +81,14 @@ fn apply_entry(t: &mut Tables, log_offset: i64, entry: Entry, now_ms: i64) {
                 commit_timestamp_ms: v.commit_timestamp_ms,
                 log_offset,
             });
-            match producer_id {
-                Some(pid) => t
-                    .pending_txn
-                    .entry(pid)
-                    .or_default()
-                    .push(PendingTxnOffset {
-                        group,
-                        topic,
-                        partition,
-                        log_offset,
-                        value,
-                    }),
-                None => t
-                    .offsets
-                    .apply(&group, &topic, partition, log_offset, value),
-            }
+            let offset = PendingTxnOffset {
+                group,
+                topic,
+                partition,
+                log_offset,
+                value,
+            };
+            apply_offset(t, producer_id, offset);
         }
         Entry::Marker {
             producer_id,
