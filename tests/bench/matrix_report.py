@@ -150,14 +150,14 @@ if three and single:
     lines.append(
         f"- Three nodes RF 3 acks=all, 1 KiB: {fmt(three['mb_per_sec'])} MB/s = {r:.0%} of the "
         f"single-node acks=1 figure (target 50%): {verdict(r >= 0.5)}. All three replicas "
-        f"write to this machine's one disk: {fmt(3 * three['mb_per_sec'])} MB/s of log writes "
+        f"write on this one machine: {fmt(3 * three['mb_per_sec'])} MB/s of log writes "
         f"in all, {3 * r:.0%} of what the single node wrote at its peak."
         + (
             ""
             if r >= 0.5
             else " Half the single-node rate stored three times needs 150% of it from the "
-            "same disk, which the single node already drives close to its limit; with a "
-            "disk per node it would not be shared."
+            "same write path (page cache and disk), which the single node already drives "
+            "close to its limit; with a machine per node it would not be shared."
         )
     )
 if half:
