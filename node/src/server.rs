@@ -164,7 +164,8 @@ pub async fn run(config: NodeConfig) -> Result<(), ServeError> {
     let liveness = tokio::spawn(join_and_heartbeat(Arc::clone(&broker), stop_heartbeats_rx));
     tokio::spawn(housekeeping(Arc::clone(&broker), shutdown_rx.clone()));
 
-    let metrics = admin::install_metrics();
+    // Gauges are sampled on the housekeeping tick; thirty missed samples mean abandoned.
+    let metrics = admin::install_metrics((housekeeping_interval(&broker) * 30).max(GAUGE_IDLE_MIN));
     let admin_task = tokio::spawn(admin::serve(
         admin_listener,
         Arc::clone(&broker),
@@ -476,12 +477,20 @@ impl Every {
     }
 }
 
-async fn housekeeping(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
-    let flush_interval = Duration::from_millis(
+/// How often housekeeping runs (flush policy, retention, checkpoints, gauge samples).
+fn housekeeping_interval(broker: &Broker) -> Duration {
+    Duration::from_millis(
         broker
             .broker_i64("log.flush.scheduler.interval.ms")
             .clamp(10, 60_000) as u64,
-    );
+    )
+}
+
+/// The shortest time a gauge may go unset before it is dropped from `/metrics`.
+const GAUGE_IDLE_MIN: Duration = Duration::from_secs(2);
+
+async fn housekeeping(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
+    let flush_interval = housekeeping_interval(&broker);
     let producer_expiration = broker.broker_i64("producer.id.expiration.ms").max(1);
     let started = now_ms();
     let mut retention = Every::new(

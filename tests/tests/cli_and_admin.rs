@@ -274,7 +274,8 @@ fn sample(metrics: &str, series: &str) -> Option<f64> {
 
 #[test]
 fn metrics_move_under_load() {
-    let node = Node::start();
+    // A fast housekeeping tick, so that abandoned gauges expire within seconds (30 ticks).
+    let node = Node::start_with(&["--override", "log.flush.scheduler.interval.ms=100"]);
     let addr = node.admin_addr();
     let scrape = || http_get(&addr, "/metrics").expect("metrics").1;
     let common = [
@@ -384,4 +385,30 @@ fn metrics_move_under_load() {
             "the dashboard charts {name}, which /metrics does not have"
         );
     }
+
+    // A deleted topic's partition gauges (and the lag against it) go away once they are
+    // no longer sampled; the node's own gauges stay.
+    assert!(fjord(&node, &["topic", "delete", "load"], None)
+        .status
+        .success());
+    let after = wait_until(
+        "deleted topic's gauges gone",
+        Duration::from_secs(60),
+        || {
+            let m = scrape();
+            (!m.lines()
+                .any(|l| l.contains("topic=\"load\"") && is_gauge(l)))
+            .then_some(m)
+        },
+    );
+    assert!(
+        sample(&after, "fjord_connections_open").is_some(),
+        "{after}"
+    );
+    assert!(sample(&after, "fjord_raft_term").is_some(), "{after}");
+}
+
+/// Partition and lag gauges, as opposed to the per-topic counters, which stay.
+fn is_gauge(line: &str) -> bool {
+    line.starts_with("fjord_partition_") || line.starts_with("fjord_consumer_group_lag")
 }

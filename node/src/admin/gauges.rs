@@ -1,9 +1,44 @@
 //! Gauges sampled on the housekeeping tick: hosted partitions, the cluster as the
 //! metadata describes it, the local Raft state, consumer lag and the process itself.
 
+use std::sync::Mutex;
+
 use crate::broker::Broker;
 
+/// A gauge that the code changing it keeps (open connections, parked follower fetches).
+/// Each change sets the absolute value, under a lock so that racing changes cannot
+/// publish out of order, and every sample sets it again: the idle timeout that drops
+/// the gauges of deleted partitions must not drop these, nor may one reset them.
+pub struct LiveGauge {
+    name: &'static str,
+    value: Mutex<i64>,
+}
+
+impl LiveGauge {
+    pub const fn new(name: &'static str) -> Self {
+        LiveGauge {
+            name,
+            value: Mutex::new(0),
+        }
+    }
+
+    pub fn add(&self, delta: i64) {
+        let mut v = self.value.lock().unwrap_or_else(|e| e.into_inner());
+        *v += delta;
+        metrics::gauge!(self.name).set(*v as f64);
+    }
+
+    fn publish(&self) {
+        self.add(0);
+    }
+}
+
+pub static CONNECTIONS_OPEN: LiveGauge = LiveGauge::new("fjord_connections_open");
+pub static REPLICA_FETCHES_WAITING: LiveGauge = LiveGauge::new("fjord_replica_fetches_waiting");
+
 pub fn record(broker: &Broker) {
+    CONNECTIONS_OPEN.publish();
+    REPLICA_FETCHES_WAITING.publish();
     partitions(broker);
     cluster(broker);
     raft(broker);

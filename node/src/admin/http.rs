@@ -8,6 +8,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use fjord_controller::{ControllerError, ControllerRequest, ControllerResponse};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_util::MetricKindMask;
 use openraft::async_runtime::WatchReceiver;
 use serde_json::json;
 use tokio::net::TcpListener;
@@ -22,9 +23,13 @@ struct AdminState {
     metrics: Option<PrometheusHandle>,
 }
 
-/// Installs the Prometheus recorder (once per process).
-pub fn install_metrics() -> Option<PrometheusHandle> {
+/// Installs the Prometheus recorder (once per process). Gauges not set for
+/// `gauge_idle` disappear: those of deleted partitions and groups would otherwise be
+/// exported forever. Every gauge is set on the sampling tick or kept live
+/// (see `gauges::LiveGauge`), so only abandoned ones go.
+pub fn install_metrics(gauge_idle: Duration) -> Option<PrometheusHandle> {
     match PrometheusBuilder::new()
+        .idle_timeout(MetricKindMask::GAUGE, Some(gauge_idle))
         .set_buckets(&[
             0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
             30.0,

@@ -4,5 +4,5 @@
 mod gauges;
 mod http;
 
-pub use gauges::record as record_gauges;
+pub use gauges::{record as record_gauges, CONNECTIONS_OPEN, REPLICA_FETCHES_WAITING};
 pub use http::{install_metrics, serve};

@@ -97,7 +97,7 @@ pub async fn run(stream: TcpStream, peer: SocketAddr, listener: String, broker: 
     let mut pipeline = Pipeline::default();
     // A Fetch read while other requests were in flight, waiting for them to finish.
     let mut waiting: Option<Bytes> = None;
-    metrics::gauge!("fjord_connections_open").increment(1.0);
+    crate::admin::CONNECTIONS_OPEN.add(1);
     debug!(%peer, %listener, "connection opened");
 
     let close_reason = loop {
@@ -155,7 +155,7 @@ pub async fn run(stream: TcpStream, peer: SocketAddr, listener: String, broker: 
         debug!(%peer, "connection closed by client");
     }
     let _ = wr.shutdown().await;
-    metrics::gauge!("fjord_connections_open").decrement(1.0);
+    crate::admin::CONNECTIONS_OPEN.add(-1);
 }
 
 /// Handles one admitted frame and queues its answer. `Err` closes the connection.

@@ -155,14 +155,14 @@ struct Parked;
 
 impl Parked {
     fn new() -> Self {
-        metrics::gauge!("fjord_replica_fetches_waiting").increment(1.0);
+        crate::admin::REPLICA_FETCHES_WAITING.add(1);
         Parked
     }
 }
 
 impl Drop for Parked {
     fn drop(&mut self) {
-        metrics::gauge!("fjord_replica_fetches_waiting").decrement(1.0);
+        crate::admin::REPLICA_FETCHES_WAITING.add(-1);
     }
 }
 
