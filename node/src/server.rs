@@ -452,7 +452,6 @@ async fn controlled_shutdown(broker: &Broker) {
     }
 }
 
-/// Retention, time-based flushes, high-watermark checkpoints and gauges.
 /// A housekeeping chore with its own interval, judged at each housekeeping tick.
 struct Every {
     interval_ms: i64,
@@ -489,6 +488,7 @@ fn housekeeping_interval(broker: &Broker) -> Duration {
 /// The shortest time a gauge may go unset before it is dropped from `/metrics`.
 const GAUGE_IDLE_MIN: Duration = Duration::from_secs(2);
 
+/// Retention, time-based flushes, high-watermark checkpoints and gauges.
 async fn housekeeping(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
     let flush_interval = housekeeping_interval(&broker);
     let producer_expiration = broker.broker_i64("producer.id.expiration.ms").max(1);
