@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use super::context::RequestContext;
 use super::dispatch::Reply;
-use crate::group::shard::ShardStatus;
+use crate::coordinator_shards::ShardStatus;
 use crate::group::state::GroupPhase;
 use crate::time::now_ms;
 

@@ -33,8 +33,7 @@ use super::state::{
     Answer, Effect, Group, GroupConfig, GroupPhase, JoinRequest, JoinResult, Member, MemberId,
     SyncResult,
 };
-use crate::coordinator_shards::ShardCore;
-pub use crate::coordinator_shards::ShardStatus;
+use crate::coordinator_shards::{ShardCore, ShardStatus};
 use crate::replica::{Partition, Replication};
 
 /// How long a SyncGroup answer waits for its group's metadata record to be replicated
