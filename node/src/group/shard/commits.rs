@@ -72,14 +72,7 @@ impl Shard {
             }
             None => return Err(ResponseError::IllegalGeneration),
         }
-        let (records_out, entries) = offset_records(group_id, offsets, now_ms);
-        let last_offset = self.append(records_out, now_ms)?;
-        Ok(CommitTicket {
-            group: group_id.to_string(),
-            last_offset,
-            entries,
-            producer_id: None,
-        })
+        self.append_offsets(group_id, offsets, None, now_ms)
     }
 
     /// TxnOffsetCommit: appends the offsets in a transactional batch of the producer;
@@ -108,14 +101,30 @@ impl Shard {
             }
         }
         drop(t);
+        self.append_offsets(
+            group_id,
+            offsets,
+            Some((producer_id, producer_epoch)),
+            now_ms,
+        )
+    }
+
+    /// Appends the offsets, in a transactional batch of `producer` when given, and
+    /// returns the ticket that applies them once they are replicated.
+    fn append_offsets(
+        &self,
+        group_id: &str,
+        offsets: Vec<OffsetCommit>,
+        producer: Option<(i64, i16)>,
+        now_ms: i64,
+    ) -> Result<CommitTicket, ResponseError> {
         let (records_out, entries) = offset_records(group_id, offsets, now_ms);
-        let last_offset =
-            self.append_as(records_out, Some((producer_id, producer_epoch)), now_ms)?;
+        let last_offset = self.append_as(records_out, producer, now_ms)?;
         Ok(CommitTicket {
             group: group_id.to_string(),
             last_offset,
             entries,
-            producer_id: Some(producer_id),
+            producer_id: producer.map(|(id, _)| id),
         })
     }
 
