@@ -56,7 +56,7 @@ pub enum Compression {
 }
 
 impl Compression {
-    fn from_attributes(attributes: i16) -> Result<Self> {
+    pub(crate) fn from_attributes(attributes: i16) -> Result<Self> {
         match attributes & COMPRESSION_MASK {
             0 => Ok(Compression::None),
             1 => Ok(Compression::Gzip),
@@ -234,6 +234,15 @@ pub struct ValidatedBatches<'a> {
 }
 
 impl<'a> ValidatedBatches<'a> {
+    /// One batch filling `bytes`, with its header as validated (which may correct the
+    /// max timestamp the producer wrote; see [`stamped_header`]).
+    pub(crate) fn single(bytes: &'a [u8], header: BatchHeader) -> Self {
+        ValidatedBatches {
+            bytes,
+            batches: vec![(0, header)],
+        }
+    }
+
     pub fn bytes(&self) -> &'a [u8] {
         self.bytes
     }
@@ -273,9 +282,12 @@ pub fn validate_records(bytes: &[u8], max_batch_bytes: usize) -> Result<Validate
 }
 
 /// The first `HEADER_SIZE` bytes of `batch` rewritten as the leader stores them: new base
-/// offset and leader epoch and, for LogAppendTime, the stamped time and a new CRC.
+/// offset and leader epoch and, for LogAppendTime, the stamped time. `max_timestamp` is
+/// the one validation computed from the records; when it differs from what the producer
+/// wrote it replaces it. Either edit recomputes the CRC.
 pub fn stamped_header(
     batch: &[u8],
+    max_timestamp: i64,
     base_offset: i64,
     leader_epoch: i32,
     log_append_time: Option<i64>,
@@ -284,10 +296,16 @@ pub fn stamped_header(
     head.copy_from_slice(&batch[..HEADER_SIZE]);
     set_base_offset(&mut head, base_offset);
     set_partition_leader_epoch(&mut head, leader_epoch);
-    if let Some(now_ms) = log_append_time {
-        let attributes = be_i16(&head, OFF_ATTRIBUTES) | TIMESTAMP_TYPE_BIT;
-        head[OFF_ATTRIBUTES..OFF_ATTRIBUTES + 2].copy_from_slice(&attributes.to_be_bytes());
-        head[OFF_MAX_TIMESTAMP..OFF_MAX_TIMESTAMP + 8].copy_from_slice(&now_ms.to_be_bytes());
+    let new_max = match log_append_time {
+        Some(now_ms) => {
+            let attributes = be_i16(&head, OFF_ATTRIBUTES) | TIMESTAMP_TYPE_BIT;
+            head[OFF_ATTRIBUTES..OFF_ATTRIBUTES + 2].copy_from_slice(&attributes.to_be_bytes());
+            Some(now_ms)
+        }
+        None => (be_i64(&head, OFF_MAX_TIMESTAMP) != max_timestamp).then_some(max_timestamp),
+    };
+    if let Some(ts) = new_max {
+        head[OFF_MAX_TIMESTAMP..OFF_MAX_TIMESTAMP + 8].copy_from_slice(&ts.to_be_bytes());
         let crc = crc32c::crc32c_append(
             crc32c::crc32c(&head[OFF_ATTRIBUTES..]),
             &batch[HEADER_SIZE..],
@@ -439,9 +457,10 @@ mod tests {
         set_base_offset(&mut edited, 9);
         set_partition_leader_epoch(&mut edited, 3);
         set_log_append_time(&mut edited, 1234);
-        let head = stamped_header(&batch, 9, 3, Some(1234));
+        let max = validate(&batch).expect("valid").max_timestamp;
+        let head = stamped_header(&batch, max, 9, 3, Some(1234));
         assert_eq!(&head[..], &edited[..HEADER_SIZE]);
-        let head = stamped_header(&batch, 9, 3, None);
+        let head = stamped_header(&batch, max, 9, 3, None);
         let mut stored = head.to_vec();
         stored.extend_from_slice(&batch[HEADER_SIZE..]);
         assert_eq!(validate(&stored).expect("valid").base_offset, 9);

@@ -15,6 +15,17 @@ pub enum StorageError {
     },
     #[error("corrupt record batch: {0}")]
     CorruptBatch(String),
+    /// A batch a client may not write, or whose records are malformed where no single
+    /// record can be blamed (Kafka's INVALID_RECORD).
+    #[error("invalid record batch: {0}")]
+    InvalidRecord(String),
+    /// Records that break the batch's or the topic's rules, by index in the batch
+    /// (KIP-467). The whole batch is refused.
+    #[error("{} of the batch's records are invalid; the first: {}", errors.len(), errors.first().map_or("", |e| e.message.as_str()))]
+    RecordErrors {
+        kind: RecordErrorKind,
+        errors: Vec<RecordError>,
+    },
     #[error("unsupported record batch magic {0} (only v2 is accepted)")]
     UnsupportedMagic(i8),
     #[error("record batch of {size} bytes exceeds max.message.bytes {limit}")]
@@ -35,6 +46,21 @@ pub enum StorageError {
     },
     #[error("log is closed")]
     Closed,
+}
+
+/// Which Kafka error a batch with [`StorageError::RecordErrors`] gets: INVALID_TIMESTAMP
+/// if any record's timestamp is out of range, as Kafka answers, else INVALID_RECORD.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecordErrorKind {
+    InvalidRecord,
+    InvalidTimestamp,
+}
+
+/// One refused record: its index in the batch and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordError {
+    pub batch_index: i32,
+    pub message: String,
 }
 
 impl StorageError {

@@ -19,15 +19,17 @@ pub mod log;
 pub mod manager;
 mod partition_meta;
 pub mod segment;
+pub mod validate;
 mod writeback;
 
 pub use batch::{validate_records, BatchHeader, Compression, TimestampType, ValidatedBatches};
 pub use builder::{BatchBuilder, Record};
 pub use config::{CleanupPolicy, LogConfig};
-pub use error::StorageError;
+pub use error::{RecordError, RecordErrorKind, StorageError};
 pub use log::{AppendInfo, FetchSlice, PartitionLog};
 pub use manager::{LogManager, TopicPartition};
 pub use partition_meta::PendingMetaWrite;
+pub use validate::{validate_produce, ProduceRules, TimestampWindow};
 
 /// Result alias for storage operations.
 pub type Result<T> = std::result::Result<T, StorageError>;

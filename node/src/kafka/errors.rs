@@ -2,7 +2,7 @@
 
 use fjord_controller::metadata::MetadataError;
 use fjord_controller::ControllerError;
-use fjord_storage::StorageError;
+use fjord_storage::{RecordErrorKind, StorageError};
 use kafka_protocol::error::ResponseError;
 
 use crate::replica::ReplicaError;
@@ -36,7 +36,13 @@ pub fn count_error(api: &'static str, code: ResponseError) {
 pub fn storage_error(e: &StorageError) -> ResponseError {
     match e {
         StorageError::CorruptBatch(_) => ResponseError::CorruptMessage,
-        StorageError::UnsupportedMagic(_) => ResponseError::InvalidRecord,
+        StorageError::UnsupportedMagic(_) | StorageError::InvalidRecord(_) => {
+            ResponseError::InvalidRecord
+        }
+        StorageError::RecordErrors { kind, .. } => match kind {
+            RecordErrorKind::InvalidRecord => ResponseError::InvalidRecord,
+            RecordErrorKind::InvalidTimestamp => ResponseError::InvalidTimestamp,
+        },
         StorageError::BatchTooLarge { .. } => ResponseError::MessageTooLarge,
         StorageError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
         StorageError::NonContiguousAppend { .. } => ResponseError::InvalidRecord,
@@ -57,7 +63,6 @@ impl From<&ReplicaError> for KafkaError {
             ReplicaError::FencedLeaderEpoch { .. } => ResponseError::FencedLeaderEpoch,
             ReplicaError::UnknownLeaderEpoch { .. } => ResponseError::UnknownLeaderEpoch,
             ReplicaError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
-            ReplicaError::InvalidTimestamp(_) => ResponseError::InvalidTimestamp,
             ReplicaError::TransactionNotVerified(_) => ResponseError::InvalidTxnState,
             ReplicaError::Storage(s) => storage_error(s),
             ReplicaError::Producer(crate::producer::ProducerError::InvalidProducerEpoch {

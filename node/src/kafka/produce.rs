@@ -5,9 +5,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fjord_controller::ClusterMetadata;
-use fjord_storage::batch::validate_records;
+use fjord_storage::validate::MAX_INFLATED_BATCH_BYTES;
+use fjord_storage::{validate_produce, ProduceRules, RecordError, StorageError};
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
@@ -21,6 +24,39 @@ use crate::txn::service::verify_with_coordinator;
 
 fn err(code: ResponseError, msg: impl Into<String>) -> KafkaError {
     KafkaError::new(code, msg)
+}
+
+fn refuse(code: ResponseError, msg: impl Into<String>) -> ProduceError {
+    err(code, msg).into()
+}
+
+/// A refused partition: its error and, for records that broke a rule, which ones by
+/// index in the batch (KIP-467), so a client fails only those and retries the rest.
+struct ProduceError {
+    error: KafkaError,
+    records: Vec<RecordError>,
+}
+
+impl From<KafkaError> for ProduceError {
+    fn from(error: KafkaError) -> Self {
+        ProduceError {
+            error,
+            records: Vec::new(),
+        }
+    }
+}
+
+impl From<&StorageError> for ProduceError {
+    fn from(e: &StorageError) -> Self {
+        let records = match e {
+            StorageError::RecordErrors { errors, .. } => errors.clone(),
+            _ => Vec::new(),
+        };
+        ProduceError {
+            error: KafkaError::new(storage_error(e), e.to_string()),
+            records,
+        }
+    }
 }
 
 /// An appended partition that must reach `target` before acks=all is answered.
@@ -54,20 +90,20 @@ pub async fn handle(ctx: &RequestContext, req: ProduceRequest) -> Reply {
         let mut partitions = Vec::with_capacity(topic.partition_data.len());
         for (pi, p) in topic.partition_data.into_iter().enumerate() {
             let mut resp = PartitionProduceResponse::default().with_index(p.index);
-            let result = if !matches!(acks, -1..=1) {
-                Err(err(
+            let result: Result<_, ProduceError> = if !matches!(acks, -1..=1) {
+                Err(ProduceError::from(err(
                     ResponseError::InvalidRequiredAcks,
                     format!("acks must be -1, 0 or 1, got {acks}"),
-                ))
+                )))
             } else if topic_state.is_none() {
-                Err(err(
+                Err(ProduceError::from(err(
                     if version >= 13 {
                         ResponseError::UnknownTopicId
                     } else {
                         ResponseError::UnknownTopicOrPartition
                     },
                     format!("topic {name} does not exist"),
-                ))
+                )))
             } else if let Err(e) = verify_transaction(
                 ctx,
                 req.transactional_id.as_ref().map(|t| t.0.as_str()),
@@ -77,7 +113,7 @@ pub async fn handle(ctx: &RequestContext, req: ProduceRequest) -> Reply {
             )
             .await
             {
-                Err(e)
+                Err(ProduceError::from(e))
             } else {
                 append_one(
                     ctx,
@@ -108,11 +144,23 @@ pub async fn handle(ctx: &RequestContext, req: ProduceRequest) -> Reply {
                         });
                     }
                 }
-                Err(e) => {
+                Err(ProduceError { error: e, records }) => {
                     first_error.get_or_insert_with(|| format!("{name}-{}: {}", p.index, e.message));
                     count_error("Produce", e.code);
                     resp.error_code = e.code();
-                    resp.error_message = Some(StrBytes::from_string(e.message));
+                    if version >= 8 {
+                        resp.record_errors = records
+                            .into_iter()
+                            .map(|r| {
+                                BatchIndexAndErrorMessage::default()
+                                    .with_batch_index(r.batch_index)
+                                    .with_batch_index_error_message(Some(StrBytes::from_string(
+                                        r.message,
+                                    )))
+                            })
+                            .collect();
+                        resp.error_message = Some(StrBytes::from_string(e.message));
+                    }
                 }
             }
             partitions.push(resp);
@@ -206,11 +254,11 @@ fn append_one(
     partition: i32,
     records: &[u8],
     acks: i16,
-) -> Result<(Arc<Partition>, LeaderAppend, usize), KafkaError> {
+) -> Result<(Arc<Partition>, LeaderAppend, usize), ProduceError> {
     if md.topics.get(topic).is_some_and(|t| t.internal) {
         // Internal topics are written by their coordinators only; a stray client record
         // could corrupt group state.
-        return Err(err(
+        return Err(refuse(
             ResponseError::InvalidTopicException,
             format!("cannot append to internal topic {topic}"),
         ));
@@ -253,53 +301,27 @@ fn append_one(
         own => own,
     };
     if acks == -1 && isr.len() < min_isr {
-        return Err(err(
+        return Err(refuse(
             ResponseError::NotEnoughReplicas,
             format!("ISR {isr:?} is smaller than min.insync.replicas={min_isr}"),
         ));
     }
-    let validated = validate_records(records, replica.max_message_bytes())
-        .map_err(|e| KafkaError::new(storage_error(&e), e.to_string()))?;
-    for (_, h) in validated.batches() {
-        if h.is_control() {
-            return Err(err(
-                ResponseError::InvalidRecord,
-                "control batches are written by transaction coordinators only",
-            ));
-        }
-        if h.has_producer_id() && h.base_sequence < 0 {
-            return Err(err(
-                ResponseError::InvalidRecord,
-                "a batch with a producer id needs a base sequence",
-            ));
-        }
-        if h.is_transactional() && !h.has_producer_id() {
-            return Err(err(
-                ResponseError::InvalidRecord,
-                "a transactional batch needs a producer id",
-            ));
-        }
-    }
-    let policy = ctx
-        .broker
-        .view(md)
-        .topic_value("cleanup.policy", &topic_configs);
-    if policy.split(',').any(|p| p.trim() == "compact") {
+    let view = ctx.broker.view(md);
+    let compacted = view
+        .topic_value("cleanup.policy", &topic_configs)
+        .split(',')
+        .any(|p| p.trim() == "compact");
+    let now = now_ms();
+    let rules = ProduceRules {
+        max_batch_bytes: replica.max_message_bytes(),
         // Compaction keeps the latest record per key, so every record needs one.
-        for (position, header) in validated.batches() {
-            let bytes = &validated.bytes()[*position..*position + header.total_size()];
-            let records = fjord_storage::builder::decode_records(bytes)
-                .map_err(|e| KafkaError::new(storage_error(&e), e.to_string()))?;
-            if records.iter().any(|r| r.key.is_none()) {
-                return Err(err(
-                    ResponseError::InvalidRecord,
-                    format!("compacted topic {topic} cannot accept a record without a key"),
-                ));
-            }
-        }
-    }
+        require_keys: compacted,
+        timestamps: replica.timestamp_window(now),
+        max_inflated_bytes: MAX_INFLATED_BATCH_BYTES,
+    };
+    let validated = validate_produce(records, &rules).map_err(|e| ProduceError::from(&e))?;
     let appended = replica
-        .append_as_leader(&validated, now_ms())
+        .append_as_leader(&validated, now)
         .map_err(|e| KafkaError::from(&e))?;
     let topic_label = replica.tp.topic.clone();
     metrics::counter!("fjord_produced_bytes_total", "topic" => topic_label.clone())

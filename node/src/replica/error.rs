@@ -24,8 +24,6 @@ pub enum ReplicaError {
     },
     #[error("offset {0} is not on this follower yet")]
     OffsetNotAvailable(i64),
-    #[error("timestamp {0} is outside the range allowed by message.timestamp.*.max.ms")]
-    InvalidTimestamp(i64),
     #[error("producer {0} has no transaction open here that its coordinator confirmed")]
     TransactionNotVerified(i64),
     #[error(transparent)]

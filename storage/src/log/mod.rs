@@ -287,7 +287,8 @@ impl PartitionLog {
         let mut stored = Vec::with_capacity(records.batches().len());
         for (pos, h) in records.batches() {
             let batch = &bytes[*pos..*pos + h.total_size()];
-            let head = batch::stamped_header(batch, next, leader_epoch, append_time);
+            let head =
+                batch::stamped_header(batch, h.max_timestamp, next, leader_epoch, append_time);
             let stamped = BatchHeader::parse(&head)?;
             if stamped.max_timestamp > info.max_timestamp {
                 info.max_timestamp = stamped.max_timestamp;

@@ -366,29 +366,20 @@ impl Partition {
         }
     }
 
-    fn check_timestamps(
-        &self,
-        records: &ValidatedBatches<'_>,
-        now_ms: i64,
-    ) -> Result<(), ReplicaError> {
-        let (before, after) = *self
+    /// The window producers' CreateTime timestamps must fall in
+    /// (`message.timestamp.before/after.max.ms`), or `None` when both are unbounded.
+    pub fn timestamp_window(&self, now_ms: i64) -> Option<fjord_storage::TimestampWindow> {
+        let (before_ms, after_ms) = *self
             .timestamp_bounds
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        if before == i64::MAX && after == i64::MAX {
-            return Ok(());
-        }
-        for (_, h) in records.batches() {
-            if h.timestamp_type() != fjord_storage::TimestampType::CreateTime {
-                continue;
-            }
-            for ts in [h.base_timestamp, h.max_timestamp] {
-                if ts < now_ms.saturating_sub(before) || ts > now_ms.saturating_add(after) {
-                    return Err(ReplicaError::InvalidTimestamp(ts));
-                }
-            }
-        }
-        Ok(())
+        (before_ms != i64::MAX || after_ms != i64::MAX).then_some(
+            fjord_storage::TimestampWindow {
+                now_ms,
+                before_ms,
+                after_ms,
+            },
+        )
     }
 
     /// Appends producer batches on the leader. `single_replica_isr` tells whether the high
@@ -401,7 +392,6 @@ impl Partition {
         if !self.is_leader() {
             return Err(ReplicaError::NotLeaderOrFollower);
         }
-        self.check_timestamps(records, now_ms)?;
         let appended = self.with_locked(|l| {
             if !self.is_leader() {
                 return Err(ReplicaError::NotLeaderOrFollower);

@@ -1,0 +1,512 @@
+//! What a leader checks in the records a producer sent before they may reach a segment,
+//! as Kafka's LogValidator does: one v2 batch, its length and CRC, counts and offset
+//! deltas that agree, and every record well formed (varints, lengths, headers), inside
+//! compressed batches too. Topic rules are checked per record (keys on compacted topics,
+//! the timestamp window), and records that break them are reported by index (KIP-467).
+//!
+//! Compressed batches are inflated as a stream through a fixed buffer and never held
+//! whole: key, value and header bytes are skipped, not copied. A batch costs its request
+//! bytes plus a few KiB, and the codec's bounded state (see `compression`).
+
+use std::io::Read;
+
+use crate::batch::{self, BatchHeader, Compression, TimestampType, ValidatedBatches};
+use crate::error::{RecordError, RecordErrorKind, StorageError};
+use crate::Result;
+
+/// Kafka's "no timestamp".
+const NO_TIMESTAMP: i64 = -1;
+/// Record errors listed in one answer; past this the batch still fails, and clients mark
+/// the unlisted records as failed because of another record.
+const MAX_RECORD_ERRORS: usize = 1000;
+/// Inflated bytes read from a codec at a time.
+const STREAM_BUFFER: usize = 16 * 1024;
+
+/// What a topic demands of produced records.
+#[derive(Clone, Debug)]
+pub struct ProduceRules {
+    /// `max.message.bytes`: the largest batch, as sent (compressed).
+    pub max_batch_bytes: usize,
+    /// Compacted topics need a key on every record.
+    pub require_keys: bool,
+    /// CreateTime records must lie in this window (`message.timestamp.before/after.max.ms`).
+    pub timestamps: Option<TimestampWindow>,
+    /// The most a compressed batch may inflate to. Time, not memory: inflating is
+    /// streamed, but a small batch that inflates to gigabytes would still cost seconds.
+    pub max_inflated_bytes: usize,
+}
+
+/// Accepted record timestamps: `[now - before, now + after]`.
+#[derive(Clone, Copy, Debug)]
+pub struct TimestampWindow {
+    pub now_ms: i64,
+    pub before_ms: i64,
+    pub after_ms: i64,
+}
+
+impl TimestampWindow {
+    fn admits(&self, ts: i64) -> bool {
+        ts >= self.now_ms.saturating_sub(self.before_ms)
+            && ts <= self.now_ms.saturating_add(self.after_ms)
+    }
+}
+
+/// Default bound of [`ProduceRules::max_inflated_bytes`].
+pub const MAX_INFLATED_BATCH_BYTES: usize = 64 << 20;
+
+/// Validates the records of one partition of a Produce request.
+pub fn validate_produce<'a>(
+    bytes: &'a [u8],
+    rules: &ProduceRules,
+) -> Result<ValidatedBatches<'a>> {
+    let mut iter = batch::BatchIter::new(bytes);
+    let range = match iter.next() {
+        None => return Err(StorageError::CorruptBatch("empty record set".into())),
+        Some(item) => item?.0,
+    };
+    if range.len() > rules.max_batch_bytes {
+        return Err(StorageError::BatchTooLarge {
+            size: range.len(),
+            limit: rules.max_batch_bytes,
+        });
+    }
+    if iter.position() < bytes.len() {
+        // Kafka: a v2 produce carries one batch per partition.
+        return Err(StorageError::InvalidRecord(
+            "a produce request carries one record batch per partition".into(),
+        ));
+    }
+    let raw = &bytes[range];
+    let mut header = batch::validate(raw)?;
+    check_header(&header)?;
+    let computed_max = scan_records(raw, &header, rules)?;
+    if header.timestamp_type() == TimestampType::CreateTime {
+        // The stored max timestamp is the records' own, whatever the producer wrote
+        // there: the time index and ListOffsets depend on it.
+        header.max_timestamp = computed_max;
+    }
+    Ok(ValidatedBatches::single(bytes, header))
+}
+
+fn check_header(h: &BatchHeader) -> Result<()> {
+    let invalid = |m: String| Err(StorageError::InvalidRecord(m));
+    if h.records_count <= 0 {
+        return invalid(format!("invalid record count {}", h.records_count));
+    }
+    if i64::from(h.last_offset_delta) + 1 != i64::from(h.records_count) {
+        return invalid(format!(
+            "last offset delta {} does not match the record count {}",
+            h.last_offset_delta, h.records_count
+        ));
+    }
+    if h.is_control() {
+        return invalid("control batches are written by transaction coordinators only".into());
+    }
+    if h.has_producer_id() && h.base_sequence < 0 {
+        return invalid(format!(
+            "invalid sequence number {} in a batch of producer id {}",
+            h.base_sequence, h.producer_id
+        ));
+    }
+    if h.is_transactional() && !h.has_producer_id() {
+        return invalid("a transactional batch needs a producer id".into());
+    }
+    Ok(())
+}
+
+/// Walks every record of a validated batch. Returns the largest record timestamp.
+fn scan_records(raw: &[u8], h: &BatchHeader, rules: &ProduceRules) -> Result<i64> {
+    let body = &raw[batch::HEADER_SIZE..];
+    let codec = h.compression()?;
+    let mut check = RecordChecks::new(h, rules);
+    if codec == Compression::None {
+        let mut input = SliceInput { buf: body, pos: 0 };
+        check.run(&mut input)?;
+        if !check.errors.is_empty() {
+            return check.finish();
+        }
+        if input.pos < body.len() {
+            return Err(trailing(body.len() - input.pos, h.records_count));
+        }
+    } else {
+        let reader = crate::compression::reader(codec, body, rules.max_inflated_bytes)?;
+        let mut input = StreamInput::new(reader, rules.max_inflated_bytes);
+        check.run(&mut input)?;
+        if !check.errors.is_empty() {
+            return check.finish();
+        }
+        match input.next_byte() {
+            Err(Stop::End) => {}
+            Ok(_) => return Err(trailing(1, h.records_count)),
+            Err(stop) => return Err(stop.into_error()),
+        }
+    }
+    check.finish()
+}
+
+fn trailing(bytes: usize, count: i32) -> StorageError {
+    StorageError::InvalidRecord(format!(
+        "{bytes} or more bytes follow the last of the {count} records the batch declares"
+    ))
+}
+
+/// Why reading stopped.
+enum Stop {
+    /// The input ended.
+    End,
+    /// The codec failed (its message).
+    Codec(String),
+    /// More than the inflation limit.
+    TooLarge(usize),
+}
+
+impl Stop {
+    fn into_error(self) -> StorageError {
+        match self {
+            Stop::End => StorageError::InvalidRecord("the records end early".into()),
+            Stop::Codec(m) => {
+                StorageError::CorruptBatch(format!("cannot decompress the records: {m}"))
+            }
+            Stop::TooLarge(limit) => StorageError::InvalidRecord(format!(
+                "the batch inflates to more than {limit} bytes"
+            )),
+        }
+    }
+}
+
+/// A source of record bytes: the batch itself, or a codec's output.
+trait Input {
+    fn next_byte(&mut self) -> std::result::Result<u8, Stop>;
+    fn skip(&mut self, n: usize) -> std::result::Result<(), Stop>;
+    /// Bytes consumed so far.
+    fn position(&self) -> u64;
+}
+
+struct SliceInput<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl Input for SliceInput<'_> {
+    #[inline]
+    fn next_byte(&mut self) -> std::result::Result<u8, Stop> {
+        let b = *self.buf.get(self.pos).ok_or(Stop::End)?;
+        self.pos += 1;
+        Ok(b)
+    }
+
+    #[inline]
+    fn skip(&mut self, n: usize) -> std::result::Result<(), Stop> {
+        if n > self.buf.len() - self.pos {
+            return Err(Stop::End);
+        }
+        self.pos += n;
+        Ok(())
+    }
+
+    fn position(&self) -> u64 {
+        self.pos as u64
+    }
+}
+
+struct StreamInput<R> {
+    reader: R,
+    buf: Box<[u8]>,
+    pos: usize,
+    len: usize,
+    /// Bytes read from the codec before `buf`'s current contents.
+    before: u64,
+    limit: usize,
+}
+
+impl<R: Read> StreamInput<R> {
+    fn new(reader: R, limit: usize) -> Self {
+        StreamInput {
+            reader,
+            buf: vec![0u8; STREAM_BUFFER].into_boxed_slice(),
+            pos: 0,
+            len: 0,
+            before: 0,
+            limit,
+        }
+    }
+
+    fn refill(&mut self) -> std::result::Result<(), Stop> {
+        self.before += self.len as u64;
+        self.pos = 0;
+        self.len = 0;
+        if self.before > self.limit as u64 {
+            return Err(Stop::TooLarge(self.limit));
+        }
+        loop {
+            match self.reader.read(&mut self.buf) {
+                Ok(0) => return Err(Stop::End),
+                Ok(n) => {
+                    self.len = n;
+                    return Ok(());
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(Stop::Codec(e.to_string())),
+            }
+        }
+    }
+}
+
+impl<R: Read> Input for StreamInput<R> {
+    #[inline]
+    fn next_byte(&mut self) -> std::result::Result<u8, Stop> {
+        if self.pos == self.len {
+            self.refill()?;
+        }
+        let b = self.buf[self.pos];
+        self.pos += 1;
+        Ok(b)
+    }
+
+    fn skip(&mut self, mut n: usize) -> std::result::Result<(), Stop> {
+        loop {
+            let here = n.min(self.len - self.pos);
+            self.pos += here;
+            n -= here;
+            if n == 0 {
+                return Ok(());
+            }
+            self.refill()?;
+        }
+    }
+
+    fn position(&self) -> u64 {
+        self.before + self.pos as u64
+    }
+}
+
+/// Why a record could not be read.
+enum Bad {
+    /// The record is malformed (why).
+    Malformed(String),
+    /// The codec failed (its message).
+    Codec(String),
+    /// More than the inflation limit.
+    TooLarge(usize),
+}
+
+impl Bad {
+    fn from_stop(stop: Stop, what: &str) -> Bad {
+        match stop {
+            Stop::End => Bad::Malformed(format!("{what} runs past the end of the records")),
+            Stop::Codec(m) => Bad::Codec(m),
+            Stop::TooLarge(l) => Bad::TooLarge(l),
+        }
+    }
+}
+
+/// A varint as Kafka writes it: zigzag, at most `max_bytes` long, fitting `bits`.
+#[inline]
+fn varint(input: &mut impl Input, max_bytes: u32, bits: u32) -> std::result::Result<i64, Bad> {
+    let mut z: u64 = 0;
+    for i in 0..max_bytes {
+        let b = input
+            .next_byte()
+            .map_err(|stop| Bad::from_stop(stop, "a varint"))?;
+        z |= u64::from(b & 0x7f) << (7 * i);
+        if b & 0x80 == 0 {
+            if bits < 64 && z >> bits != 0 {
+                return Err(Bad::Malformed(format!("a varint does not fit {bits} bits")));
+            }
+            return Ok(((z >> 1) as i64) ^ -((z & 1) as i64));
+        }
+    }
+    Err(Bad::Malformed(format!(
+        "a varint is longer than {max_bytes} bytes"
+    )))
+}
+
+fn varint32(input: &mut impl Input) -> std::result::Result<i64, Bad> {
+    varint(input, 5, 32)
+}
+
+fn varint64(input: &mut impl Input) -> std::result::Result<i64, Bad> {
+    varint(input, 10, 64)
+}
+
+fn skip(input: &mut impl Input, n: i64, what: &str) -> std::result::Result<(), Bad> {
+    let n = usize::try_from(n).map_err(|_| Bad::Malformed(format!("invalid {what} length {n}")))?;
+    input.skip(n).map_err(|stop| Bad::from_stop(stop, what))
+}
+
+/// One record's fields that the checks look at.
+struct RecordFields {
+    timestamp_delta: i64,
+    offset_delta: i64,
+    has_key: bool,
+}
+
+/// Reads one record; `Err` is why it is malformed.
+fn read_record(input: &mut impl Input) -> std::result::Result<RecordFields, Bad> {
+    let malformed = |m: String| Err(Bad::Malformed(m));
+    let len = varint32(input)?;
+    if len < 0 {
+        return malformed(format!("invalid record length {len}"));
+    }
+    let start = input.position();
+    input
+        .next_byte()
+        .map_err(|stop| Bad::from_stop(stop, "the record's attributes"))?;
+    let timestamp_delta = varint64(input)?;
+    let offset_delta = varint32(input)?;
+    let key_len = varint32(input)?;
+    if key_len < -1 {
+        return malformed(format!("invalid key length {key_len}"));
+    }
+    if key_len > 0 {
+        skip(input, key_len, "key")?;
+    }
+    let value_len = varint32(input)?;
+    if value_len < -1 {
+        return malformed(format!("invalid value length {value_len}"));
+    }
+    if value_len > 0 {
+        skip(input, value_len, "value")?;
+    }
+    let headers = varint32(input)?;
+    if headers < 0 {
+        return malformed(format!("invalid header count {headers}"));
+    }
+    for _ in 0..headers {
+        let key = varint32(input)?;
+        if key < 0 {
+            return malformed(format!("invalid header key length {key}"));
+        }
+        skip(input, key, "header key")?;
+        let value = varint32(input)?;
+        if value < -1 {
+            return malformed(format!("invalid header value length {value}"));
+        }
+        if value > 0 {
+            skip(input, value, "header value")?;
+        }
+        if input.position() - start > len as u64 {
+            break; // reported below; stops a huge header count early
+        }
+    }
+    let read = input.position() - start;
+    if read != len as u64 {
+        return malformed(format!(
+            "the record declares {len} bytes but its fields take {read}"
+        ));
+    }
+    Ok(RecordFields {
+        timestamp_delta,
+        offset_delta,
+        has_key: key_len >= 0,
+    })
+}
+
+/// The per-record checks of one batch, and the errors found.
+struct RecordChecks<'r> {
+    header: BatchHeader,
+    rules: &'r ProduceRules,
+    errors: Vec<RecordError>,
+    timestamp_error: bool,
+    max_timestamp: i64,
+}
+
+impl<'r> RecordChecks<'r> {
+    fn new(header: &BatchHeader, rules: &'r ProduceRules) -> Self {
+        RecordChecks {
+            header: *header,
+            rules,
+            errors: Vec::new(),
+            timestamp_error: false,
+            max_timestamp: NO_TIMESTAMP,
+        }
+    }
+
+    fn fail(&mut self, index: i32, message: String) {
+        if self.errors.len() < MAX_RECORD_ERRORS {
+            self.errors.push(RecordError {
+                batch_index: index,
+                message,
+            });
+        }
+    }
+
+    fn run(&mut self, input: &mut impl Input) -> Result<()> {
+        let log_append_time = self.header.timestamp_type() == TimestampType::LogAppendTime;
+        for index in 0..self.header.records_count {
+            let fields = match read_record(input) {
+                Ok(f) => f,
+                Err(Bad::Malformed(why)) => {
+                    // The rest cannot be found once one record is malformed.
+                    self.fail(index, format!("record {index} is malformed: {why}"));
+                    return Ok(());
+                }
+                Err(Bad::Codec(m)) => {
+                    return Err(StorageError::CorruptBatch(format!(
+                        "cannot decompress the records: {m}"
+                    )))
+                }
+                Err(Bad::TooLarge(limit)) => return Err(Stop::TooLarge(limit).into_error()),
+            };
+            if fields.offset_delta != i64::from(index) {
+                self.fail(
+                    index,
+                    format!(
+                        "record {index} has offset delta {}, expected {index}",
+                        fields.offset_delta
+                    ),
+                );
+                continue;
+            }
+            if self.rules.require_keys && !fields.has_key {
+                self.fail(
+                    index,
+                    "Compacted topic cannot accept message without key".into(),
+                );
+                continue;
+            }
+            if log_append_time {
+                self.timestamp_error = true;
+                self.fail(
+                    index,
+                    "producers may not set the LogAppendTime timestamp type".into(),
+                );
+                continue;
+            }
+            let ts = self.header.base_timestamp.saturating_add(fields.timestamp_delta);
+            if let Some(window) = &self.rules.timestamps {
+                if ts != NO_TIMESTAMP && !window.admits(ts) {
+                    self.timestamp_error = true;
+                    self.fail(
+                        index,
+                        format!(
+                            "timestamp {ts} of record {index} is out of range [{}, {}]",
+                            window.now_ms.saturating_sub(window.before_ms),
+                            window.now_ms.saturating_add(window.after_ms)
+                        ),
+                    );
+                    continue;
+                }
+            }
+            self.max_timestamp = self.max_timestamp.max(ts);
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Result<i64> {
+        if self.errors.is_empty() {
+            return Ok(self.max_timestamp);
+        }
+        Err(StorageError::RecordErrors {
+            kind: if self.timestamp_error {
+                RecordErrorKind::InvalidTimestamp
+            } else {
+                RecordErrorKind::InvalidRecord
+            },
+            errors: self.errors,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;
