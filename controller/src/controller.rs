@@ -54,6 +54,9 @@ pub struct ControllerConfig {
     /// `auto.balance.enable` with `auto.balance.grace.ms`: `Some(grace)` turns automatic
     /// replica balancing on.
     pub auto_balance: Option<Duration>,
+    /// `max.partitions.per.broker` from this node's static config (a cluster-wide
+    /// dynamic value overrides it).
+    pub max_partitions_per_broker: u64,
 }
 
 /// How often automatic balancing looks for work.
@@ -103,6 +106,7 @@ struct Inner {
     session_timeout: Duration,
     rebalance: Option<(Duration, u32)>,
     auto_balance: Option<Duration>,
+    max_partitions_per_broker: u64,
     liveness: Mutex<Liveness>,
     started: Instant,
     _db: sled::Db,
@@ -247,6 +251,7 @@ impl Controller {
                     config.leader_imbalance_per_broker_percentage,
                 )),
                 auto_balance: config.auto_balance,
+                max_partitions_per_broker: config.max_partitions_per_broker,
                 liveness: Mutex::new(Liveness::default()),
                 started: Instant::now(),
                 _db: db,

@@ -12,6 +12,7 @@ pub mod balance;
 mod controller;
 pub mod decisions;
 pub mod error;
+pub mod limits;
 pub mod metadata;
 pub mod network;
 pub mod placement;

@@ -1,6 +1,7 @@
 //! The state every request handler shares: this node's config, its controller, its
 //! replicas and the current metadata image.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,6 +12,7 @@ use tokio::sync::watch;
 use crate::config::{ConfigView, NodeConfig};
 use crate::group::GroupCoordinator;
 use crate::lease::Lease;
+use crate::memory::{RequestPool, ResponseBudget};
 use crate::producer::ProducerIdManager;
 use crate::replica::ReplicaManager;
 
@@ -24,6 +26,10 @@ pub struct Broker {
     pub txns: Arc<crate::txn::TxnCoordinator>,
     /// Whether this broker may still trust that it owns what its metadata says it leads.
     pub lease: Arc<Lease>,
+    /// `queued.max.request.bytes`: memory for request frames, node-wide.
+    pub request_pool: Arc<RequestPool>,
+    /// `queued.max.response.bytes`: fetched records not yet written, node-wide.
+    pub response_budget: Arc<ResponseBudget>,
     metadata: watch::Receiver<Arc<ClusterMetadata>>,
     /// Set once this broker's registration is in the metadata log.
     registered: AtomicBool,
@@ -35,7 +41,20 @@ pub struct Broker {
 impl Broker {
     pub fn new(config: NodeConfig, controller: Controller, replicas: Arc<ReplicaManager>) -> Self {
         let lease = Arc::new(Lease::default());
+        let no_dynamic = BTreeMap::new();
+        let static_view = ConfigView {
+            static_props: &config.static_props,
+            cluster_dynamic: &no_dynamic,
+            broker_dynamic: None,
+        };
+        let request_pool = match static_view.broker_i64("queued.max.request.bytes") {
+            -1 => u64::from(u32::MAX),
+            n => n.max(1) as u64,
+        };
+        let response_budget = static_view.broker_i64("queued.max.response.bytes").max(1) as u64;
         Broker {
+            request_pool: Arc::new(RequestPool::new(request_pool)),
+            response_budget: ResponseBudget::new(response_budget),
             node_id: config.node_id,
             metadata: controller.metadata(),
             producer_ids: ProducerIdManager::new(config.node_id, controller.clone()),

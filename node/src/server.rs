@@ -116,6 +116,10 @@ pub async fn run(config: NodeConfig) -> Result<(), ServeError> {
             .get("auto.balance.enable")
             .is_some_and(|v| v.eq_ignore_ascii_case("true"))
             .then(|| Duration::from_millis(prop("auto.balance.grace.ms", 600_000))),
+        max_partitions_per_broker: prop(
+            fjord_controller::limits::MAX_PARTITIONS_PER_BROKER,
+            fjord_controller::limits::DEFAULT_MAX_PARTITIONS_PER_BROKER,
+        ),
     })
     .await
     .map_err(|e| ServeError::Controller(e.to_string()))?;

@@ -238,7 +238,9 @@ mod tests {
             }
         }
         // Larger than one xerial block and one LZ4 block.
-        let big: Vec<u8> = (0..300_000u32).flat_map(|i| (i % 251).to_be_bytes()).collect();
+        let big: Vec<u8> = (0..300_000u32)
+            .flat_map(|i| (i % 251).to_be_bytes())
+            .collect();
         for codec in [Compression::Snappy, Compression::Lz4, Compression::Gzip] {
             let packed = compress(codec, &big, None).expect("compresses");
             assert_eq!(decompress(codec, &packed, 2 << 20).expect("inflates"), big);

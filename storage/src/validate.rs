@@ -55,10 +55,7 @@ impl TimestampWindow {
 pub const MAX_INFLATED_BATCH_BYTES: usize = 64 << 20;
 
 /// Validates the records of one partition of a Produce request.
-pub fn validate_produce<'a>(
-    bytes: &'a [u8],
-    rules: &ProduceRules,
-) -> Result<ValidatedBatches<'a>> {
+pub fn validate_produce<'a>(bytes: &'a [u8], rules: &ProduceRules) -> Result<ValidatedBatches<'a>> {
     let mut iter = batch::BatchIter::new(bytes);
     let range = match iter.next() {
         None => return Err(StorageError::CorruptBatch("empty record set".into())),
@@ -473,7 +470,10 @@ impl<'r> RecordChecks<'r> {
                 );
                 continue;
             }
-            let ts = self.header.base_timestamp.saturating_add(fields.timestamp_delta);
+            let ts = self
+                .header
+                .base_timestamp
+                .saturating_add(fields.timestamp_delta);
             if let Some(window) = &self.rules.timestamps {
                 if ts != NO_TIMESTAMP && !window.admits(ts) {
                     self.timestamp_error = true;

@@ -4,6 +4,7 @@
 
 pub mod checker;
 pub mod docker;
+pub mod hostile;
 pub mod members;
 pub mod wire;
 
@@ -171,6 +172,25 @@ impl Node {
             .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
             .expect("VmRSS in /proc/PID/status")
             * 1024
+    }
+
+    /// The process's peak resident memory (VmHWM) since start or the last
+    /// [`Node::reset_peak_rss`].
+    pub fn peak_rss_bytes(&self) -> u64 {
+        let pid = self.child.as_ref().expect("running").id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+            .expect("VmHWM in /proc/PID/status")
+            * 1024
+    }
+
+    /// Restarts the peak-memory count from the current resident size (Linux clear_refs).
+    pub fn reset_peak_rss(&self) {
+        let pid = self.child.as_ref().expect("running").id();
+        std::fs::write(format!("/proc/{pid}/clear_refs"), "5").expect("clear_refs");
     }
 
     /// The sum of the `/metrics` samples whose series starts with `series` (a name, or a

@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use super::Controller;
 use crate::error::ControllerError;
+use crate::limits;
 use crate::metadata::{
     ClusterMetadata, CommandOutcome, MetadataCommand, MetadataError, NewTopicSpec, TopicOutcome,
 };
@@ -236,6 +237,7 @@ impl Controller {
                     .map(|p| p.target_replicas().len())
                     .unwrap_or(1);
                 let added = (count - current) as usize;
+                limits::check_request(added as u64)?;
                 let new_assignments = match assignments {
                     Some(a) if a.len() != added => {
                         return Err(MetadataError::InvalidReplicaAssignment(format!(
@@ -256,6 +258,11 @@ impl Controller {
                 if validate_only {
                     return Ok(ControllerResponse::Done);
                 }
+                limits::admit(
+                    &mut limits::replicas_per_broker(&md),
+                    &new_assignments,
+                    limits::max_per_broker(&md, self.inner.max_partitions_per_broker),
+                )?;
                 let cmd = MetadataCommand::CreatePartitions {
                     topic,
                     new_assignments,
@@ -329,6 +336,27 @@ impl Controller {
         let candidates = self.candidates(md);
         let mut outcomes: Vec<Option<TopicOutcome>> = Vec::with_capacity(topics.len());
         let mut specs = Vec::new();
+        // Before anything is placed: the partitions the whole request asks for.
+        let total: u64 = topics
+            .iter()
+            .map(|t| match &t.assignments {
+                Some(a) => a.len() as u64,
+                None => t.num_partitions.max(0) as u64,
+            })
+            .sum();
+        if let Err(e) = limits::check_request(total) {
+            return Ok(ControllerResponse::Topics(
+                topics
+                    .into_iter()
+                    .map(|t| TopicOutcome {
+                        name: t.name,
+                        result: Err(e.clone()),
+                    })
+                    .collect(),
+            ));
+        }
+        let max_per_broker = limits::max_per_broker(md, self.inner.max_partitions_per_broker);
+        let mut hosted = limits::replicas_per_broker(md);
         for t in topics {
             let decided = if md.topics.contains_key(&t.name) {
                 Err(MetadataError::TopicAlreadyExists(t.name.clone()))
@@ -354,6 +382,10 @@ impl Controller {
                     ),
                 }
             };
+            let decided = decided.and_then(|a| {
+                limits::admit(&mut hosted, &a, max_per_broker)?;
+                Ok(a)
+            });
             match decided {
                 Err(e) => outcomes.push(Some(TopicOutcome {
                     name: t.name,

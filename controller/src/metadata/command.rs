@@ -175,6 +175,9 @@ pub enum MetadataError {
     PreferredLeaderNotAvailable(String),
     #[error("no reassignment is in progress for this partition")]
     NoReassignmentInProgress,
+    /// The request breaks a limit of the cluster (Kafka's POLICY_VIOLATION).
+    #[error("{0}")]
+    PolicyViolation(String),
 }
 
 /// The per-topic result of a batched topic command.

@@ -9,14 +9,14 @@ use bytes::Bytes;
 use futures::stream::FuturesOrdered;
 use futures::{FutureExt, StreamExt};
 use kafka_protocol::messages::{ApiKey, ResponseKind};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
-use tokio_util::codec::{FramedRead, LengthDelimitedCodec};
 use tracing::{debug, info, warn};
 
 use super::context::RequestContext;
 use super::dispatch::{dispatch, Reply};
 use super::frame::{self, Decoded};
+use super::incoming::{Admitted, FrameReader};
 use super::outgoing::ResponseFrame;
 use super::{api_versions, metrics_labels};
 use crate::broker::Broker;
@@ -30,6 +30,9 @@ const MAX_IN_FLIGHT: usize = 64;
 /// passes): a client pipelining large produce requests against a slow ISR holds the
 /// connection's memory to about this much.
 const MAX_IN_FLIGHT_BYTES: usize = 32 * 1024 * 1024;
+
+/// Socket reads are buffered this much, so small requests cost one read each.
+const READ_BUFFER: usize = 8 * 1024;
 
 /// A response to write (or `None`: nothing to send), once its request is handled.
 type Response = std::pin::Pin<Box<dyn std::future::Future<Output = Option<ResponseFrame>> + Send>>;
@@ -86,22 +89,22 @@ pub async fn run(stream: TcpStream, peer: SocketAddr, listener: String, broker: 
     let _ = stream.set_nodelay(true);
     let max_frame = broker
         .broker_i64("socket.request.max.bytes")
-        .clamp(1, i64::from(i32::MAX)) as usize;
+        .clamp(1, i64::from(i32::MAX)) as u64;
     let (rd, mut wr) = stream.into_split();
-    let codec = LengthDelimitedCodec::builder()
-        .length_field_length(4)
-        .max_frame_length(max_frame)
-        .new_codec();
-    let mut frames = FramedRead::new(rd, codec);
+    let mut frames = FrameReader::new(
+        BufReader::with_capacity(READ_BUFFER, rd),
+        Arc::clone(&broker.request_pool),
+        max_frame,
+    );
     let mut pending: FuturesOrdered<Pending> = FuturesOrdered::new();
     let mut pipeline = Pipeline::default();
     // A Fetch read while other requests were in flight, waiting for them to finish.
-    let mut waiting: Option<Bytes> = None;
+    let mut waiting: Option<Admitted> = None;
     crate::admin::CONNECTIONS_OPEN.add(1);
     debug!(%peer, %listener, "connection opened");
 
     let close_reason = loop {
-        if let Some(frame) = waiting.take_if(|f| pipeline.admits(f)) {
+        if let Some(frame) = waiting.take_if(|f| pipeline.admits(&f.frame)) {
             if let Err(reason) =
                 start(frame, &mut pipeline, &mut pending, peer, &listener, &broker).await
             {
@@ -111,11 +114,11 @@ pub async fn run(stream: TcpStream, peer: SocketAddr, listener: String, broker: 
         tokio::select! {
             frame = frames.next(), if waiting.is_none() && pipeline.open() => {
                 let frame = match frame {
-                    None => break None,
-                    Some(Err(e)) => break Some(format!("bad frame: {e}")),
-                    Some(Ok(f)) => f.freeze(),
+                    Ok(None) => break None,
+                    Err(e) => break Some(format!("bad frame: {e}")),
+                    Ok(Some(f)) => f,
                 };
-                if !pipeline.admits(&frame) {
+                if !pipeline.admits(&frame.frame) {
                     waiting = Some(frame);
                     continue;
                 }
@@ -158,18 +161,23 @@ pub async fn run(stream: TcpStream, peer: SocketAddr, listener: String, broker: 
     crate::admin::CONNECTIONS_OPEN.add(-1);
 }
 
-/// Handles one admitted frame and queues its answer. `Err` closes the connection.
+/// Handles one admitted frame and queues its answer. `Err` closes the connection. The
+/// frame's share of the request pool is given back once it has been handled: what
+/// remains in flight (a response being waited for) no longer holds the request.
 async fn start(
-    frame: Bytes,
+    admitted: Admitted,
     pipeline: &mut Pipeline,
     pending: &mut FuturesOrdered<Pending>,
     peer: SocketAddr,
     listener: &str,
     broker: &Arc<Broker>,
 ) -> Result<(), String> {
+    let Admitted { frame, permit } = admitted;
     let len = frame.len();
     pipeline.started(&frame);
-    match handle_frame(frame, peer, listener, broker).await {
+    let handled = handle_frame(frame, peer, listener, broker).await;
+    drop(permit);
+    match handled {
         Ok(Some(p)) => pending.push_back(Box::pin(p.map(move |r| (len, r)))),
         Ok(None) => pipeline.answered(len),
         Err(reason) => return Err(reason),

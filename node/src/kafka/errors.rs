@@ -104,6 +104,7 @@ impl From<&MetadataError> for KafkaError {
                 ResponseError::PreferredLeaderNotAvailable
             }
             MetadataError::NoReassignmentInProgress => ResponseError::NoReassignmentInProgress,
+            MetadataError::PolicyViolation(_) => ResponseError::PolicyViolation,
         };
         KafkaError::new(code, e.to_string())
     }

@@ -21,6 +21,7 @@ use uuid::Uuid;
 use super::context::RequestContext;
 use super::dispatch::Reply;
 use super::errors::{count_error, KafkaError};
+use crate::memory::ResponseBudget;
 use crate::replica::{IsolationLevel, Partition};
 
 /// One requested partition, resolved against this broker's state.
@@ -40,6 +41,8 @@ struct Plan {
     topics: Vec<(String, Uuid)>,
     targets: Vec<Target>,
     max_bytes: u64,
+    /// Node-wide budget of fetched bytes not yet written (`queued.max.response.bytes`).
+    budget: Arc<ResponseBudget>,
     min_bytes: u64,
     isolation: IsolationLevel,
 }
@@ -170,6 +173,7 @@ fn plan(ctx: &RequestContext, req: &FetchRequest) -> Plan {
             u64::from(u32::MAX)
         }
         .min(ctx.broker.broker_i64("fetch.max.bytes").max(1024) as u64),
+        budget: Arc::clone(&ctx.broker.response_budget),
         min_bytes: req.min_bytes.max(0) as u64,
         isolation: if req.isolation_level == 1 {
             IsolationLevel::ReadCommitted
@@ -195,6 +199,10 @@ fn error_data(partition: i32, e: &KafkaError) -> PartitionData {
 fn read(plan: &Plan) -> (FetchResponse, u64, bool) {
     let mut per_topic: Vec<Vec<PartitionData>> = vec![Vec::new(); plan.topics.len()];
     let mut total: u64 = 0;
+    // Answers not yet written hold memory until their clients read them; this one may
+    // take what the node-wide budget has left, and nothing once it is spent.
+    let budget = plan.budget.available();
+    let max_bytes = plan.max_bytes.min(budget);
     let mut errors = false;
     for t in &plan.targets {
         let data = match &t.replica {
@@ -210,9 +218,11 @@ fn read(plan: &Plan) -> (FetchResponse, u64, bool) {
                 .with_preferred_read_replica(BrokerId(t.preferred_read_replica.unwrap_or(-1)))
                 .with_records(Some(Bytes::new())),
             Ok(replica) => {
-                let remaining = plan.max_bytes.saturating_sub(total);
-                match read_partition(replica, t, remaining, plan.isolation, total == 0) {
-                    Ok(d) => {
+                let remaining = max_bytes.saturating_sub(total);
+                let first = total == 0 && budget > 0;
+                match read_partition(replica, t, remaining, plan.isolation, first) {
+                    Ok(mut d) => {
+                        d.records = d.records.map(|r| plan.budget.charge(r));
                         let bytes = d.records.as_ref().map(|r| r.len() as u64).unwrap_or(0);
                         if bytes > 0 {
                             metrics::counter!("fjord_fetched_bytes_total", "topic" => replica.tp.topic.clone())

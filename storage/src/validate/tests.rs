@@ -256,13 +256,17 @@ fn compressed_garbage_and_bombs_are_refused() {
     ] {
         let packed = compression::compress(codec, &huge, None).expect("compress");
         let batch = raw_batch(1, 0, bits, &packed);
-        validate_produce(&batch, &rules()).unwrap_or_else(|e| panic!("{codec:?} under the cap: {e}"));
+        validate_produce(&batch, &rules())
+            .unwrap_or_else(|e| panic!("{codec:?} under the cap: {e}"));
         let capped = ProduceRules {
             max_inflated_bytes: 1 << 20,
             ..rules()
         };
         let e = validate_produce(&batch, &capped).expect_err("over the cap");
-        assert!(matches!(e, StorageError::InvalidRecord(_)), "{codec:?}: {e}");
+        assert!(
+            matches!(e, StorageError::InvalidRecord(_)),
+            "{codec:?}: {e}"
+        );
     }
 }
 

@@ -373,13 +373,11 @@ impl Partition {
             .timestamp_bounds
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        (before_ms != i64::MAX || after_ms != i64::MAX).then_some(
-            fjord_storage::TimestampWindow {
-                now_ms,
-                before_ms,
-                after_ms,
-            },
-        )
+        (before_ms != i64::MAX || after_ms != i64::MAX).then_some(fjord_storage::TimestampWindow {
+            now_ms,
+            before_ms,
+            after_ms,
+        })
     }
 
     /// Appends producer batches on the leader. `single_replica_isr` tells whether the high
