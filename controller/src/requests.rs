@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::metadata::quotas::QuotaChange;
 use crate::metadata::{
     BrokerRegistration, ConfigOp, ConfigResource, MetadataError, Reassignment, TopicOutcome,
 };
@@ -95,6 +96,11 @@ pub enum ControllerRequest {
     /// AlterPartitionReassignments: start, replace or cancel (`target: None`).
     AlterReassignments {
         changes: Vec<Reassignment>,
+    },
+    /// AlterClientQuotas (KIP-546).
+    AlterClientQuotas {
+        changes: Vec<QuotaChange>,
+        validate_only: bool,
     },
 }
 

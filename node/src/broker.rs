@@ -14,6 +14,7 @@ use crate::group::GroupCoordinator;
 use crate::lease::Lease;
 use crate::memory::{RequestPool, ResponseBudget};
 use crate::producer::ProducerIdManager;
+use crate::quota::QuotaManager;
 use crate::replica::ReplicaManager;
 
 pub struct Broker {
@@ -30,6 +31,8 @@ pub struct Broker {
     pub request_pool: Arc<RequestPool>,
     /// `queued.max.response.bytes`: fetched records not yet written, node-wide.
     pub response_budget: Arc<ResponseBudget>,
+    /// Client quotas measured on this broker's traffic.
+    pub quotas: QuotaManager,
     metadata: watch::Receiver<Arc<ClusterMetadata>>,
     /// Set once this broker's registration is in the metadata log.
     registered: AtomicBool,
@@ -52,7 +55,11 @@ impl Broker {
             n => n.max(1) as u64,
         };
         let response_budget = static_view.broker_i64("queued.max.response.bytes").max(1) as u64;
+        let quota_window_ms =
+            static_view.broker_i64("quota.window.size.seconds").max(1) as u64 * 1000;
+        let quota_samples = static_view.broker_i64("quota.window.num").max(2) as usize;
         Broker {
+            quotas: QuotaManager::new(quota_window_ms, quota_samples),
             request_pool: Arc::new(RequestPool::new(request_pool)),
             response_budget: ResponseBudget::new(response_budget),
             node_id: config.node_id,

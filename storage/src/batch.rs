@@ -56,6 +56,30 @@ pub enum Compression {
 }
 
 impl Compression {
+    /// The codec's bits in a batch's attributes.
+    pub fn attribute_bits(self) -> i16 {
+        match self {
+            Compression::None => 0,
+            Compression::Gzip => 1,
+            Compression::Snappy => 2,
+            Compression::Lz4 => 3,
+            Compression::Zstd => 4,
+        }
+    }
+
+    /// The codec a topic's `compression.type` names; `None` for `producer` (keep the
+    /// producer's) and anything unknown.
+    pub fn from_topic_config(name: &str) -> Option<Self> {
+        match name {
+            "uncompressed" => Some(Compression::None),
+            "gzip" => Some(Compression::Gzip),
+            "snappy" => Some(Compression::Snappy),
+            "lz4" => Some(Compression::Lz4),
+            "zstd" => Some(Compression::Zstd),
+            _ => None,
+        }
+    }
+
     pub(crate) fn from_attributes(attributes: i16) -> Result<Self> {
         match attributes & COMPRESSION_MASK {
             0 => Ok(Compression::None),

@@ -85,6 +85,40 @@ pub fn validate_produce<'a>(bytes: &'a [u8], rules: &ProduceRules) -> Result<Val
     Ok(ValidatedBatches::single(bytes, header))
 }
 
+/// Rewrites a validated batch with its records compressed by `target` (Kafka's
+/// `compression.type` naming a codec): same offsets, timestamps and producer fields,
+/// a new length and CRC. The records are inflated whole (validation bounded them to
+/// `max_inflated` bytes) and compressed again.
+pub fn recompress(
+    raw: &[u8],
+    header: &BatchHeader,
+    target: Compression,
+    level: Option<i32>,
+    max_inflated: usize,
+) -> Result<Vec<u8>> {
+    let body = &raw[batch::HEADER_SIZE..header.total_size().min(raw.len())];
+    let source = header.compression()?;
+    let inflated;
+    let plain: &[u8] = if source == Compression::None {
+        body
+    } else {
+        inflated = crate::compression::decompress(source, body, max_inflated)?;
+        &inflated
+    };
+    let packed = crate::compression::compress(target, plain, level)?;
+    let mut out = Vec::with_capacity(batch::HEADER_SIZE + packed.len());
+    out.extend_from_slice(&raw[..batch::HEADER_SIZE]);
+    out.extend_from_slice(&packed);
+    let length = (out.len() - batch::LOG_OVERHEAD) as i32;
+    out[8..12].copy_from_slice(&length.to_be_bytes());
+    let attributes = (header.attributes & !batch::COMPRESSION_MASK) | target.attribute_bits();
+    out[21..23].copy_from_slice(&attributes.to_be_bytes());
+    out[35..43].copy_from_slice(&header.max_timestamp.to_be_bytes());
+    let crc = batch::compute_crc(&out);
+    out[17..21].copy_from_slice(&crc.to_be_bytes());
+    Ok(out)
+}
+
 fn check_header(h: &BatchHeader) -> Result<()> {
     let invalid = |m: String| Err(StorageError::InvalidRecord(m));
     if h.records_count <= 0 {

@@ -11,6 +11,7 @@ use uuid::Uuid;
 use super::Controller;
 use crate::error::ControllerError;
 use crate::limits;
+use crate::metadata::quotas;
 use crate::metadata::{
     ClusterMetadata, CommandOutcome, MetadataCommand, MetadataError, NewTopicSpec, TopicOutcome,
 };
@@ -198,6 +199,24 @@ impl Controller {
                     .await?
                 {
                     CommandOutcome::Reassignments(r) => Ok(ControllerResponse::Reassignments(r)),
+                    other => Err(unexpected(other)),
+                }
+            }
+            ControllerRequest::AlterClientQuotas {
+                changes,
+                validate_only,
+            } => {
+                for change in &changes {
+                    quotas::validate(change)?;
+                }
+                if validate_only {
+                    return Ok(ControllerResponse::Done);
+                }
+                match self
+                    .propose(MetadataCommand::AlterClientQuotas { changes })
+                    .await?
+                {
+                    CommandOutcome::Done => Ok(ControllerResponse::Done),
                     other => Err(unexpected(other)),
                 }
             }

@@ -6,7 +6,7 @@ use super::command::{
     CommandOutcome, ConfigOp, ConfigResource, MetadataCommand, MetadataError, TopicOutcome,
 };
 use super::image::{BrokerState, ClusterMetadata, PartitionState, TopicState};
-use super::reassign;
+use super::{quotas, reassign};
 use crate::decisions::{elect_leader, live_brokers, set_leader};
 
 /// Applies one committed command at log index `index`. Deterministic: it reads nothing but
@@ -269,6 +269,17 @@ pub fn apply_command(
             let start = md.next_producer_id;
             md.next_producer_id = start.saturating_add(count);
             CommandOutcome::ProducerIds { start, count }
+        }
+        MetadataCommand::AlterClientQuotas { changes } => {
+            // Validated by the controller before proposing; checked again so that a bad
+            // entry can never change the image.
+            if let Some(e) = changes.iter().find_map(|c| quotas::validate(c).err()) {
+                return CommandOutcome::Failed(e);
+            }
+            for change in changes {
+                quotas::apply(&mut md.client_quotas, change);
+            }
+            CommandOutcome::Done
         }
     }
 }

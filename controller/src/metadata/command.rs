@@ -3,6 +3,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::quotas::QuotaChange;
+
 /// A Kafka listener a broker advertises to clients.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Listener {
@@ -112,6 +114,10 @@ pub enum MetadataCommand {
     /// Starts, replaces or cancels partition reassignments (KIP-455).
     AlterReassignments {
         changes: Vec<Reassignment>,
+    },
+    /// Sets or removes client quotas (KIP-546's AlterClientQuotas), validated first.
+    AlterClientQuotas {
+        changes: Vec<QuotaChange>,
     },
 }
 
@@ -247,6 +253,9 @@ impl std::fmt::Display for MetadataCommand {
 
             MetadataCommand::AllocateProducerIds { broker_id, count } => {
                 write!(f, "AllocateProducerIds(broker {broker_id}, {count})")
+            }
+            MetadataCommand::AlterClientQuotas { changes } => {
+                write!(f, "AlterClientQuotas({} entities)", changes.len())
             }
         }
     }

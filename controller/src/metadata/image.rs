@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::command::{BrokerRegistration, Listener};
+use super::quotas::ClientQuota;
 
 /// A registered broker as the controller sees it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -118,6 +119,9 @@ pub struct ClusterMetadata {
     /// The first producer id not yet handed out.
     #[serde(default)]
     pub next_producer_id: i64,
+    /// Client quotas by entity key (`QuotaEntity::key`).
+    #[serde(default)]
+    pub client_quotas: BTreeMap<String, ClientQuota>,
 }
 
 impl ClusterMetadata {

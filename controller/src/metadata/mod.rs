@@ -7,6 +7,7 @@
 mod apply;
 mod command;
 mod image;
+pub mod quotas;
 pub mod reassign;
 
 pub use apply::apply_command;

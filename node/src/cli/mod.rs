@@ -15,6 +15,7 @@ mod cluster;
 mod consume;
 mod group;
 mod produce;
+mod quota;
 mod reassign;
 mod topic;
 mod txn;
@@ -57,6 +58,9 @@ enum Command {
     /// List and describe transactions.
     #[command(subcommand)]
     Txn(txn::TxnCommand),
+    /// Describe and alter client quotas per user and client id.
+    #[command(subcommand)]
+    Quota(quota::QuotaCommand),
     /// Measure throughput and latency: produce, consume, or both end to end.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -89,6 +93,7 @@ pub fn main() -> ExitCode {
         Command::Cluster(cmd) => report(cluster::run(cmd)),
         Command::Group(cmd) => report(group::run(cmd)),
         Command::Txn(cmd) => report(txn::run(cmd)),
+        Command::Quota(cmd) => report(quota::run(cmd)),
         Command::Bench(cmd) => report(bench::run(cmd)),
     }
 }

@@ -77,15 +77,27 @@ const fn topic(d: ConfigDef, broker_synonyms: &'static [(&'static str, i64)]) ->
 }
 
 pub const CLEANUP_POLICIES: &[&str] = &["delete", "compact"];
+/// Kafka's `compression.type` values.
+pub const COMPRESSION_TYPES: &[&str] =
+    &["uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"];
 pub const TIMESTAMP_TYPES: &[&str] = &["CreateTime", "LogAppendTime"];
 
 pub static TOPIC_CONFIGS: &[TopicConfigDef] = &[
     topic(def("cleanup.policy", ConfigType::List, "delete", Check::ListOf(CLEANUP_POLICIES),
         "Retention policy for old log segments: delete them, compact them by key, or both."),
         &[("log.cleanup.policy", 1)]),
-    topic(def("compression.type", ConfigType::String, "producer", Check::OneOf(&["producer"]),
-        "Fjord keeps every batch exactly as the producer compressed it (Kafka's 'producer')."),
+    topic(def("compression.type", ConfigType::String, "producer", Check::OneOf(COMPRESSION_TYPES),
+        "Codec of stored batches: 'producer' keeps each batch as the producer compressed it; a codec name makes the leader recompress batches sent with any other codec."),
         &[("compression.type", 1)]),
+    topic(def("compression.gzip.level", ConfigType::Int, "-1", Check::Range(-1, 9),
+        "Level of broker-side gzip compression (-1: the codec's default, 6)."),
+        &[("compression.gzip.level", 1)]),
+    topic(def("compression.lz4.level", ConfigType::Int, "9", Check::Range(1, 17),
+        "Level of broker-side lz4 compression."),
+        &[("compression.lz4.level", 1)]),
+    topic(def("compression.zstd.level", ConfigType::Int, "3", Check::Range(-131072, 22),
+        "Level of broker-side zstd compression."),
+        &[("compression.zstd.level", 1)]),
     topic(def("delete.retention.ms", ConfigType::Long, "86400000", Check::Range(0, i64::MAX),
         "How long delete tombstones are kept for compacted topics."),
         &[("log.cleaner.delete.retention.ms", 1)]),
@@ -165,11 +177,16 @@ pub static BROKER_CONFIGS: &[BrokerConfigDef] = &[
     broker(def("fetch.max.bytes", ConfigType::Int, "57671680", Check::Range(1024, i32::MAX as i64), "Most bytes one Fetch answer holds, whatever the request asks (at least one batch is returned)."), false),
     broker(def("socket.request.max.bytes", ConfigType::Int, "104857600", Check::Range(1, i32::MAX as i64), "Largest request frame accepted; larger ones close the connection."), false),
     broker(def("max.partitions.per.broker", ConfigType::Long, "4000", Check::Range(1, i64::MAX), "Fjord: partition replicas one broker may host. CreateTopics and CreatePartitions that would put more on any broker fail with POLICY_VIOLATION (one request may also add at most 10000 partitions, as in Kafka)."), true),
+    broker(def("quota.window.num", ConfigType::Int, "11", Check::Range(2, i32::MAX as i64), "Windows over which client quota rates are measured."), false),
+    broker(def("quota.window.size.seconds", ConfigType::Int, "1", Check::Range(1, i32::MAX as i64), "Length of one client quota window."), false),
     broker(def("queued.max.request.bytes", ConfigType::Long, "104857600", Check::Range(-1, u32::MAX as i64), "Memory for request frames read and not yet handled, node-wide. Frames are charged at what they may cost once decoded (Produce: about their size; other APIs: 160 times it, so those may be at most a 160th of this); a connection whose frame does not fit waits with its socket unread. Kafka's default is unbounded (-1, which Fjord takes as 4 GiB)."), false),
     broker(def("queued.max.response.bytes", ConfigType::Long, "104857600", Check::Range(1, i64::MAX), "Fjord: record bytes held by Fetch answers not yet written to their sockets, node-wide. A fetch reads at most what is left (plus its first batch), so clients that never read their answers cannot pin more."), false),
     broker(def("message.max.bytes", ConfigType::Int, "1048588", Check::Range(0, i32::MAX as i64), "Default max.message.bytes of topics."), true),
     broker(def("min.insync.replicas", ConfigType::Int, "1", Check::Range(1, i32::MAX as i64), "Default min.insync.replicas of topics."), true),
-    broker(def("compression.type", ConfigType::String, "producer", Check::OneOf(&["producer"]), "Default compression.type of topics."), true),
+    broker(def("compression.type", ConfigType::String, "producer", Check::OneOf(COMPRESSION_TYPES), "Default compression.type of topics."), true),
+    broker(def("compression.gzip.level", ConfigType::Int, "-1", Check::Range(-1, 9), "Default compression.gzip.level of topics."), true),
+    broker(def("compression.lz4.level", ConfigType::Int, "9", Check::Range(1, 17), "Default compression.lz4.level of topics."), true),
+    broker(def("compression.zstd.level", ConfigType::Int, "3", Check::Range(-131072, 22), "Default compression.zstd.level of topics."), true),
     broker(def("unclean.leader.election.enable", ConfigType::Boolean, "false", Check::Any, "Default unclean.leader.election.enable of topics."), true),
     broker(def("log.cleanup.policy", ConfigType::List, "delete", Check::ListOf(CLEANUP_POLICIES), "Default cleanup.policy of topics."), true),
     broker(def("log.retention.ms", ConfigType::Long, "", Check::Range(-1, i64::MAX), "Default retention.ms of topics; overrides log.retention.minutes/hours."), true),

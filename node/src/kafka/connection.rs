@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::stream::FuturesOrdered;
@@ -18,7 +18,7 @@ use super::dispatch::{dispatch, Reply};
 use super::frame::{self, Decoded};
 use super::incoming::{Admitted, FrameReader};
 use super::outgoing::ResponseFrame;
-use super::{api_versions, metrics_labels};
+use super::{api_versions, metrics_labels, throttle};
 use crate::broker::Broker;
 
 /// Requests whose responses may be outstanding at once on one connection; beyond this
@@ -31,13 +31,23 @@ const MAX_IN_FLIGHT: usize = 64;
 /// connection's memory to about this much.
 const MAX_IN_FLIGHT_BYTES: usize = 32 * 1024 * 1024;
 
+/// The user name of a client that has not authenticated, as Kafka names it.
+pub const ANONYMOUS: &str = "ANONYMOUS";
+
 /// Socket reads are buffered this much, so small requests cost one read each.
 const READ_BUFFER: usize = 8 * 1024;
 
 /// A response to write (or `None`: nothing to send), once its request is handled.
-type Response = std::pin::Pin<Box<dyn std::future::Future<Output = Option<ResponseFrame>> + Send>>;
+type Response = std::pin::Pin<Box<dyn std::future::Future<Output = Option<Outgoing>> + Send>>;
 /// A response with the size of the request it answers.
-type Answer = (usize, Option<ResponseFrame>);
+type Answer = (usize, Option<Outgoing>);
+
+/// An encoded response, and how long the client is throttled after it (KIP-219: the
+/// connection is not read again until then).
+struct Outgoing {
+    frame: ResponseFrame,
+    throttle_ms: u64,
+}
 type Pending = std::pin::Pin<Box<dyn std::future::Future<Output = Answer> + Send>>;
 
 /// The admission state of one connection's pipeline.
@@ -96,6 +106,8 @@ pub async fn run(stream: TcpStream, peer: SocketAddr, listener: String, broker: 
         Arc::clone(&broker.request_pool),
         max_frame,
     );
+    // Who the client is, for quotas: Kafka's principal of an unauthenticated client.
+    let principal: Arc<str> = Arc::from(ANONYMOUS);
     let mut pending: FuturesOrdered<Pending> = FuturesOrdered::new();
     let mut pipeline = Pipeline::default();
     // A Fetch read while other requests were in flight, waiting for them to finish.
@@ -103,16 +115,30 @@ pub async fn run(stream: TcpStream, peer: SocketAddr, listener: String, broker: 
     crate::admin::CONNECTIONS_OPEN.add(1);
     debug!(%peer, %listener, "connection opened");
 
+    // A throttled client's next request is not read before this (KIP-219).
+    let mut muted_until: Option<tokio::time::Instant> = None;
     let close_reason = loop {
+        if muted_until.is_some_and(|t| t <= tokio::time::Instant::now()) {
+            muted_until = None;
+        }
         if let Some(frame) = waiting.take_if(|f| pipeline.admits(&f.frame)) {
-            if let Err(reason) =
-                start(frame, &mut pipeline, &mut pending, peer, &listener, &broker).await
+            if let Err(reason) = start(
+                frame,
+                &mut pipeline,
+                &mut pending,
+                peer,
+                &listener,
+                &broker,
+                &principal,
+            )
+            .await
             {
                 break Some(reason);
             }
         }
         tokio::select! {
-            frame = frames.next(), if waiting.is_none() && pipeline.open() => {
+            () = sleep_until(muted_until), if muted_until.is_some() => {}
+            frame = frames.next(), if waiting.is_none() && pipeline.open() && muted_until.is_none() => {
                 let frame = match frame {
                     Ok(None) => break None,
                     Err(e) => break Some(format!("bad frame: {e}")),
@@ -122,15 +148,19 @@ pub async fn run(stream: TcpStream, peer: SocketAddr, listener: String, broker: 
                     waiting = Some(frame);
                     continue;
                 }
-                if let Err(reason) = start(frame, &mut pipeline, &mut pending, peer, &listener, &broker).await {
+                if let Err(reason) = start(frame, &mut pipeline, &mut pending, peer, &listener, &broker, &principal).await {
                     break Some(reason);
                 }
             }
             Some((len, response)) = pending.next() => {
                 pipeline.answered(len);
-                if let Some(mut frame) = response {
+                if let Some(Outgoing { mut frame, throttle_ms }) = response {
                     if let Err(e) = wr.write_all_buf(&mut frame).await {
                         break Some(format!("write failed: {e}"));
+                    }
+                    if throttle_ms > 0 {
+                        let until = tokio::time::Instant::now() + Duration::from_millis(throttle_ms);
+                        muted_until = Some(muted_until.map_or(until, |t| t.max(until)));
                     }
                 }
             }
@@ -140,7 +170,7 @@ pub async fn run(stream: TcpStream, peer: SocketAddr, listener: String, broker: 
         // Answer what was already accepted before closing, so a well-formed request
         // ahead of the bad one still gets its response.
         while let Some((_, response)) = pending.next().await {
-            if let Some(mut frame) = response {
+            if let Some(Outgoing { mut frame, .. }) = response {
                 if wr.write_all_buf(&mut frame).await.is_err() {
                     break;
                 }
@@ -149,7 +179,7 @@ pub async fn run(stream: TcpStream, peer: SocketAddr, listener: String, broker: 
         warn!(%peer, %listener, reason = %reason, "closing Kafka connection");
     } else {
         while let Some((_, response)) = pending.next().await {
-            if let Some(mut frame) = response {
+            if let Some(Outgoing { mut frame, .. }) = response {
                 if wr.write_all_buf(&mut frame).await.is_err() {
                     break;
                 }
@@ -159,6 +189,14 @@ pub async fn run(stream: TcpStream, peer: SocketAddr, listener: String, broker: 
     }
     let _ = wr.shutdown().await;
     crate::admin::CONNECTIONS_OPEN.add(-1);
+}
+
+/// Sleeps until `t` (forever for `None`, which the caller guards against).
+async fn sleep_until(t: Option<tokio::time::Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Handles one admitted frame and queues its answer. `Err` closes the connection. The
@@ -171,11 +209,12 @@ async fn start(
     peer: SocketAddr,
     listener: &str,
     broker: &Arc<Broker>,
+    principal: &Arc<str>,
 ) -> Result<(), String> {
     let Admitted { frame, permit } = admitted;
     let len = frame.len();
     pipeline.started(&frame);
-    let handled = handle_frame(frame, peer, listener, broker).await;
+    let handled = handle_frame(frame, peer, listener, broker, principal).await;
     drop(permit);
     match handled {
         Ok(Some(p)) => pending.push_back(Box::pin(p.map(move |r| (len, r)))),
@@ -192,7 +231,9 @@ async fn handle_frame(
     peer: SocketAddr,
     listener: &str,
     broker: &Arc<Broker>,
+    principal: &Arc<str>,
 ) -> Result<Option<Response>, String> {
+    let frame_len = frame.len();
     let (header, api, request) = match frame::decode(frame) {
         Decoded::Request {
             header,
@@ -207,7 +248,12 @@ async fn handle_frame(
             )
             .map_err(|e| format!("encoding ApiVersions fallback: {e:#}"))?;
             let frame = ResponseFrame::from(bytes);
-            return Ok(Some(Box::pin(async move { Some(frame) })));
+            return Ok(Some(Box::pin(async move {
+                Some(Outgoing {
+                    frame,
+                    throttle_ms: 0,
+                })
+            })));
         }
         Decoded::Reject { preamble, reason } => {
             metrics::counter!("fjord_rejected_requests_total").increment(1);
@@ -232,23 +278,37 @@ async fn handle_frame(
             .unwrap_or_default(),
         client_host: format!("/{}", peer.ip()),
         api_version: version,
+        principal: Arc::clone(principal),
     };
     let started = Instant::now();
     let api_label = metrics_labels::api_name(api);
     debug!(%peer, api = api_label, version, correlation_id, client_id = %ctx.client_id, "request");
     metrics::counter!("fjord_requests_total", "api" => api_label).increment(1);
-    let finish = move |response: ResponseKind| -> Option<ResponseFrame> {
+    let frame_len = frame_len as f64;
+    let reply = dispatch(&ctx, *request).await;
+    // Produce bytes and handling time count against the client's quotas; waiting for
+    // replication or data (a `Later` reply) does not.
+    let throttle_ms = crate::quota::request_throttle(
+        broker,
+        api,
+        ctx.quota_client(),
+        frame_len,
+        started.elapsed(),
+    );
+    let finish = move |mut response: ResponseKind| -> Option<Outgoing> {
         metrics::histogram!("fjord_request_duration_seconds", "api" => api_label)
             .record(started.elapsed().as_secs_f64());
+        throttle::raise(&mut response, version, throttle_ms);
+        let throttle_ms = throttle::get(&mut response).max(throttle_ms);
         match frame::encode_response(api, version, correlation_id, &response) {
-            Ok(b) => Some(b),
+            Ok(frame) => Some(Outgoing { frame, throttle_ms }),
             Err(e) => {
                 warn!(api = api_label, version, error = %format!("{e:#}"), "cannot encode response");
                 None
             }
         }
     };
-    match dispatch(&ctx, *request).await {
+    match reply {
         Reply::Now(response) => {
             let bytes = finish(*response);
             if bytes.is_none() {

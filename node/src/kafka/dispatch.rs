@@ -8,8 +8,8 @@ use kafka_protocol::messages::{RequestKind, ResponseKind};
 use super::context::RequestContext;
 use super::{
     api_versions, cluster, configs, elections, fetch, find_coordinator, group_admin, groups,
-    leader_epoch, list_offsets, metadata, offset_commit, produce, producer_id, reassignments,
-    records, topics, txn, txn_admin,
+    leader_epoch, list_offsets, metadata, offset_commit, produce, producer_id, quotas,
+    reassignments, records, topics, txn, txn_admin,
 };
 
 /// A handler's answer. Work that must happen in request order (appends, metadata writes)
@@ -68,6 +68,8 @@ pub async fn dispatch(ctx: &RequestContext, request: RequestKind) -> Reply {
         RequestKind::DescribeProducers(r) => txn_admin::describe_producers(ctx, r).into(),
         RequestKind::DescribeTransactions(r) => txn_admin::describe(ctx, r).into(),
         RequestKind::ListTransactions(r) => txn_admin::list(ctx, r).into(),
+        RequestKind::DescribeClientQuotas(r) => quotas::describe(ctx, r).into(),
+        RequestKind::AlterClientQuotas(r) => quotas::alter(ctx, r).await.into(),
         // `frame::decode` only lets through the APIs listed in `versions::SUPPORTED`,
         // all of which are matched above.
         other => unsupported(other),

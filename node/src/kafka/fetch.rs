@@ -21,6 +21,7 @@ use uuid::Uuid;
 use super::context::RequestContext;
 use super::dispatch::Reply;
 use super::errors::{count_error, KafkaError};
+use crate::broker::Broker;
 use crate::memory::ResponseBudget;
 use crate::replica::{IsolationLevel, Partition};
 
@@ -57,15 +58,60 @@ pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> Reply {
         .into();
     }
     let plan = plan(ctx, &req);
+    let fetcher = Fetcher {
+        broker: Arc::clone(&ctx.broker),
+        user: Arc::clone(&ctx.principal),
+        client_id: ctx.client_id.clone(),
+    };
     // Watching starts before the first read: a high watermark that moves between the
     // read and the watch would otherwise go unseen, and the fetch would sleep through it.
     let watchers = watch_all(&plan);
     let (response, bytes, errors) = read(&plan);
     let max_wait = Duration::from_millis(req.max_wait_ms.max(0) as u64);
     if bytes >= plan.min_bytes || errors || max_wait.is_zero() || plan.targets.is_empty() {
-        return ResponseKind::Fetch(response).into();
+        return fetcher.answer(response).into();
     }
-    Reply::Later(Box::pin(long_poll(plan, watchers, max_wait)))
+    Reply::Later(Box::pin(async move {
+        fetcher.answer(long_poll(plan, watchers, max_wait).await)
+    }))
+}
+
+/// Who is fetching, for the consumer byte-rate quota (`consumer_byte_rate`).
+struct Fetcher {
+    broker: Arc<Broker>,
+    user: Arc<str>,
+    client_id: String,
+}
+
+impl Fetcher {
+    /// A client over its quota gets the answer without records and a throttle time, as
+    /// Kafka answers: the data it would exceed the quota with is not sent.
+    fn answer(&self, mut response: FetchResponse) -> ResponseKind {
+        let bytes: u64 = response
+            .responses
+            .iter()
+            .flat_map(|t| &t.partitions)
+            .map(|p| p.records.as_ref().map_or(0, |r| r.len() as u64))
+            .sum();
+        let client = crate::quota::Client {
+            user: &self.user,
+            client_id: &self.client_id,
+        };
+        let throttle = crate::quota::fetch_throttle(&self.broker, client, bytes);
+        if throttle > 0 {
+            for p in response
+                .responses
+                .iter_mut()
+                .flat_map(|t| t.partitions.iter_mut())
+            {
+                if p.records.as_ref().is_some_and(|r| !r.is_empty()) {
+                    p.records = Some(Bytes::new());
+                }
+            }
+            response.throttle_time_ms = throttle.min(i32::MAX as u64) as i32;
+        }
+        ResponseKind::Fetch(response)
+    }
 }
 
 fn watch_all(plan: &Plan) -> Vec<tokio::sync::watch::Receiver<i64>> {
@@ -316,7 +362,7 @@ async fn long_poll(
     plan: Plan,
     mut watchers: Vec<tokio::sync::watch::Receiver<i64>>,
     max_wait: Duration,
-) -> ResponseKind {
+) -> FetchResponse {
     let deadline = Instant::now() + max_wait;
     loop {
         let remaining = deadline.saturating_duration_since(Instant::now());
@@ -330,10 +376,10 @@ async fn long_poll(
             Ok((Ok(()), _, _)) => {
                 let (response, bytes, errors) = read(&plan);
                 if bytes >= plan.min_bytes || errors {
-                    return ResponseKind::Fetch(response);
+                    return response;
                 }
             }
         }
     }
-    ResponseKind::Fetch(read(&plan).0)
+    read(&plan).0
 }

@@ -5,8 +5,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fjord_controller::ClusterMetadata;
-use fjord_storage::validate::MAX_INFLATED_BATCH_BYTES;
-use fjord_storage::{validate_produce, ProduceRules, RecordError, StorageError};
+use fjord_storage::batch::validate_records;
+use fjord_storage::validate::{recompress, MAX_INFLATED_BATCH_BYTES};
+use fjord_storage::{validate_produce, Compression, ProduceRules, RecordError, StorageError};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_response::{
     BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
@@ -319,7 +320,21 @@ fn append_one(
         timestamps: replica.timestamp_window(now),
         max_inflated_bytes: MAX_INFLATED_BATCH_BYTES,
     };
-    let validated = validate_produce(records, &rules).map_err(|e| ProduceError::from(&e))?;
+    let mut validated = validate_produce(records, &rules).map_err(|e| ProduceError::from(&e))?;
+    // A topic whose compression.type names a codec stores every batch with it.
+    let recompressed;
+    if let Some(target) =
+        Compression::from_topic_config(&view.topic_value("compression.type", &topic_configs))
+    {
+        let (_, header) = validated.batches()[0];
+        if header.compression().map_err(|e| ProduceError::from(&e))? != target {
+            let level = compression_level(&view, &topic_configs, target);
+            recompressed = recompress(records, &header, target, level, MAX_INFLATED_BATCH_BYTES)
+                .map_err(|e| ProduceError::from(&e))?;
+            validated = validate_records(&recompressed, rules.max_batch_bytes)
+                .map_err(|e| ProduceError::from(&e))?;
+        }
+    }
     let appended = replica
         .append_as_leader(&validated, now)
         .map_err(|e| KafkaError::from(&e))?;
@@ -329,6 +344,26 @@ fn append_one(
     metrics::counter!("fjord_produced_records_total", "topic" => topic_label)
         .increment(appended.info.records.max(0) as u64);
     Ok((replica, appended, min_isr))
+}
+
+/// The topic's level for broker-side compression with `codec` (`None`: the codec's own
+/// default).
+fn compression_level(
+    view: &crate::config::ConfigView<'_>,
+    topic_configs: &std::collections::BTreeMap<String, String>,
+    codec: Compression,
+) -> Option<i32> {
+    let key = match codec {
+        Compression::Gzip => "compression.gzip.level",
+        Compression::Lz4 => "compression.lz4.level",
+        Compression::Zstd => "compression.zstd.level",
+        Compression::None | Compression::Snappy => return None,
+    };
+    view.topic_value(key, topic_configs)
+        .trim()
+        .parse()
+        .ok()
+        .filter(|l| *l != -1)
 }
 
 /// Waits for each appended partition to be replicated. A broker whose lease runs out

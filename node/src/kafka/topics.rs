@@ -30,6 +30,31 @@ fn err(code: ResponseError, msg: impl Into<String>) -> KafkaError {
     KafkaError::new(code, msg)
 }
 
+/// KIP-599: takes `partitions` from the client's controller mutation quota. Over it,
+/// the topic fails with THROTTLING_QUOTA_EXCEEDED where the request version knows that
+/// error (`strict`), and is let through with the client throttled where it does not.
+fn take_mutations(
+    ctx: &RequestContext,
+    partitions: u64,
+    strict: bool,
+    throttle: &mut u64,
+) -> Result<(), KafkaError> {
+    match crate::quota::mutation_throttle(&ctx.broker, ctx.quota_client(), partitions) {
+        Ok(()) => Ok(()),
+        Err(ms) => {
+            *throttle = (*throttle).max(ms);
+            if strict {
+                Err(err(
+                    ResponseError::ThrottlingQuotaExceeded,
+                    "The throttling quota has been exceeded.",
+                ))
+            } else {
+                Ok(())
+            }
+        }
+    }
+}
+
 /// Validates topic configs given in a request: known names and valid values.
 pub fn validate_topic_configs(configs: &BTreeMap<String, String>) -> Result<(), KafkaError> {
     for (name, value) in configs {
@@ -203,6 +228,19 @@ pub async fn create_topics(ctx: &RequestContext, req: CreateTopicsRequest) -> Re
         prepared.push((name, checked));
     }
 
+    let mut throttle = 0;
+    if !req.validate_only {
+        for (_, checked) in prepared.iter_mut() {
+            let Ok(spec) = checked else { continue };
+            let partitions = match &spec.assignments {
+                Some(a) => a.len() as u64,
+                None => spec.num_partitions.max(0) as u64,
+            };
+            if let Err(e) = take_mutations(ctx, partitions, ctx.version() >= 6, &mut throttle) {
+                *checked = Err(e);
+            }
+        }
+    }
     let to_submit: Vec<CreateTopicRequest> = prepared
         .iter()
         .filter_map(|(_, r)| r.as_ref().ok().cloned())
@@ -275,7 +313,11 @@ pub async fn create_topics(ctx: &RequestContext, req: CreateTopicsRequest) -> Re
             r
         })
         .collect();
-    ResponseKind::CreateTopics(CreateTopicsResponse::default().with_topics(results))
+    ResponseKind::CreateTopics(
+        CreateTopicsResponse::default()
+            .with_topics(results)
+            .with_throttle_time_ms(throttle.min(i32::MAX as u64) as i32),
+    )
 }
 
 pub async fn delete_topics(ctx: &RequestContext, req: DeleteTopicsRequest) -> ResponseKind {
@@ -303,6 +345,7 @@ pub async fn delete_topics(ctx: &RequestContext, req: DeleteTopicsRequest) -> Re
     }
     let deletion_enabled = ctx.broker.broker_bool("delete.topic.enable");
     let mut to_delete = Vec::new();
+    let mut throttle = 0;
     for (name, _, error) in &mut wanted {
         if error.is_some() {
             continue;
@@ -313,13 +356,17 @@ pub async fn delete_topics(ctx: &RequestContext, req: DeleteTopicsRequest) -> Re
                 ResponseError::TopicDeletionDisabled,
                 "Topic deletion is disabled (delete.topic.enable=false)",
             ));
-        } else if !md.topics.contains_key(n) {
+        } else if let Some(topic) = md.topics.get(n) {
+            let partitions = topic.partitions.len() as u64;
+            match take_mutations(ctx, partitions, ctx.version() >= 5, &mut throttle) {
+                Ok(()) => to_delete.push(n.clone()),
+                Err(e) => *error = Some(e),
+            }
+        } else {
             *error = Some(err(
                 ResponseError::UnknownTopicOrPartition,
                 format!("Topic {n} does not exist"),
             ));
-        } else {
-            to_delete.push(n.clone());
         }
     }
     let mut outcomes: HashMap<String, Result<Uuid, KafkaError>> = HashMap::new();
@@ -375,7 +422,11 @@ pub async fn delete_topics(ctx: &RequestContext, req: DeleteTopicsRequest) -> Re
             r
         })
         .collect();
-    ResponseKind::DeleteTopics(DeleteTopicsResponse::default().with_responses(responses))
+    ResponseKind::DeleteTopics(
+        DeleteTopicsResponse::default()
+            .with_responses(responses)
+            .with_throttle_time_ms(throttle.min(i32::MAX as u64) as i32),
+    )
 }
 
 pub async fn create_partitions(ctx: &RequestContext, req: CreatePartitionsRequest) -> ResponseKind {
@@ -385,6 +436,8 @@ pub async fn create_partitions(ctx: &RequestContext, req: CreatePartitionsReques
     }
     let mut results = Vec::with_capacity(req.topics.len());
     let mut changed = false;
+    let mut throttle = 0;
+    let md = ctx.broker.metadata();
     for t in req.topics {
         let name = t.name.0.to_string();
         let outcome: Result<(), KafkaError> = if counts.get(&name).copied().unwrap_or(0) > 1 {
@@ -392,6 +445,18 @@ pub async fn create_partitions(ctx: &RequestContext, req: CreatePartitionsReques
                 ResponseError::InvalidRequest,
                 format!("Duplicate topic in request: {name}"),
             ))
+        } else if let Err(e) = (|| {
+            if req.validate_only {
+                return Ok(());
+            }
+            let current = md
+                .topics
+                .get(&name)
+                .map_or(0, |t| t.partitions.len() as i64);
+            let added = (i64::from(t.count) - current).max(0) as u64;
+            take_mutations(ctx, added, ctx.version() >= 3, &mut throttle)
+        })() {
+            Err(e)
         } else {
             let assignments = t.assignments.filter(|a| !a.is_empty()).map(|a| {
                 a.into_iter()
@@ -422,5 +487,9 @@ pub async fn create_partitions(ctx: &RequestContext, req: CreatePartitionsReques
     if changed {
         ctx.broker.await_local_metadata(LOCAL_APPLY_TIMEOUT).await;
     }
-    ResponseKind::CreatePartitions(CreatePartitionsResponse::default().with_results(results))
+    ResponseKind::CreatePartitions(
+        CreatePartitionsResponse::default()
+            .with_results(results)
+            .with_throttle_time_ms(throttle.min(i32::MAX as u64) as i32),
+    )
 }

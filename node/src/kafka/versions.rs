@@ -46,6 +46,8 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeProducers, 0, 0),
     (ApiKey::DescribeTransactions, 0, 0),
     (ApiKey::ListTransactions, 0, 1),
+    (ApiKey::DescribeClientQuotas, 0, 1),
+    (ApiKey::AlterClientQuotas, 0, 1),
 ];
 
 pub fn range(api: ApiKey) -> Option<(i16, i16)> {
@@ -121,6 +123,10 @@ mod tests {
             ApiKey::DescribeTransactions,
         );
         check::<ListTransactionsRequest, ListTransactionsResponse>(ApiKey::ListTransactions);
+        check::<DescribeClientQuotasRequest, DescribeClientQuotasResponse>(
+            ApiKey::DescribeClientQuotas,
+        );
+        check::<AlterClientQuotasRequest, AlterClientQuotasResponse>(ApiKey::AlterClientQuotas);
         check::<OffsetDeleteRequest, OffsetDeleteResponse>(ApiKey::OffsetDelete);
         check::<DescribeGroupsRequest, DescribeGroupsResponse>(ApiKey::DescribeGroups);
         check::<ListGroupsRequest, ListGroupsResponse>(ApiKey::ListGroups);

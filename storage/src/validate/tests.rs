@@ -299,6 +299,52 @@ fn clients_may_not_write_control_or_unsequenced_batches_or_several_batches() {
     ));
 }
 
+#[test]
+fn recompression_keeps_every_record_and_field() {
+    let plain = good(40);
+    let header = validate_produce(&plain, &rules()).expect("valid").batches()[0].1;
+    let mut from = plain.clone();
+    for target in [
+        Compression::Gzip,
+        Compression::Snappy,
+        Compression::Lz4,
+        Compression::Zstd,
+        Compression::None,
+    ] {
+        let out = recompress(
+            &from,
+            &batch::BatchHeader::parse(&from).expect("header"),
+            target,
+            None,
+            1 << 20,
+        )
+        .expect("recompresses");
+        let h = batch::validate(&out).expect("a valid batch");
+        assert_eq!(h.compression().expect("codec"), target);
+        assert_eq!(
+            (
+                h.records_count,
+                h.last_offset_delta,
+                h.max_timestamp,
+                h.base_timestamp
+            ),
+            (
+                header.records_count,
+                header.last_offset_delta,
+                header.max_timestamp,
+                header.base_timestamp
+            )
+        );
+        assert_eq!(
+            crate::builder::decode_records(&out).expect("decodes"),
+            crate::builder::decode_records(&plain).expect("decodes"),
+            "{target:?}"
+        );
+        validate_produce(&out, &rules()).expect("and passes validation again");
+        from = out;
+    }
+}
+
 mod fuzz {
     use super::*;
     use proptest::prelude::*;
