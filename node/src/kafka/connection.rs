@@ -106,8 +106,12 @@ pub async fn run(stream: TcpStream, peer: SocketAddr, listener: String, broker: 
         Arc::clone(&broker.request_pool),
         max_frame,
     );
-    // Who the client is, for quotas: Kafka's principal of an unauthenticated client.
-    let principal: Arc<str> = Arc::from(ANONYMOUS);
+    let session = Session {
+        peer,
+        listener: listener.clone(),
+        broker: Arc::clone(&broker),
+        principal: Arc::from(ANONYMOUS),
+    };
     let mut pending: FuturesOrdered<Pending> = FuturesOrdered::new();
     let mut pipeline = Pipeline::default();
     // A Fetch read while other requests were in flight, waiting for them to finish.
@@ -122,18 +126,9 @@ pub async fn run(stream: TcpStream, peer: SocketAddr, listener: String, broker: 
             muted_until = None;
         }
         if let Some(frame) = waiting.take_if(|f| pipeline.admits(&f.frame)) {
-            if let Err(reason) = start(
-                frame,
-                &mut pipeline,
-                &mut pending,
-                peer,
-                &listener,
-                &broker,
-                &principal,
-            )
-            .await
-            {
-                break Some(reason);
+            match start(frame, &mut pipeline, &mut pending, &session).await {
+                Ok(throttle_ms) => mute(&mut muted_until, throttle_ms),
+                Err(reason) => break Some(reason),
             }
         }
         tokio::select! {
@@ -148,8 +143,9 @@ pub async fn run(stream: TcpStream, peer: SocketAddr, listener: String, broker: 
                     waiting = Some(frame);
                     continue;
                 }
-                if let Err(reason) = start(frame, &mut pipeline, &mut pending, peer, &listener, &broker, &principal).await {
-                    break Some(reason);
+                match start(frame, &mut pipeline, &mut pending, &session).await {
+                    Ok(throttle_ms) => mute(&mut muted_until, throttle_ms),
+                    Err(reason) => break Some(reason),
                 }
             }
             Some((len, response)) = pending.next() => {
@@ -158,10 +154,7 @@ pub async fn run(stream: TcpStream, peer: SocketAddr, listener: String, broker: 
                     if let Err(e) = wr.write_all_buf(&mut frame).await {
                         break Some(format!("write failed: {e}"));
                     }
-                    if throttle_ms > 0 {
-                        let until = tokio::time::Instant::now() + Duration::from_millis(throttle_ms);
-                        muted_until = Some(muted_until.map_or(until, |t| t.max(until)));
-                    }
+                    mute(&mut muted_until, throttle_ms);
                 }
             }
         }
@@ -191,6 +184,25 @@ pub async fn run(stream: TcpStream, peer: SocketAddr, listener: String, broker: 
     crate::admin::CONNECTIONS_OPEN.add(-1);
 }
 
+/// What one connection knows about its client.
+struct Session {
+    peer: SocketAddr,
+    listener: String,
+    broker: Arc<Broker>,
+    /// The user's name (Kafka's principal name): ANONYMOUS until one authenticates.
+    principal: Arc<str>,
+}
+
+/// Holds the connection's reading for `throttle_ms` from now (KIP-219), keeping a longer
+/// hold already in force. A throttle is known when its request is handled, so requests
+/// pipelined behind it are not read, let alone handled, until it has passed.
+fn mute(muted_until: &mut Option<tokio::time::Instant>, throttle_ms: u64) {
+    if throttle_ms > 0 {
+        let until = tokio::time::Instant::now() + Duration::from_millis(throttle_ms);
+        *muted_until = Some(muted_until.map_or(until, |t| t.max(until)));
+    }
+}
+
 /// Sleeps until `t` (forever for `None`, which the caller guards against).
 async fn sleep_until(t: Option<tokio::time::Instant>) {
     match t {
@@ -206,33 +218,31 @@ async fn start(
     admitted: Admitted,
     pipeline: &mut Pipeline,
     pending: &mut FuturesOrdered<Pending>,
-    peer: SocketAddr,
-    listener: &str,
-    broker: &Arc<Broker>,
-    principal: &Arc<str>,
-) -> Result<(), String> {
+    session: &Session,
+) -> Result<u64, String> {
     let Admitted { frame, permit } = admitted;
     let len = frame.len();
     pipeline.started(&frame);
-    let handled = handle_frame(frame, peer, listener, broker, principal).await;
+    let handled = handle_frame(frame, session).await;
     drop(permit);
-    match handled {
-        Ok(Some(p)) => pending.push_back(Box::pin(p.map(move |r| (len, r)))),
-        Ok(None) => pipeline.answered(len),
-        Err(reason) => return Err(reason),
+    let (response, throttle_ms) = handled?;
+    match response {
+        Some(p) => pending.push_back(Box::pin(p.map(move |r| (len, r)))),
+        None => pipeline.answered(len),
     }
-    Ok(())
+    Ok(throttle_ms)
 }
 
-/// Decodes and handles one frame. `Ok(Some)` is a response to send in order, `Ok(None)`
-/// means no response (acks=0), `Err` closes the connection.
-async fn handle_frame(
-    frame: Bytes,
-    peer: SocketAddr,
-    listener: &str,
-    broker: &Arc<Broker>,
-    principal: &Arc<str>,
-) -> Result<Option<Response>, String> {
+/// Decodes and handles one frame: a response to send in order (`None`: no response, for
+/// acks=0) and the throttle the request earned; `Err` closes the connection.
+async fn handle_frame(frame: Bytes, session: &Session) -> Result<(Option<Response>, u64), String> {
+    let Session {
+        peer,
+        listener,
+        broker,
+        principal,
+    } = session;
+    let peer = *peer;
     let frame_len = frame.len();
     let (header, api, request) = match frame::decode(frame) {
         Decoded::Request {
@@ -248,12 +258,13 @@ async fn handle_frame(
             )
             .map_err(|e| format!("encoding ApiVersions fallback: {e:#}"))?;
             let frame = ResponseFrame::from(bytes);
-            return Ok(Some(Box::pin(async move {
+            let response: Response = Box::pin(async move {
                 Some(Outgoing {
                     frame,
                     throttle_ms: 0,
                 })
-            })));
+            });
+            return Ok((Some(response), 0));
         }
         Decoded::Reject { preamble, reason } => {
             metrics::counter!("fjord_rejected_requests_total").increment(1);
@@ -270,7 +281,7 @@ async fn handle_frame(
     let correlation_id = header.correlation_id;
     let ctx = RequestContext {
         broker: Arc::clone(broker),
-        listener: listener.to_string(),
+        listener: listener.clone(),
         client_id: header
             .client_id
             .as_ref()
@@ -308,23 +319,24 @@ async fn handle_frame(
             }
         }
     };
-    match reply {
+    let response: Option<Response> = match reply {
         Reply::Now(response) => {
             let bytes = finish(*response);
             if bytes.is_none() {
                 return Err(format!("could not encode a {api:?} v{version} response"));
             }
-            Ok(Some(Box::pin(async move { bytes })))
+            Some(Box::pin(async move { bytes }))
         }
-        Reply::Later(fut) => Ok(Some(Box::pin(fut.map(finish)))),
+        Reply::Later(fut) => Some(Box::pin(fut.map(finish))),
         Reply::Nothing => {
             if api != ApiKey::Produce {
                 info!(api = api_label, "request without response");
             }
-            Ok(None)
+            None
         }
-        Reply::Close(reason) => Err(reason),
-    }
+        Reply::Close(reason) => return Err(reason),
+    };
+    Ok((response, throttle_ms))
 }
 
 #[cfg(test)]
