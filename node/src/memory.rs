@@ -68,9 +68,7 @@ impl ResponseBudget {
         })
     }
 
-    /// Bytes a read may still take. Reads may overshoot by their first batch (a fetch
-    /// always returns a whole first batch), so the bound is this plus one batch per
-    /// read in progress, and reads run on the runtime's few worker threads.
+    /// Bytes not yet taken.
     pub fn available(&self) -> u64 {
         self.capacity
             .saturating_sub(self.used.load(Ordering::Acquire))
@@ -80,19 +78,78 @@ impl ResponseBudget {
         self.used.load(Ordering::Acquire)
     }
 
-    /// Charges `records` to the budget until the last copy of them is dropped, which for
-    /// a Fetch answer is when the socket has taken it.
-    pub fn charge(self: &Arc<Self>, records: Bytes) -> Bytes {
+    /// Takes up to `want` bytes for a read about to happen, atomically, so concurrent
+    /// reads cannot each see the same free budget. What the read does not use goes
+    /// back when the reservation is dropped.
+    pub fn reserve(self: &Arc<Self>, want: u64) -> Reservation {
+        let mut used = self.used.load(Ordering::Acquire);
+        loop {
+            let granted = want.min(self.capacity.saturating_sub(used));
+            match self.used.compare_exchange_weak(
+                used,
+                used + granted,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => {
+                    return Reservation {
+                        budget: Arc::clone(self),
+                        granted,
+                        left: granted,
+                    }
+                }
+                Err(now) => used = now,
+            }
+        }
+    }
+
+    fn publish(&self) {
+        metrics::gauge!("fjord_response_memory_bytes").set(self.in_use() as f64);
+    }
+}
+
+/// Budget taken for one read. Records read under it are charged with
+/// [`Reservation::charge`] and hold their share until freed; the rest is returned on
+/// drop.
+#[derive(Debug)]
+pub struct Reservation {
+    budget: Arc<ResponseBudget>,
+    granted: u64,
+    left: u64,
+}
+
+impl Reservation {
+    /// What the read may take (a fetch still returns a whole first batch beyond it,
+    /// which is charged on top).
+    pub fn granted(&self) -> u64 {
+        self.granted
+    }
+
+    /// Charges `records` until the last copy of them is dropped, which for a Fetch
+    /// answer is when the socket has taken it.
+    pub fn charge(&mut self, records: Bytes) -> Bytes {
         let len = records.len() as u64;
         if len == 0 {
             return records;
         }
-        self.used.fetch_add(len, Ordering::AcqRel);
-        metrics::gauge!("fjord_response_memory_bytes").set(self.in_use() as f64);
+        let from_reservation = len.min(self.left);
+        self.left -= from_reservation;
+        // A first batch larger than the reservation is charged beyond it.
+        self.budget
+            .used
+            .fetch_add(len - from_reservation, Ordering::AcqRel);
+        self.budget.publish();
         Bytes::from_owner(Charged {
             records,
-            budget: Arc::clone(self),
+            budget: Arc::clone(&self.budget),
         })
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.budget.used.fetch_sub(self.left, Ordering::AcqRel);
+        self.budget.publish();
     }
 }
 
@@ -112,7 +169,7 @@ impl Drop for Charged {
     fn drop(&mut self) {
         let len = self.records.len() as u64;
         self.budget.used.fetch_sub(len, Ordering::AcqRel);
-        metrics::gauge!("fjord_response_memory_bytes").set(self.budget.in_use() as f64);
+        self.budget.publish();
     }
 }
 
@@ -143,12 +200,28 @@ mod tests {
     #[test]
     fn fetched_bytes_are_charged_until_every_copy_is_dropped() {
         let budget = ResponseBudget::new(1_000);
-        let charged = budget.charge(Bytes::from(vec![1u8; 300]));
+        let mut r = budget.reserve(600);
+        assert_eq!((r.granted(), budget.available()), (600, 400));
+        let other = budget.reserve(600);
+        assert_eq!(other.granted(), 400, "a concurrent read gets what is left");
+        drop(other);
+        let charged = r.charge(Bytes::from(vec![1u8; 300]));
         let slice = charged.slice(10..20);
-        assert_eq!(budget.available(), 700);
+        drop(r);
+        assert_eq!(budget.available(), 700, "the unused 300 came back");
         drop(charged);
         assert_eq!(budget.available(), 700, "a slice still holds the buffer");
         drop(slice);
         assert_eq!(budget.available(), 1_000);
+        let mut r = budget.reserve(10);
+        let big = r.charge(Bytes::from(vec![1u8; 50]));
+        drop(r);
+        assert_eq!(
+            budget.in_use(),
+            50,
+            "a first batch beyond the reservation is charged"
+        );
+        drop(big);
+        assert_eq!(budget.in_use(), 0);
     }
 }

@@ -247,8 +247,9 @@ fn read(plan: &Plan) -> (FetchResponse, u64, bool) {
     let mut total: u64 = 0;
     // Answers not yet written hold memory until their clients read them; this one may
     // take what the node-wide budget has left, and nothing once it is spent.
-    let budget = plan.budget.available();
-    let max_bytes = plan.max_bytes.min(budget);
+    let mut reservation = plan.budget.reserve(plan.max_bytes);
+    let budget = reservation.granted();
+    let max_bytes = budget;
     let mut errors = false;
     for t in &plan.targets {
         let data = match &t.replica {
@@ -268,7 +269,7 @@ fn read(plan: &Plan) -> (FetchResponse, u64, bool) {
                 let first = total == 0 && budget > 0;
                 match read_partition(replica, t, remaining, plan.isolation, first) {
                     Ok(mut d) => {
-                        d.records = d.records.map(|r| plan.budget.charge(r));
+                        d.records = d.records.map(|r| reservation.charge(r));
                         let bytes = d.records.as_ref().map(|r| r.len() as u64).unwrap_or(0);
                         if bytes > 0 {
                             metrics::counter!("fjord_fetched_bytes_total", "topic" => replica.tp.topic.clone())
