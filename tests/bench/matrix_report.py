@@ -190,4 +190,9 @@ lines += [
     "on the produce or fetch path.",
     "",
 ]
+# Sections other benchmark scripts keep in this page (a heading, then a block between
+# <!-- NAME:start --> and <!-- NAME:end -->) survive a regeneration.
+SECTION = re.compile(r"\n## [^\n]*\n\n<!-- (\w+):start -->.*?<!-- \1:end -->\n", re.S)
+if os.path.exists(markdown):
+    lines += [m.group(0) for m in SECTION.finditer(open(markdown).read())]
 open(markdown, "w").write("\n".join(lines))
