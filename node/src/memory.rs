@@ -44,7 +44,6 @@ impl RequestPool {
             .await
             // The semaphore is never closed.
             .unwrap_or_else(|_| unreachable!("the request pool is never closed"));
-        metrics::gauge!("fjord_request_memory_bytes").set(self.in_use() as f64);
         permit
     }
 
@@ -103,7 +102,7 @@ impl ResponseBudget {
         }
     }
 
-    fn publish(&self) {
+    pub fn publish(&self) {
         metrics::gauge!("fjord_response_memory_bytes").set(self.in_use() as f64);
     }
 }

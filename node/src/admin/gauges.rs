@@ -39,6 +39,9 @@ pub static REPLICA_FETCHES_WAITING: LiveGauge = LiveGauge::new("fjord_replica_fe
 pub fn record(broker: &Broker) {
     CONNECTIONS_OPEN.publish();
     REPLICA_FETCHES_WAITING.publish();
+    metrics::gauge!("fjord_request_memory_bytes").set(broker.request_pool.in_use() as f64);
+    broker.response_budget.publish();
+    metrics::gauge!("fjord_quota_sensors").set(broker.quotas.sensor_count() as f64);
     partitions(broker);
     cluster(broker);
     raft(broker);
