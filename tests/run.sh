@@ -24,7 +24,7 @@ cargo build --workspace --bins
 # from PyPI through k8s/tools.sh).
 FJORD_K8S_TOOLS="$(k8s/tools.sh)"
 export FJORD_K8S_TOOLS
-"$FJORD_K8S_TOOLS/venv/bin/python" tests/k8s/check_chart.py "$FJORD_K8S_TOOLS" target/debug/fjord
+"$FJORD_K8S_TOOLS/venv/bin/python" tests/k8s/check_chart.py "$FJORD_K8S_TOOLS" "${CARGO_TARGET_DIR:-target}/debug/fjord"
 
 # The chaos suite runs Fjord in containers; it needs Docker and the offline image. Without
 # Docker it is skipped with a message, unless FJORD_REQUIRE_DOCKER=1 (as in CI).
