@@ -50,25 +50,36 @@ fn shares(members: &[&Member]) -> Vec<usize> {
 /// Waits until the live members split all `partitions` between them, each holding
 /// `expected` of them.
 fn wait_for_shares(members: &[&Member], partitions: i32, expected: &[usize]) {
-    wait_until(
-        &format!("assignment shares {expected:?}"),
-        REBALANCE,
-        || {
-            let mut union = BTreeSet::new();
-            let mut total = 0;
-            for m in members {
-                let a = m.assignment();
-                total += a.len();
-                union.extend(a);
-            }
-            let mut got = shares(members);
-            got.sort_unstable();
-            let mut want = expected.to_vec();
-            want.sort_unstable();
-            (union.len() == partitions as usize && total == partitions as usize && got == want)
-                .then_some(())
-        },
-    );
+    let settled = || {
+        let mut union = BTreeSet::new();
+        let mut total = 0;
+        for m in members {
+            let a = m.assignment();
+            total += a.len();
+            union.extend(a);
+        }
+        let mut got = shares(members);
+        got.sort_unstable();
+        let mut want = expected.to_vec();
+        want.sort_unstable();
+        union.len() == partitions as usize && total == partitions as usize && got == want
+    };
+    let deadline = std::time::Instant::now() + REBALANCE;
+    while !settled() {
+        if std::time::Instant::now() >= deadline {
+            // Name what each member saw, so a stalled client shows in the failure.
+            let seen: Vec<String> = members
+                .iter()
+                .map(|m| format!("{}: {:?}", m.name, m.events()))
+                .collect();
+            panic!(
+                "timed out after {REBALANCE:?} waiting for assignment shares {expected:?}; \
+                 members saw:\n{}",
+                seen.join("\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20)); // poll interval until the deadline
+    }
 }
 
 #[test]

@@ -388,6 +388,9 @@ impl Shard {
                         self.deliver_sync(t, group_id, tx, result);
                     }
                 }
+                Effect::Dropped(member, reason) => {
+                    info!(group = group_id, member = %member, reason, "member removed from the group");
+                }
                 Effect::Persist(snapshot) => {
                     info!(
                         group = group_id,

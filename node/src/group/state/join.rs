@@ -315,8 +315,13 @@ impl Group {
             .filter(|m| !m.joined)
             .map(|m| m.member_id.clone())
             .collect();
-        for id in &dropped {
-            self.remove_member(id);
+        let mut effects = Vec::with_capacity(dropped.len() + self.awaiting_join.len());
+        for id in dropped {
+            self.remove_member(&id);
+            effects.push(Effect::Dropped(
+                id,
+                "did not rejoin before the rebalance deadline",
+            ));
         }
         self.generation += 1;
         if self.members.is_empty() {
@@ -324,7 +329,8 @@ impl Group {
             self.protocol_name = None;
             self.leader = None;
             self.empty_since_ms = Some(now_ms);
-            return vec![Effect::Persist(Box::new(self.snapshot()))];
+            effects.push(Effect::Persist(Box::new(self.snapshot())));
+            return effects;
         }
         self.empty_since_ms = None;
         self.protocol_name = self.select_protocol();
@@ -344,14 +350,13 @@ impl Group {
                 .max()
                 .unwrap_or(0);
         let waiting = std::mem::take(&mut self.awaiting_join);
-        waiting
-            .into_iter()
-            .filter(|m| self.members.contains_key(m))
-            .map(|m| {
+        for m in waiting {
+            if self.members.contains_key(&m) {
                 let r = self.join_result_for(&m);
-                Effect::Join(m, r)
-            })
-            .collect()
+                effects.push(Effect::Join(m, r));
+            }
+        }
+        effects
     }
 
     /// Kafka's vote: each member votes for the first protocol in its list that everyone

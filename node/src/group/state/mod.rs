@@ -119,6 +119,8 @@ pub enum Effect {
     Sync(MemberId, SyncResult),
     /// The group's durable state changed: persist this snapshot.
     Persist(Box<GroupSnapshot>),
+    /// A member was dropped without leaving (for the log: why a rebalance started).
+    Dropped(MemberId, &'static str),
 }
 
 /// A call's answer: now, or later through an effect.
@@ -478,6 +480,7 @@ impl Group {
                 ));
             }
             self.remove_member(id);
+            effects.push(Effect::Dropped(id.clone(), "session timeout expired"));
         }
         if !expired.is_empty() {
             effects.extend(self.rebalance_after_departure(now_ms));
@@ -496,6 +499,10 @@ impl Group {
                     .collect();
                 for id in gone {
                     self.remove_member(&id);
+                    effects.push(Effect::Dropped(
+                        id,
+                        "did not sync before the rebalance deadline",
+                    ));
                 }
                 for m in std::mem::take(&mut self.awaiting_sync) {
                     effects.push(Effect::Sync(
