@@ -57,6 +57,8 @@ pub struct ControllerConfig {
     /// `max.partitions.per.broker` from this node's static config (a cluster-wide
     /// dynamic value overrides it).
     pub max_partitions_per_broker: u64,
+    /// Mutual TLS to the other nodes, when the rpc listener uses it.
+    pub rpc_tls: Option<fjord_proto::tls::ClientTls>,
 }
 
 /// How often automatic balancing looks for work.
@@ -201,7 +203,7 @@ impl Controller {
         .validate()
         .map_err(|e| ControllerError::Fatal(e.to_string()))?;
 
-        let pool = ChannelPool::default();
+        let pool = ChannelPool::new(config.rpc_tls.clone());
         let raft = Raft::new(
             config.node_id,
             Arc::new(raft_config),

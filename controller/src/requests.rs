@@ -6,9 +6,11 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::metadata::acls::{AclBinding, AclFilter};
 use crate::metadata::quotas::QuotaChange;
 use crate::metadata::{
-    BrokerRegistration, ConfigOp, ConfigResource, MetadataError, Reassignment, TopicOutcome,
+    BrokerRegistration, ConfigOp, ConfigResource, MetadataError, Reassignment, ScramUpsert,
+    TopicOutcome,
 };
 
 /// A topic to create. Defaults (`num.partitions`, `default.replication.factor`) are
@@ -102,6 +104,17 @@ pub enum ControllerRequest {
         changes: Vec<QuotaChange>,
         validate_only: bool,
     },
+    /// AlterUserScramCredentials, already validated by the receiving broker.
+    AlterScramCredentials {
+        upserts: Vec<ScramUpsert>,
+        deletions: Vec<(String, String)>,
+    },
+    CreateAcls {
+        acls: Vec<AclBinding>,
+    },
+    DeleteAcls {
+        filters: Vec<AclFilter>,
+    },
 }
 
 /// One node of the metadata quorum as the active controller sees it.
@@ -150,6 +163,7 @@ pub enum ControllerResponse {
     },
     Elections(Vec<(String, i32, Result<i32, MetadataError>)>),
     Reassignments(Vec<(String, i32, Result<(), MetadataError>)>),
+    AclsDeleted(Vec<Vec<AclBinding>>),
 }
 
 /// Convenience for callers that only care whether a single-outcome request worked.

@@ -220,6 +220,23 @@ impl Controller {
                     other => Err(unexpected(other)),
                 }
             }
+            ControllerRequest::AlterScramCredentials { upserts, deletions } => {
+                self.propose_done(MetadataCommand::AlterScramCredentials { upserts, deletions })
+                    .await
+            }
+            ControllerRequest::CreateAcls { acls } => {
+                self.propose_done(MetadataCommand::CreateAcls { acls })
+                    .await
+            }
+            ControllerRequest::DeleteAcls { filters } => {
+                match self
+                    .propose(MetadataCommand::DeleteAcls { filters })
+                    .await?
+                {
+                    CommandOutcome::AclsDeleted(d) => Ok(ControllerResponse::AclsDeleted(d)),
+                    other => Err(unexpected(other)),
+                }
+            }
             ControllerRequest::CreateTopics {
                 topics,
                 validate_only,
@@ -330,6 +347,17 @@ impl Controller {
                     other => Err(unexpected(other)),
                 }
             }
+        }
+    }
+
+    /// Proposes a command whose only outcome is "done".
+    async fn propose_done(
+        &self,
+        cmd: MetadataCommand,
+    ) -> Result<ControllerResponse, ControllerError> {
+        match self.propose(cmd).await? {
+            CommandOutcome::Done => Ok(ControllerResponse::Done),
+            other => Err(unexpected(other)),
         }
     }
 

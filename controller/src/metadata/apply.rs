@@ -281,6 +281,47 @@ pub fn apply_command(
             }
             CommandOutcome::Done
         }
+        MetadataCommand::AlterScramCredentials { upserts, deletions } => {
+            for (user, mechanism) in deletions {
+                if let Some(creds) = md.scram_credentials.get_mut(user) {
+                    creds.remove(mechanism);
+                    if creds.is_empty() {
+                        md.scram_credentials.remove(user);
+                    }
+                }
+            }
+            for u in upserts {
+                md.scram_credentials
+                    .entry(u.user.clone())
+                    .or_default()
+                    .insert(u.mechanism.clone(), u.credential.clone());
+            }
+            info!(
+                set = upserts.len(),
+                deleted = deletions.len(),
+                "SCRAM credentials changed"
+            );
+            CommandOutcome::Done
+        }
+        MetadataCommand::CreateAcls { acls } => {
+            md.acls.extend(acls.iter().cloned());
+            info!(count = acls.len(), "ACLs created");
+            CommandOutcome::Done
+        }
+        MetadataCommand::DeleteAcls { filters } => {
+            let deleted: Vec<Vec<_>> = filters
+                .iter()
+                .map(|f| md.acls.iter().filter(|b| f.matches(b)).cloned().collect())
+                .collect();
+            for b in deleted.iter().flatten() {
+                md.acls.remove(b);
+            }
+            info!(
+                count = deleted.iter().map(Vec::len).sum::<usize>(),
+                "ACLs deleted"
+            );
+            CommandOutcome::AclsDeleted(deleted)
+        }
     }
 }
 

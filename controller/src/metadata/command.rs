@@ -3,6 +3,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::acls::{AclBinding, AclFilter};
+use super::image::ScramCredential;
 use super::quotas::QuotaChange;
 
 /// A Kafka listener a broker advertises to clients.
@@ -119,6 +121,27 @@ pub enum MetadataCommand {
     AlterClientQuotas {
         changes: Vec<QuotaChange>,
     },
+    /// Sets and deletes SCRAM credentials (AlterUserScramCredentials), validated first.
+    AlterScramCredentials {
+        upserts: Vec<ScramUpsert>,
+        /// `(user, mechanism)`; deleting one that does not exist changes nothing.
+        deletions: Vec<(String, String)>,
+    },
+    CreateAcls {
+        acls: Vec<AclBinding>,
+    },
+    /// Deletes every ACL each filter matches; the outcome lists them per filter.
+    DeleteAcls {
+        filters: Vec<AclFilter>,
+    },
+}
+
+/// One credential to set: `user`'s for `mechanism` (`SCRAM-SHA-256` or `SCRAM-SHA-512`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScramUpsert {
+    pub user: String,
+    pub mechanism: String,
+    pub credential: ScramCredential,
 }
 
 /// One partition's reassignment: `target` replicas, or `None` to cancel.
@@ -197,13 +220,25 @@ pub struct TopicOutcome {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CommandOutcome {
     Done,
-    ClusterInitialized { cluster_id: String },
-    BrokerRegistered { broker_epoch: i64 },
+    ClusterInitialized {
+        cluster_id: String,
+    },
+    BrokerRegistered {
+        broker_epoch: i64,
+    },
     Topics(Vec<TopicOutcome>),
-    ProducerIds { start: i64, count: i64 },
-    PartitionChanged { partition_epoch: i32, isr: Vec<i32> },
+    ProducerIds {
+        start: i64,
+        count: i64,
+    },
+    PartitionChanged {
+        partition_epoch: i32,
+        isr: Vec<i32>,
+    },
     Elections(Vec<(String, i32, Result<i32, MetadataError>)>),
     Reassignments(Vec<(String, i32, Result<(), MetadataError>)>),
+    /// The ACLs each DeleteAcls filter removed.
+    AclsDeleted(Vec<Vec<AclBinding>>),
     Failed(MetadataError),
 }
 
@@ -256,6 +291,18 @@ impl std::fmt::Display for MetadataCommand {
             }
             MetadataCommand::AlterClientQuotas { changes } => {
                 write!(f, "AlterClientQuotas({} entities)", changes.len())
+            }
+            MetadataCommand::AlterScramCredentials { upserts, deletions } => {
+                write!(
+                    f,
+                    "AlterScramCredentials({} set, {} deleted)",
+                    upserts.len(),
+                    deletions.len()
+                )
+            }
+            MetadataCommand::CreateAcls { acls } => write!(f, "CreateAcls({})", acls.len()),
+            MetadataCommand::DeleteAcls { filters } => {
+                write!(f, "DeleteAcls({} filters)", filters.len())
             }
         }
     }

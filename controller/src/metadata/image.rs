@@ -1,8 +1,9 @@
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::acls::AclBinding;
 use super::command::{BrokerRegistration, Listener};
 use super::quotas::ClientQuota;
 
@@ -122,6 +123,22 @@ pub struct ClusterMetadata {
     /// Client quotas by entity key (`QuotaEntity::key`).
     #[serde(default)]
     pub client_quotas: BTreeMap<String, ClientQuota>,
+    /// SCRAM credentials by user, then by mechanism name (`SCRAM-SHA-256`, ...).
+    #[serde(default)]
+    pub scram_credentials: BTreeMap<String, BTreeMap<String, ScramCredential>>,
+    /// Every ACL.
+    #[serde(default)]
+    pub acls: BTreeSet<AclBinding>,
+}
+
+/// What the cluster keeps of a SCRAM password (RFC 5802): enough to check a client's
+/// proof, not to make one.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScramCredential {
+    pub salt: Vec<u8>,
+    pub stored_key: Vec<u8>,
+    pub server_key: Vec<u8>,
+    pub iterations: i32,
 }
 
 impl ClusterMetadata {

@@ -4,6 +4,7 @@
 //! and the command, so every node (voter or learner) that applies the same log ends up
 //! with the same image.
 
+pub mod acls;
 mod apply;
 mod command;
 mod image;
@@ -13,6 +14,6 @@ pub mod reassign;
 pub use apply::apply_command;
 pub use command::{
     BrokerRegistration, CommandOutcome, ConfigOp, ConfigResource, Election, Listener,
-    MetadataCommand, MetadataError, NewTopicSpec, Reassignment, TopicOutcome,
+    MetadataCommand, MetadataError, NewTopicSpec, Reassignment, ScramUpsert, TopicOutcome,
 };
-pub use image::{BrokerState, ClusterMetadata, PartitionState, TopicState};
+pub use image::{BrokerState, ClusterMetadata, PartitionState, ScramCredential, TopicState};

@@ -3,6 +3,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use fjord_proto::tls::{ClientTls, TlsDialer};
 use fjord_proto::v1::controller_client::ControllerClient;
 use fjord_proto::v1::RaftMessage;
 use fjord_proto::{
@@ -29,9 +30,18 @@ use super::Routing;
 #[derive(Clone, Default)]
 pub struct ChannelPool {
     channels: Arc<Mutex<HashMap<String, Channel>>>,
+    /// Mutual TLS to peers (`rpc.ssl.*`); plain TCP when `None`.
+    tls: Option<ClientTls>,
 }
 
 impl ChannelPool {
+    pub fn new(tls: Option<ClientTls>) -> Self {
+        ChannelPool {
+            channels: Arc::default(),
+            tls,
+        }
+    }
+
     pub fn channel(&self, addr: &str) -> Result<Channel, tonic::transport::Error> {
         let mut map = self
             .channels
@@ -44,15 +54,21 @@ impl ChannelPool {
         // pings notice, and until they do, calls to it hang (a forwarded ISR change to a
         // dead controller, a follower fetch from a dead leader). Detect it within ~3 s,
         // about one Raft election, so retries go to the new leader.
-        let ch = Endpoint::from_shared(format!("http://{addr}"))?
+        let endpoint = Endpoint::from_shared(format!("http://{addr}"))?
             .connect_timeout(Duration::from_secs(1))
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(1))
             .keep_alive_timeout(Duration::from_secs(2))
             .initial_stream_window_size(HTTP2_STREAM_WINDOW)
             .initial_connection_window_size(HTTP2_CONNECTION_WINDOW)
-            .max_frame_size(HTTP2_MAX_FRAME)
-            .connect_lazy();
+            .max_frame_size(HTTP2_MAX_FRAME);
+        // With TLS the scheme stays http: the dialer puts TLS under HTTP/2 itself.
+        let ch = match &self.tls {
+            Some(config) => endpoint.connect_with_connector_lazy(TlsDialer {
+                config: config.clone(),
+            }),
+            None => endpoint.connect_lazy(),
+        };
         map.insert(addr.to_string(), ch.clone());
         Ok(ch)
     }
