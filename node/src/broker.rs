@@ -16,6 +16,7 @@ use crate::memory::{RequestPool, ResponseBudget};
 use crate::producer::ProducerIdManager;
 use crate::quota::QuotaManager;
 use crate::replica::ReplicaManager;
+use crate::security::Security;
 
 pub struct Broker {
     pub node_id: i32,
@@ -33,6 +34,8 @@ pub struct Broker {
     pub response_budget: Arc<ResponseBudget>,
     /// Client quotas measured on this broker's traffic.
     pub quotas: QuotaManager,
+    /// TLS, SASL and ACL settings.
+    pub security: Arc<Security>,
     metadata: watch::Receiver<Arc<ClusterMetadata>>,
     /// Set once this broker's registration is in the metadata log.
     registered: AtomicBool,
@@ -42,7 +45,12 @@ pub struct Broker {
 }
 
 impl Broker {
-    pub fn new(config: NodeConfig, controller: Controller, replicas: Arc<ReplicaManager>) -> Self {
+    pub fn new(
+        config: NodeConfig,
+        controller: Controller,
+        replicas: Arc<ReplicaManager>,
+        security: Arc<Security>,
+    ) -> Self {
         let lease = Arc::new(Lease::default());
         let no_dynamic = BTreeMap::new();
         let static_view = ConfigView {
@@ -58,7 +66,9 @@ impl Broker {
         let quota_window_ms =
             static_view.broker_i64("quota.window.size.seconds").max(1) as u64 * 1000;
         let quota_samples = static_view.broker_i64("quota.window.num").max(2) as usize;
+        let rpc_tls = crate::security::rpc_client_tls(&security);
         Broker {
+            security,
             quotas: QuotaManager::new(quota_window_ms, quota_samples),
             request_pool: Arc::new(RequestPool::new(request_pool)),
             response_budget: ResponseBudget::new(response_budget),
@@ -72,6 +82,7 @@ impl Broker {
             txns: Arc::new(crate::txn::TxnCoordinator::new(
                 Arc::clone(&replicas),
                 Arc::clone(&lease),
+                rpc_tls,
             )),
             lease,
             config,

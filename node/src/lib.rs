@@ -13,6 +13,7 @@ pub mod memory;
 pub mod producer;
 pub mod quota;
 pub mod replica;
+pub mod security;
 pub mod server;
 pub mod time;
 pub mod topic_names;

@@ -19,6 +19,7 @@ use crate::broker::Broker;
 use crate::config::NodeConfig;
 use crate::kafka;
 use crate::replica::{isr_sync, Chores, FetcherManager, ReplicaManager, ReplicationService};
+use crate::security::Security;
 
 use crate::time::now_ms;
 
@@ -35,6 +36,8 @@ pub enum ServeError {
     Storage(String),
     #[error("cannot start the controller: {0}")]
     Controller(String),
+    #[error("security settings: {0}")]
+    Security(String),
 }
 
 async fn bind(what: &'static str, addr: &str) -> Result<TcpListener, ServeError> {
@@ -61,6 +64,8 @@ pub async fn run(config: NodeConfig) -> Result<(), ServeError> {
             "the configuration {key} was supplied but isn't a known config"
         );
     }
+    // Certificates and users load before anything binds: a bad file fails the start.
+    let security = Arc::new(Security::from_config(&config).map_err(ServeError::Security)?);
     // Bind everything first, so a busy port fails the start at once with a clear error.
     let mut kafka_listeners = Vec::new();
     for l in &config.listeners {
@@ -120,6 +125,7 @@ pub async fn run(config: NodeConfig) -> Result<(), ServeError> {
             fjord_controller::limits::MAX_PARTITIONS_PER_BROKER,
             fjord_controller::limits::DEFAULT_MAX_PARTITIONS_PER_BROKER,
         ),
+        rpc_tls: crate::security::rpc_client_tls(&security),
     })
     .await
     .map_err(|e| ServeError::Controller(e.to_string()))?;
@@ -128,6 +134,7 @@ pub async fn run(config: NodeConfig) -> Result<(), ServeError> {
     let txn_service = crate::txn::service::TxnService::default();
     let rpc_task = tokio::spawn(serve_rpc(
         rpc_listener,
+        crate::security::rpc_server_tls(&security),
         controller.clone(),
         ReplicationService::new(Arc::clone(&replicas), controller.metadata()),
         txn_service.clone(),
@@ -138,7 +145,9 @@ pub async fn run(config: NodeConfig) -> Result<(), ServeError> {
         config.clone(),
         controller.clone(),
         Arc::clone(&replicas),
+        Arc::clone(&security),
     ));
+    tokio::spawn(reload_security(Arc::clone(&security), shutdown_rx.clone()));
     txn_service.set_broker(Arc::clone(&broker));
     let recovered = controller.wait_for_recovery(Duration::from_secs(120)).await;
     if !recovered {
@@ -232,6 +241,7 @@ async fn wait_for_signal() {
 
 async fn serve_rpc(
     listener: TcpListener,
+    tls: Option<fjord_proto::tls::ServerTls>,
     controller: Controller,
     replication: ReplicationService,
     transactions: crate::txn::service::TxnService,
@@ -241,22 +251,11 @@ async fn serve_rpc(
         .local_addr()
         .map(|a| a.to_string())
         .unwrap_or_default();
-    info!(%addr, "rpc listener ready");
-    // tonic ignores its own `tcp_nodelay` for a caller-supplied stream: without it, Nagle
-    // holds small fetch answers (a high watermark, a few batches) until the follower's
-    // delayed ACK, ~40 ms on Linux, which every acks=all produce then waits for.
-    let incoming = tokio_stream::StreamExt::map(
-        tokio_stream::wrappers::TcpListenerStream::new(listener),
-        |s| {
-            s.inspect(|s| {
-                let _ = s.set_nodelay(true);
-            })
-        },
-    );
+    info!(%addr, tls = tls.is_some(), "rpc listener ready");
     // Peers cancel many RPCs at once when a network split heals (timed-out Raft
     // appends and fetches); h2's rapid-reset guard (20 resets) would then answer GOAWAY
     // and stall metadata catch-up for seconds. This port only faces cluster members.
-    let result = tonic::transport::Server::builder()
+    let router = tonic::transport::Server::builder()
         .http2_max_pending_accept_reset_streams(Some(4096))
         .http2_max_local_error_reset_streams(Some(4096))
         .initial_stream_window_size(fjord_proto::HTTP2_STREAM_WINDOW)
@@ -264,11 +263,37 @@ async fn serve_rpc(
         .max_frame_size(fjord_proto::HTTP2_MAX_FRAME)
         .add_service(controller.grpc().into_server())
         .add_service(replication.into_server())
-        .add_service(transactions.into_server())
-        .serve_with_incoming_shutdown(incoming, async move {
-            let _ = shutdown.wait_for(|s| *s).await;
-        })
-        .await;
+        .add_service(transactions.into_server());
+    let stop = async move {
+        let _ = shutdown.wait_for(|s| *s).await;
+    };
+    let result = match tls {
+        // Mutual TLS: a peer without a certificate from the cluster's CA never gets
+        // past the handshake.
+        Some(tls) => {
+            let refused = Arc::new(|peer: std::net::SocketAddr, why: String| {
+                metrics::counter!("fjord_rpc_peers_refused_total").increment(1);
+                warn!(%peer, reason = %why, "rpc peer refused: TLS handshake failed");
+            });
+            let incoming = fjord_proto::tls::accept(listener, tls, refused);
+            router.serve_with_incoming_shutdown(incoming, stop).await
+        }
+        None => {
+            // tonic ignores its own `tcp_nodelay` for a caller-supplied stream: without
+            // it, Nagle holds small fetch answers (a high watermark, a few batches) until
+            // the follower's delayed ACK, ~40 ms on Linux, which every acks=all produce
+            // then waits for.
+            let incoming = tokio_stream::StreamExt::map(
+                tokio_stream::wrappers::TcpListenerStream::new(listener),
+                |s| {
+                    s.inspect(|s| {
+                        let _ = s.set_nodelay(true);
+                    })
+                },
+            );
+            router.serve_with_incoming_shutdown(incoming, stop).await
+        }
+    };
     if let Err(e) = result {
         error!(error = %e, "rpc server failed");
     }
@@ -493,6 +518,20 @@ fn housekeeping_interval(broker: &Broker) -> Duration {
 const GAUGE_IDLE_MIN: Duration = Duration::from_secs(2);
 
 /// Retention, time-based flushes, high-watermark checkpoints and gauges.
+/// Picks up renewed certificates and changed user files.
+async fn reload_security(security: Arc<Security>, mut shutdown: watch::Receiver<bool>) {
+    let mut ticker = tokio::time::interval(crate::security::RELOAD_INTERVAL);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = async { shutdown.wait_for(|s| *s).await.map(|_| ()) } => return,
+        }
+        let security = Arc::clone(&security);
+        let _ = tokio::task::spawn_blocking(move || security.reload_if_changed()).await;
+    }
+}
+
 async fn housekeeping(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
     let flush_interval = housekeeping_interval(&broker);
     let producer_expiration = broker.broker_i64("producer.id.expiration.ms").max(1);

@@ -1,7 +1,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -73,11 +75,14 @@ pub async fn serve(
             axum::routing::post(add_voter).delete(remove_voter),
         )
         .with_state(AdminState { broker, metrics });
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            let _ = shutdown.wait_for(|s| *s).await;
-        })
-        .await;
+    let result = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        let _ = shutdown.wait_for(|s| *s).await;
+    })
+    .await;
     if let Err(e) = result {
         warn!(error = %e, "admin listener failed");
     }
@@ -138,9 +143,13 @@ async fn change_voter(s: &AdminState, request: ControllerRequest) -> Response {
 
 async fn add_voter(
     State(s): State<AdminState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(id): Path<u64>,
     Query(q): Query<ForceQuery>,
 ) -> Response {
+    if let Some(refused) = refuse_remote(peer) {
+        return refused;
+    }
     change_voter(
         &s,
         ControllerRequest::AddVoter {
@@ -153,9 +162,13 @@ async fn add_voter(
 
 async fn remove_voter(
     State(s): State<AdminState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(id): Path<u64>,
     Query(q): Query<ForceQuery>,
 ) -> Response {
+    if let Some(refused) = refuse_remote(peer) {
+        return refused;
+    }
     change_voter(
         &s,
         ControllerRequest::RemoveVoter {
@@ -164,6 +177,26 @@ async fn remove_voter(
         },
     )
     .await
+}
+
+/// Voter changes alter the quorum, and the admin port has no authentication: they are
+/// taken only from the node's own host (`kubectl exec`, ssh), never over the network.
+fn refuse_remote(peer: SocketAddr) -> Option<Response> {
+    if peer.ip().to_canonical().is_loopback() {
+        return None;
+    }
+    warn!(%peer, "refused a voter change from another host");
+    Some(
+        (
+            StatusCode::FORBIDDEN,
+            Json(json!({
+                "error": "voter changes are accepted from the node's own host only: run \
+                          fjord cluster add-voter/remove-voter on a node (kubectl exec) \
+                          with --admin-server 127.0.0.1:<admin port>"
+            })),
+        )
+            .into_response(),
+    )
 }
 
 async fn cluster(State(s): State<AdminState>) -> Json<serde_json::Value> {

@@ -160,9 +160,10 @@ fn parse_listeners(
                 "PLAINTEXT".to_string()
             }
         });
-        if security_protocol != "PLAINTEXT" {
+        if !SECURITY_PROTOCOLS.contains(&security_protocol.as_str()) {
             return Err(format!(
-                "listener {name} uses {security_protocol}; Fjord serves PLAINTEXT only (terminate TLS in front of it)"
+                "listener {name} uses {security_protocol}; the protocols are {}",
+                SECURITY_PROTOCOLS.join(", ")
             ));
         }
         if out.iter().any(|l: &ListenerSpec| l.name == name) {
@@ -419,7 +420,12 @@ impl NodeConfig {
         self.static_props
             .keys()
             .map(String::as_str)
-            .filter(|k| defs::broker_def(k).is_none() && !NODE_KEYS.contains(k))
+            .filter(|k| {
+                defs::broker_def(k).is_none()
+                    && !NODE_KEYS.contains(k)
+                    && !crate::security::KEYS.contains(k)
+                    && !k.starts_with("listener.name.")
+            })
             .collect()
     }
 }
@@ -517,10 +523,11 @@ mod tests {
         })
         .contains("NAME://"));
         assert!(bad(ServeArgs {
-            listeners: Some("SSL://h:1".into()),
+            listeners: Some("A://h:1".into()),
+            overrides: vec!["listener.security.protocol.map=A:KERBEROS".into()],
             ..Default::default()
         })
-        .contains("PLAINTEXT"));
+        .contains("SASL_SSL"));
         assert!(bad(ServeArgs {
             voters: Some("a@b".into()),
             ..Default::default()

@@ -66,8 +66,8 @@ fn split_plan(
 impl FetcherManager {
     pub fn new(broker: Arc<Broker>) -> Self {
         FetcherManager {
+            pool: ChannelPool::new(crate::security::rpc_client_tls(&broker.security)),
             broker,
-            pool: ChannelPool::default(),
             fetchers: Mutex::new(HashMap::new()),
         }
     }
