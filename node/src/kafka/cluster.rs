@@ -5,13 +5,10 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
-use super::context::RequestContext;
+use fjord_controller::metadata::acls::ResourceType;
 
-/// Bit set of every ACL operation on the cluster resource; with no authorizer everything
-/// is allowed. (CREATE, CLUSTER_ACTION, DESCRIBE_CONFIGS, ALTER_CONFIGS, IDEMPOTENT_WRITE,
-/// ALTER, DESCRIBE.)
-pub const CLUSTER_AUTHORIZED_OPERATIONS: i32 =
-    (1 << 4) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 12);
+use super::authz;
+use super::context::RequestContext;
 
 pub fn describe(ctx: &RequestContext, req: DescribeClusterRequest) -> ResponseKind {
     let md = ctx.broker.metadata();
@@ -37,7 +34,8 @@ pub fn describe(ctx: &RequestContext, req: DescribeClusterRequest) -> ResponseKi
         );
     }
     if req.include_cluster_authorized_operations {
-        resp.cluster_authorized_operations = CLUSTER_AUTHORIZED_OPERATIONS;
+        resp.cluster_authorized_operations =
+            authz::Check::new(ctx).operations(ResourceType::Cluster, authz::CLUSTER_NAME);
     }
     resp.brokers = md
         .brokers

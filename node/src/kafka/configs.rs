@@ -17,6 +17,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
+use super::authz::{self, Op};
 use super::context::RequestContext;
 use super::errors::KafkaError;
 use super::topics::validate_topic_configs;
@@ -84,6 +85,7 @@ fn broker_target(name: &str) -> Result<Option<i32>, KafkaError> {
 pub fn describe(ctx: &RequestContext, req: DescribeConfigsRequest) -> ResponseKind {
     let md = ctx.broker.metadata();
     let view = ctx.broker.view(&md);
+    let check = authz::Check::new(ctx);
     let results = req
         .resources
         .into_iter()
@@ -98,6 +100,10 @@ pub fn describe(ctx: &RequestContext, req: DescribeConfigsRequest) -> ResponseKi
                 .with_resource_name(res.resource_name.clone());
             let configs: Result<Vec<DescribeConfigsResourceResult>, KafkaError> =
                 match res.resource_type {
+                    TOPIC if !check.topic(Op::DescribeConfigs, &name) => {
+                        Err(authz::topic_denied(&name))
+                    }
+                    BROKER if !check.cluster(Op::DescribeConfigs) => Err(authz::cluster_denied()),
                     TOPIC => match md.topics.get(&name) {
                         None => Err(err(
                             ResponseError::UnknownTopicOrPartition,
@@ -303,9 +309,17 @@ async fn alter_each<C>(
     }
     let mut out = Vec::with_capacity(changes.len());
     let mut changed = false;
+    let check = authz::Check::new(ctx);
     for change in changes {
         let name = change.resource_name.to_string();
         let result = async {
+            match change.resource_type {
+                TOPIC if !check.topic(Op::AlterConfigs, &name) => {
+                    return Err(authz::topic_denied(&name))
+                }
+                BROKER if !check.cluster(Op::AlterConfigs) => return Err(authz::cluster_denied()),
+                _ => {}
+            }
             if counts[&(change.resource_type, name.clone())] > 1 {
                 return Err(err(
                     ResponseError::InvalidRequest,

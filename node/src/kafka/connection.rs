@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures::stream::FuturesOrdered;
 use futures::{FutureExt, StreamExt};
-use kafka_protocol::messages::{ApiKey, ResponseKind};
-use tokio::io::{AsyncWriteExt, BufReader};
+use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tracing::{debug, info, warn};
 
@@ -18,6 +18,7 @@ use super::dispatch::{dispatch, Reply};
 use super::frame::{self, Decoded};
 use super::incoming::{Admitted, FrameReader};
 use super::outgoing::ResponseFrame;
+use super::session::{Gate, Session, ANONYMOUS, MAX_UNAUTHENTICATED_FRAME};
 use super::{api_versions, metrics_labels, throttle};
 use crate::broker::Broker;
 
@@ -30,9 +31,6 @@ const MAX_IN_FLIGHT: usize = 64;
 /// passes): a client pipelining large produce requests against a slow ISR holds the
 /// connection's memory to about this much.
 const MAX_IN_FLIGHT_BYTES: usize = 32 * 1024 * 1024;
-
-/// The user name of a client that has not authenticated, as Kafka names it.
-pub const ANONYMOUS: &str = "ANONYMOUS";
 
 /// Socket reads are buffered this much, so small requests cost one read each.
 const READ_BUFFER: usize = 8 * 1024;
@@ -47,6 +45,8 @@ type Answer = (usize, Option<Outgoing>);
 struct Outgoing {
     frame: ResponseFrame,
     throttle_ms: u64,
+    /// Close the connection once this is written (a failed authentication).
+    close: bool,
 }
 type Pending = std::pin::Pin<Box<dyn std::future::Future<Output = Answer> + Send>>;
 
@@ -95,28 +95,84 @@ fn is_fetch(frame: &Bytes) -> bool {
     frame.get(..2) == Some(&(ApiKey::Fetch as i16).to_be_bytes()[..])
 }
 
+/// How long a client has to complete its TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 pub async fn run(stream: TcpStream, peer: SocketAddr, listener: String, broker: Arc<Broker>) {
     let _ = stream.set_nodelay(true);
+    let security = broker.security.listener_security(&listener);
+    crate::admin::CONNECTIONS_OPEN.add(1);
+    match &security.tls {
+        None => {
+            let (rd, wr) = stream.into_split();
+            let principal = Arc::from(ANONYMOUS);
+            let session = Session::new(peer, listener, broker, Arc::clone(&security), principal);
+            serve(rd, wr, session).await;
+        }
+        Some(tls) => {
+            let acceptor = tokio_rustls::TlsAcceptor::from(tls.get());
+            match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                Ok(Ok(tls_stream)) => {
+                    // A client certificate names the client (Kafka's default principal
+                    // builder: its subject's distinguished name); SASL may name it again.
+                    let principal = tls_stream
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|c| c.first())
+                        .and_then(|c| crate::security::principal::subject_name(c))
+                        .unwrap_or_else(|| ANONYMOUS.to_string());
+                    let (rd, wr) = tokio::io::split(tls_stream);
+                    let session = Session::new(
+                        peer,
+                        listener,
+                        broker,
+                        Arc::clone(&security),
+                        Arc::from(principal.as_str()),
+                    );
+                    serve(rd, wr, session).await;
+                }
+                Ok(Err(e)) => {
+                    metrics::counter!("fjord_tls_handshake_failures_total").increment(1);
+                    debug!(%peer, %listener, error = %e, "TLS handshake failed");
+                }
+                Err(_) => {
+                    metrics::counter!("fjord_tls_handshake_failures_total").increment(1);
+                    debug!(%peer, %listener, "TLS handshake timed out");
+                }
+            }
+        }
+    }
+    crate::admin::CONNECTIONS_OPEN.add(-1);
+}
+
+/// Serves one connection's requests until it closes.
+async fn serve<R, W>(rd: R, mut wr: W, mut session: Session)
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let (peer, listener) = (session.peer, session.listener.clone());
+    let broker = Arc::clone(&session.broker);
     let max_frame = broker
         .broker_i64("socket.request.max.bytes")
         .clamp(1, i64::from(i32::MAX)) as u64;
-    let (rd, mut wr) = stream.into_split();
+    let frame_limit = |s: &Session| {
+        if s.unauthenticated() {
+            max_frame.min(MAX_UNAUTHENTICATED_FRAME)
+        } else {
+            max_frame
+        }
+    };
     let mut frames = FrameReader::new(
         BufReader::with_capacity(READ_BUFFER, rd),
         Arc::clone(&broker.request_pool),
-        max_frame,
+        frame_limit(&session),
     );
-    let session = Session {
-        peer,
-        listener: listener.clone(),
-        broker: Arc::clone(&broker),
-        principal: Arc::from(ANONYMOUS),
-    };
     let mut pending: FuturesOrdered<Pending> = FuturesOrdered::new();
     let mut pipeline = Pipeline::default();
     // A Fetch read while other requests were in flight, waiting for them to finish.
     let mut waiting: Option<Admitted> = None;
-    crate::admin::CONNECTIONS_OPEN.add(1);
     debug!(%peer, %listener, "connection opened");
 
     // A throttled client's next request is not read before this (KIP-219).
@@ -126,11 +182,13 @@ pub async fn run(stream: TcpStream, peer: SocketAddr, listener: String, broker: 
             muted_until = None;
         }
         if let Some(frame) = waiting.take_if(|f| pipeline.admits(&f.frame)) {
-            match start(frame, &mut pipeline, &mut pending, &session).await {
+            match start(frame, &mut pipeline, &mut pending, &mut session).await {
                 Ok(throttle_ms) => mute(&mut muted_until, throttle_ms),
                 Err(reason) => break Some(reason),
             }
         }
+        frames.set_max_frame(frame_limit(&session));
+        frames.allow_bare_frames(session.expects_raw_token());
         tokio::select! {
             () = sleep_until(muted_until), if muted_until.is_some() => {}
             frame = frames.next(), if waiting.is_none() && pipeline.open() && muted_until.is_none() => {
@@ -143,54 +201,49 @@ pub async fn run(stream: TcpStream, peer: SocketAddr, listener: String, broker: 
                     waiting = Some(frame);
                     continue;
                 }
-                match start(frame, &mut pipeline, &mut pending, &session).await {
+                match start(frame, &mut pipeline, &mut pending, &mut session).await {
                     Ok(throttle_ms) => mute(&mut muted_until, throttle_ms),
                     Err(reason) => break Some(reason),
                 }
             }
             Some((len, response)) = pending.next() => {
                 pipeline.answered(len);
-                if let Some(Outgoing { mut frame, throttle_ms }) = response {
-                    if let Err(e) = wr.write_all_buf(&mut frame).await {
+                if let Some(Outgoing { mut frame, throttle_ms, close }) = response {
+                    // The flush matters under TLS: records the socket did not take yet
+                    // stay in the session's buffer until flushed.
+                    if let Err(e) = write_frame(&mut wr, &mut frame).await {
                         break Some(format!("write failed: {e}"));
+                    }
+                    if close {
+                        break Some("the client failed to authenticate".into());
                     }
                     mute(&mut muted_until, throttle_ms);
                 }
             }
         }
     };
-    if let Some(reason) = &close_reason {
-        // Answer what was already accepted before closing, so a well-formed request
-        // ahead of the bad one still gets its response.
-        while let Some((_, response)) = pending.next().await {
-            if let Some(Outgoing { mut frame, .. }) = response {
-                if wr.write_all_buf(&mut frame).await.is_err() {
-                    break;
-                }
+    // Answer what was already accepted before closing, so a well-formed request ahead
+    // of the bad one still gets its response.
+    while let Some((_, response)) = pending.next().await {
+        if let Some(Outgoing { mut frame, .. }) = response {
+            if write_frame(&mut wr, &mut frame).await.is_err() {
+                break;
             }
         }
-        warn!(%peer, %listener, reason = %reason, "closing Kafka connection");
-    } else {
-        while let Some((_, response)) = pending.next().await {
-            if let Some(Outgoing { mut frame, .. }) = response {
-                if wr.write_all_buf(&mut frame).await.is_err() {
-                    break;
-                }
-            }
-        }
-        debug!(%peer, "connection closed by client");
+    }
+    match &close_reason {
+        Some(reason) => info!(%peer, %listener, reason = %reason, "closing Kafka connection"),
+        None => debug!(%peer, "connection closed by client"),
     }
     let _ = wr.shutdown().await;
-    crate::admin::CONNECTIONS_OPEN.add(-1);
 }
 
-/// What one connection knows about its client.
-struct Session {
-    peer: SocketAddr,
-    listener: String,
-    broker: Arc<Broker>,
-    /// The user's name (Kafka's principal name): ANONYMOUS until one authenticates.
-    principal: Arc<str>,
+async fn write_frame<W: AsyncWrite + Unpin, B: bytes::Buf>(
+    wr: &mut W,
+    frame: &mut B,
+) -> std::io::Result<()> {
+    wr.write_all_buf(frame).await?;
+    wr.flush().await
 }
 
 /// Holds the connection's reading for `throttle_ms` from now (KIP-219), keeping a longer
@@ -218,7 +271,7 @@ async fn start(
     admitted: Admitted,
     pipeline: &mut Pipeline,
     pending: &mut FuturesOrdered<Pending>,
-    session: &Session,
+    session: &mut Session,
 ) -> Result<u64, String> {
     let Admitted { frame, permit } = admitted;
     let len = frame.len();
@@ -233,17 +286,28 @@ async fn start(
     Ok(throttle_ms)
 }
 
+/// A response that is already encoded.
+fn ready(outgoing: Option<Outgoing>) -> Response {
+    Box::pin(async move { outgoing })
+}
+
 /// Decodes and handles one frame: a response to send in order (`None`: no response, for
 /// acks=0) and the throttle the request earned; `Err` closes the connection.
-async fn handle_frame(frame: Bytes, session: &Session) -> Result<(Option<Response>, u64), String> {
-    let Session {
-        peer,
-        listener,
-        broker,
-        principal,
-    } = session;
-    let peer = *peer;
+async fn handle_frame(
+    frame: Bytes,
+    session: &mut Session,
+) -> Result<(Option<Response>, u64), String> {
     let frame_len = frame.len();
+    if session.expects_raw_token() {
+        // After a v0 SaslHandshake the tokens travel bare, without Kafka's framing.
+        let reply = session.raw_token(&frame)?;
+        let outgoing = Outgoing {
+            frame: ResponseFrame::from(reply),
+            throttle_ms: 0,
+            close: false,
+        };
+        return Ok((Some(ready(Some(outgoing))), 0));
+    }
     let (header, api, request) = match frame::decode(frame) {
         Decoded::Request {
             header,
@@ -257,14 +321,12 @@ async fn handle_frame(frame: Bytes, session: &Session) -> Result<(Option<Respons
                 &ResponseKind::ApiVersions(resp),
             )
             .map_err(|e| format!("encoding ApiVersions fallback: {e:#}"))?;
-            let frame = ResponseFrame::from(bytes);
-            let response: Response = Box::pin(async move {
-                Some(Outgoing {
-                    frame,
-                    throttle_ms: 0,
-                })
-            });
-            return Ok((Some(response), 0));
+            let outgoing = Outgoing {
+                frame: ResponseFrame::from(bytes),
+                throttle_ms: 0,
+                close: false,
+            };
+            return Ok((Some(ready(Some(outgoing))), 0));
         }
         Decoded::Reject { preamble, reason } => {
             metrics::counter!("fjord_rejected_requests_total").increment(1);
@@ -279,6 +341,47 @@ async fn handle_frame(frame: Bytes, session: &Session) -> Result<(Option<Respons
     };
     let version = header.request_api_version;
     let correlation_id = header.correlation_id;
+    let api_label = metrics_labels::api_name(api);
+    let encode = move |response: &ResponseKind, throttle_ms: u64, close: bool| {
+        match frame::encode_response(api, version, correlation_id, response) {
+            Ok(frame) => Some(Outgoing {
+                frame,
+                throttle_ms,
+                close,
+            }),
+            Err(e) => {
+                warn!(api = api_label, version, error = %format!("{e:#}"), "cannot encode response");
+                None
+            }
+        }
+    };
+    // Authentication comes first: SASL requests are answered here, and nothing else
+    // passes before a SASL client has authenticated.
+    let gate = match session.gate(api) {
+        Gate::Pass => match &*request {
+            RequestKind::SaslHandshake(r) => session.handshake(r, version),
+            RequestKind::SaslAuthenticate(r) => session.authenticate(r, version),
+            _ => Gate::Pass,
+        },
+        other => other,
+    };
+    match gate {
+        Gate::Pass => {}
+        Gate::Close(reason) => return Err(reason),
+        Gate::Answer { response, close } => {
+            let outgoing = encode(&response, 0, close)
+                .ok_or_else(|| format!("could not encode a {api:?} v{version} response"))?;
+            return Ok((Some(ready(Some(outgoing))), 0));
+        }
+    }
+    let Session {
+        peer,
+        listener,
+        broker,
+        principal,
+        ..
+    } = &*session;
+    let peer = *peer;
     let ctx = RequestContext {
         broker: Arc::clone(broker),
         listener: listener.clone(),
@@ -292,7 +395,6 @@ async fn handle_frame(frame: Bytes, session: &Session) -> Result<(Option<Respons
         principal: Arc::clone(principal),
     };
     let started = Instant::now();
-    let api_label = metrics_labels::api_name(api);
     debug!(%peer, api = api_label, version, correlation_id, client_id = %ctx.client_id, "request");
     metrics::counter!("fjord_requests_total", "api" => api_label).increment(1);
     let frame_len = frame_len as f64;
@@ -311,21 +413,15 @@ async fn handle_frame(frame: Bytes, session: &Session) -> Result<(Option<Respons
             .record(started.elapsed().as_secs_f64());
         throttle::raise(&mut response, version, throttle_ms);
         let throttle_ms = throttle::get(&mut response).max(throttle_ms);
-        match frame::encode_response(api, version, correlation_id, &response) {
-            Ok(frame) => Some(Outgoing { frame, throttle_ms }),
-            Err(e) => {
-                warn!(api = api_label, version, error = %format!("{e:#}"), "cannot encode response");
-                None
-            }
-        }
+        encode(&response, throttle_ms, false)
     };
     let response: Option<Response> = match reply {
         Reply::Now(response) => {
-            let bytes = finish(*response);
-            if bytes.is_none() {
+            let outgoing = finish(*response);
+            if outgoing.is_none() {
                 return Err(format!("could not encode a {api:?} v{version} response"));
             }
-            Some(Box::pin(async move { bytes }))
+            Some(ready(outgoing))
         }
         Reply::Later(fut) => Some(Box::pin(fut.map(finish))),
         Reply::Nothing => {
@@ -342,6 +438,51 @@ async fn handle_frame(frame: Bytes, session: &Session) -> Result<(Option<Respons
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A response written through TLS into a pipe that takes a few bytes at a time must
+    /// arrive whole without anything else being written after it. Without the flush the
+    /// session kept the tail until the next response, and a consumer waiting for this
+    /// one sent nothing that would cause one.
+    #[tokio::test]
+    async fn a_response_written_over_tls_arrives_whole_on_its_own() {
+        use crate::security::tls::{self, test_certs, ClientAuth, TlsFiles};
+        use tokio::io::AsyncReadExt;
+
+        let tmp = tempfile::tempdir().expect("tmp");
+        let dir = test_certs::make(tmp.path(), &["server"]);
+        let files = |keystore: Option<&str>| TlsFiles {
+            keystore: keystore.map(|k| dir.join(k)),
+            truststore: Some(dir.join("ca.pem")),
+            client_auth: ClientAuth::None,
+            verify_hostname: true,
+        };
+        let server = tls::server_config(&files(Some("server.pem")), &[]).expect("server");
+        let client = tls::client_config(&files(None), &[]).expect("client");
+        let (near, far) = tokio::io::duplex(1024);
+        let accept = tokio_rustls::TlsAcceptor::from(Arc::new(server)).accept(near);
+        let connect = tokio_rustls::TlsConnector::from(Arc::new(client)).connect(
+            rustls::pki_types::ServerName::try_from("localhost").expect("name"),
+            far,
+        );
+        let (served, connected) = tokio::join!(accept, connect);
+        let (mut served, mut connected) = (served.expect("accept"), connected.expect("connect"));
+
+        let body = Bytes::from(vec![7u8; 1 << 20]);
+        let reader = tokio::spawn(async move {
+            let mut got = vec![0u8; 1 << 20];
+            connected.read_exact(&mut got).await.map(|_| got)
+        });
+        write_frame(&mut served, &mut body.clone())
+            .await
+            .expect("write");
+        let got = tokio::time::timeout(Duration::from_secs(10), reader)
+            .await
+            .expect("the whole response arrives without another write")
+            .expect("reader task")
+            .expect("read");
+        assert_eq!(got, body);
+        drop(served);
+    }
 
     fn frame(api: ApiKey, len: usize) -> Bytes {
         let mut f = vec![0u8; len.max(2)];

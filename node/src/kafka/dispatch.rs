@@ -7,9 +7,9 @@ use kafka_protocol::messages::{RequestKind, ResponseKind};
 
 use super::context::RequestContext;
 use super::{
-    api_versions, cluster, configs, elections, fetch, find_coordinator, group_admin, groups,
+    acls, api_versions, cluster, configs, elections, fetch, find_coordinator, group_admin, groups,
     leader_epoch, list_offsets, metadata, offset_commit, produce, producer_id, quotas,
-    reassignments, records, topics, txn, txn_admin,
+    reassignments, records, scram_users, topics, txn, txn_admin,
 };
 
 /// A handler's answer. Work that must happen in request order (appends, metadata writes)
@@ -69,6 +69,11 @@ pub async fn dispatch(ctx: &RequestContext, request: RequestKind) -> Reply {
         RequestKind::DescribeTransactions(r) => txn_admin::describe(ctx, r).into(),
         RequestKind::ListTransactions(r) => txn_admin::list(ctx, r).into(),
         RequestKind::DescribeClientQuotas(r) => quotas::describe(ctx, r).into(),
+        RequestKind::CreateAcls(r) => acls::create(ctx, r).await.into(),
+        RequestKind::DescribeAcls(r) => acls::describe(ctx, r).into(),
+        RequestKind::DeleteAcls(r) => acls::delete(ctx, r).await.into(),
+        RequestKind::DescribeUserScramCredentials(r) => scram_users::describe(ctx, r).into(),
+        RequestKind::AlterUserScramCredentials(r) => scram_users::alter(ctx, r).await.into(),
         RequestKind::AlterClientQuotas(r) => quotas::alter(ctx, r).await.into(),
         // `frame::decode` only lets through the APIs listed in `versions::SUPPORTED`,
         // all of which are matched above.

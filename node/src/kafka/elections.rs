@@ -15,6 +15,10 @@ use super::errors::KafkaError;
 
 pub async fn elect_leaders(ctx: &RequestContext, req: ElectLeadersRequest) -> ResponseKind {
     let mut resp = ElectLeadersResponse::default();
+    if super::authz::cluster(ctx, super::authz::Op::Alter).is_err() {
+        resp.error_code = ResponseError::ClusterAuthorizationFailed.code();
+        return ResponseKind::ElectLeaders(resp);
+    }
     if !matches!(req.election_type, 0 | 1) {
         if ctx.version() >= 1 {
             resp.error_code = ResponseError::InvalidRequest.code();

@@ -18,6 +18,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
 
+use super::authz::{self, Op};
 use super::context::RequestContext;
 use super::dispatch::Reply;
 use super::errors::{count_error, KafkaError};
@@ -158,6 +159,7 @@ fn plan(ctx: &RequestContext, req: &FetchRequest) -> Plan {
         && ctx.broker.view(&md).broker_value("replica.selector.class") == RACK_AWARE_SELECTOR;
     let mut topics = Vec::new();
     let mut targets = Vec::new();
+    let check = authz::Check::new(ctx);
     for t in &req.topics {
         let name = if version >= 13 {
             md.topic_by_id(&t.topic_id).map(|x| x.name.clone())
@@ -166,12 +168,14 @@ fn plan(ctx: &RequestContext, req: &FetchRequest) -> Plan {
         };
         let slot = topics.len();
         topics.push((name.clone().unwrap_or_default(), t.topic_id));
+        let readable = name.as_deref().is_none_or(|n| check.topic(Op::Read, n));
         for p in &t.partitions {
             let replica = match &name {
                 None => Err(KafkaError::new(
                     ResponseError::UnknownTopicId,
                     "unknown topic id",
                 )),
+                Some(n) if !readable => Err(authz::topic_denied(n)),
                 Some(n) => match ctx.broker.replicas.get(n, p.partition) {
                     Some(r) if r.is_leader() => Ok(r),
                     // KIP-392: consumers may read from a follower, up to its high watermark.

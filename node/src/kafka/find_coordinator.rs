@@ -13,6 +13,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use tracing::info;
 
+use super::authz::{self, Op};
 use super::context::RequestContext;
 use super::topics::create_via_controller;
 use crate::group::{partition_for, OFFSETS_TOPIC};
@@ -29,8 +30,17 @@ pub async fn handle(ctx: &RequestContext, req: FindCoordinatorRequest) -> Respon
         vec![req.key.to_string()]
     };
     let mut found = Vec::with_capacity(keys.len());
+    let check = authz::Check::new(ctx);
     for key in keys {
         let answer = match req.key_type {
+            KEY_TYPE_GROUP if !check.group(Op::Describe, &key) => {
+                let e = authz::group_denied(&key);
+                Err((e.code, e.message))
+            }
+            KEY_TYPE_TRANSACTION if !check.transactional_id(Op::Describe, &key) => {
+                let e = authz::transactional_id_denied(&key);
+                Err((e.code, e.message))
+            }
             KEY_TYPE_GROUP => coordinator_for(ctx, OFFSETS_TOPIC, &key).await,
             KEY_TYPE_TRANSACTION => coordinator_for(ctx, TXN_TOPIC, &key).await,
             other => Err((

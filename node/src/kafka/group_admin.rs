@@ -13,26 +13,32 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use std::time::Duration;
 
+use fjord_controller::metadata::acls::ResourceType;
+
+use super::authz::{self, Op};
 use super::context::RequestContext;
 use super::dispatch::Reply;
 use crate::coordinator_shards::ShardStatus;
 use crate::group::state::GroupPhase;
 use crate::time::now_ms;
 
-/// READ, DELETE and DESCRIBE: without ACLs every client may do everything to a group.
-const GROUP_AUTHORIZED_OPERATIONS: i32 = (1 << 3) | (1 << 6) | (1 << 8);
-
 pub fn describe(ctx: &RequestContext, req: DescribeGroupsRequest) -> ResponseKind {
     let version = ctx.version();
     let md = ctx.broker.metadata();
+    let check = authz::Check::new(ctx);
     let groups = req
         .groups
         .iter()
         .map(|g| {
             let group_id = g.0.to_string();
             let mut out = DescribedGroup::default().with_group_id(g.clone());
+            if !check.group(Op::Describe, &group_id) {
+                out.error_code = ResponseError::GroupAuthorizationFailed.code();
+                out.group_state = StrBytes::from_static_str("");
+                return out;
+            }
             if req.include_authorized_operations && version >= 3 {
-                out.authorized_operations = GROUP_AUTHORIZED_OPERATIONS;
+                out.authorized_operations = check.operations(ResourceType::Group, &group_id);
             }
             let found = ctx
                 .broker
@@ -99,6 +105,9 @@ pub fn list(ctx: &RequestContext, req: ListGroupsRequest) -> ResponseKind {
     };
     let mut listed: Vec<ListedGroup> = Vec::new();
     let mut error = 0;
+    // DESCRIBE on the cluster lists every group; otherwise those the client may describe.
+    let check = authz::Check::new(ctx);
+    let all = check.cluster(Op::Describe);
     for shard in ctx.broker.groups.shards() {
         if shard.core.status() == ShardStatus::Loading {
             // Kafka's answer while any coordinator partition is still loading: the list
@@ -106,6 +115,9 @@ pub fn list(ctx: &RequestContext, req: ListGroupsRequest) -> ResponseKind {
             error = ResponseError::CoordinatorLoadInProgress.code();
         }
         for g in shard.list() {
+            if !all && !check.group(Op::Describe, &g.group_id) {
+                continue;
+            }
             if !states.is_empty() && !states.contains(&g.state.name().to_lowercase()) {
                 continue;
             }
@@ -139,13 +151,17 @@ pub fn delete(ctx: &RequestContext, req: DeleteGroupsRequest) -> Reply {
         Duration::from_millis(ctx.broker.broker_i64("offsets.commit.timeout.ms").max(1) as u64);
     let mut waits = Vec::new();
     let mut results = Vec::with_capacity(req.groups_names.len());
+    let check = authz::Check::new(ctx);
     for (i, g) in req.groups_names.iter().enumerate() {
         let group_id = g.0.to_string();
-        let outcome = ctx
-            .broker
-            .groups
-            .shard_for(&md, &group_id)
-            .and_then(|s| s.delete_group(&group_id, now_ms()).map(|t| (s, t)));
+        let outcome = if check.group(Op::Delete, &group_id) {
+            ctx.broker
+                .groups
+                .shard_for(&md, &group_id)
+                .and_then(|s| s.delete_group(&group_id, now_ms()).map(|t| (s, t)))
+        } else {
+            Err(ResponseError::GroupAuthorizationFailed)
+        };
         let mut r = DeletableGroupResult::default().with_group_id(g.clone());
         match outcome {
             Ok((shard, ticket)) => waits.push((i, shard, ticket)),

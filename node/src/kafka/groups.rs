@@ -12,6 +12,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use tracing::debug;
 
+use super::authz::{self, Op};
 use super::context::RequestContext;
 use super::dispatch::Reply;
 use crate::group::coordinator::group_config;
@@ -19,8 +20,12 @@ use crate::group::shard::{Pending, Shard};
 use crate::group::state::{JoinRequest, JoinResult, SyncResult};
 use crate::time::now_ms;
 
-/// The shard for a group named in a request, or the error to answer with.
+/// The shard for a group named in a request, or the error to answer with. Every call of
+/// the membership protocol needs READ on the group.
 fn shard(ctx: &RequestContext, group_id: &str) -> Result<std::sync::Arc<Shard>, ResponseError> {
+    if !authz::Check::new(ctx).group(Op::Read, group_id) {
+        return Err(ResponseError::GroupAuthorizationFailed);
+    }
     if group_id.is_empty() {
         return Err(ResponseError::InvalidGroupId);
     }

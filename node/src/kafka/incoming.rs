@@ -15,6 +15,8 @@ use crate::memory::RequestPool;
 
 /// The smallest request: API key, version and correlation id.
 const MIN_FRAME: usize = 8;
+/// The smallest bare SASL token read (the length and two bytes are read up front).
+const MIN_BARE_FRAME: usize = 2;
 
 /// A request frame and its share of the request pool, held until it has been handled.
 #[derive(Debug)]
@@ -67,6 +69,7 @@ pub struct FrameReader<R> {
     rd: R,
     pool: Arc<RequestPool>,
     socket_max: u64,
+    min_frame: usize,
     state: State,
 }
 
@@ -76,6 +79,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             rd,
             pool,
             socket_max,
+            min_frame: MIN_FRAME,
             state: State::Head {
                 buf: [0; 6],
                 got: 0,
@@ -83,12 +87,39 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         }
     }
 
+    /// Changes the largest frame accepted from the next one on (a SASL client may send
+    /// only small frames until it has authenticated).
+    pub fn set_max_frame(&mut self, socket_max: u64) {
+        self.socket_max = socket_max;
+    }
+
+    /// Lets the next frames be shorter than a request header: bare SASL tokens after a
+    /// v0 handshake.
+    pub fn allow_bare_frames(&mut self, allow: bool) {
+        self.min_frame = if allow { MIN_BARE_FRAME } else { MIN_FRAME };
+    }
+
     /// The next admitted frame, or `None` when the peer closed between frames.
     pub async fn next(&mut self) -> Result<Option<Admitted>, FrameError> {
         loop {
             match &mut self.state {
                 State::Head { buf, got } => {
-                    let n = self.rd.read(&mut buf[*got..]).await?;
+                    let n = match self.rd.read(&mut buf[*got..]).await {
+                        Ok(n) => n,
+                        // Between frames, a TLS peer that leaves without close_notify (most
+                        // Kafka clients) or a reset is a client going away, not an error.
+                        Err(e)
+                            if *got == 0
+                                && matches!(
+                                    e.kind(),
+                                    std::io::ErrorKind::UnexpectedEof
+                                        | std::io::ErrorKind::ConnectionReset
+                                ) =>
+                        {
+                            0
+                        }
+                        Err(e) => return Err(e.into()),
+                    };
                     if n == 0 {
                         if *got == 0 {
                             return Ok(None);
@@ -101,7 +132,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                         // Judge the length as soon as it is known: a client may send
                         // nothing more until it hears back.
                         let len = i32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]);
-                        if len < MIN_FRAME as i32 {
+                        if len < self.min_frame as i32 {
                             return Err(FrameError::TooShort {
                                 len: len.max(0) as usize,
                             });

@@ -8,16 +8,25 @@ use kafka_protocol::messages::{
     OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse, ResponseKind,
 };
 
+use super::authz::{self, Op};
 use super::context::RequestContext;
 use super::errors::KafkaError;
 
 pub fn handle(ctx: &RequestContext, req: OffsetForLeaderEpochRequest) -> ResponseKind {
     let from_consumer = req.replica_id.0 < 0;
+    let check = authz::Check::new(ctx);
+    // A replica's request needs CLUSTER_ACTION, a consumer's DESCRIBE on the topic.
+    let replica_allowed = from_consumer || check.cluster(Op::ClusterAction);
     let topics = req
         .topics
         .into_iter()
         .map(|t| {
             let name = t.topic.0.to_string();
+            let allowed = if from_consumer {
+                check.topic(Op::Describe, &name)
+            } else {
+                replica_allowed
+            };
             let partitions = t
                 .partitions
                 .iter()
@@ -27,6 +36,8 @@ pub fn handle(ctx: &RequestContext, req: OffsetForLeaderEpochRequest) -> Respons
                         .with_leader_epoch(-1)
                         .with_end_offset(-1);
                     let result = match ctx.broker.replicas.get(&name, p.partition) {
+                        _ if !allowed && from_consumer => Err(authz::topic_denied(&name)),
+                        _ if !allowed => Err(authz::cluster_denied()),
                         None => Err(KafkaError::new(
                             ResponseError::UnknownTopicOrPartition,
                             "unknown partition",

@@ -6,6 +6,7 @@ use kafka_protocol::messages::list_offsets_response::{
 };
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse, ResponseKind};
 
+use super::authz::{self, Op};
 use super::context::RequestContext;
 use super::errors::KafkaError;
 use crate::replica::Partition;
@@ -19,11 +20,13 @@ const EARLIEST_PENDING_UPLOAD: i64 = -5;
 pub fn handle(ctx: &RequestContext, req: ListOffsetsRequest) -> ResponseKind {
     let with_epoch = ctx.version() >= 4;
     let read_committed = req.isolation_level == 1;
+    let check = authz::Check::new(ctx);
     let topics = req
         .topics
         .into_iter()
         .map(|t| {
             let name = t.name.0.to_string();
+            let describable = check.topic(Op::Describe, &name);
             let partitions = t
                 .partitions
                 .iter()
@@ -32,6 +35,7 @@ pub fn handle(ctx: &RequestContext, req: ListOffsetsRequest) -> ResponseKind {
                         .with_partition_index(p.partition_index);
                     let replica = ctx.broker.replicas.get(&name, p.partition_index);
                     let answer = match replica {
+                        _ if !describable => Err(authz::topic_denied(&name)),
                         None => Err(KafkaError::new(
                             ResponseError::UnknownTopicOrPartition,
                             "unknown topic or partition",

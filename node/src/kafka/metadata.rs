@@ -14,15 +14,12 @@ use kafka_protocol::protocol::StrBytes;
 use std::collections::BTreeMap;
 use uuid::Uuid;
 
-use super::cluster::CLUSTER_AUTHORIZED_OPERATIONS;
+use fjord_controller::metadata::acls::ResourceType;
+
+use super::authz::{self, Op};
 use super::context::RequestContext;
 use super::errors::KafkaError;
 use super::topics::{create_via_controller, validate_new_name};
-
-/// READ, WRITE, CREATE, DELETE, ALTER, DESCRIBE, DESCRIBE_CONFIGS, ALTER_CONFIGS: all
-/// allowed, as there is no authorizer.
-const TOPIC_AUTHORIZED_OPERATIONS: i32 =
-    (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8) | (1 << 10) | (1 << 11);
 
 enum Wanted {
     Name(String),
@@ -45,16 +42,20 @@ pub async fn handle(ctx: &RequestContext, req: MetadataRequest) -> ResponseKind 
     };
 
     let mut md = ctx.broker.metadata();
+    let check = authz::Check::new(ctx);
     let mut auto_create_errors: BTreeMap<String, KafkaError> = BTreeMap::new();
     if let Some(list) = &wanted {
         let allowed = (version < 4 || req.allow_auto_topic_creation)
             && ctx.broker.broker_bool("auto.create.topics.enable");
+        let may_create_any = check.cluster(Op::Create);
+        // Auto-creation needs CREATE on the cluster or on the topic, as in Kafka.
         let missing: Vec<&String> = list
             .iter()
             .filter_map(|w| match w {
                 Wanted::Name(n) if !md.topics.contains_key(n) => Some(n),
                 _ => None,
             })
+            .filter(|n| may_create_any || check.topic(Op::Create, n))
             .collect();
         if allowed && !missing.is_empty() {
             let view = ctx.broker.view(&md);
@@ -91,17 +92,25 @@ pub async fn handle(ctx: &RequestContext, req: MetadataRequest) -> ResponseKind 
     }
 
     let include_ops = req.include_topic_authorized_operations && version >= 8;
+    let ops = |t: &TopicState| include_ops.then(|| check.operations(ResourceType::Topic, &t.name));
     let topics: Vec<MetadataResponseTopic> = match wanted {
+        // Every topic the client may describe; the others are not mentioned.
         None => md
             .topics
             .values()
-            .map(|t| topic_entry(&md, t, include_ops))
+            .filter(|t| check.topic(Op::Describe, &t.name))
+            .map(|t| topic_entry(&md, t, ops(t)))
             .collect(),
         Some(list) => list
             .into_iter()
             .map(|w| match w {
+                Wanted::Name(n) if !check.topic(Op::Describe, &n) => {
+                    MetadataResponseTopic::default()
+                        .with_name(Some(TopicName(StrBytes::from_string(n))))
+                        .with_error_code(ResponseError::TopicAuthorizationFailed.code())
+                }
                 Wanted::Name(n) => match md.topics.get(&n) {
-                    Some(t) => topic_entry(&md, t, include_ops),
+                    Some(t) => topic_entry(&md, t, ops(t)),
                     None => {
                         let e = auto_create_errors.remove(&n).map(|e| e.code).unwrap_or(
                             if crate::topic_names::validate(&n).is_err() {
@@ -116,8 +125,10 @@ pub async fn handle(ctx: &RequestContext, req: MetadataRequest) -> ResponseKind 
                     }
                 },
                 Wanted::Id(id) => match md.topic_by_id(&id) {
-                    Some(t) => topic_entry(&md, t, include_ops),
-                    None => MetadataResponseTopic::default()
+                    // An id the client may not describe is answered as unknown, so ids
+                    // do not reveal which topics exist.
+                    Some(t) if check.topic(Op::Describe, &t.name) => topic_entry(&md, t, ops(t)),
+                    _ => MetadataResponseTopic::default()
                         .with_topic_id(id)
                         .with_error_code(ResponseError::UnknownTopicId.code()),
                 },
@@ -137,7 +148,8 @@ pub async fn handle(ctx: &RequestContext, req: MetadataRequest) -> ResponseKind 
         ))
         .with_topics(topics);
     if req.include_cluster_authorized_operations && (8..=10).contains(&version) {
-        resp.cluster_authorized_operations = CLUSTER_AUTHORIZED_OPERATIONS;
+        resp.cluster_authorized_operations =
+            check.operations(ResourceType::Cluster, authz::CLUSTER_NAME);
     }
     ResponseKind::Metadata(resp)
 }
@@ -159,7 +171,8 @@ fn brokers(md: &ClusterMetadata, listener: &str) -> Vec<MetadataResponseBroker> 
         .collect()
 }
 
-fn topic_entry(md: &ClusterMetadata, t: &TopicState, include_ops: bool) -> MetadataResponseTopic {
+/// One topic's entry; `ops` is its authorized-operations bitfield when asked for.
+fn topic_entry(md: &ClusterMetadata, t: &TopicState, ops: Option<i32>) -> MetadataResponseTopic {
     let live = |id: &i32| md.brokers.get(id).is_some_and(|b| !b.fenced);
     let partitions = t
         .partitions
@@ -193,8 +206,8 @@ fn topic_entry(md: &ClusterMetadata, t: &TopicState, include_ops: bool) -> Metad
         .with_topic_id(t.id)
         .with_is_internal(t.internal)
         .with_partitions(partitions);
-    if include_ops {
-        entry.topic_authorized_operations = TOPIC_AUTHORIZED_OPERATIONS;
+    if let Some(ops) = ops {
+        entry.topic_authorized_operations = ops;
     }
     entry
 }

@@ -2,7 +2,9 @@
 //! task per connection, one file per request family. Requests are decoded and encoded
 //! by the `kafka-protocol` crate.
 
+mod acls;
 mod api_versions;
+mod authz;
 mod cluster;
 mod configs;
 mod connection;
@@ -29,6 +31,8 @@ mod quotas;
 mod reassignments;
 mod records;
 mod request_cost;
+mod scram_users;
+mod session;
 mod throttle;
 mod topics;
 mod txn;

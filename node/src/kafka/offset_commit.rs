@@ -22,6 +22,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
+use super::authz::{self, Op};
 use super::context::RequestContext;
 use super::dispatch::Reply;
 use crate::group::offsets::CommittedOffset;
@@ -47,12 +48,19 @@ pub fn commit(ctx: &RequestContext, req: OffsetCommitRequest) -> Reply {
     // Per-partition answers; `None` means "decided by the commit itself".
     let mut answers: Answers = Vec::new();
     let mut to_commit = Vec::new();
+    let check = authz::Check::new(ctx);
+    let group_readable = check.group(Op::Read, &group_id);
     for topic in &req.topics {
         let name = topic.name.0.to_string();
+        let topic_readable = check.topic(Op::Read, &name);
         let mut parts = Vec::with_capacity(topic.partitions.len());
         for p in &topic.partitions {
             let metadata = p.committed_metadata.as_ref().map(|m| m.to_string());
-            let problem = if !partition_exists(&md, &name, p.partition_index) {
+            let problem = if !group_readable {
+                Some(ResponseError::GroupAuthorizationFailed)
+            } else if !topic_readable {
+                Some(ResponseError::TopicAuthorizationFailed)
+            } else if !partition_exists(&md, &name, p.partition_index) {
                 Some(ResponseError::UnknownTopicOrPartition)
             } else if metadata.as_ref().is_some_and(|m| m.len() > max_metadata) {
                 Some(ResponseError::OffsetMetadataTooLarge)
@@ -140,17 +148,40 @@ fn fetch_group(
     topics: Option<Vec<(String, Vec<i32>)>>,
     require_stable: bool,
 ) -> Fetched {
+    let check = authz::Check::new(ctx);
+    if !check.group(Op::Describe, group_id) {
+        return Err(ResponseError::GroupAuthorizationFailed);
+    }
+    let all_topics = topics.is_none();
     let shard = ctx.broker.groups.shard_for(md, group_id)?;
     if require_stable && shard.has_pending_txn_offsets(group_id) {
         // The client retries until the transaction holding a commit has ended.
         return Err(ResponseError::UnstableOffsetCommit);
     }
-    shard.fetch_offsets(group_id, topics)
+    let mut found = shard.fetch_offsets(group_id, topics)?;
+    // Topics the client may not describe: left out of "all offsets", and answered
+    // without an offset where asked for by name.
+    found.retain_mut(|(name, parts)| {
+        if check.topic(Op::Describe, name) {
+            return true;
+        }
+        parts.iter_mut().for_each(|(_, c)| *c = None);
+        !all_topics
+    });
+    Ok(found)
 }
 
 pub fn fetch(ctx: &RequestContext, req: OffsetFetchRequest) -> ResponseKind {
     let version = ctx.version();
     let md = ctx.broker.metadata();
+    let check = authz::Check::new(ctx);
+    let topic_error = |name: &str| {
+        if check.topic(Op::Describe, name) {
+            0
+        } else {
+            ResponseError::TopicAuthorizationFailed.code()
+        }
+    };
     if version >= 8 {
         let groups = req
             .groups
@@ -168,6 +199,7 @@ pub fn fetch(ctx: &RequestContext, req: OffsetFetchRequest) -> ResponseKind {
                         out.topics = found
                             .into_iter()
                             .map(|(name, parts)| {
+                                let error = topic_error(&name);
                                 OffsetFetchResponseTopics::default()
                                     .with_name(TopicName(StrBytes::from_string(name)))
                                     .with_partitions(
@@ -180,6 +212,7 @@ pub fn fetch(ctx: &RequestContext, req: OffsetFetchRequest) -> ResponseKind {
                                                     .with_committed_offset(offset)
                                                     .with_committed_leader_epoch(epoch)
                                                     .with_metadata(Some(metadata))
+                                                    .with_error_code(error)
                                             })
                                             .collect(),
                                     )
@@ -226,6 +259,7 @@ pub fn fetch(ctx: &RequestContext, req: OffsetFetchRequest) -> ResponseKind {
     resp.topics = found
         .into_iter()
         .map(|(name, parts)| {
+            let topic_error = topic_error(&name);
             OffsetFetchResponseTopic::default()
                 .with_name(TopicName(StrBytes::from_string(name)))
                 .with_partitions(
@@ -241,9 +275,11 @@ pub fn fetch(ctx: &RequestContext, req: OffsetFetchRequest) -> ResponseKind {
                                 p.committed_leader_epoch = epoch;
                             }
                             // v1 has no group-level error: each partition carries it.
-                            if version < 2 {
-                                p.error_code = error.map_or(0, |e| e.code());
-                            }
+                            p.error_code = if version < 2 {
+                                error.map_or(topic_error, |e| e.code())
+                            } else {
+                                topic_error
+                            };
                             p
                         })
                         .collect(),
@@ -272,10 +308,22 @@ pub fn delete(ctx: &RequestContext, req: OffsetDeleteRequest) -> Reply {
         Duration::from_millis(ctx.broker.broker_i64("offsets.commit.timeout.ms").max(1) as u64);
     let mut unknown: BTreeMap<(String, i32), ResponseError> = BTreeMap::new();
     let mut partitions = Vec::new();
+    let check = authz::Check::new(ctx);
+    if !check.group(Op::Delete, &group_id) {
+        return delete_response(
+            &req,
+            Some(ResponseError::GroupAuthorizationFailed),
+            &unknown,
+        )
+        .into();
+    }
     for t in &req.topics {
+        let readable = check.topic(Op::Read, &t.name.0);
         for p in &t.partitions {
             let key = (t.name.0.to_string(), p.partition_index);
-            if partition_exists(&md, &key.0, key.1) {
+            if !readable {
+                unknown.insert(key, ResponseError::TopicAuthorizationFailed);
+            } else if partition_exists(&md, &key.0, key.1) {
                 partitions.push(key);
             } else {
                 unknown.insert(key, ResponseError::UnknownTopicOrPartition);

@@ -15,6 +15,7 @@ use kafka_protocol::messages::produce_response::{
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
+use super::authz::{self, Op};
 use super::context::RequestContext;
 use super::dispatch::Reply;
 use super::errors::{count_error, storage_error, KafkaError};
@@ -77,6 +78,14 @@ pub async fn handle(ctx: &RequestContext, req: ProduceRequest) -> Reply {
     let mut waits = Vec::new();
     let mut first_error: Option<String> = None;
     let mut responses = Vec::with_capacity(req.topic_data.len());
+    let check = authz::Check::new(ctx);
+    // A transactional producer needs WRITE on its transactional id, or nothing it sent
+    // is written (Kafka fails every partition).
+    let txn_denied = req
+        .transactional_id
+        .as_ref()
+        .filter(|id| !check.transactional_id(Op::Write, id.0.as_str()))
+        .map(|id| authz::transactional_id_denied(id.0.as_str()));
     for (ti, topic) in req.topic_data.into_iter().enumerate() {
         let (name, topic_state) = if version >= 13 {
             match md.topic_by_id(&topic.topic_id) {
@@ -91,7 +100,11 @@ pub async fn handle(ctx: &RequestContext, req: ProduceRequest) -> Reply {
         let mut partitions = Vec::with_capacity(topic.partition_data.len());
         for (pi, p) in topic.partition_data.into_iter().enumerate() {
             let mut resp = PartitionProduceResponse::default().with_index(p.index);
-            let result: Result<_, ProduceError> = if !matches!(acks, -1..=1) {
+            let result: Result<_, ProduceError> = if let Some(e) = &txn_denied {
+                Err(ProduceError::from(e.clone()))
+            } else if !check.topic(Op::Write, &name) {
+                Err(ProduceError::from(authz::topic_denied(&name)))
+            } else if !matches!(acks, -1..=1) {
                 Err(ProduceError::from(err(
                     ResponseError::InvalidRequiredAcks,
                     format!("acks must be -1, 0 or 1, got {acks}"),

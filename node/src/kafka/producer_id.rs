@@ -4,6 +4,10 @@ use kafka_protocol::messages::{
     InitProducerIdRequest, InitProducerIdResponse, ProducerId, ResponseKind,
 };
 
+use fjord_controller::metadata::acls::ResourceType;
+use kafka_protocol::error::ResponseError;
+
+use super::authz::{self, Op};
 use super::context::RequestContext;
 use super::errors::KafkaError;
 
@@ -11,11 +15,22 @@ pub async fn init_producer_id(ctx: &RequestContext, req: InitProducerIdRequest) 
     let mut resp = InitProducerIdResponse::default()
         .with_producer_id(ProducerId(-1))
         .with_producer_epoch(-1);
+    let check = authz::Check::new(ctx);
     if let Some(txn_id) = req.transactional_id.as_ref().filter(|t| !t.0.is_empty()) {
         let txn_id = txn_id.0.to_string();
+        if !check.transactional_id(Op::Write, &txn_id) {
+            resp.error_code = ResponseError::TransactionalIdAuthorizationFailed.code();
+            return ResponseKind::InitProducerId(resp);
+        }
         return ResponseKind::InitProducerId(
             super::txn::init_transactional(ctx, &txn_id, &req).await,
         );
+    }
+    // An idempotent producer needs IDEMPOTENT_WRITE on the cluster, or WRITE on some
+    // topic (KIP-679).
+    if !check.cluster(Op::IdempotentWrite) && !check.any(Op::Write, ResourceType::Topic) {
+        resp.error_code = ResponseError::ClusterAuthorizationFailed.code();
+        return ResponseKind::InitProducerId(resp);
     }
     // KIP-360: a producer that lost track of its sequences re-initialises with its id and
     // epoch and gets the next epoch, which resets its sequences on every partition.

@@ -79,6 +79,13 @@ fn matches(entity: &QuotaEntity, filters: &[(&str, i8, Option<&str>)], strict: b
 }
 
 pub fn describe(ctx: &RequestContext, req: DescribeClientQuotasRequest) -> ResponseKind {
+    if let Err(e) = super::authz::cluster(ctx, super::authz::Op::DescribeConfigs) {
+        return ResponseKind::DescribeClientQuotas(
+            DescribeClientQuotasResponse::default()
+                .with_error_code(e.code())
+                .with_error_message(Some(StrBytes::from_string(e.message))),
+        );
+    }
     let mut filters = Vec::with_capacity(req.components.len());
     for c in &req.components {
         let kind = c.entity_type.as_str();
@@ -146,6 +153,7 @@ pub async fn alter(ctx: &RequestContext, req: AlterClientQuotasRequest) -> Respo
     // Each entry: its entity as sent (for the answer) and its change or error.
     let mut results = Vec::with_capacity(req.entries.len());
     let mut changes = Vec::new();
+    let authorized = super::authz::cluster(ctx, super::authz::Op::AlterConfigs);
     for e in &req.entries {
         let echo: Vec<alter_client_quotas_response::EntityData> = e
             .entity
@@ -156,28 +164,32 @@ pub async fn alter(ctx: &RequestContext, req: AlterClientQuotasRequest) -> Respo
                     .with_entity_name(p.entity_name.clone())
             })
             .collect();
-        let change = parse_entity(
-            e.entity
-                .iter()
-                .map(|p| (p.entity_type.as_str(), p.entity_name.as_ref())),
-        )
-        .and_then(|entity| {
-            let change = QuotaChange {
-                entity,
-                ops: e
-                    .ops
-                    .iter()
-                    .map(|op| {
-                        (
-                            op.key.to_string(),
-                            (!op.remove).then_some(QuotaValue(op.value)),
-                        )
-                    })
-                    .collect(),
-            };
-            quotas::validate(&change).map_err(|e| KafkaError::from(&e))?;
-            Ok(change)
-        });
+        let change = authorized
+            .clone()
+            .and_then(|()| {
+                parse_entity(
+                    e.entity
+                        .iter()
+                        .map(|p| (p.entity_type.as_str(), p.entity_name.as_ref())),
+                )
+            })
+            .and_then(|entity| {
+                let change = QuotaChange {
+                    entity,
+                    ops: e
+                        .ops
+                        .iter()
+                        .map(|op| {
+                            (
+                                op.key.to_string(),
+                                (!op.remove).then_some(QuotaValue(op.value)),
+                            )
+                        })
+                        .collect(),
+                };
+                quotas::validate(&change).map_err(|e| KafkaError::from(&e))?;
+                Ok(change)
+            });
         match change {
             Ok(c) => {
                 changes.push(c);

@@ -29,6 +29,13 @@ fn partition_error(index: i32, e: &KafkaError) -> ReassignablePartitionResponse 
 }
 
 pub async fn alter(ctx: &RequestContext, req: AlterPartitionReassignmentsRequest) -> ResponseKind {
+    if let Err(e) = super::authz::cluster(ctx, super::authz::Op::Alter) {
+        return ResponseKind::AlterPartitionReassignments(
+            AlterPartitionReassignmentsResponse::default()
+                .with_error_code(e.code())
+                .with_error_message(Some(StrBytes::from_string(e.message))),
+        );
+    }
     let md = ctx.broker.metadata();
     let mut answers: BTreeMap<String, Vec<ReassignablePartitionResponse>> = BTreeMap::new();
     let mut changes = Vec::new();
@@ -117,6 +124,13 @@ pub async fn alter(ctx: &RequestContext, req: AlterPartitionReassignmentsRequest
 }
 
 pub fn list(ctx: &RequestContext, req: ListPartitionReassignmentsRequest) -> ResponseKind {
+    if let Err(e) = super::authz::cluster(ctx, super::authz::Op::Describe) {
+        return ResponseKind::ListPartitionReassignments(
+            ListPartitionReassignmentsResponse::default()
+                .with_error_code(e.code())
+                .with_error_message(Some(StrBytes::from_string(e.message))),
+        );
+    }
     let md = ctx.broker.metadata();
     let wanted: Option<BTreeMap<String, Vec<i32>>> = req.topics.map(|topics| {
         topics

@@ -6,15 +6,18 @@ use kafka_protocol::messages::delete_records_response::{
 };
 use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse, ResponseKind};
 
+use super::authz::{self, Op};
 use super::context::RequestContext;
 use super::errors::KafkaError;
 
 pub fn delete_records(ctx: &RequestContext, req: DeleteRecordsRequest) -> ResponseKind {
+    let check = authz::Check::new(ctx);
     let topics = req
         .topics
         .into_iter()
         .map(|t| {
             let name = t.name.0.to_string();
+            let deletable = check.topic(Op::Delete, &name);
             let partitions = t
                 .partitions
                 .iter()
@@ -23,6 +26,7 @@ pub fn delete_records(ctx: &RequestContext, req: DeleteRecordsRequest) -> Respon
                         .with_partition_index(p.partition_index)
                         .with_low_watermark(-1);
                     let result = match ctx.broker.replicas.get(&name, p.partition_index) {
+                        _ if !deletable => Err(authz::topic_denied(&name)),
                         None => Err(KafkaError::new(
                             ResponseError::UnknownTopicOrPartition,
                             "unknown partition",

@@ -18,6 +18,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
 
+use super::authz::{self, Op};
 use super::context::RequestContext;
 use super::errors::KafkaError;
 use crate::config::defs;
@@ -148,9 +149,15 @@ pub async fn create_topics(ctx: &RequestContext, req: CreateTopicsRequest) -> Re
 
     // Either an error now, or a request for the controller.
     let mut prepared: Vec<(String, Result<CreateTopicRequest, KafkaError>)> = Vec::new();
+    let check = authz::Check::new(ctx);
+    let may_create_any = check.cluster(Op::Create);
     for t in &req.topics {
         let name = t.name.0.to_string();
         let checked = (|| {
+            // CREATE on the cluster, or on the topic (Kafka accepts either).
+            if !may_create_any && !check.topic(Op::Create, &name) {
+                return Err(authz::topic_denied(&name));
+            }
             if counts.get(name.as_str()).copied().unwrap_or(0) > 1 {
                 return Err(err(
                     ResponseError::InvalidRequest,
@@ -346,6 +353,7 @@ pub async fn delete_topics(ctx: &RequestContext, req: DeleteTopicsRequest) -> Re
     let deletion_enabled = ctx.broker.broker_bool("delete.topic.enable");
     let mut to_delete = Vec::new();
     let mut throttle = 0;
+    let check = authz::Check::new(ctx);
     for (name, _, error) in &mut wanted {
         if error.is_some() {
             continue;
@@ -356,6 +364,8 @@ pub async fn delete_topics(ctx: &RequestContext, req: DeleteTopicsRequest) -> Re
                 ResponseError::TopicDeletionDisabled,
                 "Topic deletion is disabled (delete.topic.enable=false)",
             ));
+        } else if !check.topic(Op::Delete, n) {
+            *error = Some(authz::topic_denied(n));
         } else if let Some(topic) = md.topics.get(n) {
             let partitions = topic.partitions.len() as u64;
             match take_mutations(ctx, partitions, ctx.version() >= 5, &mut throttle) {
@@ -438,6 +448,7 @@ pub async fn create_partitions(ctx: &RequestContext, req: CreatePartitionsReques
     let mut changed = false;
     let mut throttle = 0;
     let md = ctx.broker.metadata();
+    let check = authz::Check::new(ctx);
     for t in req.topics {
         let name = t.name.0.to_string();
         let outcome: Result<(), KafkaError> = if counts.get(&name).copied().unwrap_or(0) > 1 {
@@ -445,6 +456,8 @@ pub async fn create_partitions(ctx: &RequestContext, req: CreatePartitionsReques
                 ResponseError::InvalidRequest,
                 format!("Duplicate topic in request: {name}"),
             ))
+        } else if !check.topic(Op::Alter, &name) {
+            Err(authz::topic_denied(&name))
         } else if let Err(e) = (|| {
             if req.validate_only {
                 return Ok(());

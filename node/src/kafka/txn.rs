@@ -20,6 +20,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
+use super::authz::{self, Op};
 use super::context::RequestContext;
 use super::dispatch::Reply;
 use super::errors::KafkaError;
@@ -153,20 +154,33 @@ pub async fn add_partitions(ctx: &RequestContext, req: AddPartitionsToTxnRequest
         )]
     };
     let mut results = Vec::with_capacity(txns.len());
+    let check = authz::Check::new(ctx);
     for (txn_id, pid, epoch, topics, verify_only) in txns {
         let wanted: Vec<(String, i32)> = topics
             .iter()
             .flat_map(|t| t.partitions.iter().map(|p| (t.name.0.to_string(), *p)))
             .collect();
+        // Partitions that cannot be added, and why; the others are then not attempted.
         // Internal topics are written by their coordinators only.
-        let unknown: Vec<(String, i32)> = wanted
+        let refused: Vec<((String, i32), ResponseError)> = wanted
             .iter()
-            .filter(|(t, p)| {
-                md.partition(t, *p).is_none() || md.topics.get(t).is_some_and(|t| t.internal)
+            .filter_map(|(t, p)| {
+                let why = if !check.topic(Op::Write, t) {
+                    ResponseError::TopicAuthorizationFailed
+                } else if md.partition(t, *p).is_none()
+                    || md.topics.get(t).is_some_and(|t| t.internal)
+                {
+                    ResponseError::UnknownTopicOrPartition
+                } else {
+                    return None;
+                };
+                Some(((t.clone(), *p), why))
             })
-            .cloned()
             .collect();
-        let common: Option<ResponseError> = if !unknown.is_empty() {
+        let txn_allowed = check.transactional_id(Op::Write, &txn_id);
+        let common: Option<ResponseError> = if !txn_allowed {
+            Some(ResponseError::TransactionalIdAuthorizationFailed)
+        } else if !refused.is_empty() {
             None
         } else if verify_only {
             let shard = ctx.broker.txns.shard_for(&md, &txn_id);
@@ -184,10 +198,10 @@ pub async fn add_partitions(ctx: &RequestContext, req: AddPartitionsToTxnRequest
                 .err()
         };
         let ok = |tp: &(String, i32)| -> i16 {
-            if unknown.is_empty() {
+            if refused.is_empty() || !txn_allowed {
                 common.map_or(0, |e| e.code())
-            } else if unknown.contains(tp) {
-                ResponseError::UnknownTopicOrPartition.code()
+            } else if let Some((_, why)) = refused.iter().find(|(r, _)| r == tp) {
+                why.code()
             } else {
                 ResponseError::OperationNotAttempted.code()
             }
@@ -229,6 +243,19 @@ pub async fn add_partitions(ctx: &RequestContext, req: AddPartitionsToTxnRequest
 }
 
 pub async fn add_offsets(ctx: &RequestContext, req: AddOffsetsToTxnRequest) -> ResponseKind {
+    let check = authz::Check::new(ctx);
+    let denied = if !check.transactional_id(Op::Write, &req.transactional_id.0) {
+        Some(ResponseError::TransactionalIdAuthorizationFailed)
+    } else if !check.group(Op::Read, &req.group_id.0) {
+        Some(ResponseError::GroupAuthorizationFailed)
+    } else {
+        None
+    };
+    if let Some(e) = denied {
+        return ResponseKind::AddOffsetsToTxn(
+            AddOffsetsToTxnResponse::default().with_error_code(e.code()),
+        );
+    }
     let mut md = ctx.broker.metadata();
     if !md.topics.contains_key(OFFSETS_TOPIC) {
         if let Err((code, _)) = create_internal_topics(ctx, &md, OFFSETS_TOPIC).await {
@@ -258,6 +285,12 @@ pub async fn add_offsets(ctx: &RequestContext, req: AddOffsetsToTxnRequest) -> R
 
 pub async fn end(ctx: &RequestContext, req: EndTxnRequest) -> ResponseKind {
     let txn_id = req.transactional_id.0.to_string();
+    if !authz::Check::new(ctx).transactional_id(Op::Write, &txn_id) {
+        return ResponseKind::EndTxn(
+            EndTxnResponse::default()
+                .with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code()),
+        );
+    }
     let md = ctx.broker.metadata();
     let result = match ctx.broker.txns.shard_for(&md, &txn_id) {
         Err(e) => Err(e),
@@ -291,6 +324,22 @@ pub async fn end(ctx: &RequestContext, req: EndTxnRequest) -> ResponseKind {
 pub fn txn_offset_commit(ctx: &RequestContext, req: TxnOffsetCommitRequest) -> Reply {
     let version = ctx.version();
     let broker = Arc::clone(&ctx.broker);
+    // WRITE on the transactional id and READ on the group, or nothing is committed;
+    // READ on each topic, or its partitions are refused.
+    let check = authz::Check::new(ctx);
+    let denied = if !check.transactional_id(Op::Write, &req.transactional_id.0) {
+        Some(ResponseError::TransactionalIdAuthorizationFailed)
+    } else if !check.group(Op::Read, &req.group_id.0) {
+        Some(ResponseError::GroupAuthorizationFailed)
+    } else {
+        None
+    };
+    let unreadable: Vec<String> = req
+        .topics
+        .iter()
+        .map(|t| t.name.0.to_string())
+        .filter(|t| !check.topic(Op::Read, t))
+        .collect();
     let timeout =
         Duration::from_millis(broker.broker_i64("offsets.commit.timeout.ms").max(1) as u64);
     Reply::Later(Box::pin(async move {
@@ -302,6 +351,9 @@ pub fn txn_offset_commit(ctx: &RequestContext, req: TxnOffsetCommitRequest) -> R
         for t in &req.topics {
             for p in &t.partitions {
                 let topic = t.name.0.to_string();
+                if unreadable.contains(&topic) {
+                    continue;
+                }
                 if md.partition(&topic, p.partition_index).is_none() {
                     unknown.push((topic, p.partition_index));
                     continue;
@@ -320,6 +372,9 @@ pub fn txn_offset_commit(ctx: &RequestContext, req: TxnOffsetCommitRequest) -> R
             }
         }
         let result: Result<(), ResponseError> = async {
+            if let Some(e) = denied {
+                return Err(e);
+            }
             let shard = broker.groups.shard_for(&md, &group_id)?;
             let offsets_partition = (OFFSETS_TOPIC.to_string(), shard.core.partition);
             let replica = broker
@@ -377,7 +432,11 @@ pub fn txn_offset_commit(ctx: &RequestContext, req: TxnOffsetCommitRequest) -> R
                         t.partitions
                             .iter()
                             .map(|p| {
-                                let e = if unknown.contains(&(name.clone(), p.partition_index)) {
+                                let e = if denied.is_some() {
+                                    code
+                                } else if unreadable.contains(&name) {
+                                    ResponseError::TopicAuthorizationFailed.code()
+                                } else if unknown.contains(&(name.clone(), p.partition_index)) {
                                     ResponseError::UnknownTopicOrPartition.code()
                                 } else {
                                     code

@@ -15,6 +15,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
+use super::authz::{self, Op};
 use super::context::RequestContext;
 use crate::time::now_ms;
 use crate::txn::state::{TxnMeta, TxnState};
@@ -45,6 +46,8 @@ pub fn list(ctx: &RequestContext, req: ListTransactionsRequest) -> ResponseKind 
     let pids: Vec<i64> = req.producer_id_filters.iter().map(|p| p.0).collect();
     let now = now_ms();
     let mut listed = Vec::new();
+    // Only the transactional ids the client may describe.
+    let check = authz::Check::new(ctx);
     for shard in ctx.broker.txns.shards() {
         if shard.core.check_active().is_err() {
             continue;
@@ -57,7 +60,7 @@ pub fn list(ctx: &RequestContext, req: ListTransactionsRequest) -> ResponseKind 
                     || req.duration_filter < 0
                     || (m.state == TxnState::Ongoing
                         && now.saturating_sub(m.start_ms) >= req.duration_filter));
-            if keep {
+            if keep && check.transactional_id(Op::Describe, &id) {
                 listed.push(
                     list_transactions_response::TransactionState::default()
                         .with_transactional_id(txn_id(&id))
@@ -83,6 +86,9 @@ fn describe_one(
         .with_producer_id(ProducerId(-1))
         .with_producer_epoch(-1)
         .with_transaction_start_time_ms(-1);
+    if !authz::Check::new(ctx).transactional_id(Op::Describe, id) {
+        return out.with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code());
+    }
     let md = ctx.broker.metadata();
     let shard = match ctx.broker.txns.shard_for(&md, id) {
         Ok(s) => s,
@@ -131,16 +137,21 @@ pub fn describe(ctx: &RequestContext, req: DescribeTransactionsRequest) -> Respo
 }
 
 pub fn describe_producers(ctx: &RequestContext, req: DescribeProducersRequest) -> ResponseKind {
+    let check = authz::Check::new(ctx);
     let topics = req
         .topics
         .iter()
         .map(|t| {
             let name = t.name.0.to_string();
+            let readable = check.topic(Op::Read, &name);
             let partitions = t
                 .partition_indexes
                 .iter()
                 .map(|p| {
                     let out = PartitionResponse::default().with_partition_index(*p);
+                    if !readable {
+                        return out.with_error_code(ResponseError::TopicAuthorizationFailed.code());
+                    }
                     let Some(replica) =
                         ctx.broker.replicas.get(&name, *p).filter(|r| r.is_leader())
                     else {

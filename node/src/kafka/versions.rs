@@ -48,6 +48,15 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ListTransactions, 0, 1),
     (ApiKey::DescribeClientQuotas, 0, 1),
     (ApiKey::AlterClientQuotas, 0, 1),
+    // After v0 of SaslHandshake the SASL tokens travel bare, outside Kafka's framing;
+    // current clients send v1 and then SaslAuthenticate (librdkafka wants v0 listed).
+    (ApiKey::SaslHandshake, 0, 1),
+    (ApiKey::SaslAuthenticate, 0, 2),
+    (ApiKey::CreateAcls, 1, 3),
+    (ApiKey::DescribeAcls, 1, 3),
+    (ApiKey::DeleteAcls, 1, 3),
+    (ApiKey::DescribeUserScramCredentials, 0, 0),
+    (ApiKey::AlterUserScramCredentials, 0, 0),
 ];
 
 pub fn range(api: ApiKey) -> Option<(i16, i16)> {
@@ -127,6 +136,17 @@ mod tests {
             ApiKey::DescribeClientQuotas,
         );
         check::<AlterClientQuotasRequest, AlterClientQuotasResponse>(ApiKey::AlterClientQuotas);
+        check::<SaslHandshakeRequest, SaslHandshakeResponse>(ApiKey::SaslHandshake);
+        check::<SaslAuthenticateRequest, SaslAuthenticateResponse>(ApiKey::SaslAuthenticate);
+        check::<CreateAclsRequest, CreateAclsResponse>(ApiKey::CreateAcls);
+        check::<DescribeAclsRequest, DescribeAclsResponse>(ApiKey::DescribeAcls);
+        check::<DeleteAclsRequest, DeleteAclsResponse>(ApiKey::DeleteAcls);
+        check::<DescribeUserScramCredentialsRequest, DescribeUserScramCredentialsResponse>(
+            ApiKey::DescribeUserScramCredentials,
+        );
+        check::<AlterUserScramCredentialsRequest, AlterUserScramCredentialsResponse>(
+            ApiKey::AlterUserScramCredentials,
+        );
         check::<OffsetDeleteRequest, OffsetDeleteResponse>(ApiKey::OffsetDelete);
         check::<DescribeGroupsRequest, DescribeGroupsResponse>(ApiKey::DescribeGroups);
         check::<ListGroupsRequest, ListGroupsResponse>(ApiKey::ListGroups);
