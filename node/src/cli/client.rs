@@ -10,9 +10,14 @@ pub struct ConnectArgs {
     /// Kafka bootstrap servers, HOST:PORT[,HOST:PORT...].
     #[arg(long, env = "FJORD_BOOTSTRAP_SERVER", default_value = "127.0.0.1:9092")]
     pub bootstrap_server: String,
-    /// Extra librdkafka client properties, KEY=VALUE (repeatable).
+    /// Extra librdkafka client properties, KEY=VALUE (repeatable): security.protocol,
+    /// sasl.mechanism, sasl.username, sasl.password, ssl.ca.location, ...
     #[arg(long = "property", value_name = "KEY=VALUE")]
     pub properties: Vec<String>,
+    /// A file of client properties, one KEY=VALUE per line, as Kafka's tools take it
+    /// (`--property` flags win over it).
+    #[arg(long, env = "FJORD_COMMAND_CONFIG", value_name = "FILE")]
+    pub command_config: Option<std::path::PathBuf>,
     /// Give up on the cluster after this long.
     #[arg(long, default_value_t = 30_000, value_name = "MS")]
     pub timeout_ms: u64,
@@ -32,10 +37,42 @@ impl ConnectArgs {
         for (k, v) in defaults {
             c.set(*k, v);
         }
-        for (k, v) in key_values(&self.properties, "--property")? {
-            c.set(k, v.trim());
+        for (k, v) in self.client_properties()? {
+            c.set(k, v);
         }
         Ok(c)
+    }
+
+    /// The client properties of `--command-config` and `--property`, the latter last.
+    pub fn client_properties(&self) -> Result<Vec<(String, String)>, CliError> {
+        let mut out = Vec::new();
+        if let Some(path) = &self.command_config {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                CliError::Usage(format!("--command-config {}: {e}", path.display()))
+            })?;
+            let lines: Vec<String> = text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(str::to_string)
+                .collect();
+            out.extend(key_values(&lines, "--command-config")?);
+        }
+        out.extend(key_values(&self.properties, "--property")?);
+        Ok(out
+            .into_iter()
+            .map(|(k, v)| (k, v.trim().to_string()))
+            .collect())
+    }
+
+    /// One client property, as the last of `--command-config` and `--property` sets it.
+    pub fn property(&self, key: &str) -> Result<Option<String>, CliError> {
+        Ok(self
+            .client_properties()?
+            .into_iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v))
     }
 
     pub fn timeout(&self) -> Duration {

@@ -154,7 +154,7 @@ pub(super) fn metadata(
             .map(|t| MetadataRequestTopic::default().with_name(Some(TopicName(str(t)))))
             .collect()
     }));
-    Wire::connect(&connect.bootstrap_server, connect.timeout())?.call(12, &req)
+    Wire::connect(&connect.bootstrap_server, connect)?.call(12, &req)
 }
 
 pub(super) fn broker_addresses(md: &MetadataResponse) -> HashMap<i32, String> {
@@ -177,7 +177,7 @@ pub(super) fn coordinator_of(
     key_type: i8,
 ) -> Result<Wire, CliError> {
     until_ready(connect, || {
-        let mut w = Wire::connect(&connect.bootstrap_server, connect.timeout())?;
+        let mut w = Wire::connect(&connect.bootstrap_server, connect)?;
         let resp = w.call(
             3,
             &FindCoordinatorRequest::default()
@@ -188,7 +188,7 @@ pub(super) fn coordinator_of(
             resp.error_code,
             &format!("finding the coordinator of {key}"),
         )?;
-        Wire::connect(&format!("{}:{}", resp.host, resp.port), connect.timeout())
+        Wire::connect(&format!("{}:{}", resp.host, resp.port), connect)
     })
 }
 
@@ -245,7 +245,7 @@ fn log_offsets(
                     })
                     .collect(),
             );
-        let resp = Wire::connect(addr, connect.timeout())?.call(7, &req)?;
+        let resp = Wire::connect(addr, connect)?.call(7, &req)?;
         for t in resp.topics {
             for p in t.partitions {
                 if p.error_code == 0 {
@@ -284,7 +284,7 @@ fn list(connect: &ConnectArgs, state: Option<String>) -> Result<(), CliError> {
         let req =
             ListGroupsRequest::default().with_states_filter(state.iter().map(|s| str(s)).collect());
         let resp = until_ready(connect, || {
-            let resp = Wire::connect(addr, connect.timeout())?.call(4, &req)?;
+            let resp = Wire::connect(addr, connect)?.call(4, &req)?;
             check(resp.error_code, &format!("listing groups on {addr}"))?;
             Ok(resp)
         })?;

@@ -9,6 +9,7 @@ macro_rules! outln {
     }};
 }
 
+mod acl;
 mod bench;
 mod client;
 mod cluster;
@@ -19,6 +20,7 @@ mod quota;
 mod reassign;
 mod topic;
 mod txn;
+mod user;
 mod wire;
 
 use std::process::ExitCode;
@@ -61,6 +63,12 @@ enum Command {
     /// Describe and alter client quotas per user and client id.
     #[command(subcommand)]
     Quota(quota::QuotaCommand),
+    /// Add, remove and list ACLs.
+    #[command(subcommand)]
+    Acl(acl::AclCommand),
+    /// Create, delete and list SCRAM users.
+    #[command(subcommand)]
+    User(user::UserCommand),
     /// Measure throughput and latency: produce, consume, or both end to end.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -94,6 +102,8 @@ pub fn main() -> ExitCode {
         Command::Group(cmd) => report(group::run(cmd)),
         Command::Txn(cmd) => report(txn::run(cmd)),
         Command::Quota(cmd) => report(quota::run(cmd)),
+        Command::Acl(cmd) => report(acl::run(cmd)),
+        Command::User(cmd) => report(user::run(cmd)),
         Command::Bench(cmd) => report(bench::run(cmd)),
     }
 }
@@ -138,6 +148,11 @@ fn serve(args: ServeArgs) -> ExitCode {
         }
     };
     if args.check_config {
+        // TLS files, SASL users and the authorizer are checked as start-up would.
+        if let Err(e) = crate::security::Security::from_config(&config) {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
         print!("{}", config.describe());
         return ExitCode::SUCCESS;
     }

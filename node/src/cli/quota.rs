@@ -107,7 +107,7 @@ fn describe(connect: &ConnectArgs, entity: &EntityArgs) -> Result<(), CliError> 
         })
         .collect();
     let req = DescribeClientQuotasRequest::default().with_components(components);
-    let resp = Wire::connect(&connect.bootstrap_server, connect.timeout())?.call(1, &req)?;
+    let resp = Wire::connect(&connect.bootstrap_server, connect)?.call(1, &req)?;
     check(
         resp.error_code,
         resp.error_message.as_ref(),
@@ -212,7 +212,7 @@ fn alter(
             )
             .with_ops(ops),
     ]);
-    let resp = Wire::connect(&connect.bootstrap_server, connect.timeout())?.call(1, &req)?;
+    let resp = Wire::connect(&connect.bootstrap_server, connect)?.call(1, &req)?;
     for e in &resp.entries {
         check(e.error_code, e.error_message.as_ref(), "altering quotas")?;
     }

@@ -362,7 +362,7 @@ fn wait_done(wire: &mut Wire, entries: &[PlanEntry], timeout: Option<u64>) -> Re
 }
 
 fn connect(c: &ConnectArgs) -> Result<Wire, CliError> {
-    Wire::connect(&c.bootstrap_server, c.timeout())
+    Wire::connect(&c.bootstrap_server, c)
 }
 
 fn refuse_if_running(wire: &mut Wire) -> Result<(), CliError> {

@@ -256,8 +256,7 @@ pub fn run(cmd: TopicCommand) -> Result<(), CliError> {
                     .with_resource_name(StrBytes::from_string(name.clone()))
                     .with_configs(ops),
             ]);
-            let resp =
-                Wire::connect(&connect.bootstrap_server, connect.timeout())?.call(1, &req)?;
+            let resp = Wire::connect(&connect.bootstrap_server, &connect)?.call(1, &req)?;
             for r in resp.responses {
                 if r.error_code != 0 {
                     let code = kafka_protocol::error::ResponseError::try_from_code(r.error_code)

@@ -49,7 +49,7 @@ fn list(connect: &ConnectArgs, state: Option<String>) -> Result<(), CliError> {
             .with_state_filters(state.iter().map(|s| str(s)).collect())
             .with_duration_filter(-1);
         let resp = until_ready(connect, || {
-            let resp = Wire::connect(&addr, connect.timeout())?.call(1, &req)?;
+            let resp = Wire::connect(&addr, connect)?.call(1, &req)?;
             check(resp.error_code, &format!("listing transactions on {addr}"))?;
             Ok(resp)
         })?;
