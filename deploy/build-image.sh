@@ -18,7 +18,8 @@ command -v docker >/dev/null || { echo "error: docker is not installed" >&2; exi
 # An explicit --target keeps proc-macros and build scripts dynamically linked while the
 # binary itself links glibc statically.
 echo "== building a static fjord ($profile)"
-RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" \
+# OpenSSL (librdkafka's TLS, for the CLI's client commands) is linked in statically too.
+OPENSSL_STATIC=1 RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" \
     cargo build --locked --profile "$profile" --target "$triple" -p fjord-node --bin fjord
 dir_name="$profile"
 [ "$profile" = dev ] && dir_name=debug

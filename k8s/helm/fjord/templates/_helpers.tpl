@@ -70,3 +70,12 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- fail "externalAccess.type must be NodePort or LoadBalancer" -}}
 {{- end -}}
 {{- end -}}
+
+{{/* The Kafka listeners' security protocol, from tls.enabled and sasl.enabled. */}}
+{{- define "fjord.protocol" -}}
+{{- if and .Values.tls.enabled .Values.sasl.enabled -}}SASL_SSL
+{{- else if .Values.tls.enabled -}}SSL
+{{- else if .Values.sasl.enabled -}}SASL_PLAINTEXT
+{{- else -}}PLAINTEXT
+{{- end -}}
+{{- end -}}

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Makes a private CA and certificates signed by it, as PEM files Fjord reads
+# (ssl.keystore.type=PEM): for trying TLS locally, for the compose example and for tests.
+# Production clusters should use their own PKI (cert-manager, Vault, ...).
+#
+#   deploy/gen-certs.sh DIR NAME [SAN...]
+#
+# DIR/ca.pem and DIR/ca.key are made on first use and reused after (CA=other uses
+# DIR/other.pem instead, e.g. a separate CA for client certificates). For NAME it writes
+# NAME.key, NAME.crt and NAME.pem (the key followed by the certificate: a keystore). The
+# certificate's subject is CN=NAME; its subjectAltNames are the SANs given (DNS:host,
+# IP:addr, wildcards such as DNS:*.fjord-headless.default.svc.cluster.local), or
+# DNS:NAME, DNS:localhost and IP:127.0.0.1 when none are. It is good for both TLS server
+# and client authentication, so one file serves a node's listeners and its peer
+# connections.
+set -euo pipefail
+
+if [ $# -lt 2 ]; then
+    sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//' >&2
+    exit 2
+fi
+command -v openssl >/dev/null || { echo "error: the openssl tool is needed" >&2; exit 1; }
+
+dir=$1 name=$2
+shift 2
+ca=${CA:-ca}
+days=${FJORD_CERT_DAYS:-365}
+mkdir -p "$dir"
+cd "$dir"
+
+if [ ! -f "$ca.pem" ]; then
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+        -keyout "$ca.key" -out "$ca.pem" -days "$days" -subj "/CN=fjord-$ca" \
+        -addext "basicConstraints=critical,CA:TRUE" \
+        -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
+fi
+
+if [ $# -eq 0 ]; then
+    set -- "DNS:$name" "DNS:localhost" "IP:127.0.0.1"
+fi
+sans=$(IFS=,; echo "$*")
+
+ext=$(mktemp)
+trap 'rm -f "$ext" "$name.csr"' EXIT
+cat >"$ext" <<EOF
+basicConstraints=critical,CA:FALSE
+keyUsage=critical,digitalSignature,keyEncipherment
+extendedKeyUsage=serverAuth,clientAuth
+subjectAltName=$sans
+EOF
+
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+    -keyout "$name.key" -out "$name.csr" -subj "/CN=$name" 2>/dev/null
+openssl x509 -req -in "$name.csr" -CA "$ca.pem" -CAkey "$ca.key" -CAcreateserial \
+    -out "$name.crt" -days "$days" -extfile "$ext" 2>/dev/null
+cat "$name.key" "$name.crt" >"$name.pem"
+# The container image runs as uid 10001: bind-mounted files must be readable by it.
+chmod 0644 "$name.key" "$name.pem" "$ca.pem"
+echo "$dir/$name.pem (CN=$name, $sans), signed by $dir/$ca.pem"
