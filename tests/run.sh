@@ -10,6 +10,10 @@ if ! command -v kcat >/dev/null 2>&1; then
     echo "error: kcat is needed by the README tour test (Debian/Ubuntu: apt-get install kcat)" >&2
     exit 1
 fi
+if ! command -v openssl >/dev/null 2>&1; then
+    echo "error: the openssl tool makes the security tests' certificates (apt-get install openssl)" >&2
+    exit 1
+fi
 
 # The Python clients live in a venv inside the checkout, made on first use.
 if [ ! -x .venv/bin/python ]; then

@@ -20,10 +20,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Both brokers from the same target directory (shared dependencies), one after the other.
+# The base broker gets its own target directory: sharing one lets cargo take the base's
+# workspace crates for the current ones (their build hashes do not depend on the path).
 git worktree add --detach "$work/base-src" "$base" >/dev/null
-(cd "$work/base-src" && CARGO_TARGET_DIR="$OLDPWD/target" cargo build --release --bin fjord)
-cp target/release/fjord "$work/fjord-base"
+(cd "$work/base-src" && CARGO_TARGET_DIR="$OLDPWD/target/bench-base" cargo build --release --bin fjord)
+cp target/bench-base/release/fjord "$work/fjord-base"
 cargo build --release --bin fjord
 cp target/release/fjord "$work/fjord-new"
 client="$work/fjord-new"

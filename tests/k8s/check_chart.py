@@ -7,6 +7,9 @@ against Kubernetes 1.30 and the newest version the validator ships. Then, over t
 YAML: the voter list matches the pod DNS names, the PDB allows at most one unavailable pod,
 advertised listeners are per pod, probes use endpoints the binary serves, and the config
 every pod gets is accepted by `fjord serve --check-config`. An even voter count must fail.
+With TLS, SASL and ACLs on: every listener's protocol, the Secrets mounted where the config
+points (the config is checked against certificates made by deploy/gen-certs.sh), and a
+NetworkPolicy that lets only the release's pods reach the rpc port.
 Plain manifests under k8s/manifests must match what the chart renders.
 
 usage: check_chart.py TOOLS_DIR FJORD_BIN
@@ -94,6 +97,89 @@ for voters in (1, 3, 5, 7):
                                                    "externalAccess.type=LoadBalancer",
                                                    f"externalAccess.loadBalancer.addresses={addrs}"]))
 
+SECURE = ["tls.enabled=true", "tls.secretName=fjord-tls", "sasl.enabled=true",
+          "sasl.usersSecret=fjord-users", "authorization.enabled=true"]
+scenarios.append((3, 0, "LoadBalancer", [
+    "replicas=3", "externalAccess.enabled=true", "externalAccess.type=LoadBalancer",
+    "externalAccess.loadBalancer.addresses={lb-0.example.com,lb-1.example.com,lb-2.example.com}",
+    *SECURE]))
+scenarios.append((3, 0, "off", ["tls.enabled=true", "tls.secretName=fjord-tls", "tls.clientAuth=required"]))
+scenarios.append((3, 1, "off", ["learners=1", "sasl.enabled=true", "sasl.usersSecret=fjord-users", "networkPolicy.enabled=false",
+                                "sasl.mechanisms={SCRAM-SHA-512}"]))
+
+
+def expected_protocol(sets):
+    tls, sasl = "tls.enabled=true" in sets, "sasl.enabled=true" in sets
+    return {(True, True): "SASL_SSL", (True, False): "SSL", (False, True): "SASL_PLAINTEXT"}.get(
+        (tls, sasl), "PLAINTEXT")
+
+
+def check_security(name, sets, by_kind, config, spec, container):
+    """The security settings of one rendering: listeners, mounted Secrets, NetworkPolicy."""
+    protocol = expected_protocol(sets)
+    protocols = {p.split(":")[1] for p in config["listener.security.protocol.map"].split(",")}
+    check(protocols == {protocol}, f"{name}: every listener speaks {protocol}: {protocols}")
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    if "tls.enabled=true" in sets:
+        tls = volumes.get("tls", {}).get("secret", {})
+        check(tls.get("secretName") == "fjord-tls", f"{name}: the TLS Secret is mounted")
+        check({i["path"] for i in tls.get("items", [])} == {"keystore.pem", "ca.pem"},
+              f"{name}: keystore and CA from the Secret")
+        check(mounts.get("tls") == "/etc/fjord-tls", f"{name}: TLS files at /etc/fjord-tls")
+        check(config.get("rpc.ssl.keystore.location") == "/etc/fjord-tls/keystore.pem"
+              and config.get("rpc.ssl.truststore.location") == "/etc/fjord-tls/ca.pem",
+              f"{name}: mutual TLS between pods")
+        if "tls.clientAuth=required" in sets:
+            check(config.get("ssl.client.auth") == "required"
+                  and config.get("ssl.truststore.location") == "/etc/fjord-tls/ca.pem",
+                  f"{name}: client certificates required and trusted")
+    else:
+        check("tls" not in volumes and "rpc.ssl.keystore.location" not in config,
+              f"{name}: no TLS when it is off")
+    if "sasl.enabled=true" in sets:
+        users = volumes.get("sasl", {}).get("secret", {})
+        check(users.get("secretName") == "fjord-users", f"{name}: the SASL users Secret is mounted")
+        check(config.get("sasl.users.file") == "/etc/fjord-sasl/users", f"{name}: sasl.users.file")
+        check(mounts.get("sasl") == "/etc/fjord-sasl", f"{name}: users at /etc/fjord-sasl")
+    if "authorization.enabled=true" in sets:
+        check(config.get("authorizer.class.name", "").endswith("StandardAuthorizer")
+              and config.get("super.users") == "User:admin", f"{name}: ACLs on, admin a super user")
+    policies = by_kind.get("NetworkPolicy", [])
+    if "networkPolicy.enabled=false" in sets:
+        check(not policies, f"{name}: no NetworkPolicy when disabled")
+        return
+    check(len(policies) == 1, f"{name}: one NetworkPolicy")
+    if not policies:
+        return
+    selector = spec_selector(by_kind)
+    rules = policies[0]["spec"]["ingress"]
+    rpc_rules = [r for r in rules if any(p["port"] == 9093 for p in r["ports"])]
+    check(len(rpc_rules) == 1 and rpc_rules[0].get("from") == [{"podSelector": {"matchLabels": selector}}],
+          f"{name}: only the release's pods reach the rpc port: {rpc_rules}")
+    check(policies[0]["spec"]["podSelector"]["matchLabels"] == selector,
+          f"{name}: the policy selects the Fjord pods")
+    kafka_ports = {p["port"] for r in rules if "from" not in r for p in r["ports"]}
+    check(9092 in kafka_ports and 9093 not in kafka_ports, f"{name}: Kafka open, rpc not: {kafka_ports}")
+
+
+def spec_selector(by_kind):
+    return by_kind["StatefulSet"][0]["spec"]["selector"]["matchLabels"]
+
+
+def secure_paths(toml_text, tmp):
+    """The pod config with the Secret mounts pointed at real files made here."""
+    tls = os.path.join(tmp, "tls")
+    if not os.path.exists(os.path.join(tls, "pod.pem")):
+        r = run(["bash", os.path.join(ROOT, "deploy", "gen-certs.sh"), tls, "pod"])
+        check(r.returncode == 0, f"gen-certs.sh: {r.stderr}")
+        with open(os.path.join(tmp, "users"), "w") as f:
+            f.write("admin:admin-secret\n")
+    return (toml_text.replace("/etc/fjord-tls/keystore.pem", os.path.join(tls, "pod.pem"))
+            .replace("/etc/fjord-tls/ca.pem", os.path.join(tls, "ca.pem"))
+            .replace("/etc/fjord-sasl/users", os.path.join(tmp, "users")))
+
+
 probe_paths = set()
 with tempfile.TemporaryDirectory() as tmp:
     for voters, learners, external, sets in scenarios:
@@ -157,10 +243,12 @@ with tempfile.TemporaryDirectory() as tmp:
         check(spec["terminationGracePeriodSeconds"] >= 60, f"{name}: time for a controlled shutdown")
         check(sts["spec"].get("persistentVolumeClaimRetentionPolicy", {}).get("whenScaled") == "Retain",
               f"{name}: volumes are kept on scale-down")
+        name += f", {expected_protocol(sets)}"
+        check_security(name, sets, by_kind, config, spec, container)
         # The config each pod gets is accepted by the binary, and resolves to that pod.
         cfg = os.path.join(tmp, "fjord.toml")
         with open(cfg, "w") as f:
-            f.write(by_kind["ConfigMap"][0]["data"]["fjord.toml"])
+            f.write(secure_paths(by_kind["ConfigMap"][0]["data"]["fjord.toml"], tmp))
         for i in range(pods):
             c = run([FJORD, "serve", "--check-config", "--config", cfg],
                     env={**os.environ, "FJORD_NODE_ID": str(i)})
@@ -168,6 +256,11 @@ with tempfile.TemporaryDirectory() as tmp:
             check("unknown property" not in c.stdout, f"{name}: pod {i} config has unknown keys: {c.stdout}")
             check(f"advertised.listeners = INTERNAL://{pod_dns[i]}:9092" in c.stdout,
                   f"{name}: pod {i} resolves its own advertised listener: {c.stdout}")
+
+    for sets, why in ((["tls.enabled=true"], "tls.secretName"), (["sasl.enabled=true"], "sasl.usersSecret"),
+                      (["tls.enabled=true", "tls.secretName=x", "tls.clientAuth=maybe"], "clientAuth")):
+        r = render(*sets)
+        check(r.returncode != 0 and why in r.stderr, f"{sets} must not render (about {why}): {r.stderr}")
 
     for even in (2, 4, 6):
         r = render(f"replicas={even}")

@@ -9,6 +9,7 @@ Prints one JSON object per line on stdout, each with a wall-clock "t" in millise
 kafka-python's "assigned" events also carry the group "generation" they belong to.
 --commit sync commits after every record; --commit batch after every poll, per partition.
   {"event": "closed"}                          after a clean close
+--property KEY=VALUE passes client settings (librdkafka's names; mapped for kafka-python).
 It runs until standard input closes, then closes the consumer (leaving the group).
 """
 import argparse
@@ -16,6 +17,8 @@ import json
 import sys
 import threading
 import time
+
+import kafka_props
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--client", choices=["confluent", "kafka-python"], required=True)
@@ -26,7 +29,9 @@ parser.add_argument("--instance-id")
 parser.add_argument("--session-timeout-ms", type=int, default=6000)
 parser.add_argument("--commit", choices=["none", "sync", "batch"], default="none")
 parser.add_argument("--log-records", action="store_true")
+parser.add_argument("--property", action="append", help="KEY=VALUE, librdkafka's names (security settings)")
 args = parser.parse_args()
+props = kafka_props.parse(args.property)
 
 lock = threading.Lock()
 
@@ -67,6 +72,7 @@ def run_confluent():
         "enable.auto.commit": False,
         "partition.assignment.strategy": "range",
     }
+    conf.update(props)
     if args.instance_id:
         conf["group.instance.id"] = args.instance_id
     c = Consumer(conf)
@@ -114,6 +120,7 @@ def run_kafka_python():
         heartbeat_interval_ms=500,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
+        **kafka_props.to_kafka_python(props),
     )
     if args.instance_id:
         kwargs["group_instance_id"] = args.instance_id

@@ -81,6 +81,9 @@ pub struct ChartConfig {
     pub aliases: Vec<String>,
     /// The Kafka port host clients use (the chart's external listener).
     pub client_port: u16,
+    /// Host directories mounted read-only into every pod (host path, container path),
+    /// as the chart mounts its Secrets (TLS files, SASL users).
+    pub mounts: Vec<(std::path::PathBuf, String)>,
 }
 
 /// One node's container and addresses.
@@ -117,6 +120,13 @@ pub struct ContainerCluster {
     client_net: String,
     pub nodes: Vec<ContainerNode>,
     _config_dir: Option<tempfile::TempDir>,
+}
+
+/// Lets the image's unprivileged user (uid 10001) read a bind-mounted directory.
+pub fn readable_by_the_image_user(dir: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))
+        .expect("make the mounted directory readable");
 }
 
 /// The client-network address of node `ordinal` in a cluster whose client subnet prefix
@@ -174,6 +184,7 @@ impl ContainerCluster {
         let config_dir = chart.as_ref().map(|c| {
             let dir = tempfile::tempdir().expect("config dir");
             std::fs::write(dir.path().join("fjord.toml"), &c.toml).expect("write fjord.toml");
+            readable_by_the_image_user(dir.path());
             dir
         });
         let voters = (0..spec.nodes)
@@ -214,7 +225,15 @@ impl ContainerCluster {
                     );
                     (
                         vec!["FJORD_NODE_ID=ordinal".to_string(), log.into()],
-                        Some(vec![format!("{}:/etc/fjord:ro", dir.path().display())]),
+                        Some(
+                            std::iter::once(format!("{}:/etc/fjord:ro", dir.path().display()))
+                                .chain(chart.iter().flat_map(|c| {
+                                    c.mounts
+                                        .iter()
+                                        .map(|(host, path)| format!("{}:{path}:ro", host.display()))
+                                }))
+                                .collect(),
+                        ),
                     )
                 }
                 _ => (

@@ -2,12 +2,14 @@
 //! clients. Every wait polls a condition against a deadline; nothing sleeps to
 //! synchronise.
 
+pub mod certs;
 pub mod checker;
 pub mod docker;
 pub mod hostile;
 pub mod members;
 pub mod wire;
 
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -128,6 +130,8 @@ pub struct Node {
     pub data_dir: PathBuf,
     /// `--voters`, when part of a multi-node cluster.
     voters: Option<String>,
+    /// The Kafka listener's security protocol (its listener name too).
+    protocol: String,
     extra_args: Vec<String>,
     child: Option<Child>,
     _tmp: Option<tempfile::TempDir>,
@@ -141,6 +145,12 @@ impl Node {
 
     /// Starts a single-node cluster with extra `fjord serve` arguments.
     pub fn start_with(extra: &[&str]) -> Node {
+        Self::start_secure("PLAINTEXT", extra)
+    }
+
+    /// Starts a single-node cluster whose Kafka listener speaks `protocol` (`SSL`,
+    /// `SASL_SSL`, ...); `extra` carries the TLS and SASL settings.
+    pub fn start_secure(protocol: &str, extra: &[&str]) -> Node {
         let tmp = tempfile::tempdir().expect("tempdir");
         let mut node = Node {
             node_id: 1,
@@ -149,6 +159,7 @@ impl Node {
             admin_port: free_port(),
             data_dir: tmp.path().join("data"),
             voters: None,
+            protocol: protocol.to_string(),
             extra_args: extra.iter().map(|s| s.to_string()).collect(),
             child: None,
             _tmp: Some(tmp),
@@ -228,7 +239,7 @@ impl Node {
             .arg("--data-dir")
             .arg(&self.data_dir)
             .arg("--listeners")
-            .arg(format!("PLAINTEXT://127.0.0.1:{}", self.kafka_port))
+            .arg(format!("{}://127.0.0.1:{}", self.protocol, self.kafka_port))
             .arg("--rpc-listener")
             .arg(format!("127.0.0.1:{}", self.rpc_port))
             .arg("--admin-listener")
@@ -371,10 +382,30 @@ impl Cluster {
         Self::start_with(voters, learners, extra, |_| Vec::new())
     }
 
+    /// Like [`start_with`](Self::start_with), with Kafka listeners speaking `protocol`.
+    pub fn start_secure(
+        voters: usize,
+        protocol: &str,
+        extra: &[&str],
+        per_node: impl Fn(i32) -> Vec<String>,
+    ) -> Cluster {
+        Self::start_inner(voters, 0, protocol, extra, per_node)
+    }
+
     /// Like [`start`](Self::start), with extra arguments per node id (racks, say).
     pub fn start_with(
         voters: usize,
         learners: usize,
+        extra: &[&str],
+        per_node: impl Fn(i32) -> Vec<String>,
+    ) -> Cluster {
+        Self::start_inner(voters, learners, "PLAINTEXT", extra, per_node)
+    }
+
+    fn start_inner(
+        voters: usize,
+        learners: usize,
+        protocol: &str,
         extra: &[&str],
         per_node: impl Fn(i32) -> Vec<String>,
     ) -> Cluster {
@@ -398,6 +429,7 @@ impl Cluster {
                 admin_port: *admin,
                 data_dir: tmp.path().join(format!("node-{}", i + 1)).join("data"),
                 voters: Some(spec.clone()),
+                protocol: protocol.to_string(),
                 extra_args: extra
                     .iter()
                     .map(|s| s.to_string())
@@ -452,6 +484,7 @@ impl Cluster {
             admin_port: free_port(),
             data_dir: root.join(format!("node-{id}")).join("data"),
             voters: template.voters.clone(),
+            protocol: template.protocol.clone(),
             extra_args: extra.iter().map(|s| s.to_string()).collect(),
             child: None,
             _tmp: None,
@@ -522,11 +555,41 @@ impl Drop for Node {
     }
 }
 
-/// librdkafka client config pointing at `bootstrap`.
+/// Client settings (librdkafka's names) that clients of a secured cluster need, by broker
+/// address: every helper that builds a client for that cluster applies them.
+static CLIENT_SECURITY: std::sync::Mutex<BTreeMap<String, Vec<(String, String)>>> =
+    std::sync::Mutex::new(BTreeMap::new());
+
+/// Records that clients of the brokers in `bootstrap` must use `props` (TLS trust, SASL
+/// credentials), for [`client_config`], [`members::Member`] and the checker.
+pub fn register_client_security(bootstrap: &str, props: &[(&str, &str)]) {
+    let props: Vec<(String, String)> = props
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let mut known = CLIENT_SECURITY.lock().unwrap_or_else(|p| p.into_inner());
+    for addr in bootstrap.split(',') {
+        known.insert(addr.trim().to_string(), props.clone());
+    }
+}
+
+/// The registered settings for the brokers in `bootstrap` (none for an open cluster).
+pub fn client_security(bootstrap: &str) -> Vec<(String, String)> {
+    let known = CLIENT_SECURITY.lock().unwrap_or_else(|p| p.into_inner());
+    bootstrap
+        .split(',')
+        .find_map(|addr| known.get(addr.trim()).cloned())
+        .unwrap_or_default()
+}
+
+/// librdkafka client config pointing at `bootstrap`, with the settings its cluster needs.
 pub fn client_config(bootstrap: &str) -> rdkafka::ClientConfig {
     let mut c = rdkafka::ClientConfig::new();
     c.set("bootstrap.servers", bootstrap);
     c.set("log_level", "3");
+    for (k, v) in client_security(bootstrap) {
+        c.set(k, v);
+    }
     c
 }
 

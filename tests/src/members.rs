@@ -80,6 +80,11 @@ impl Member {
             .arg("--topic")
             .arg(topic)
             .args(extra)
+            .args(
+                crate::client_security(bootstrap)
+                    .into_iter()
+                    .flat_map(|(k, v)| ["--property".to_string(), format!("{k}={v}")]),
+            )
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());

@@ -724,8 +724,8 @@ fn helm() -> Option<std::path::PathBuf> {
 }
 
 /// The `fjord.toml` the chart's ConfigMap gives every pod, with each pod's external
-/// listener advertised at its client-network address.
-fn chart_config(helm: &std::path::Path, client_prefix: &str) -> String {
+/// listener advertised at its client-network address, and `sets` more chart values.
+fn chart_config(helm: &std::path::Path, client_prefix: &str, sets: &[&str]) -> String {
     let addresses = (0..3)
         .map(|i| client_ip(client_prefix, i))
         .collect::<Vec<_>>()
@@ -749,6 +749,7 @@ fn chart_config(helm: &std::path::Path, client_prefix: &str) -> String {
         .arg(format!(
             "externalAccess.loadBalancer.addresses={{{addresses}}}"
         ))
+        .args(sets.iter().flat_map(|s| ["--set", s]))
         .output()
         .expect("run helm");
     assert!(
@@ -766,26 +767,103 @@ fn chart_config(helm: &std::path::Path, client_prefix: &str) -> String {
         .join("\n")
 }
 
+/// The chart's security on: SASL_SSL listeners, mutual TLS between pods, ACLs. The pods
+/// get a keystore valid for their DNS names and client addresses, and an admin user, as
+/// the chart's Secrets would give them; every client of the run logs in as that admin.
+struct ChartSecurity {
+    certs: fjord_tests::certs::Certs,
+    users: tempfile::TempDir,
+}
+
+impl ChartSecurity {
+    const SETS: &'static [&'static str] = &[
+        "tls.enabled=true",
+        "tls.secretName=fjord-tls",
+        "sasl.enabled=true",
+        "sasl.usersSecret=fjord-users",
+        "authorization.enabled=true",
+    ];
+
+    fn new() -> ChartSecurity {
+        let users = tempfile::tempdir().expect("users dir");
+        std::fs::write(users.path().join("users"), "admin:admin-secret\n").expect("users");
+        fjord_tests::docker::readable_by_the_image_user(users.path());
+        let certs = fjord_tests::certs::Certs::new();
+        fjord_tests::docker::readable_by_the_image_user(certs.dir());
+        ChartSecurity { certs, users }
+    }
+
+    /// The pods' files for a cluster whose clients use `client_prefix`, and the clients'
+    /// settings registered for its addresses.
+    fn for_cluster(
+        &self,
+        client_prefix: &str,
+        client_port: u16,
+    ) -> Vec<(std::path::PathBuf, String)> {
+        let ips: Vec<String> = (0..3).map(|i| client_ip(client_prefix, i)).collect();
+        let mut sans = vec![
+            "DNS:*.fjord-headless.default.svc.cluster.local".to_string(),
+            "DNS:fjord.default.svc.cluster.local".to_string(),
+        ];
+        sans.extend(ips.iter().map(|ip| format!("IP:{ip}")));
+        let sans: Vec<&str> = sans.iter().map(String::as_str).collect();
+        self.certs.issue("keystore", &sans);
+        let bootstrap = ips
+            .iter()
+            .map(|ip| format!("{ip}:{client_port}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let ca = self.certs.ca().display().to_string();
+        fjord_tests::register_client_security(
+            &bootstrap,
+            &[
+                ("security.protocol", "SASL_SSL"),
+                ("sasl.mechanism", "SCRAM-SHA-512"),
+                ("sasl.username", "admin"),
+                ("sasl.password", "admin-secret"),
+                ("ssl.ca.location", &ca),
+            ],
+        );
+        vec![
+            (self.certs.dir().to_path_buf(), "/etc/fjord-tls".into()),
+            (self.users.path().to_path_buf(), "/etc/fjord-sasl".into()),
+        ]
+    }
+}
+
+/// The chart's config with security on (SASL_SSL, mutual TLS between pods, ACLs), pods
+/// restarted in StatefulSet order under the workload.
 #[test]
-fn helm_rendered_pods_survive_a_rolling_restart_in_statefulset_order() {
+fn helm_rendered_secure_pods_survive_a_rolling_restart_in_statefulset_order() {
     let _t = turn();
     let Some(helm) = helm() else { return };
     let spec = ClusterSpec {
         nodes: 3,
         ..ClusterSpec::default()
     };
-    let Some(mut run) = Run::start_spec("chart config, rolling restart", &spec, |prefix| {
+    let security = ChartSecurity::new();
+    let Some(mut run) = Run::start_spec("secure chart config, rolling restart", &spec, |prefix| {
         Some(ChartConfig {
-            toml: chart_config(&helm, prefix),
+            toml: chart_config(&helm, prefix, ChartSecurity::SETS),
             aliases: vec![
                 "fjord-{}".into(),
                 "fjord-{}.fjord-headless.default.svc.cluster.local".into(),
             ],
             client_port: 9094,
+            mounts: security.for_cluster(prefix, 9094),
         })
     }) else {
         return;
     };
+    // Without credentials nothing gets in, and the admin port takes no voter change from
+    // another host.
+    let anonymous = std::process::Command::new("kcat")
+        .args(["-b", &run.cluster.bootstrap(), "-L", "-m", "5"])
+        .output()
+        .expect("kcat");
+    assert!(!anonymous.status.success(), "plaintext clients are refused");
+    let (status, _) = post(&run.cluster.node(0).admin(), "/v1/voters/2");
+    assert_eq!(status, 403, "voter changes only from the node itself");
     // Highest ordinal first, each pod back and ready before the next, as a StatefulSet
     // rolling update does.
     for id in (0..3).rev() {
@@ -806,6 +884,26 @@ fn helm_rendered_pods_survive_a_rolling_restart_in_statefulset_order() {
         run.progress(200);
     }
     run.finish();
+}
+
+/// One bodiless HTTP POST; returns the status code and body.
+fn post(addr: &str, path: &str) -> (u16, String) {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(addr).expect("connect admin");
+    s.set_read_timeout(Some(Duration::from_secs(30))).ok();
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, text)
 }
 
 #[test]

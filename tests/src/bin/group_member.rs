@@ -3,6 +3,7 @@
 //!
 //! group-member --bootstrap-server B --group G --topic T [--instance-id I]
 //!              [--session-timeout-ms MS] [--commit none|sync] [--log-records]
+//!              [--property KEY=VALUE]...   (client settings, e.g. security)
 //!
 //! It runs until standard input closes, then closes the consumer (leaving the group).
 
@@ -65,6 +66,7 @@ fn main() {
     let mut session_timeout = "6000".to_string();
     let mut commit = "none".to_string();
     let mut log_records = false;
+    let mut properties: Vec<(String, String)> = Vec::new();
     while let Some(a) = args.next() {
         let mut value = || args.next().unwrap_or_default();
         match a.as_str() {
@@ -75,6 +77,16 @@ fn main() {
             "--session-timeout-ms" => session_timeout = value(),
             "--commit" => commit = value(),
             "--log-records" => log_records = true,
+            "--property" => {
+                let kv = value();
+                match kv.split_once('=') {
+                    Some((k, v)) => properties.push((k.to_string(), v.to_string())),
+                    None => {
+                        eprintln!("--property wants KEY=VALUE, not {kv}");
+                        std::process::exit(2);
+                    }
+                }
+            }
             other => {
                 eprintln!("unknown argument {other}");
                 std::process::exit(2);
@@ -97,6 +109,9 @@ fn main() {
         .set("log_level", "3");
     if let Some(i) = &instance {
         config.set("group.instance.id", i);
+    }
+    for (k, v) in &properties {
+        config.set(k, v);
     }
     let consumer: BaseConsumer<Events> = match config.create_with_context(Events) {
         Ok(c) => c,
