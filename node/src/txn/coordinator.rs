@@ -44,11 +44,15 @@ pub struct TxnCoordinator {
 }
 
 impl TxnCoordinator {
-    pub fn new(replicas: Arc<ReplicaManager>, lease: Arc<Lease>) -> Self {
+    pub fn new(
+        replicas: Arc<ReplicaManager>,
+        lease: Arc<Lease>,
+        rpc_tls: Option<fjord_proto::tls::ClientTls>,
+    ) -> Self {
         TxnCoordinator {
             lease,
             shards: ShardMap::new(TXN_TOPIC, replicas),
-            pool: ChannelPool::default(),
+            pool: ChannelPool::new(rpc_tls),
         }
     }
 
