@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use openraft::async_runtime::WatchReceiver;
 use openraft::errors::{ClientWriteError, RaftError};
-use openraft::{BasicNode, ChangeMembers, Config, RaftMetrics, SnapshotPolicy};
+use openraft::{BasicNode, ChangeMembers, Config, Instant as _, RaftMetrics, SnapshotPolicy};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 use uuid::Uuid;
@@ -314,18 +314,38 @@ impl Controller {
         if !self.is_active() {
             return;
         }
+        // The voter that acknowledged a heartbeat most recently: handing the role to one
+        // that is gone (the others of a cluster being stopped) would only wait out the
+        // timeout.
+        let window = self.quorum_window();
         let target = {
             let metrics = self.inner.raft.metrics();
             let m = metrics.borrow_watched();
-            let target = m
-                .membership_config
-                .membership()
+            let membership = m.membership_config.membership();
+            let voters: Vec<NodeId> = membership
                 .voter_ids()
-                .find(|id| *id != self.inner.node_id);
-            target
+                .filter(|id| *id != self.inner.node_id)
+                .filter(|id| {
+                    membership
+                        .get_node(id)
+                        .is_some_and(|n| !self.inner.pool.is_unreachable(&n.addr))
+                })
+                .collect();
+            let heard = m.heartbeat.as_ref();
+            voters
+                .into_iter()
+                .filter_map(|id| {
+                    let at = heard?.get(&id)?.as_ref()?;
+                    let age = (**at).elapsed();
+                    (age <= window).then_some((age, id))
+                })
+                .min()
+                .map(|(_, id)| id)
         };
-
-        let Some(target) = target else { return };
+        let Some(target) = target else {
+            info!("no other voter is reachable; stopping without handing over the active controller role");
+            return;
+        };
         if let Err(e) = self.inner.raft.trigger().transfer_leader(target).await {
             warn!(error = %e, "leadership transfer failed");
             return;
@@ -340,6 +360,50 @@ impl Controller {
         })
         .await;
         info!(to = target, "handed over the active controller role");
+    }
+
+    /// How recent a quorum's acknowledgement must be for the quorum to count as there:
+    /// two maximal election timeouts, many heartbeats.
+    fn quorum_window(&self) -> Duration {
+        Duration::from_millis(
+            self.inner
+                .raft
+                .config()
+                .election_timeout_max
+                .saturating_mul(2),
+        )
+    }
+
+    /// Whether a metadata write could commit now, as far as this node can tell: it
+    /// knows an active controller and, if that is itself, a quorum acknowledged it
+    /// recently. Shutdown uses this to skip steps that need a quorum that is gone.
+    pub fn quorum_reachable(&self) -> bool {
+        let metrics = self.inner.raft.metrics();
+        let m = metrics.borrow_watched();
+        match m.current_leader {
+            None => false,
+            Some(leader) if leader == self.inner.node_id => {
+                let membership = m.membership_config.membership();
+                let voters: Vec<NodeId> = membership.voter_ids().collect();
+                // Peers whose last call was refused are gone now, whatever the last
+                // quorum acknowledgement says (a cluster being stopped node by node).
+                let reachable = voters
+                    .iter()
+                    .filter(|id| {
+                        **id == self.inner.node_id
+                            || membership
+                                .get_node(id)
+                                .is_some_and(|n| !self.inner.pool.is_unreachable(&n.addr))
+                    })
+                    .count();
+                voters.len() <= 1
+                    || (reachable > voters.len() / 2
+                        && m.last_quorum_acked
+                            .as_ref()
+                            .is_some_and(|t| (**t).elapsed() <= self.quorum_window()))
+            }
+            Some(_) => true,
+        }
     }
 
     pub async fn shutdown(&self) {

@@ -147,6 +147,17 @@ impl Controller {
                 partition_epoch,
                 new_isr,
             } => {
+                // A change the current image already refuses (most often: a fenced
+                // broker rejoining) is answered here rather than committed as a refusal.
+                crate::metadata::check_alter_partition(
+                    &md,
+                    &topic,
+                    partition,
+                    leader_id,
+                    leader_epoch,
+                    partition_epoch,
+                    &new_isr,
+                )?;
                 let cmd = MetadataCommand::AlterPartition {
                     topic,
                     partition,

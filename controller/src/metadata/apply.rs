@@ -325,29 +325,24 @@ pub fn apply_command(
     }
 }
 
-/// Validates and applies an ISR change from a partition leader.
-fn alter_partition(
-    md: &mut ClusterMetadata,
+/// Whether an ISR change from a partition leader would be accepted. The active controller
+/// asks this before proposing, so a refusal does not cost a metadata log entry.
+pub fn check_alter_partition(
+    md: &ClusterMetadata,
     topic: &str,
     partition: i32,
     leader_id: i32,
     leader_epoch: i32,
     partition_epoch: i32,
     new_isr: &[i32],
-) -> Result<(i32, Vec<i32>), MetadataError> {
-    let live: BTreeSet<i32> = md
-        .brokers
-        .values()
-        .filter(|b| !b.fenced)
-        .map(|b| b.id)
-        .collect();
+) -> Result<(), MetadataError> {
     let p = md
         .topics
-        .get_mut(topic)
+        .get(topic)
         .and_then(|t| {
             usize::try_from(partition)
                 .ok()
-                .and_then(|i| t.partitions.get_mut(i))
+                .and_then(|i| t.partitions.get(i))
         })
         .ok_or_else(|| MetadataError::UnknownTopic(topic.to_string()))?;
     if p.leader != leader_id || p.leader_epoch != leader_epoch {
@@ -369,12 +364,50 @@ fn alter_partition(
             )));
         }
         // A fenced broker may not join the ISR; one already in it may stay.
-        if !live.contains(r) && !p.isr.contains(r) {
+        let live = md.brokers.get(r).is_some_and(|b| !b.fenced);
+        if !live && !p.isr.contains(r) {
             return Err(MetadataError::IneligibleReplica(format!(
                 "broker {r} is fenced"
             )));
         }
     }
+    Ok(())
+}
+
+/// Validates and applies an ISR change from a partition leader.
+fn alter_partition(
+    md: &mut ClusterMetadata,
+    topic: &str,
+    partition: i32,
+    leader_id: i32,
+    leader_epoch: i32,
+    partition_epoch: i32,
+    new_isr: &[i32],
+) -> Result<(i32, Vec<i32>), MetadataError> {
+    check_alter_partition(
+        md,
+        topic,
+        partition,
+        leader_id,
+        leader_epoch,
+        partition_epoch,
+        new_isr,
+    )?;
+    let live: BTreeSet<i32> = md
+        .brokers
+        .values()
+        .filter(|b| !b.fenced)
+        .map(|b| b.id)
+        .collect();
+    let p = md
+        .topics
+        .get_mut(topic)
+        .and_then(|t| {
+            usize::try_from(partition)
+                .ok()
+                .and_then(|i| t.partitions.get_mut(i))
+        })
+        .ok_or_else(|| MetadataError::UnknownTopic(topic.to_string()))?;
     if p.isr != new_isr {
         info!(topic, partition, from = ?p.isr, to = ?new_isr, "ISR changed");
         p.isr = new_isr.to_vec();

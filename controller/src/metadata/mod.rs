@@ -11,7 +11,7 @@ mod image;
 pub mod quotas;
 pub mod reassign;
 
-pub use apply::apply_command;
+pub use apply::{apply_command, check_alter_partition};
 pub use command::{
     BrokerRegistration, CommandOutcome, ConfigOp, ConfigResource, Election, Listener,
     MetadataCommand, MetadataError, NewTopicSpec, Reassignment, ScramUpsert, TopicOutcome,

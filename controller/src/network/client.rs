@@ -1,4 +1,4 @@
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -19,6 +19,7 @@ use openraft::{AnyError, BasicNode, RaftNetworkFactory, RaftNetworkV2};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tonic::transport::{Channel, Endpoint};
+use tracing::{info, warn};
 
 use crate::types::{NodeId, Snapshot, TypeConfig, Vote};
 
@@ -32,6 +33,9 @@ pub struct ChannelPool {
     channels: Arc<Mutex<HashMap<String, Channel>>>,
     /// Mutual TLS to peers (`rpc.ssl.*`); plain TCP when `None`.
     tls: Option<ClientTls>,
+    /// Peers whose last call failed to reach them: each outage is logged once, when it
+    /// starts and when it ends, rather than at every heartbeat.
+    unreachable: Arc<Mutex<HashSet<String>>>,
 }
 
 impl ChannelPool {
@@ -39,6 +43,36 @@ impl ChannelPool {
         ChannelPool {
             channels: Arc::default(),
             tls,
+            unreachable: Arc::default(),
+        }
+    }
+
+    /// Whether the last call to `addr` could not reach it (refused, timed out).
+    pub fn is_unreachable(&self, addr: &str) -> bool {
+        self.unreachable
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .contains(addr)
+    }
+
+    /// Records the outcome of a call to `addr`, logging only changes of reachability.
+    pub fn note_reachability(&self, target: NodeId, addr: &str, failure: Option<&tonic::Status>) {
+        let mut down = self
+            .unreachable
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match failure {
+            Some(status) if status.code() == tonic::Code::Unavailable => {
+                if down.insert(addr.to_string()) {
+                    warn!(peer = target, %addr, error = %root_cause(status), "metadata peer unreachable");
+                }
+            }
+            Some(_) => {}
+            None => {
+                if down.remove(addr) {
+                    info!(peer = target, %addr, "metadata peer reachable again");
+                }
+            }
         }
     }
 
@@ -129,6 +163,21 @@ fn decode<T: DeserializeOwned>(msg: RaftMessage) -> Result<T, NetworkError<TypeC
     result.map_err(|remote| NetworkError::new(&AnyError::error(remote)))
 }
 
+/// The innermost cause of a failed call ("Connection refused (os error 111)"), which
+/// says what happened without tonic's and hyper's layers around it.
+pub fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = e;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    let text = cause.to_string();
+    if text.is_empty() {
+        e.to_string()
+    } else {
+        text
+    }
+}
+
 fn status_to_rpc(e: tonic::Status) -> RPCError<TypeConfig> {
     match e.code() {
         tonic::Code::Unavailable => RPCError::Unreachable(Unreachable::new(&e)),
@@ -151,8 +200,11 @@ macro_rules! unary {
         request.set_timeout($opt.hard_ttl());
         $self.routing.stamp($self.target, request.metadata_mut());
 
-        let resp = client.$method(request).await.map_err(status_to_rpc)?;
-        Ok(decode(resp.into_inner())?)
+        let resp = client.$method(request).await;
+        $self
+            .pool
+            .note_reachability($self.target, &$self.addr, resp.as_ref().err());
+        Ok(decode(resp.map_err(status_to_rpc)?.into_inner())?)
     }};
 }
 

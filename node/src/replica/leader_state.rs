@@ -16,6 +16,10 @@ struct Follower {
     /// caught up as of that fetch.
     last_fetch_ms: i64,
     leader_end_at_last_fetch: i64,
+    /// Whether it has fetched since it last left the ISR (or since a request to add it
+    /// was refused). Only a follower that is really fetching is proposed to join, so a
+    /// dead broker whose last fetch was recent is not re-proposed on every tick.
+    fetched_since_out: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -56,6 +60,7 @@ impl LeaderState {
                         last_caught_up_ms: if isr.contains(r) { now_ms } else { 0 },
                         last_fetch_ms: 0,
                         leader_end_at_last_fetch: -1,
+                        fetched_since_out: false,
                     },
                 )
             })
@@ -92,7 +97,7 @@ impl LeaderState {
         now_ms: i64,
     ) {
         if partition_epoch >= self.partition_epoch {
-            self.isr = isr.to_vec();
+            self.note_isr(isr);
             // An image at the same partition epoch predates the change in flight, which
             // may still commit: keep counting the pending set until it is answered or a
             // newer epoch shows how it landed.
@@ -109,6 +114,7 @@ impl LeaderState {
                 last_caught_up_ms: now_ms,
                 last_fetch_ms: 0,
                 leader_end_at_last_fetch: -1,
+                fetched_since_out: false,
             });
         }
     }
@@ -126,6 +132,17 @@ impl LeaderState {
         }
         f.last_fetch_ms = now_ms;
         f.leader_end_at_last_fetch = leader_end;
+        f.fetched_since_out = true;
+    }
+
+    /// Takes `isr` as the current ISR; followers it drops must fetch again to rejoin.
+    fn note_isr(&mut self, isr: &[i32]) {
+        for (id, f) in self.followers.iter_mut() {
+            if self.isr.contains(id) && !isr.contains(id) {
+                f.fetched_since_out = false;
+            }
+        }
+        self.isr = isr.to_vec();
     }
 
     /// The high watermark the ISR allows: the smallest log end offset over the leader
@@ -167,7 +184,11 @@ impl LeaderState {
         for (id, f) in &self.followers {
             let caught_up =
                 f.log_end_offset >= high_watermark && f.log_end_offset >= self.epoch_start_offset;
-            if !next.contains(id) && caught_up && now_ms - f.last_caught_up_ms <= lag_ms {
+            if !next.contains(id)
+                && caught_up
+                && f.fetched_since_out
+                && now_ms - f.last_caught_up_ms <= lag_ms
+            {
                 next.push(*id);
             }
         }
@@ -183,10 +204,22 @@ impl LeaderState {
         self.pending_isr = isr;
     }
 
+    /// The controller refused the change in flight: followers it would have added are
+    /// proposed again only after their next fetch.
+    pub fn refused(&mut self) {
+        if let Some(pending) = self.pending_isr.take() {
+            for id in pending.iter().filter(|id| !self.isr.contains(id)) {
+                if let Some(f) = self.followers.get_mut(id) {
+                    f.fetched_since_out = false;
+                }
+            }
+        }
+    }
+
     /// The controller accepted an ISR change.
     pub fn committed(&mut self, isr: Vec<i32>, partition_epoch: i32) {
         if partition_epoch >= self.partition_epoch {
-            self.isr = isr;
+            self.note_isr(&isr);
             self.partition_epoch = partition_epoch;
         }
         self.pending_isr = None;
@@ -270,6 +303,37 @@ mod tests {
         assert_eq!(s.high_watermark(20), 10);
         s.on_fetch(3, 20, 20, 5);
         assert_eq!(s.high_watermark(20), 20);
+    }
+
+    #[test]
+    fn a_follower_that_left_the_isr_rejoins_only_after_it_fetches_again() {
+        let mut s = LeaderState::new(1, &[1, 2, 3], &[1, 2, 3], 0, 0, 0);
+        s.on_fetch(2, 10, 10, 100);
+        s.on_fetch(3, 10, 10, 100);
+        // 3 dies; the controller fences it and removes it from the ISR. Nothing is
+        // written, so 3 still looks caught up and within the lag window.
+        s.update_from_metadata(&[1, 2, 3], &[1, 2], 1, 200);
+        s.on_fetch(2, 10, 10, 300);
+        assert_eq!(
+            s.desired_isr(10, 300, 30_000),
+            None,
+            "3 has not fetched since"
+        );
+        s.on_fetch(3, 10, 10, 400);
+        assert_eq!(s.desired_isr(10, 400, 30_000), Some(vec![1, 2, 3]));
+    }
+
+    #[test]
+    fn a_refused_expansion_waits_for_the_next_fetch() {
+        let mut s = LeaderState::new(1, &[1, 2], &[1], 0, 0, 0);
+        s.on_fetch(2, 0, 0, 10);
+        let want = s.desired_isr(0, 10, 30_000);
+        assert_eq!(want, Some(vec![1, 2]));
+        s.set_pending(want);
+        s.refused();
+        assert_eq!(s.desired_isr(0, 20, 30_000), None, "no retry on every tick");
+        s.on_fetch(2, 0, 0, 30);
+        assert_eq!(s.desired_isr(0, 30, 30_000), Some(vec![1, 2]));
     }
 
     #[test]

@@ -199,7 +199,7 @@ impl Partition {
         if let Some(state) = self.leader_state().as_mut() {
             match committed {
                 Some((isr, partition_epoch)) => state.committed(isr, partition_epoch),
-                None => state.set_pending(None),
+                None => state.refused(),
             }
         }
         self.maybe_advance_high_watermark();
