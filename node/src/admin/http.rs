@@ -39,6 +39,7 @@ pub fn install_metrics(gauge_idle: Duration) -> Option<PrometheusHandle> {
         .and_then(|b| b.install_recorder())
     {
         Ok(handle) => {
+            super::descriptions::describe_all();
             let upkeep = handle.clone();
             tokio::spawn(async move {
                 let mut t = tokio::time::interval(Duration::from_secs(5));

@@ -1,6 +1,7 @@
 //! The admin HTTP listener: Prometheus metrics, health, readiness and a JSON view of the
 //! cluster.
 
+mod descriptions;
 mod gauges;
 mod http;
 

@@ -194,6 +194,7 @@ where
             frame = frames.next(), if waiting.is_none() && pipeline.open() && muted_until.is_none() => {
                 let frame = match frame {
                     Ok(None) => break None,
+                    Err(super::incoming::FrameError::Io(e)) if is_disconnect(&e) => break None,
                     Err(e) => break Some(format!("bad frame: {e}")),
                     Ok(Some(f)) => f,
                 };
@@ -212,6 +213,9 @@ where
                     // The flush matters under TLS: records the socket did not take yet
                     // stay in the session's buffer until flushed.
                     if let Err(e) = write_frame(&mut wr, &mut frame).await {
+                        if is_disconnect(&e) {
+                            break None;
+                        }
                         break Some(format!("write failed: {e}"));
                     }
                     if close {
@@ -236,6 +240,16 @@ where
         None => debug!(%peer, "connection closed by client"),
     }
     let _ = wr.shutdown().await;
+}
+
+/// A peer that went away (mid-frame, or while its answer was being written) is an
+/// ordinary disconnect, logged at DEBUG rather than as a refused connection.
+fn is_disconnect(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        UnexpectedEof | ConnectionReset | ConnectionAborted | BrokenPipe
+    )
 }
 
 async fn write_frame<W: AsyncWrite + Unpin, B: bytes::Buf>(
