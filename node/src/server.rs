@@ -210,12 +210,33 @@ pub async fn run(config: NodeConfig) -> Result<(), ServeError> {
         let _ = t.await;
     }
     replicas.shutdown();
-    controller.shutdown().await;
-    let _ = admin_task.await;
-    let _ = rpc_task.await;
+    // Graceful server shutdown waits for open connections: a scraper's keep-alive or a
+    // peer's long-lived rpc stream must not hold the process until the orchestrator's
+    // kill (Docker's and Kubernetes' grace periods).
+    if tokio::time::timeout(SHUTDOWN_STEP, controller.shutdown())
+        .await
+        .is_err()
+    {
+        warn!("the metadata quorum did not stop in time");
+    }
+    finish("admin", admin_task).await;
+    finish("rpc", rpc_task).await;
     info!("stopped cleanly");
     Ok(())
 }
+
+/// Waits for a listener's graceful stop for at most `SHUTDOWN_STEP`, then drops the
+/// connections it still holds.
+async fn finish<T>(what: &str, task: tokio::task::JoinHandle<T>) {
+    let abort = task.abort_handle();
+    if tokio::time::timeout(SHUTDOWN_STEP, task).await.is_err() {
+        abort.abort();
+        info!("closed the {what} listener's remaining connections");
+    }
+}
+
+/// The longest any one step of stopping may wait once the data is safe.
+const SHUTDOWN_STEP: Duration = Duration::from_secs(3);
 
 async fn wait_for_signal() {
     #[cfg(unix)]
@@ -465,6 +486,11 @@ async fn controlled_shutdown(broker: &Broker) {
     // Leaderships move as soon as the controller hears this; stop answering as their
     // owner first.
     broker.lease.revoke();
+    if !broker.controller.quorum_reachable() {
+        // The last node of a cluster being stopped: nobody is left to take over.
+        info!("no metadata quorum; stopping without a controlled shutdown");
+        return;
+    }
     let request = ControllerRequest::ControlledShutdown {
         broker_id: broker.node_id,
         broker_epoch: broker.broker_epoch(),
@@ -517,7 +543,6 @@ fn housekeeping_interval(broker: &Broker) -> Duration {
 /// The shortest time a gauge may go unset before it is dropped from `/metrics`.
 const GAUGE_IDLE_MIN: Duration = Duration::from_secs(2);
 
-/// Retention, time-based flushes, high-watermark checkpoints and gauges.
 /// Picks up renewed certificates and changed user files.
 async fn reload_security(security: Arc<Security>, mut shutdown: watch::Receiver<bool>) {
     let mut ticker = tokio::time::interval(crate::security::RELOAD_INTERVAL);
@@ -532,6 +557,7 @@ async fn reload_security(security: Arc<Security>, mut shutdown: watch::Receiver<
     }
 }
 
+/// Retention, time-based flushes, high-watermark checkpoints and gauges.
 async fn housekeeping(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
     let flush_interval = housekeeping_interval(&broker);
     let producer_expiration = broker.broker_i64("producer.id.expiration.ms").max(1);
