@@ -412,3 +412,184 @@ fn metrics_move_under_load() {
 fn is_gauge(line: &str) -> bool {
     line.starts_with("fjord_partition_") || line.starts_with("fjord_consumer_group_lag")
 }
+
+#[test]
+fn the_cli_reports_what_the_broker_refused() {
+    let node = Node::start();
+    // Describing a missing topic says so, as kafka-topics.sh does, and creates nothing.
+    let o = fjord(&node, &["topic", "describe", "ghost"], None);
+    assert!(!o.status.success(), "{}", stdout(&o));
+    assert!(
+        stderr(&o).contains("topic 'ghost' does not exist"),
+        "{}",
+        stderr(&o)
+    );
+    let listed = fjord(&node, &["topic", "list"], None);
+    assert!(
+        !stdout(&listed).lines().any(|l| l == "ghost"),
+        "describe created the topic: {}",
+        stdout(&listed)
+    );
+    // The broker's own reason reaches the user.
+    let o = fjord(
+        &node,
+        &["topic", "create", "wide", "--replication-factor", "3"],
+        None,
+    );
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("replication factor 3 is larger than the 1 available brokers"),
+        "{}",
+        stderr(&o)
+    );
+    // Records the cluster refused are reported one by one, and the exit code says so.
+    let o = fjord(
+        &node,
+        &["topic", "create", "three", "--partitions", "3"],
+        None,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = fjord(
+        &node,
+        &["produce", "--topic", "three", "--partition", "7"],
+        Some("x\n"),
+    );
+    assert!(!o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("record 1 (partition 7)")
+            && stderr(&o).contains("1 of 1 records were not written to three"),
+        "{}",
+        stderr(&o)
+    );
+    let o = fjord(
+        &node,
+        &[
+            "topic",
+            "create",
+            "tiny",
+            "--config",
+            "max.message.bytes=200",
+        ],
+        None,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let big = format!("{}\n", "x".repeat(1_000));
+    let o = fjord(&node, &["produce", "--topic", "tiny"], Some(&big));
+    let err = stderr(&o);
+    assert!(!o.status.success(), "{err}");
+    assert!(
+        err.contains("record 1") && err.contains("MessageSizeTooLarge"),
+        "{err}"
+    );
+    assert!(err.contains("1 of 1 records were not written"), "{err}");
+}
+
+#[test]
+fn the_console_consumer_reads_as_a_group_and_commits_what_it_printed() {
+    let node = Node::start_with(&["--override", "group.initial.rebalance.delay.ms=0"]);
+    let o = fjord(
+        &node,
+        &["produce", "--topic", "grouped"],
+        Some("a\nb\nc\nd\ne\n"),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let read = |args: &[&str]| {
+        let mut full = vec!["consume", "--topic", "grouped"];
+        full.extend_from_slice(args);
+        let o = fjord(&node, &full, None);
+        assert!(o.status.success(), "{}", stderr(&o));
+        stdout(&o).lines().map(str::to_string).collect::<Vec<_>>()
+    };
+    assert_eq!(
+        read(&[
+            "--group",
+            "readers",
+            "--from-beginning",
+            "--max-messages",
+            "3"
+        ]),
+        ["a", "b", "c"]
+    );
+    // The group's committed offset is what was printed: lag 2.
+    let o = fjord(&node, &["group", "describe", "readers"], None);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let row = stdout(&o)
+        .lines()
+        .find(|l| l.starts_with("grouped"))
+        .map(|l| l.split_whitespace().take(5).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default();
+    assert_eq!(row, "grouped 0 3 5 2", "{}", stdout(&o));
+    // A second run resumes where the group left off, without --from-beginning.
+    assert_eq!(
+        read(&["--group", "readers", "--max-messages", "2"]),
+        ["d", "e"]
+    );
+    // group.id given as a client property (as kafka-console-consumer.sh takes it) works
+    // the same way.
+    assert_eq!(
+        read(&[
+            "--property",
+            "group.id=by-property",
+            "--from-beginning",
+            "--max-messages",
+            "5"
+        ]),
+        ["a", "b", "c", "d", "e"]
+    );
+    let o = fjord(&node, &["group", "list"], None);
+    assert!(stdout(&o).contains("by-property"), "{}", stdout(&o));
+    // A group assigns partitions itself.
+    let o = fjord(
+        &node,
+        &[
+            "consume",
+            "--topic",
+            "grouped",
+            "--group",
+            "g",
+            "--partition",
+            "0",
+        ],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+}
+
+#[test]
+fn every_metric_has_help_and_logs_have_no_colour_codes() {
+    let node = Node::start();
+    let o = fjord(&node, &["produce", "--topic", "helped"], Some("a\n"));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = fjord(
+        &node,
+        &[
+            "consume",
+            "--topic",
+            "helped",
+            "--from-beginning",
+            "--max-messages",
+            "1",
+        ],
+        None,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (status, metrics) = http_get(&node.admin_addr(), "/metrics").expect("metrics");
+    assert_eq!(status, 200);
+    let with = |prefix: &str| -> std::collections::BTreeSet<String> {
+        metrics
+            .lines()
+            .filter_map(|l| l.strip_prefix(prefix))
+            .filter_map(|l| l.split_whitespace().next())
+            .map(str::to_string)
+            .collect()
+    };
+    let typed = with("# TYPE ");
+    let helped = with("# HELP ");
+    assert!(typed.len() > 20, "{metrics}");
+    let missing: Vec<_> = typed.difference(&helped).collect();
+    assert!(missing.is_empty(), "metrics without HELP: {missing:?}");
+    // The node's log goes to a file here: plain text, no ANSI colour codes.
+    let log = node.log();
+    assert!(log.contains("Kafka listener ready"), "{log}");
+    assert!(!log.contains('\u{1b}'), "colour codes in a log file");
+}

@@ -91,3 +91,14 @@ pub fn key_values(items: &[String], flag: &str) -> Result<Vec<(String, String)>,
         })
         .collect()
 }
+
+/// A topic-level error from Metadata, worded as Kafka's tools word it.
+pub fn topic_error(topic: &str, err: rdkafka::types::RDKafkaRespErr) -> CliError {
+    use rdkafka::types::RDKafkaErrorCode;
+    match RDKafkaErrorCode::from(err) {
+        RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic => {
+            CliError::Kafka(format!("topic '{topic}' does not exist"))
+        }
+        code => CliError::Kafka(format!("{topic}: {code}")),
+    }
+}

@@ -52,6 +52,8 @@ pub enum ClusterCommand {
     /// Even out replicas and preferred leaders across brokers (prints the plan; moves on
     /// --execute).
     Balance(super::reassign::BalanceArgs),
+    /// Run preferred or unclean leader elections (like kafka-leader-election.sh).
+    ElectLeaders(super::elect::ElectArgs),
 }
 
 /// One HTTP/1.1 request; returns status and body.
@@ -150,6 +152,7 @@ pub fn run(cmd: ClusterCommand) -> Result<(), CliError> {
         ClusterCommand::Reassign(args) => super::reassign::reassign(args),
         ClusterCommand::Drain(args) => super::reassign::drain(args),
         ClusterCommand::Balance(args) => super::reassign::balance(args),
+        ClusterCommand::ElectLeaders(args) => super::elect::run(args),
     }
 }
 

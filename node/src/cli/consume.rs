@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
@@ -20,6 +20,11 @@ pub struct ConsumeArgs {
     /// Start at the earliest offset instead of the latest.
     #[arg(long)]
     from_beginning: bool,
+    /// Consume as a member of this consumer group: partitions are assigned by the group,
+    /// reading starts at its committed offsets, and offsets of printed records are
+    /// committed (`--property group.id=G` does the same).
+    #[arg(long, conflicts_with_all = ["partition", "offset"])]
+    group: Option<String>,
     /// Read only this partition.
     #[arg(long)]
     partition: Option<i32>,
@@ -63,33 +68,19 @@ pub fn run(args: ConsumeArgs) -> Result<(), CliError> {
         (None, _) if args.from_beginning => Offset::Beginning,
         (None, _) => Offset::End,
     };
-    let mut config = args.connect.config()?;
-    config.set("group.id", "fjord-console-consumer");
-    config.set("enable.auto.commit", "false");
-    config.set("enable.auto.offset.store", "false");
-    let consumer: BaseConsumer = config.create()?;
-    let md = consumer.fetch_metadata(Some(&args.topic), args.connect.timeout())?;
-    let topic = md
-        .topics()
-        .iter()
-        .find(|t| t.name() == args.topic)
-        .ok_or_else(|| CliError::Kafka(format!("topic {} not found", args.topic)))?;
-    if let Some(e) = topic.error() {
-        return Err(CliError::Kafka(format!("{}: {:?}", args.topic, e)));
+    let group = match &args.group {
+        Some(g) => Some(g.clone()),
+        None => args.connect.property("group.id")?,
+    };
+    if group.is_some() && args.partition.is_some() {
+        return Err(CliError::Usage(
+            "a group assigns partitions itself: drop --partition or the group".into(),
+        ));
     }
-    let mut tpl = TopicPartitionList::new();
-    for p in topic.partitions() {
-        if args.partition.is_none_or(|want| want == p.id()) {
-            tpl.add_partition_offset(&args.topic, p.id(), start)?;
-        }
-    }
-    if tpl.count() == 0 {
-        return Err(CliError::Kafka(format!(
-            "topic {} has no partition {:?}",
-            args.topic, args.partition
-        )));
-    }
-    consumer.assign(&tpl)?;
+    let consumer = match &group {
+        Some(g) => subscribe(&args, g)?,
+        None => assign(&args, start)?,
+    };
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let mut seen = 0u64;
@@ -140,6 +131,88 @@ pub fn run(args: ConsumeArgs) -> Result<(), CliError> {
         out.write_all(msg.payload().unwrap_or_default())?;
         out.write_all(b"\n")?;
         out.flush()?;
+        if group.is_some() {
+            // Committed only once printed: a crash re-prints rather than skips.
+            consumer.store_offset_from_message(&msg)?;
+        }
+    }
+    if group.is_some() {
+        commit_stored(&consumer)?;
     }
     Ok(())
+}
+
+/// A group member: partitions come from the group, reading starts at its committed
+/// offsets (or --from-beginning's earliest where it has none).
+fn subscribe(args: &ConsumeArgs, group: &str) -> Result<BaseConsumer, CliError> {
+    let reset = if args.from_beginning {
+        "earliest"
+    } else {
+        "latest"
+    };
+    let consumer: BaseConsumer = args
+        .connect
+        .config_with(&[
+            ("group.id", group.to_string()),
+            ("auto.offset.reset", reset.into()),
+            ("enable.auto.commit", "true".into()),
+            ("enable.auto.offset.store", "false".into()),
+        ])?
+        .create()?;
+    ensure_topic(&consumer, args)?;
+    consumer.subscribe(&[args.topic.as_str()])?;
+    Ok(consumer)
+}
+
+/// A standalone reader of chosen partitions and offsets; it commits nothing.
+fn assign(args: &ConsumeArgs, start: Offset) -> Result<BaseConsumer, CliError> {
+    let consumer: BaseConsumer = args
+        .connect
+        .config_with(&[
+            ("group.id", "fjord-console-consumer".into()),
+            ("enable.auto.commit", "false".into()),
+            ("enable.auto.offset.store", "false".into()),
+        ])?
+        .create()?;
+    let topic = ensure_topic(&consumer, args)?;
+    let mut tpl = TopicPartitionList::new();
+    for p in topic {
+        if args.partition.is_none_or(|want| want == p) {
+            tpl.add_partition_offset(&args.topic, p, start)?;
+        }
+    }
+    if tpl.count() == 0 {
+        return Err(CliError::Kafka(format!(
+            "topic {} has no partition {:?}",
+            args.topic, args.partition
+        )));
+    }
+    consumer.assign(&tpl)?;
+    Ok(consumer)
+}
+
+/// The topic's partition ids; an error naming the topic when it does not exist.
+fn ensure_topic(consumer: &BaseConsumer, args: &ConsumeArgs) -> Result<Vec<i32>, CliError> {
+    let md = consumer.fetch_metadata(Some(&args.topic), args.connect.timeout())?;
+    let topic = md
+        .topics()
+        .iter()
+        .find(|t| t.name() == args.topic)
+        .ok_or_else(|| CliError::Kafka(format!("topic '{}' does not exist", args.topic)))?;
+    if let Some(e) = topic.error() {
+        return Err(super::client::topic_error(&args.topic, e));
+    }
+    Ok(topic.partitions().iter().map(|p| p.id()).collect())
+}
+
+/// Commits the offsets stored so far before leaving the group.
+fn commit_stored(consumer: &BaseConsumer) -> Result<(), CliError> {
+    match consumer.commit_consumer_state(CommitMode::Sync) {
+        Ok(()) => Ok(()),
+        // Nothing was printed since the last automatic commit.
+        Err(e) if e.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::NoOffset) => {
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
 }

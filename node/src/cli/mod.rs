@@ -14,6 +14,7 @@ mod bench;
 mod client;
 mod cluster;
 mod consume;
+mod elect;
 mod group;
 mod produce;
 mod quota;
@@ -127,10 +128,18 @@ fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_env("FJORD_LOG")
         .or_else(|_| EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| {
-            EnvFilter::new("info,openraft=warn,sled=warn,h2=warn,tower=warn,hyper=warn")
+            // openraft logs every failed heartbeat with its whole error chain;
+            // the network layer reports each unreachable peer once instead.
+            EnvFilter::new("info,openraft=error,sled=warn,h2=warn,tower=warn,hyper=warn")
         });
+    // Logs go to standard error, coloured only for a person at a terminal (and never
+    // with NO_COLOR set): files, pipes, journald and `docker logs` get plain text.
+    use std::io::IsTerminal as _;
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
         .with_target(false);
     match format {
         LogFormat::Text => fmt.init(),

@@ -1,10 +1,12 @@
 //! `fjord produce`: the console producer.
 
 use std::io::BufRead;
+use std::sync::Mutex;
 use std::time::Duration;
 
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::client::ClientContext;
+use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 
 use super::client::{key_values, ConnectArgs};
 use super::CliError;
@@ -33,12 +35,40 @@ pub struct ProduceArgs {
     compression: String,
 }
 
+/// Collects the records the cluster refused, so each is reported and the exit code says
+/// whether everything was written.
+#[derive(Default)]
+struct Deliveries {
+    failures: Mutex<Vec<String>>,
+}
+
+impl ClientContext for Deliveries {}
+
+impl ProducerContext for Deliveries {
+    /// The record's line number in standard input.
+    type DeliveryOpaque = Box<u64>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, line: Box<u64>) {
+        if let Err((e, msg)) = result {
+            let partition = match msg.partition() {
+                p if p >= 0 => format!(" (partition {p})"),
+                _ => String::new(),
+            };
+            let line = format!("record {line}{partition}: {e}");
+            if let Ok(mut f) = self.failures.lock() {
+                f.push(line);
+            }
+        }
+    }
+}
+
 pub fn run(args: ProduceArgs) -> Result<(), CliError> {
     let mut config = args.connect.config()?;
     config.set("acks", &args.acks);
     config.set("compression.type", &args.compression);
     config.set("message.timeout.ms", args.connect.timeout_ms.to_string());
-    let producer: ThreadedProducer<DefaultProducerContext> = config.create()?;
+    let producer: ThreadedProducer<Deliveries> =
+        config.create_with_context(Deliveries::default())?;
     let headers = key_values(&args.headers, "--header")?;
     let stdin = std::io::stdin();
     let mut count = 0u64;
@@ -63,8 +93,10 @@ pub fn run(args: ProduceArgs) -> Result<(), CliError> {
                 value: Some(v.as_bytes()),
             });
         }
-        let mut record: BaseRecord<'_, String, String> =
-            BaseRecord::to(&args.topic).payload(&value).headers(owned);
+        let mut record: BaseRecord<'_, String, String, Box<u64>> =
+            BaseRecord::with_opaque_to(&args.topic, Box::new(count + 1))
+                .payload(&value)
+                .headers(owned);
         if let Some(k) = &key {
             record = record.key(k);
         }
@@ -82,17 +114,37 @@ pub fn run(args: ProduceArgs) -> Result<(), CliError> {
                     producer.poll(Duration::from_millis(10));
                     record = r;
                 }
-                Err((e, _)) => return Err(e.into()),
+                Err((e, _)) => {
+                    if let Ok(mut f) = producer.context().failures.lock() {
+                        f.push(format!("record {}: {e}", count + 1));
+                    }
+                    break;
+                }
             }
         }
         count += 1;
     }
     producer.flush(args.connect.timeout())?;
-    let failed = producer.in_flight_count();
+    let unanswered = u64::try_from(producer.in_flight_count()).unwrap_or(0);
+    let failures = producer
+        .context()
+        .failures
+        .lock()
+        .map(|f| f.clone())
+        .unwrap_or_default();
+    for f in &failures {
+        eprintln!("error: {f}");
+    }
+    let failed = failures.len() as u64 + unanswered;
     if failed > 0 {
-        return Err(CliError::Kafka(format!(
-            "{failed} records were not acknowledged in time"
-        )));
+        let mut why = format!(
+            "{failed} of {count} records were not written to {}",
+            args.topic
+        );
+        if unanswered > 0 {
+            why.push_str(&format!(" ({unanswered} not acknowledged in time)"));
+        }
+        return Err(CliError::Kafka(why));
     }
     eprintln!("Produced {count} records to {}.", args.topic);
     Ok(())

@@ -16,8 +16,8 @@ use kafka_protocol::messages::incremental_alter_configs_request::{
     AlterConfigsResource, AlterableConfig,
 };
 use kafka_protocol::messages::{
-    AlterPartitionReassignmentsRequest, BrokerId, ElectLeadersRequest,
-    IncrementalAlterConfigsRequest, ListPartitionReassignmentsRequest, MetadataRequest, TopicName,
+    AlterPartitionReassignmentsRequest, BrokerId, IncrementalAlterConfigsRequest,
+    ListPartitionReassignmentsRequest, MetadataRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use serde::{Deserialize, Serialize};
@@ -506,38 +506,43 @@ pub fn balance(args: BalanceArgs) -> Result<(), CliError> {
     let now = layout(&mut wire)?;
     let moves = balance::plan_balance(&now.brokers, &now.partitions);
     let plan = Plan::of(&moves);
-    plan.print();
     if moves.is_empty() {
         outln!("The cluster is balanced.");
-        return Ok(());
+    } else {
+        plan.print();
     }
     if !args.execute {
-        outln!(
-            "{} partitions would move; run again with --execute to start.",
-            moves.len()
-        );
+        if !moves.is_empty() {
+            outln!(
+                "{} partitions would move; run again with --execute to start.",
+                moves.len()
+            );
+        }
         return Ok(());
     }
-    let n = submit(&mut wire, &plan.partitions, false)?;
-    outln!("Started {n} partition reassignments.");
-    if args.wait {
+    if !moves.is_empty() {
+        let n = submit(&mut wire, &plan.partitions, false)?;
+        outln!("Started {n} partition reassignments.");
+        if !args.wait {
+            return Ok(());
+        }
         wait_done(&mut wire, &plan.partitions, args.wait_timeout)?;
-        // The plan also evened out preferred leaders: move leadership to them now rather
-        // than at the next automatic leader rebalance.
-        let elected = wire.call(
-            2,
-            &ElectLeadersRequest::default()
-                .with_election_type(0)
-                .with_topic_partitions(None)
-                .with_timeout_ms(30_000),
-        )?;
-        let moved = elected
-            .replica_election_results
-            .iter()
-            .flat_map(|t| t.partition_result.iter())
-            .filter(|p| p.error_code == 0)
-            .count();
-        outln!("Moved leadership of {moved} partitions to their preferred replicas.");
     }
+    // Replicas are where the plan wants them: move leadership to the preferred replicas
+    // now rather than at the next automatic leader rebalance (also when no replica had
+    // to move but leaders are uneven, after a broker restart say).
+    let outcome = super::elect::elect(
+        &mut wire,
+        super::elect::ElectionType::Preferred,
+        None,
+        30_000,
+    )?;
+    for (name, why) in &outcome.failed {
+        eprintln!("warning: preferred leader election for {name} failed: {why}");
+    }
+    outln!(
+        "Moved leadership of {} partitions to their preferred replicas.",
+        outcome.elected.len()
+    );
     Ok(())
 }

@@ -1,17 +1,19 @@
 //! `fjord topic ...`: topic administration over the Kafka Admin API.
 
+use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::incremental_alter_configs_request::{
     AlterConfigsResource, AlterableConfig,
 };
-use kafka_protocol::messages::IncrementalAlterConfigsRequest;
-use kafka_protocol::protocol::StrBytes;
-use rdkafka::admin::{
-    AdminClient, AdminOptions, ConfigSource, NewPartitions, NewTopic, ResourceSpecifier,
-    TopicReplication,
+use kafka_protocol::messages::{
+    CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest,
+    IncrementalAlterConfigsRequest, TopicName,
 };
+use kafka_protocol::protocol::StrBytes;
+use rdkafka::admin::{AdminClient, AdminOptions, ConfigSource, ResourceSpecifier};
 use rdkafka::client::DefaultClientContext;
 
-use super::client::{key_values, ConnectArgs};
+use super::client::{key_values, topic_error, ConnectArgs};
 use super::wire::Wire;
 use super::CliError;
 
@@ -76,24 +78,40 @@ pub enum TopicCommand {
 }
 
 fn admin(connect: &ConnectArgs) -> Result<AdminClient<DefaultClientContext>, CliError> {
-    Ok(connect.config()?.create()?)
+    // Describing a topic must never create it (librdkafka's admin handle would ask the
+    // broker to auto-create any topic it looks up).
+    Ok(connect
+        .config_with(&[("allow.auto.create.topics", "false".into())])?
+        .create()?)
+}
+
+fn wire(connect: &ConnectArgs) -> Result<Wire, CliError> {
+    Wire::connect(&connect.bootstrap_server, connect)
+}
+
+fn timeout_ms(connect: &ConnectArgs) -> i32 {
+    i32::try_from(connect.timeout_ms).unwrap_or(i32::MAX)
+}
+
+/// A per-topic error as the broker sent it: the code's name and, when given, its message
+/// (which says why: the replication factor, the partition count, a config value).
+fn broker_error(topic: &str, code: i16, message: Option<&str>) -> Result<(), CliError> {
+    if code == 0 {
+        return Ok(());
+    }
+    let name = kafka_protocol::error::ResponseError::try_from_code(code)
+        .map(|e| e.to_string())
+        .unwrap_or_else(|| format!("error code {code}"));
+    Err(CliError::Kafka(match message.filter(|m| !m.is_empty()) {
+        Some(m) => format!("{topic}: {name}: {m}"),
+        None => format!("{topic}: {name}"),
+    }))
 }
 
 fn options(connect: &ConnectArgs) -> AdminOptions {
     AdminOptions::new()
         .request_timeout(Some(connect.timeout()))
         .operation_timeout(Some(connect.timeout()))
-}
-
-fn one_result(
-    results: Vec<Result<String, (String, rdkafka::types::RDKafkaErrorCode)>>,
-) -> Result<(), CliError> {
-    for r in results {
-        if let Err((name, code)) = r {
-            return Err(CliError::Kafka(format!("{name}: {code}")));
-        }
-    }
-    Ok(())
 }
 
 pub fn run(cmd: TopicCommand) -> Result<(), CliError> {
@@ -105,19 +123,29 @@ pub fn run(cmd: TopicCommand) -> Result<(), CliError> {
             replication_factor,
             configs,
         } => {
-            let client = admin(&connect)?;
-            let configs = key_values(&configs, "--config")?;
-            let mut topic = NewTopic::new(
-                &name,
-                partitions.unwrap_or(-1),
-                TopicReplication::Fixed(replication_factor.unwrap_or(-1)),
-            );
-            for (k, v) in &configs {
-                topic = topic.set(k, v);
+            let configs = key_values(&configs, "--config")?
+                .into_iter()
+                .map(|(k, v)| {
+                    CreatableTopicConfig::default()
+                        .with_name(StrBytes::from_string(k))
+                        .with_value(Some(StrBytes::from_string(v)))
+                })
+                .collect();
+            let req = CreateTopicsRequest::default()
+                .with_topics(vec![CreatableTopic::default()
+                    .with_name(TopicName(StrBytes::from_string(name.clone())))
+                    .with_num_partitions(partitions.unwrap_or(-1))
+                    .with_replication_factor(
+                        replication_factor
+                            .map(|r| i16::try_from(r).unwrap_or(i16::MAX))
+                            .unwrap_or(-1),
+                    )
+                    .with_configs(configs)])
+                .with_timeout_ms(timeout_ms(&connect));
+            let resp = wire(&connect)?.call(5, &req)?;
+            for t in &resp.topics {
+                broker_error(&name, t.error_code, t.error_message.as_deref())?;
             }
-            let results =
-                futures::executor::block_on(client.create_topics([&topic], &options(&connect)))?;
-            one_result(results)?;
             outln!("Created topic {name}.");
             Ok(())
         }
@@ -142,9 +170,14 @@ pub fn run(cmd: TopicCommand) -> Result<(), CliError> {
                 .fetch_metadata(name.as_deref(), connect.timeout())?;
             let mut topics: Vec<_> = md.topics().iter().collect();
             topics.sort_by_key(|t| t.name());
+            if let Some(n) = &name {
+                if !topics.iter().any(|t| t.name() == n) {
+                    return Err(CliError::Kafka(format!("topic '{n}' does not exist")));
+                }
+            }
             for t in topics {
                 if let Some(e) = t.error() {
-                    return Err(CliError::Kafka(format!("{}: {:?}", t.name(), e)));
+                    return Err(topic_error(t.name(), e));
                 }
                 if under_replicated_partitions {
                     for p in t
@@ -201,11 +234,13 @@ pub fn run(cmd: TopicCommand) -> Result<(), CliError> {
             Ok(())
         }
         TopicCommand::Delete { connect, name } => {
-            let client = admin(&connect)?;
-            let results = futures::executor::block_on(
-                client.delete_topics(&[name.as_str()], &options(&connect)),
-            )?;
-            one_result(results)?;
+            let req = DeleteTopicsRequest::default()
+                .with_topic_names(vec![TopicName(StrBytes::from_string(name.clone()))])
+                .with_timeout_ms(timeout_ms(&connect));
+            let resp = wire(&connect)?.call(5, &req)?;
+            for r in &resp.responses {
+                broker_error(&name, r.error_code, r.error_message.as_deref())?;
+            }
             outln!("Deleted topic {name}.");
             Ok(())
         }
@@ -214,11 +249,17 @@ pub fn run(cmd: TopicCommand) -> Result<(), CliError> {
             name,
             partitions,
         } => {
-            let client = admin(&connect)?;
-            let np = NewPartitions::new(&name, partitions);
-            let results =
-                futures::executor::block_on(client.create_partitions([&np], &options(&connect)))?;
-            one_result(results)?;
+            let count = i32::try_from(partitions)
+                .map_err(|_| CliError::Usage(format!("--partitions {partitions} is too large")))?;
+            let req = CreatePartitionsRequest::default()
+                .with_topics(vec![CreatePartitionsTopic::default()
+                    .with_name(TopicName(StrBytes::from_string(name.clone())))
+                    .with_count(count)])
+                .with_timeout_ms(timeout_ms(&connect));
+            let resp = wire(&connect)?.call(3, &req)?;
+            for r in &resp.results {
+                broker_error(&name, r.error_code, r.error_message.as_deref())?;
+            }
             outln!("Topic {name} now has {partitions} partitions.");
             Ok(())
         }
@@ -256,15 +297,9 @@ pub fn run(cmd: TopicCommand) -> Result<(), CliError> {
                     .with_resource_name(StrBytes::from_string(name.clone()))
                     .with_configs(ops),
             ]);
-            let resp = Wire::connect(&connect.bootstrap_server, &connect)?.call(1, &req)?;
-            for r in resp.responses {
-                if r.error_code != 0 {
-                    let code = kafka_protocol::error::ResponseError::try_from_code(r.error_code)
-                        .map(|e| e.to_string())
-                        .unwrap_or_default();
-                    let msg = r.error_message.map(|m| m.to_string()).unwrap_or_default();
-                    return Err(CliError::Kafka(format!("{name}: {code}: {msg}")));
-                }
+            let resp = wire(&connect)?.call(1, &req)?;
+            for r in &resp.responses {
+                broker_error(&name, r.error_code, r.error_message.as_deref())?;
             }
             outln!("Updated configs of topic {name}.");
             Ok(())
