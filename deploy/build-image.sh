@@ -4,12 +4,12 @@
 #
 #   deploy/build-image.sh [IMAGE]        IMAGE defaults to fjord:dev (or $FJORD_IMAGE)
 #
-# Environment: CARGO_PROFILE (release by default), CARGO_TARGET_DIR (reused if set).
+# Environment: FJORD_IMAGE_PROFILE or CARGO_PROFILE (release by default), CARGO_TARGET_DIR (reused if set).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 image="${1:-${FJORD_IMAGE:-fjord:dev}}"
-profile="${CARGO_PROFILE:-release}"
+profile="${FJORD_IMAGE_PROFILE:-${CARGO_PROFILE:-release}}"
 triple=x86_64-unknown-linux-gnu
 target_dir="${CARGO_TARGET_DIR:-$PWD/target}"
 
