@@ -29,8 +29,8 @@ impl Wire {
         }
     }
 
-    /// Sends `req` at `version` without waiting; returns its correlation id.
-    pub fn send<R: Request>(&mut self, version: i16, req: &R) -> i32 {
+    /// `req` as one frame under the next correlation id.
+    fn encode<R: Request>(&mut self, version: i16, req: &R) -> BytesMut {
         self.correlation_id += 1;
         let mut buf = BytesMut::new();
         buf.put_i32(0);
@@ -44,17 +44,28 @@ impl Wire {
         req.encode(&mut buf, version).expect("encode request");
         let len = (buf.len() - 4) as i32;
         buf[..4].copy_from_slice(&len.to_be_bytes());
+        buf
+    }
+
+    /// The body of the next frame the broker sends.
+    fn read_frame(&mut self) -> std::io::Result<Bytes> {
+        let mut len = [0u8; 4];
+        self.stream.read_exact(&mut len)?;
+        let mut body = vec![0u8; i32::from_be_bytes(len) as usize];
+        self.stream.read_exact(&mut body)?;
+        Ok(Bytes::from(body))
+    }
+
+    /// Sends `req` at `version` without waiting; returns its correlation id.
+    pub fn send<R: Request>(&mut self, version: i16, req: &R) -> i32 {
+        let buf = self.encode(version, req);
         self.stream.write_all(&buf).expect("send");
         self.correlation_id
     }
 
     /// Reads the next response, which must answer `correlation_id`.
     pub fn receive<R: Request>(&mut self, version: i16, correlation_id: i32) -> R::Response {
-        let mut len = [0u8; 4];
-        self.stream.read_exact(&mut len).expect("response length");
-        let mut body = vec![0u8; i32::from_be_bytes(len) as usize];
-        self.stream.read_exact(&mut body).expect("response body");
-        let mut b = Bytes::from(body);
+        let mut b = self.read_frame().expect("response");
         let header = ResponseHeader::decode(&mut b, R::Response::header_version(version))
             .expect("response header");
         assert_eq!(
@@ -71,25 +82,9 @@ impl Wire {
 
     /// Like [`call`](Self::call), but a connection the broker closed is `None`.
     pub fn try_call<R: Request>(&mut self, version: i16, req: &R) -> Option<R::Response> {
-        self.correlation_id += 1;
-        let mut buf = BytesMut::new();
-        buf.put_i32(0);
-        RequestHeader::default()
-            .with_request_api_key(R::KEY)
-            .with_request_api_version(version)
-            .with_correlation_id(self.correlation_id)
-            .with_client_id(Some(StrBytes::from_static_str("fjord-wire-test")))
-            .encode(&mut buf, R::header_version(version))
-            .expect("encode header");
-        req.encode(&mut buf, version).expect("encode request");
-        let len = (buf.len() - 4) as i32;
-        buf[..4].copy_from_slice(&len.to_be_bytes());
+        let buf = self.encode(version, req);
         self.stream.write_all(&buf).ok()?;
-        let mut len = [0u8; 4];
-        self.stream.read_exact(&mut len).ok()?;
-        let mut body = vec![0u8; i32::from_be_bytes(len) as usize];
-        self.stream.read_exact(&mut body).ok()?;
-        let mut b = Bytes::from(body);
+        let mut b = self.read_frame().ok()?;
         let header = ResponseHeader::decode(&mut b, R::Response::header_version(version)).ok()?;
         assert_eq!(header.correlation_id, self.correlation_id);
         R::Response::decode(&mut b, version).ok()

@@ -127,19 +127,24 @@ fn create(
                 .with_salted_password(Bytes::from(salted))
         })
         .collect();
-    let resp = Wire::connect(&connect.bootstrap_server, connect)?.call(
-        0,
-        &AlterUserScramCredentialsRequest::default().with_upsertions(upsertions),
+    alter(
+        &mut Wire::connect(&connect.bootstrap_server, connect)?,
+        AlterUserScramCredentialsRequest::default().with_upsertions(upsertions),
     )?;
+    outln!("Set the SCRAM credentials of user {name}.");
+    Ok(())
+}
+
+/// Sends one AlterUserScramCredentials and fails on the first user it refused.
+fn alter(wire: &mut Wire, req: AlterUserScramCredentialsRequest) -> Result<(), CliError> {
+    let resp = wire.call(0, &req)?;
     check_results(
         &resp
             .results
             .into_iter()
             .map(|r| (r.user, r.error_code, r.error_message))
             .collect::<Vec<_>>(),
-    )?;
-    outln!("Set the SCRAM credentials of user {name}.");
-    Ok(())
+    )
 }
 
 fn delete(connect: &ConnectArgs, name: &str, names: &[String]) -> Result<(), CliError> {
@@ -173,16 +178,9 @@ fn delete(connect: &ConnectArgs, name: &str, names: &[String]) -> Result<(), Cli
                 .with_mechanism(m.code())
         })
         .collect();
-    let resp = wire.call(
-        0,
-        &AlterUserScramCredentialsRequest::default().with_deletions(deletions),
-    )?;
-    check_results(
-        &resp
-            .results
-            .into_iter()
-            .map(|r| (r.user, r.error_code, r.error_message))
-            .collect::<Vec<_>>(),
+    alter(
+        &mut wire,
+        AlterUserScramCredentialsRequest::default().with_deletions(deletions),
     )?;
     outln!("Deleted the SCRAM credentials of user {name}.");
     Ok(())
