@@ -1,4 +1,4 @@
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
@@ -6,21 +6,25 @@ use std::time::{Duration, Instant};
 
 use openraft::async_runtime::WatchReceiver;
 use openraft::errors::{ClientWriteError, RaftError};
-use openraft::{BasicNode, ChangeMembers, Config, Instant as _, RaftMetrics, SnapshotPolicy};
+use openraft::{BasicNode, Config, RaftMetrics, SnapshotPolicy};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 use uuid::Uuid;
 
-use crate::decisions::brokers_to_fence;
+use crate::attachments::Attachments;
+use crate::decisions::{brokers_disconnected, brokers_to_fence};
 use crate::error::ControllerError;
 use crate::metadata::{ClusterMetadata, CommandOutcome, MetadataCommand, MetadataError};
 use crate::network::{ChannelPool, ControllerGrpc, RaftNetworkFactoryImpl, Routing};
-use crate::requests::{ControllerResponse, QuorumNode, QuorumStatus};
 use crate::store::{RaftLogStore, StateMachineStore};
 use crate::types::{NodeId, Raft, TypeConfig};
 
+mod attach;
 mod forwarding;
 mod leader_requests;
+mod quorum;
+
+pub use attach::AttachStream;
 
 /// A snapshot of the local Raft state (see [`Controller::raft_stats`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,6 +63,10 @@ pub struct ControllerConfig {
     pub max_partitions_per_broker: u64,
     /// Mutual TLS to the other nodes, when the rpc listener uses it.
     pub rpc_tls: Option<fjord_proto::tls::ClientTls>,
+    /// `broker.session.disconnect.grace.ms`: a broker whose attach streams all closed
+    /// and that has not come back within this is fenced at once. `None` waits out the
+    /// session instead.
+    pub disconnect_grace: Option<Duration>,
 }
 
 /// How often automatic balancing looks for work.
@@ -110,6 +118,11 @@ struct Inner {
     auto_balance: Option<Duration>,
     max_partitions_per_broker: u64,
     liveness: Mutex<Liveness>,
+    /// Who is attached to this voter (kept on every voter, whatever its role).
+    attachments: Mutex<Attachments>,
+    disconnect_grace: Option<Duration>,
+    /// Wakes the active controller's duties before their next tick.
+    duties_wake: tokio::sync::Notify,
     started: Instant,
     _db: sled::Db,
 }
@@ -255,6 +268,9 @@ impl Controller {
                 auto_balance: config.auto_balance,
                 max_partitions_per_broker: config.max_partitions_per_broker,
                 liveness: Mutex::new(Liveness::default()),
+                attachments: Mutex::new(Attachments::default()),
+                disconnect_grace: config.disconnect_grace,
+                duties_wake: tokio::sync::Notify::new(),
                 started: Instant::now(),
                 _db: db,
             }),
@@ -306,104 +322,6 @@ impl Controller {
             .wait_for_recovery(Some(timeout))
             .await
             .is_ok()
-    }
-
-    /// Hands Raft leadership to another voter before this node stops, so the quorum does
-    /// not wait out an election timeout. Bounded: gives up after `timeout`.
-    pub async fn step_down(&self, timeout: Duration) {
-        if !self.is_active() {
-            return;
-        }
-        // The voter that acknowledged a heartbeat most recently: handing the role to one
-        // that is gone (the others of a cluster being stopped) would only wait out the
-        // timeout.
-        let window = self.quorum_window();
-        let target = {
-            let metrics = self.inner.raft.metrics();
-            let m = metrics.borrow_watched();
-            let membership = m.membership_config.membership();
-            let voters: Vec<NodeId> = membership
-                .voter_ids()
-                .filter(|id| *id != self.inner.node_id)
-                .filter(|id| {
-                    membership
-                        .get_node(id)
-                        .is_some_and(|n| !self.inner.pool.is_unreachable(&n.addr))
-                })
-                .collect();
-            let heard = m.heartbeat.as_ref();
-            voters
-                .into_iter()
-                .filter_map(|id| {
-                    let at = heard?.get(&id)?.as_ref()?;
-                    let age = (**at).elapsed();
-                    (age <= window).then_some((age, id))
-                })
-                .min()
-                .map(|(_, id)| id)
-        };
-        let Some(target) = target else {
-            info!("no other voter is reachable; stopping without handing over the active controller role");
-            return;
-        };
-        if let Err(e) = self.inner.raft.trigger().transfer_leader(target).await {
-            warn!(error = %e, "leadership transfer failed");
-            return;
-        }
-        let mut metrics = self.inner.raft.metrics();
-        let _ = tokio::time::timeout(timeout, async {
-            while metrics.borrow_watched().current_leader == Some(self.inner.node_id) {
-                if metrics.changed().await.is_err() {
-                    return;
-                }
-            }
-        })
-        .await;
-        info!(to = target, "handed over the active controller role");
-    }
-
-    /// How recent a quorum's acknowledgement must be for the quorum to count as there:
-    /// two maximal election timeouts, many heartbeats.
-    fn quorum_window(&self) -> Duration {
-        Duration::from_millis(
-            self.inner
-                .raft
-                .config()
-                .election_timeout_max
-                .saturating_mul(2),
-        )
-    }
-
-    /// Whether a metadata write could commit now, as far as this node can tell: it
-    /// knows an active controller and, if that is itself, a quorum acknowledged it
-    /// recently. Shutdown uses this to skip steps that need a quorum that is gone.
-    pub fn quorum_reachable(&self) -> bool {
-        let metrics = self.inner.raft.metrics();
-        let m = metrics.borrow_watched();
-        match m.current_leader {
-            None => false,
-            Some(leader) if leader == self.inner.node_id => {
-                let membership = m.membership_config.membership();
-                let voters: Vec<NodeId> = membership.voter_ids().collect();
-                // Peers whose last call was refused are gone now, whatever the last
-                // quorum acknowledgement says (a cluster being stopped node by node).
-                let reachable = voters
-                    .iter()
-                    .filter(|id| {
-                        **id == self.inner.node_id
-                            || membership
-                                .get_node(id)
-                                .is_some_and(|n| !self.inner.pool.is_unreachable(&n.addr))
-                    })
-                    .count();
-                voters.len() <= 1
-                    || (reachable > voters.len() / 2
-                        && m.last_quorum_acked
-                            .as_ref()
-                            .is_some_and(|t| (**t).elapsed() <= self.quorum_window()))
-            }
-            Some(_) => true,
-        }
     }
 
     pub async fn shutdown(&self) {
@@ -468,6 +386,7 @@ impl Controller {
                             }
                         }
                         _ = &mut next_tick => break,
+                        _ = this.inner.duties_wake.notified() => break,
                     }
                 }
             }
@@ -498,22 +417,43 @@ impl Controller {
                 self.now_ms(),
                 self.inner.session_timeout.as_millis() as u64,
             );
+            let md = self.current();
+            let gone = match self.inner.disconnect_grace {
+                Some(grace) => {
+                    let mut attachments = self.attachments();
+                    attachments.retain(|id| md.brokers.contains_key(&id));
+                    brokers_disconnected(
+                        &md,
+                        &attachments,
+                        &l.last_heartbeat_ms,
+                        self.now_ms(),
+                        grace.as_millis() as u64,
+                    )
+                }
+                None => Vec::new(),
+            };
+            let mut doomed: Vec<(i32, i64, &'static str)> = doomed
+                .into_iter()
+                .map(|(b, e)| (b, e, "missed its session"))
+                .collect();
+            for (b, e) in gone {
+                if !doomed.iter().any(|(d, _, _)| *d == b) {
+                    doomed.push((b, e, "closed its connections (process gone)"));
+                }
+            }
             // A broker that came back (or was fenced by another controller) starts a new
             // streak: its next missed session is reported again.
             l.fence_failing
-                .retain(|b| doomed.iter().any(|(d, _)| d == b));
+                .retain(|b| doomed.iter().any(|(d, _, _)| d == b));
             doomed
         };
-        for (broker_id, epoch) in doomed {
+        for (broker_id, epoch, why) in doomed {
             // A controller without its quorum retries every tick; say so once.
             let retry = self.liveness().fence_failing.contains(&broker_id);
             if retry {
-                debug!(
-                    broker = broker_id,
-                    "broker missed its session; fencing it again"
-                );
+                debug!(broker = broker_id, why, "fencing the broker again");
             } else {
-                warn!(broker = broker_id, "broker missed its session; fencing it");
+                warn!(broker = broker_id, why, "fencing the broker");
             }
             match self
                 .propose(MetadataCommand::FenceBroker { broker_id, epoch })
@@ -673,98 +613,6 @@ impl Controller {
             committed_index: m.local_committed.map(|c| c.index()).unwrap_or(0),
             applied_index: m.last_applied.map(|a| a.index()).unwrap_or(0),
         }
-    }
-
-    fn quorum_status(&self) -> QuorumStatus {
-        let metrics = self.inner.raft.metrics();
-        let m = metrics.borrow_watched();
-        let membership = m.membership_config.membership();
-        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
-        let last = m.last_log_index;
-        let nodes = membership
-            .nodes()
-            .map(|(id, node)| {
-                let matched = if *id == self.inner.node_id {
-                    last
-                } else {
-                    m.replication
-                        .as_ref()
-                        .and_then(|r| r.get(id).cloned().flatten())
-                        .map(|l| l.index())
-                };
-                QuorumNode {
-                    node_id: *id,
-                    rpc_address: node.addr.clone(),
-                    voter: voters.contains(id),
-                    matched_index: matched,
-                    lag: match (last, matched) {
-                        (Some(l), Some(x)) => Some(l.saturating_sub(x)),
-                        (Some(l), None) => Some(l + 1),
-                        _ => None,
-                    },
-                }
-            })
-            .collect();
-        QuorumStatus {
-            leader: self.inner.node_id,
-            term: m.current_term,
-            last_log_index: last,
-            committed_index: m.local_committed.map(|c| c.index()),
-            nodes,
-        }
-    }
-
-    async fn change_voters(
-        &self,
-        node_id: NodeId,
-        add: bool,
-        force: bool,
-    ) -> Result<ControllerResponse, ControllerError> {
-        let (voters, known) = {
-            let metrics = self.inner.raft.metrics();
-            let m = metrics.borrow_watched();
-            let membership = m.membership_config.membership();
-            let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
-            (voters, membership.get_node(&node_id).is_some())
-        };
-        if add == voters.contains(&node_id) {
-            return Ok(ControllerResponse::Done);
-        }
-        if add && !known {
-            return Err(MetadataError::InvalidVoterChange(format!(
-                "node {node_id} is not a learner of the quorum yet; start it so it joins, then add it"
-            ))
-            .into());
-        }
-        let after = if add {
-            voters.len() + 1
-        } else {
-            voters.len() - 1
-        };
-        if after == 0 {
-            return Err(
-                MetadataError::InvalidVoterChange("cannot remove the last voter".into()).into(),
-            );
-        }
-        if after % 2 == 0 && !force {
-            return Err(MetadataError::InvalidVoterChange(format!(
-                "this would leave {after} voters; an even number tolerates no more failures than one fewer. Use --force to do it anyway"
-            ))
-            .into());
-        }
-        let ids = BTreeSet::from([node_id]);
-        let change = if add {
-            ChangeMembers::AddVoterIds(ids)
-        } else {
-            ChangeMembers::RemoveVoters(ids)
-        };
-        self.inner
-            .raft
-            .change_membership(change, true)
-            .await
-            .map_err(|e| Self::membership_error(e, format!("changing voter {node_id}")))?;
-        info!(node = node_id, add, voters = after, "voter set changed");
-        Ok(ControllerResponse::Done)
     }
 }
 

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use std::collections::BTreeSet;
 
+use crate::attachments::Attachments;
 use crate::metadata::{ClusterMetadata, Election, MetadataError, PartitionState};
 
 /// Brokers that are registered and unfenced but have not heartbeated within
@@ -29,6 +30,30 @@ pub fn brokers_to_fence(
                 .unwrap_or(grace_start_ms)
                 .max(grace_start_ms);
             now_ms.saturating_sub(last) > session_timeout_ms
+        })
+        .map(|b| (b.id, b.epoch))
+        .collect()
+}
+
+/// Brokers that are registered and unfenced, lost every `Attach` stream to this
+/// controller at least `grace_ms` ago, and have not heartbeated since: their process is
+/// gone (a live broker reattaches, or at least heartbeats, within the grace). Frozen or
+/// cut-off brokers close no stream and are left to [`brokers_to_fence`].
+pub fn brokers_disconnected(
+    md: &ClusterMetadata,
+    attachments: &Attachments,
+    last_heartbeat_ms: &HashMap<i32, u64>,
+    now_ms: u64,
+    grace_ms: u64,
+) -> Vec<(i32, i64)> {
+    md.brokers
+        .values()
+        .filter(|b| !b.fenced)
+        .filter(|b| {
+            attachments.broken_since(b.id, b.epoch).is_some_and(|at| {
+                now_ms.saturating_sub(at) >= grace_ms
+                    && last_heartbeat_ms.get(&b.id).is_none_or(|h| *h < at)
+            })
         })
         .map(|b| (b.id, b.epoch))
         .collect()
@@ -215,6 +240,26 @@ mod tests {
             );
         }
         md
+    }
+
+    #[test]
+    fn brokers_whose_streams_closed_are_fenced_after_the_grace_unless_they_heartbeat() {
+        let md = md(&[(1, false), (2, false), (3, true), (4, false)]);
+        let mut att = Attachments::default();
+        for (id, epoch) in [(1, 10), (2, 20), (3, 30), (4, 40)] {
+            att.opened(id, epoch);
+            att.closed(id, epoch, 1_000);
+        }
+        att.opened(4, 40); // reattached
+        let beats = HashMap::from([(2, 1_200)]); // heartbeated after its stream closed
+        assert!(brokers_disconnected(&md, &att, &beats, 1_499, 500).is_empty());
+        // 3 is already fenced, 4 reattached, 2 is alive: only 1 goes.
+        assert_eq!(
+            brokers_disconnected(&md, &att, &beats, 1_500, 500),
+            vec![(1, 10)]
+        );
+        let stale = HashMap::from([(1, 900)]); // a heartbeat before the break proves nothing
+        assert_eq!(brokers_disconnected(&md, &att, &stale, 1_500, 500).len(), 2);
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! - [`network`]: the tonic transport, and forwarding of writes to the active controller.
 //! - [`Controller`]: the handle the broker uses.
 
+pub mod attachments;
 pub mod auto_balance;
 pub mod balance;
 mod controller;

@@ -127,6 +127,9 @@ pub struct QuorumNode {
     pub matched_index: Option<u64>,
     /// Entries this node is behind the leader's log.
     pub lag: Option<u64>,
+    /// Milliseconds since this node last acknowledged the leader (0 for the leader).
+    #[serde(default)]
+    pub last_ack_ms_ago: Option<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

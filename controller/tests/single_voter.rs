@@ -21,6 +21,7 @@ fn config(dir: &std::path::Path) -> ControllerConfig {
         auto_balance: None,
         max_partitions_per_broker: fjord_controller::limits::DEFAULT_MAX_PARTITIONS_PER_BROKER,
         rpc_tls: None,
+        disconnect_grace: None,
     }
 }
 

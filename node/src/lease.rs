@@ -24,6 +24,9 @@ pub struct Lease {
     origin: Instant,
     /// Monotonic milliseconds (since `origin`) until which the lease holds; 0 when none.
     valid_until_ms: AtomicI64,
+    /// When a connection to a controller last broke: heartbeats sent before it cannot
+    /// renew the lease (see [`cap_after_break`](Self::cap_after_break)).
+    broken_at_ms: AtomicI64,
 }
 
 impl Default for Lease {
@@ -31,6 +34,7 @@ impl Default for Lease {
         Lease {
             origin: Instant::now(),
             valid_until_ms: AtomicI64::new(0),
+            broken_at_ms: AtomicI64::new(i64::MIN),
         }
     }
 }
@@ -45,8 +49,21 @@ impl Lease {
     /// has applied what the controller knew when it answered. Renewals may arrive out of
     /// order; the lease only ever extends.
     pub fn renew(&self, sent_at_ms: i64, session_timeout_ms: i64) {
+        if sent_at_ms < self.broken_at_ms.load(Ordering::Acquire) {
+            return;
+        }
         let until = sent_at_ms + lease_length_ms(session_timeout_ms);
         self.valid_until_ms.fetch_max(until, Ordering::AcqRel);
+    }
+
+    /// A connection to a controller broke at `now_ms`. That controller may be alive and
+    /// fence this broker once `grace_ms` pass without it reattaching, before the session
+    /// the lease counts on is over, so the lease ends at half the grace unless a heartbeat
+    /// sent after the break renews it.
+    pub fn cap_after_break(&self, now_ms: i64, grace_ms: i64) {
+        self.broken_at_ms.fetch_max(now_ms, Ordering::AcqRel);
+        self.valid_until_ms
+            .fetch_min(now_ms + grace_ms / 2, Ordering::AcqRel);
     }
 
     /// Ends the lease at once (controlled shutdown, fencing).
@@ -103,5 +120,21 @@ mod tests {
         assert!(lease.is_valid_at(4_500));
         lease.revoke();
         assert!(!lease.is_valid_at(4_500));
+    }
+
+    #[test]
+    fn a_broken_connection_caps_the_lease_until_a_later_heartbeat() {
+        let lease = Lease::default();
+        lease.renew(1_000, 8_000); // valid until 7_000
+        lease.cap_after_break(2_000, 500);
+        assert!(lease.is_valid_at(2_249));
+        assert!(!lease.is_valid_at(2_250), "ends at half the grace");
+        lease.renew(1_500, 8_000); // sent before the break: proves nothing
+        assert!(!lease.is_valid_at(2_250));
+        lease.renew(2_100, 8_000);
+        assert!(
+            lease.is_valid_at(8_000),
+            "a heartbeat after the break renews"
+        );
     }
 }

@@ -106,6 +106,7 @@ pub async fn run(config: NodeConfig) -> Result<(), ServeError> {
             30_000,
         )),
         session_timeout: Duration::from_millis(prop("broker.session.timeout.ms", 9_000)),
+        disconnect_grace: broker_disconnect_grace(&view_props),
         auto_leader_rebalance: config
             .static_props
             .get("auto.leader.rebalance.enable")
@@ -428,9 +429,13 @@ async fn join_and_heartbeat(broker: Arc<Broker>, mut shutdown: watch::Receiver<b
         broker.mark_registered(broker_epoch);
         broker.lease.renew(registration_sent, session_ms);
         info!(node_id, broker_epoch, "broker registered and ready");
+        // Dropped when this registration ends, which ends its attach streams.
+        let (_attached, beat_now) = attach_to_voters(&broker, broker_epoch);
+        let mut wait = interval;
         loop {
             tokio::select! {
-                _ = tokio::time::sleep(interval) => {}
+                _ = tokio::time::sleep(wait) => {}
+                _ = beat_now.notified() => {}
                 _ = async { shutdown.wait_for(|s| *s).await.map(|_| ()) } => return,
             }
             let beat = ControllerRequest::Heartbeat {
@@ -460,8 +465,57 @@ async fn join_and_heartbeat(broker: Arc<Broker>, mut shutdown: watch::Receiver<b
                 }
                 Err(e) => warn!(error = %e, "heartbeat failed"),
             }
+            // Without a lease this broker's coordinators answer nobody: try again soon
+            // (a controller failover) rather than a whole interval later.
+            wait = if broker.lease.is_valid() {
+                interval
+            } else {
+                interval.min(Duration::from_millis(200))
+            };
         }
     }
+}
+
+/// Keeps this registration attached to every voter (see `fjord_controller::attachments`)
+/// until the returned sender is dropped. When a stream breaks, the lease is capped and
+/// the returned notifier asks for a heartbeat at once: a live broker must prove itself
+/// within the grace, or a live controller fences it.
+fn attach_to_voters(
+    broker: &Arc<Broker>,
+    broker_epoch: i64,
+) -> (watch::Sender<bool>, Arc<tokio::sync::Notify>) {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let beat_now = Arc::new(tokio::sync::Notify::new());
+    let Some(grace) = broker_disconnect_grace(&broker.config.static_props) else {
+        return (stop_tx, beat_now);
+    };
+    let on_break = {
+        let broker = Arc::clone(broker);
+        let beat_now = Arc::clone(&beat_now);
+        Arc::new(move |_voter| {
+            broker
+                .lease
+                .cap_after_break(broker.lease.now_ms(), grace.as_millis() as i64);
+            beat_now.notify_one();
+        })
+    };
+    let controller = broker.controller.clone();
+    let broker_id = broker.node_id;
+    tokio::spawn(async move {
+        controller
+            .stay_attached(broker_id, broker_epoch, stop_rx, on_break)
+            .await
+    });
+    (stop_tx, beat_now)
+}
+
+/// `broker.session.disconnect.grace.ms`; `None` when turned off (-1).
+fn broker_disconnect_grace(props: &std::collections::BTreeMap<String, String>) -> Option<Duration> {
+    let ms: i64 = props
+        .get("broker.session.disconnect.grace.ms")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(500);
+    (ms >= 0).then(|| Duration::from_millis(ms as u64))
 }
 
 /// Renews the lease for a heartbeat sent at `sent` and accepted unfenced, once local

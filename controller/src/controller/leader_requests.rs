@@ -41,8 +41,23 @@ impl Controller {
                         .get(&broker_id)
                         .copied()
                         .unwrap_or(l.grace_start_ms);
-                    let alive = self.now_ms().saturating_sub(heard)
-                        <= self.inner.session_timeout.as_millis() as u64;
+                    let now = self.now_ms();
+                    // A process whose connections all closed is gone, whatever its
+                    // session says (a kill -9 and a quick restart).
+                    let gone = self.inner.disconnect_grace.is_some_and(|grace| {
+                        crate::decisions::brokers_disconnected(
+                            &md,
+                            &self.attachments(),
+                            &l.last_heartbeat_ms,
+                            now,
+                            grace.as_millis() as u64,
+                        )
+                        .iter()
+                        .any(|(b, _)| *b == broker_id)
+                    });
+                    let alive = !gone
+                        && now.saturating_sub(heard)
+                            <= self.inner.session_timeout.as_millis() as u64;
                     // Another process is live under this id: refuse until its session ends,
                     // so a zombie and its replacement never both count as the broker.
                     if !existing.fenced && existing.incarnation_id != reg.incarnation_id && alive {

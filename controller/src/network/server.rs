@@ -1,5 +1,5 @@
 use fjord_proto::v1::controller_server::{Controller as ControllerRpc, ControllerServer};
-use fjord_proto::v1::{ForwardRequest, ForwardResponse, RaftMessage};
+use fjord_proto::v1::{AttachRequest, ForwardRequest, ForwardResponse, RaftMessage};
 use fjord_proto::MAX_MESSAGE_BYTES;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -59,6 +59,18 @@ fn reply<T: Serialize, E: std::fmt::Display>(
 
 #[tonic::async_trait]
 impl ControllerRpc for ControllerGrpc {
+    type AttachStream = crate::controller::AttachStream;
+
+    async fn attach(
+        &self,
+        req: Request<AttachRequest>,
+    ) -> Result<Response<Self::AttachStream>, Status> {
+        self.controller
+            .attach(req.into_inner())
+            .map(Response::new)
+            .map_err(|e| Status::failed_precondition(e.to_string()))
+    }
+
     async fn append_entries(
         &self,
         req: Request<RaftMessage>,
