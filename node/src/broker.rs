@@ -150,6 +150,23 @@ impl Broker {
         self.replicas.wait_applied(index, timeout).await
     }
 
+    /// The controller id clients are told (Metadata, DescribeCluster). As in Kafka's
+    /// KRaft mode, it is a live broker, not the Raft leader: any broker forwards
+    /// metadata writes to the active controller, so naming the Raft leader only sent
+    /// clients to a dead node after a controller crash. This broker when it is live,
+    /// else the lowest live one, else -1.
+    pub fn controller_id_for_clients(&self, md: &ClusterMetadata) -> i32 {
+        let live = |id: &i32| md.brokers.get(id).is_some_and(|b| !b.fenced);
+        if live(&self.node_id) {
+            return self.node_id;
+        }
+        md.brokers
+            .values()
+            .find(|b| !b.fenced)
+            .map(|b| b.id)
+            .unwrap_or(-1)
+    }
+
     /// Ready for traffic: registered, and local partitions caught up with metadata.
     pub fn is_ready(&self) -> bool {
         let md = self.metadata();

@@ -17,13 +17,7 @@ pub fn describe(ctx: &RequestContext, req: DescribeClusterRequest) -> ResponseKi
         .with_cluster_id(StrBytes::from_string(
             md.cluster_id.clone().unwrap_or_default(),
         ))
-        .with_controller_id(BrokerId(
-            ctx.broker
-                .controller
-                .active_controller()
-                .map(|c| c as i32)
-                .unwrap_or(-1),
-        ));
+        .with_controller_id(BrokerId(ctx.broker.controller_id_for_clients(&md)));
     if req.endpoint_type == 2 {
         // Controllers are not exposed on the broker listener, as in Kafka.
         return ResponseKind::DescribeCluster(

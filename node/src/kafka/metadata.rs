@@ -1,7 +1,7 @@
 //! Metadata: brokers (as seen through the client's listener), topics, partitions and
 //! leaders, with topic auto-creation.
 
-use fjord_controller::metadata::TopicState;
+use fjord_controller::metadata::{PartitionState, TopicState};
 use fjord_controller::{ClusterMetadata, CreateTopicRequest};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::metadata_response::{
@@ -139,13 +139,7 @@ pub async fn handle(ctx: &RequestContext, req: MetadataRequest) -> ResponseKind 
     let mut resp = MetadataResponse::default()
         .with_brokers(brokers(&md, &ctx.listener))
         .with_cluster_id(md.cluster_id.clone().map(StrBytes::from_string))
-        .with_controller_id(BrokerId(
-            ctx.broker
-                .controller
-                .active_controller()
-                .map(|c| c as i32)
-                .unwrap_or(-1),
-        ))
+        .with_controller_id(BrokerId(ctx.broker.controller_id_for_clients(&md)))
         .with_topics(topics);
     if req.include_cluster_authorized_operations && (8..=10).contains(&version) {
         resp.cluster_authorized_operations =
@@ -171,34 +165,50 @@ fn brokers(md: &ClusterMetadata, listener: &str) -> Vec<MetadataResponseBroker> 
         .collect()
 }
 
+/// A partition as clients are told of it: a leader only if that broker is live, and
+/// the replicas on fenced or unknown brokers as offline.
+pub(super) struct PartitionView {
+    pub error_code: i16,
+    pub leader: i32,
+    pub offline: Vec<BrokerId>,
+}
+
+pub(super) fn partition_view(md: &ClusterMetadata, p: &PartitionState) -> PartitionView {
+    let live = |id: &i32| md.brokers.get(id).is_some_and(|b| !b.fenced);
+    let leader_ok = p.leader >= 0 && live(&p.leader);
+    PartitionView {
+        error_code: if leader_ok {
+            0
+        } else {
+            ResponseError::LeaderNotAvailable.code()
+        },
+        leader: if leader_ok { p.leader } else { -1 },
+        offline: p
+            .replicas
+            .iter()
+            .filter(|r| !live(r))
+            .copied()
+            .map(BrokerId)
+            .collect(),
+    }
+}
+
 /// One topic's entry; `ops` is its authorized-operations bitfield when asked for.
 fn topic_entry(md: &ClusterMetadata, t: &TopicState, ops: Option<i32>) -> MetadataResponseTopic {
-    let live = |id: &i32| md.brokers.get(id).is_some_and(|b| !b.fenced);
     let partitions = t
         .partitions
         .iter()
         .enumerate()
         .map(|(i, p)| {
-            let leader_ok = p.leader >= 0 && live(&p.leader);
+            let view = partition_view(md, p);
             MetadataResponsePartition::default()
-                .with_error_code(if leader_ok {
-                    0
-                } else {
-                    ResponseError::LeaderNotAvailable.code()
-                })
+                .with_error_code(view.error_code)
                 .with_partition_index(i as i32)
-                .with_leader_id(BrokerId(if leader_ok { p.leader } else { -1 }))
+                .with_leader_id(BrokerId(view.leader))
                 .with_leader_epoch(p.leader_epoch)
                 .with_replica_nodes(p.replicas.iter().copied().map(BrokerId).collect())
                 .with_isr_nodes(p.isr.iter().copied().map(BrokerId).collect())
-                .with_offline_replicas(
-                    p.replicas
-                        .iter()
-                        .filter(|r| !live(r))
-                        .copied()
-                        .map(BrokerId)
-                        .collect(),
-                )
+                .with_offline_replicas(view.offline)
         })
         .collect();
     let mut entry = MetadataResponseTopic::default()

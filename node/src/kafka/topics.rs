@@ -276,8 +276,10 @@ pub async fn create_topics(ctx: &RequestContext, req: CreateTopicsRequest) -> Re
                     })
                     .map(|id| (id, spec)),
             };
+            // kafka-protocol defaults the message to "", Kafka sends null on success.
             let mut r = CreatableTopicResult::default()
-                .with_name(TopicName(StrBytes::from_string(name.clone())));
+                .with_name(TopicName(StrBytes::from_string(name.clone())))
+                .with_error_message(None);
             match outcome {
                 Ok((id, spec)) => {
                     let (partitions, rf) = match md.topics.get(&name) {

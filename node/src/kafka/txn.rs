@@ -32,6 +32,16 @@ use crate::txn::coordinator::complete_soon;
 use crate::txn::service::verify_with_coordinator;
 use crate::txn::state::{self, EndStep, InitStep};
 
+/// PRODUCER_FENCED as a client of `version` understands it: versions before
+/// `first_version` only know INVALID_PRODUCER_EPOCH, which they handle the same way.
+pub fn fenced_for_version(code: i16, version: i16, first_version: i16) -> i16 {
+    if code == ResponseError::ProducerFenced.code() && version < first_version {
+        ResponseError::InvalidProducerEpoch.code()
+    } else {
+        code
+    }
+}
+
 /// InitProducerId for a transactional producer: a producer id and a bumped epoch that
 /// fences every older producer with the same transactional id.
 pub async fn init_transactional(
@@ -99,7 +109,7 @@ pub async fn init_transactional(
                 // The older producer's open transaction is being aborted now.
                 complete_soon(&ctx.broker, shard, txn_id.to_string());
             }
-            resp.error_code = e.code();
+            resp.error_code = fenced_for_version(e.code(), ctx.version(), 4);
         }
     }
     resp
@@ -199,7 +209,7 @@ pub async fn add_partitions(ctx: &RequestContext, req: AddPartitionsToTxnRequest
         };
         let ok = |tp: &(String, i32)| -> i16 {
             if refused.is_empty() || !txn_allowed {
-                common.map_or(0, |e| e.code())
+                common.map_or(0, |e| fenced_for_version(e.code(), version, 2))
             } else if let Some((_, why)) = refused.iter().find(|(r, _)| r == tp) {
                 why.code()
             } else {
@@ -277,7 +287,9 @@ pub async fn add_offsets(ctx: &RequestContext, req: AddOffsetsToTxnRequest) -> R
                 vec![(OFFSETS_TOPIC.to_string(), partition)],
             )
             .await;
-            added.err().map_or(0, |e| e.code())
+            added
+                .err()
+                .map_or(0, |e| fenced_for_version(e.code(), ctx.version(), 2))
         }
     };
     ResponseKind::AddOffsetsToTxn(AddOffsetsToTxnResponse::default().with_error_code(code))
@@ -316,9 +328,10 @@ pub async fn end(ctx: &RequestContext, req: EndTxnRequest) -> ResponseKind {
             decided
         }
     };
-    ResponseKind::EndTxn(
-        EndTxnResponse::default().with_error_code(result.err().map_or(0, |e| e.code())),
-    )
+    let code = result
+        .err()
+        .map_or(0, |e| fenced_for_version(e.code(), ctx.version(), 2));
+    ResponseKind::EndTxn(EndTxnResponse::default().with_error_code(code))
 }
 
 pub fn txn_offset_commit(ctx: &RequestContext, req: TxnOffsetCommitRequest) -> Reply {
