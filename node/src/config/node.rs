@@ -274,11 +274,29 @@ impl NodeConfig {
             .filter_map(|o| o.split_once('=').map(|(k, _)| k.trim()))
             .collect();
         apply_node_section(&mut props, node_id, &overridden);
+        if props.get("log.dirs").is_some_and(|d| d.contains(',')) {
+            return Err("log.dirs: Fjord keeps one data directory per node".into());
+        }
         let data_dir = args
             .data_dir
             .clone()
             .or_else(|| props.get("data.dir").map(PathBuf::from))
+            .or_else(|| props.get("log.dirs").map(PathBuf::from))
             .unwrap_or_else(|| PathBuf::from("./fjord-data"));
+        if args.data_dir.is_some() || props.contains_key("data.dir") {
+            props.insert("log.dirs".into(), data_dir.display().to_string());
+        }
+        // Settings given as flags are static broker configs like the file's, so that
+        // DescribeConfigs reports them with their source.
+        for (key, flag) in [
+            ("listeners", &args.listeners),
+            ("advertised.listeners", &args.advertised_listeners),
+            ("controller.quorum.voters", &args.voters),
+        ] {
+            if let Some(v) = flag {
+                props.insert(key.into(), v.clone());
+            }
+        }
         let protocol_map: BTreeMap<String, String> = props
             .get("listener.security.protocol.map")
             .map(|m| {

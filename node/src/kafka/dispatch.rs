@@ -7,9 +7,10 @@ use kafka_protocol::messages::{RequestKind, ResponseKind};
 
 use super::context::RequestContext;
 use super::{
-    acls, api_versions, cluster, configs, elections, fetch, find_coordinator, group_admin, groups,
-    leader_epoch, list_offsets, metadata, offset_commit, produce, producer_id, quotas,
-    reassignments, records, scram_users, topics, txn, txn_admin,
+    acls, api_versions, cluster, config_resources, configs, elections, fetch, find_coordinator,
+    group_admin, groups, leader_epoch, list_offsets, log_dirs, metadata, offset_commit, produce,
+    producer_id, quorum, quotas, reassignments, records, scram_users, topic_partitions, topics,
+    txn, txn_admin,
 };
 
 /// A handler's answer. Work that must happen in request order (appends, metadata writes)
@@ -75,6 +76,11 @@ pub async fn dispatch(ctx: &RequestContext, request: RequestKind) -> Reply {
         RequestKind::DescribeUserScramCredentials(r) => scram_users::describe(ctx, r).into(),
         RequestKind::AlterUserScramCredentials(r) => scram_users::alter(ctx, r).await.into(),
         RequestKind::AlterClientQuotas(r) => quotas::alter(ctx, r).await.into(),
+        RequestKind::DescribeLogDirs(r) => log_dirs::describe(ctx, r).into(),
+        RequestKind::AlterReplicaLogDirs(r) => log_dirs::alter(ctx, r).into(),
+        RequestKind::DescribeQuorum(r) => quorum::describe(ctx, r).await.into(),
+        RequestKind::DescribeTopicPartitions(r) => topic_partitions::describe(ctx, r).into(),
+        RequestKind::ListConfigResources(r) => config_resources::list(ctx, r).into(),
         // `frame::decode` only lets through the APIs listed in `versions::SUPPORTED`,
         // all of which are matched above.
         other => unsupported(other),

@@ -48,6 +48,11 @@ pub fn api_name(api: ApiKey) -> &'static str {
         ApiKey::DeleteAcls => "DeleteAcls",
         ApiKey::DescribeUserScramCredentials => "DescribeUserScramCredentials",
         ApiKey::AlterUserScramCredentials => "AlterUserScramCredentials",
+        ApiKey::DescribeLogDirs => "DescribeLogDirs",
+        ApiKey::AlterReplicaLogDirs => "AlterReplicaLogDirs",
+        ApiKey::DescribeQuorum => "DescribeQuorum",
+        ApiKey::DescribeTopicPartitions => "DescribeTopicPartitions",
+        ApiKey::ListConfigResources => "ListConfigResources",
         _ => "Other",
     }
 }

@@ -224,6 +224,26 @@ macro_rules! with_throttle {
                 let $field = &mut r.throttle_time_ms;
                 $body
             }
+            ResponseKind::DescribeLogDirs(r) => {
+                let $first = 0;
+                let $field = &mut r.throttle_time_ms;
+                $body
+            }
+            ResponseKind::AlterReplicaLogDirs(r) => {
+                let $first = 0;
+                let $field = &mut r.throttle_time_ms;
+                $body
+            }
+            ResponseKind::DescribeTopicPartitions(r) => {
+                let $first = 0;
+                let $field = &mut r.throttle_time_ms;
+                $body
+            }
+            ResponseKind::ListConfigResources(r) => {
+                let $first = 0;
+                let $field = &mut r.throttle_time_ms;
+                $body
+            }
             _ => $none,
         }
     };
@@ -294,6 +314,11 @@ mod tests {
             AlterClientQuotas => AlterClientQuotasResponse,
             DescribeUserScramCredentials => DescribeUserScramCredentialsResponse,
             AlterUserScramCredentials => AlterUserScramCredentialsResponse,
+            DescribeLogDirs => DescribeLogDirsResponse,
+            AlterReplicaLogDirs => AlterReplicaLogDirsResponse,
+            DescribeQuorum => DescribeQuorumResponse,
+            DescribeTopicPartitions => DescribeTopicPartitionsResponse,
+            ListConfigResources => ListConfigResourcesResponse,
         )
     }
 

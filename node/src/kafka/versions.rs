@@ -57,6 +57,11 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteAcls, 1, 3),
     (ApiKey::DescribeUserScramCredentials, 0, 0),
     (ApiKey::AlterUserScramCredentials, 0, 0),
+    (ApiKey::DescribeLogDirs, 1, 4),
+    (ApiKey::AlterReplicaLogDirs, 1, 2),
+    (ApiKey::DescribeQuorum, 0, 2),
+    (ApiKey::DescribeTopicPartitions, 0, 0),
+    (ApiKey::ListConfigResources, 0, 1),
 ];
 
 pub fn range(api: ApiKey) -> Option<(i16, i16)> {
@@ -151,5 +156,16 @@ mod tests {
         check::<DescribeGroupsRequest, DescribeGroupsResponse>(ApiKey::DescribeGroups);
         check::<ListGroupsRequest, ListGroupsResponse>(ApiKey::ListGroups);
         check::<DeleteGroupsRequest, DeleteGroupsResponse>(ApiKey::DeleteGroups);
+        check::<DescribeLogDirsRequest, DescribeLogDirsResponse>(ApiKey::DescribeLogDirs);
+        check::<AlterReplicaLogDirsRequest, AlterReplicaLogDirsResponse>(
+            ApiKey::AlterReplicaLogDirs,
+        );
+        check::<DescribeQuorumRequest, DescribeQuorumResponse>(ApiKey::DescribeQuorum);
+        check::<DescribeTopicPartitionsRequest, DescribeTopicPartitionsResponse>(
+            ApiKey::DescribeTopicPartitions,
+        );
+        check::<ListConfigResourcesRequest, ListConfigResourcesResponse>(
+            ApiKey::ListConfigResources,
+        );
     }
 }

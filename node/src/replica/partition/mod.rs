@@ -299,6 +299,10 @@ impl Partition {
     pub fn log_end_offset(&self) -> i64 {
         self.log_end_offset.load(Ordering::Acquire)
     }
+    /// Bytes of segment files on disk (DescribeLogDirs).
+    pub fn size_bytes(&self) -> u64 {
+        self.with_log(|l| Ok(l.size_bytes())).unwrap_or(0)
+    }
     pub fn log_start_offset(&self) -> i64 {
         self.log_start_offset.load(Ordering::Acquire)
     }
