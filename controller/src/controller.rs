@@ -590,7 +590,7 @@ impl Controller {
     }
 
     /// The newest metadata index this controller knows to be committed (or applied).
-    fn known_index(&self) -> u64 {
+    pub(crate) fn known_index(&self) -> u64 {
         let committed = self
             .inner
             .raft

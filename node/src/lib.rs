@@ -11,6 +11,7 @@ pub mod kafka;
 pub mod lease;
 pub mod memory;
 pub mod producer;
+pub mod propagation;
 pub mod quota;
 pub mod replica;
 pub mod security;

@@ -8,10 +8,13 @@ use std::time::{Duration, Instant};
 use fjord_tests::wire::Wire;
 use fjord_tests::{fjord_bin, topic_name, wait_until, Cluster, Node};
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    CreateTopicsRequest, MetadataRequest, MetadataResponse, ProduceRequest,
+    BrokerId, CreateTopicsRequest, DeleteTopicsRequest, FetchRequest, MetadataRequest,
+    MetadataResponse, ProduceRequest,
 };
 use serde_json::Value;
 
@@ -408,4 +411,127 @@ fn voters_are_added_and_removed_at_runtime() {
         0,
         "a demoted voter still serves as a broker"
     );
+}
+
+/// A kill -9 closes the broker's connections to the controllers; with default timeouts
+/// it is fenced after `broker.session.disconnect.grace.ms` (500 ms), long before its
+/// 9 s session would run out.
+#[test]
+fn a_crashed_broker_is_fenced_without_waiting_out_its_session() {
+    let mut c = Cluster::start(3, 0, &[]);
+    assert_eq!(create_on(c.node(1), "crash", 9), 0);
+    let controller = c.active_controller().expect("controller");
+    let victim = (1..=3).find(|id| *id != controller).expect("a broker");
+    let observer = (1..=3).find(|id| *id != victim).expect("observer");
+    wait_until("the victim leads", Duration::from_secs(10), || {
+        let md = metadata(c.node(observer), Some(&["crash"]));
+        md.topics[0]
+            .partitions
+            .iter()
+            .any(|p| p.leader_id.0 == victim)
+            .then_some(())
+    });
+    let killed_at = Instant::now();
+    c.node(victim).kill9();
+    // Half the session: only the closed connections can explain a fencing this soon.
+    wait_until(
+        "the crashed broker is fenced",
+        Duration::from_millis(4500),
+        || {
+            let md = metadata(c.node(observer), Some(&["crash"]));
+            md.brokers
+                .iter()
+                .all(|b| b.node_id.0 != victim)
+                .then_some(())
+        },
+    );
+    println!(
+        "broker {victim} fenced {:?} after kill -9",
+        killed_at.elapsed()
+    );
+    // Back at once with a new process: it registers again and leads its partitions.
+    c.node(victim).restart();
+    wait_until("it is back", Duration::from_secs(30), || {
+        let md = metadata(c.node(observer), Some(&["crash"]));
+        md.brokers
+            .iter()
+            .any(|b| b.node_id.0 == victim)
+            .then_some(())
+    });
+}
+
+/// CreateTopics and DeleteTopics answer once every live broker knows: a Fetch to the
+/// new topic's leader and a Metadata request to any broker, sent right after the
+/// answer, see the change without retrying.
+#[test]
+fn topic_changes_are_known_to_every_broker_when_acknowledged() {
+    let mut c = Cluster::start(3, 0, &[]);
+    for round in 0..20 {
+        let topic = format!("seen-{round}");
+        let via = round % 3 + 1;
+        assert_eq!(create_on(c.node(via), &topic, 3), 0, "round {round}");
+        for id in 1..=3 {
+            let md = metadata_no_create(c.node(id), &topic);
+            let t = &md.topics[0];
+            assert_eq!(t.error_code, 0, "round {round}: broker {id} {t:?}");
+            for p in &t.partitions {
+                assert!(p.leader_id.0 > 0, "round {round}: broker {id} {p:?}");
+            }
+        }
+        let leader = metadata_no_create(c.node(1), &topic).topics[0].partitions[0]
+            .leader_id
+            .0;
+        let mut w = Wire::connect(&c.node(leader).bootstrap());
+        let f = w.call(12, &fetch_from_start(&topic));
+        assert_eq!(
+            f.responses[0].partitions[0].error_code, 0,
+            "round {round}: fetch from leader {leader}"
+        );
+
+        let via = (round + 1) % 3 + 1;
+        let mut w = Wire::connect(&c.node(via).bootstrap());
+        let d = w.call(
+            6,
+            &DeleteTopicsRequest::default()
+                .with_timeout_ms(30_000)
+                .with_topics(vec![
+                    DeleteTopicState::default().with_name(Some(topic_name(&topic)))
+                ]),
+        );
+        assert_eq!(d.responses[0].error_code, 0, "round {round}: delete");
+        for id in 1..=3 {
+            let md = metadata_no_create(c.node(id), &topic);
+            assert_eq!(
+                md.topics[0].error_code, 3,
+                "round {round}: broker {id} still lists the deleted topic: {:?}",
+                md.topics[0]
+            );
+        }
+    }
+}
+
+fn metadata_no_create(node: &Node, topic: &str) -> MetadataResponse {
+    let mut w = Wire::connect(&node.bootstrap());
+    w.call(
+        12,
+        &MetadataRequest::default()
+            .with_allow_auto_topic_creation(false)
+            .with_topics(Some(vec![
+                MetadataRequestTopic::default().with_name(Some(topic_name(topic)))
+            ])),
+    )
+}
+
+fn fetch_from_start(topic: &str) -> FetchRequest {
+    FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(0)
+        .with_min_bytes(1)
+        .with_max_bytes(1 << 20)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(topic_name(topic))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(0)
+                .with_fetch_offset(0)
+                .with_partition_max_bytes(1 << 20)])])
 }

@@ -67,6 +67,11 @@ fn default_body(api: ApiKey, version: i16) -> Option<Vec<u8>> {
         AlterClientQuotas => AlterClientQuotasRequest,
         DescribeUserScramCredentials => DescribeUserScramCredentialsRequest,
         AlterUserScramCredentials => AlterUserScramCredentialsRequest,
+        DescribeLogDirs => DescribeLogDirsRequest,
+        AlterReplicaLogDirs => AlterReplicaLogDirsRequest,
+        DescribeQuorum => DescribeQuorumRequest,
+        DescribeTopicPartitions => DescribeTopicPartitionsRequest,
+        ListConfigResources => ListConfigResourcesRequest,
     )
 }
 

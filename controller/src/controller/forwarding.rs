@@ -28,6 +28,29 @@ impl Controller {
         request: ControllerRequest,
         timeout: Duration,
     ) -> Result<ControllerResponse, ControllerError> {
+        self.submit_indexed(request, timeout)
+            .await
+            .map(|(response, _)| response)
+    }
+
+    /// [`submit`](Self::submit), with the metadata index the answer follows (see
+    /// [`submit_indexed`](Self::submit_indexed)).
+    pub async fn submit_with_index(
+        &self,
+        request: ControllerRequest,
+    ) -> Result<(ControllerResponse, u64), ControllerError> {
+        self.submit_indexed(request, self.inner.request_timeout)
+            .await
+    }
+
+    /// [`submit_within`](Self::submit_within), with the metadata index the active
+    /// controller had committed when it answered: once a broker has applied that index,
+    /// it knows of the write.
+    pub async fn submit_indexed(
+        &self,
+        request: ControllerRequest,
+        timeout: Duration,
+    ) -> Result<(ControllerResponse, u64), ControllerError> {
         let deadline = Instant::now() + timeout;
         let mut backoff = Duration::from_millis(20);
         loop {
@@ -40,7 +63,7 @@ impl Controller {
                 Err(ControllerError::NotController { leader: None }) => {
                     self.forward_to_any_voter(&request).await
                 }
-                other => other,
+                other => other.map(|r| (r, self.known_index())),
             };
             match attempt {
                 Err(ControllerError::NotController { .. })
@@ -66,7 +89,7 @@ impl Controller {
         &self,
         leader: NodeId,
         request: &ControllerRequest,
-    ) -> Result<ControllerResponse, ControllerError> {
+    ) -> Result<(ControllerResponse, u64), ControllerError> {
         let mut metrics = self.inner.raft.metrics();
         let replaced = async move {
             loop {
@@ -92,7 +115,7 @@ impl Controller {
     async fn forward_to_any_voter(
         &self,
         request: &ControllerRequest,
-    ) -> Result<ControllerResponse, ControllerError> {
+    ) -> Result<(ControllerResponse, u64), ControllerError> {
         let mut last = ControllerError::NotController { leader: None };
         for (&voter, addr) in &self.inner.bootstrap_voters {
             if voter == self.inner.node_id {
@@ -117,7 +140,7 @@ impl Controller {
         &self,
         leader: NodeId,
         request: &ControllerRequest,
-    ) -> Result<ControllerResponse, ControllerError> {
+    ) -> Result<(ControllerResponse, u64), ControllerError> {
         let addr = self.address_of(leader).ok_or_else(|| {
             ControllerError::Unavailable(format!("no address known for controller {leader}"))
         })?;
@@ -128,7 +151,7 @@ impl Controller {
         &self,
         addr: &str,
         request: &ControllerRequest,
-    ) -> Result<ControllerResponse, ControllerError> {
+    ) -> Result<(ControllerResponse, u64), ControllerError> {
         let mut client = self
             .inner
             .pool
@@ -149,9 +172,10 @@ impl Controller {
             // The leader may have applied it before the answer was lost.
             _ => ControllerError::Indeterminate(format!("forward to {addr}: {e}")),
         })?;
-        serde_json::from_slice::<Result<ControllerResponse, ControllerError>>(
-            &resp.into_inner().response,
-        )
-        .map_err(|e| ControllerError::Unavailable(format!("bad forward response: {e}")))?
+        let resp = resp.into_inner();
+        let result =
+            serde_json::from_slice::<Result<ControllerResponse, ControllerError>>(&resp.response)
+                .map_err(|e| ControllerError::Unavailable(format!("bad forward response: {e}")))?;
+        result.map(|r| (r, resp.applied_index))
     }
 }

@@ -135,6 +135,7 @@ impl ControllerRpc for ControllerGrpc {
         let bytes = serde_json::to_vec(&result).map_err(|e| Status::internal(e.to_string()))?;
         Ok(Response::new(ForwardResponse {
             response: bytes.into(),
+            applied_index: self.controller.known_index(),
         }))
     }
 }

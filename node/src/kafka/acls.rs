@@ -171,18 +171,13 @@ pub async fn create(ctx: &RequestContext, req: CreateAclsRequest) -> ResponseKin
     if !acls.is_empty() {
         if let Err(e) = ctx
             .broker
-            .controller
-            .submit(ControllerRequest::CreateAcls { acls })
+            .submit_everywhere(ControllerRequest::CreateAcls { acls })
             .await
         {
             let e = KafkaError::from(&e);
             for r in results.iter_mut().filter(|r| r.is_ok()) {
                 *r = Err(e.clone());
             }
-        } else {
-            ctx.broker
-                .await_local_metadata(std::time::Duration::from_secs(10))
-                .await;
         }
     }
     ResponseKind::CreateAcls(
@@ -288,8 +283,7 @@ pub async fn delete(ctx: &RequestContext, req: DeleteAclsRequest) -> ResponseKin
     if !valid.is_empty() {
         deleted = match ctx
             .broker
-            .controller
-            .submit(ControllerRequest::DeleteAcls { filters: valid })
+            .submit_everywhere(ControllerRequest::DeleteAcls { filters: valid })
             .await
         {
             Ok(ControllerResponse::AclsDeleted(d)) => Ok(d),
@@ -299,11 +293,6 @@ pub async fn delete(ctx: &RequestContext, req: DeleteAclsRequest) -> ResponseKin
             )),
             Err(e) => Err(KafkaError::from(&e)),
         };
-        if deleted.is_ok() {
-            ctx.broker
-                .await_local_metadata(std::time::Duration::from_secs(10))
-                .await;
-        }
     }
     let mut deleted_iter = deleted.as_ref().ok().map(|d| d.iter());
     let results = parsed

@@ -2,7 +2,6 @@
 //! with Kafka's config names, defaults, sources and synonyms.
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::Duration;
 
 use fjord_controller::metadata::{ConfigOp, ConfigResource};
 use fjord_controller::{ClusterMetadata, ControllerRequest};
@@ -270,8 +269,7 @@ async fn submit(
         ConfigResource::Broker(_) => validate_broker_ops(&ops)?,
     }
     ctx.broker
-        .controller
-        .submit(ControllerRequest::AlterConfigs {
+        .submit_everywhere(ControllerRequest::AlterConfigs {
             resource,
             ops,
             replace,
@@ -308,7 +306,6 @@ async fn alter_each<C>(
             .or_insert(0) += 1;
     }
     let mut out = Vec::with_capacity(changes.len());
-    let mut changed = false;
     let check = authz::Check::new(ctx);
     for change in changes {
         let name = change.resource_name.to_string();
@@ -331,13 +328,7 @@ async fn alter_each<C>(
             submit(ctx, resource, ops, replace, validate_only).await
         }
         .await;
-        changed |= result.is_ok() && !validate_only;
         out.push((change.resource_type, change.resource_name, result));
-    }
-    if changed {
-        ctx.broker
-            .await_local_metadata(Duration::from_secs(10))
-            .await;
     }
     out
 }

@@ -201,8 +201,7 @@ pub async fn alter(ctx: &RequestContext, req: AlterClientQuotasRequest) -> Respo
     if !changes.is_empty() {
         let outcome = ctx
             .broker
-            .controller
-            .submit(ControllerRequest::AlterClientQuotas {
+            .submit_everywhere(ControllerRequest::AlterClientQuotas {
                 changes,
                 validate_only: req.validate_only,
             })
@@ -212,10 +211,6 @@ pub async fn alter(ctx: &RequestContext, req: AlterClientQuotasRequest) -> Respo
             for (_, r) in results.iter_mut().filter(|(_, r)| r.is_none()) {
                 *r = Some(err.clone());
             }
-        } else if !req.validate_only {
-            ctx.broker
-                .await_local_metadata(std::time::Duration::from_secs(10))
-                .await;
         }
     }
     ResponseKind::AlterClientQuotas(

@@ -229,20 +229,12 @@ pub async fn alter(ctx: &RequestContext, req: AlterUserScramCredentialsRequest) 
     if !upserts.is_empty() || !deletions.is_empty() {
         let outcome = ctx
             .broker
-            .controller
-            .submit(ControllerRequest::AlterScramCredentials { upserts, deletions })
+            .submit_everywhere(ControllerRequest::AlterScramCredentials { upserts, deletions })
             .await;
-        match outcome {
-            Err(e) => {
-                let e = KafkaError::from(&e);
-                for ops in users.values_mut().filter(|o| o.error.is_none()) {
-                    ops.error = Some(e.clone());
-                }
-            }
-            Ok(_) => {
-                ctx.broker
-                    .await_local_metadata(std::time::Duration::from_secs(10))
-                    .await;
+        if let Err(e) = outcome {
+            let e = KafkaError::from(&e);
+            for ops in users.values_mut().filter(|o| o.error.is_none()) {
+                ops.error = Some(e.clone());
             }
         }
     }

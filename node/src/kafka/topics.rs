@@ -2,7 +2,6 @@
 //! the active controller.
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::Duration;
 
 use fjord_controller::{ControllerRequest, ControllerResponse, CreateTopicRequest};
 use kafka_protocol::error::ResponseError;
@@ -23,9 +22,6 @@ use super::context::RequestContext;
 use super::errors::KafkaError;
 use crate::config::defs;
 use crate::topic_names;
-
-/// How long a metadata-changing request waits for local partitions to reflect it.
-const LOCAL_APPLY_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn err(code: ResponseError, msg: impl Into<String>) -> KafkaError {
     KafkaError::new(code, msg)
@@ -103,8 +99,7 @@ pub async fn create_via_controller(
     let names: Vec<String> = topics.iter().map(|t| t.name.clone()).collect();
     let outcome = ctx
         .broker
-        .controller
-        .submit(ControllerRequest::CreateTopics {
+        .submit_everywhere(ControllerRequest::CreateTopics {
             topics,
             validate_only,
         })
@@ -131,9 +126,6 @@ pub async fn create_via_controller(
             names.into_iter().map(|n| (n, Err(e.clone()))).collect()
         }
     };
-    if !validate_only && results.iter().any(|(_, r)| r.is_ok()) {
-        ctx.broker.await_local_metadata(LOCAL_APPLY_TIMEOUT).await;
-    }
     results
 }
 
@@ -385,8 +377,7 @@ pub async fn delete_topics(ctx: &RequestContext, req: DeleteTopicsRequest) -> Re
     if !to_delete.is_empty() {
         match ctx
             .broker
-            .controller
-            .submit(ControllerRequest::DeleteTopics {
+            .submit_everywhere(ControllerRequest::DeleteTopics {
                 names: to_delete.clone(),
             })
             .await
@@ -404,7 +395,6 @@ pub async fn delete_topics(ctx: &RequestContext, req: DeleteTopicsRequest) -> Re
                 }
             }
         }
-        ctx.broker.await_local_metadata(LOCAL_APPLY_TIMEOUT).await;
     }
     let responses = wanted
         .into_iter()
@@ -447,7 +437,6 @@ pub async fn create_partitions(ctx: &RequestContext, req: CreatePartitionsReques
         *counts.entry(t.name.0.to_string()).or_default() += 1;
     }
     let mut results = Vec::with_capacity(req.topics.len());
-    let mut changed = false;
     let mut throttle = 0;
     let md = ctx.broker.metadata();
     let check = authz::Check::new(ctx);
@@ -479,8 +468,7 @@ pub async fn create_partitions(ctx: &RequestContext, req: CreatePartitionsReques
                     .collect()
             });
             ctx.broker
-                .controller
-                .submit(ControllerRequest::CreatePartitions {
+                .submit_everywhere(ControllerRequest::CreatePartitions {
                     topic: name.clone(),
                     count: t.count,
                     assignments,
@@ -490,7 +478,6 @@ pub async fn create_partitions(ctx: &RequestContext, req: CreatePartitionsReques
                 .map_err(|e| KafkaError::from(&e))
                 .and_then(|r| r.single_topic().map_err(|e| KafkaError::from(&e)))
         };
-        changed |= outcome.is_ok() && !req.validate_only;
         let mut r = CreatePartitionsTopicResult::default()
             .with_name(TopicName(StrBytes::from_string(name)));
         if let Err(e) = outcome {
@@ -498,9 +485,6 @@ pub async fn create_partitions(ctx: &RequestContext, req: CreatePartitionsReques
             r.error_message = Some(StrBytes::from_string(e.message));
         }
         results.push(r);
-    }
-    if changed {
-        ctx.broker.await_local_metadata(LOCAL_APPLY_TIMEOUT).await;
     }
     ResponseKind::CreatePartitions(
         CreatePartitionsResponse::default()

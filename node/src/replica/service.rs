@@ -8,7 +8,10 @@ use std::time::{Duration, Instant};
 
 use fjord_controller::ClusterMetadata;
 use fjord_proto::v1::replication_server::{Replication, ReplicationServer};
-use fjord_proto::v1::{ReplicaFetchPartitionData, ReplicaFetchRequest, ReplicaFetchResponse};
+use fjord_proto::v1::{
+    AwaitMetadataRequest, AwaitMetadataResponse, ReplicaFetchPartitionData, ReplicaFetchRequest,
+    ReplicaFetchResponse,
+};
 use fjord_proto::MAX_MESSAGE_BYTES;
 use futures::future::select_all;
 use futures::{FutureExt, Stream};
@@ -21,6 +24,9 @@ use super::throttle::Throttle;
 use super::{Partition, ReplicaError, ReplicaManager};
 use crate::kafka::errors::KafkaError;
 use crate::time::now_ms;
+
+/// The longest a peer may hold an AwaitMetadata call open.
+const MAX_METADATA_WAIT: Duration = Duration::from_secs(5);
 
 #[derive(Clone)]
 pub struct ReplicationService {
@@ -53,6 +59,16 @@ type FetchStream = Pin<Box<dyn Stream<Item = Result<ReplicaFetchResponse, Status
 #[tonic::async_trait]
 impl Replication for ReplicationService {
     type FetchStream = FetchStream;
+
+    async fn await_metadata(
+        &self,
+        request: Request<AwaitMetadataRequest>,
+    ) -> Result<Response<AwaitMetadataResponse>, Status> {
+        let req = request.into_inner();
+        let timeout = Duration::from_millis(u64::from(req.timeout_ms)).min(MAX_METADATA_WAIT);
+        let applied = self.replicas.wait_applied(req.index, timeout).await;
+        Ok(Response::new(AwaitMetadataResponse { applied }))
+    }
 
     async fn fetch(
         &self,
