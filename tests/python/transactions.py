@@ -4,6 +4,8 @@ Subcommands (each takes --bootstrap-server):
   visibility        committed records are seen by read_committed, aborted ones only by
                     read_uncommitted
   fencing           two producers with one transactional.id: only the newest commits
+  committed         offsets sent to a transaction are what committed() returns right
+                    after commit_transaction(), with no UNSTABLE_OFFSET_COMMIT
   fill T N          N records "0".."N-1" into topic T with an idempotent producer
   copy SRC DST      consume-transform-produce SRC to DST in transactions, with the
                     consumer's offsets sent to each transaction; resumes from the group's
@@ -129,6 +131,37 @@ def fencing(bs):
     committed = [v for _, _, v in read_all(bs, "fence", "read_committed")]
     assert committed == ["newest"], committed
     log("fencing ok: only the newest producer committed")
+
+
+def committed(bs, rounds=20):
+    create(bs, "offsets-src")
+    create(bs, "offsets-dst")
+    group = "committed-check"
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bs,
+            "group.id": group,
+            "isolation.level": "read_committed",
+            "enable.auto.commit": False,
+        }
+    )
+    producer = Producer({"bootstrap.servers": bs, "transactional.id": "committed-app"})
+    producer.init_transactions(30)
+    for n in range(1, rounds + 1):
+        producer.begin_transaction()
+        producer.produce("offsets-dst", value=str(n).encode())
+        producer.send_offsets_to_transaction(
+            [TopicPartition("offsets-src", 0, n * 10)],
+            consumer.consumer_group_metadata(),
+            30,
+        )
+        producer.commit_transaction(30)
+        # At once: the transaction is committed, so its offsets must be stable.
+        [tp] = consumer.committed([TopicPartition("offsets-src", 0)], timeout=10)
+        if tp.error is not None or tp.offset != n * 10:
+            raise SystemExit(f"round {n}: committed() gave {tp} ({tp.error}), want {n * 10}")
+    consumer.close()
+    log(f"committed ok: {rounds} transactions' offsets read back at once")
 
 
 def fill(bs, topic, n):
@@ -354,6 +387,8 @@ def main():
         visibility(bs)
     elif a.command == "fencing":
         fencing(bs)
+    elif a.command == "committed":
+        committed(bs)
     elif a.command == "fill":
         fill(bs, a.args[0], int(a.args[1]))
     elif a.command == "copy":

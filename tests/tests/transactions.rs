@@ -73,6 +73,17 @@ fn a_new_producer_fences_the_old_one() {
     assert!(out.contains("fencing ok"), "{out}");
 }
 
+/// librdkafka's committed() right after commit_transaction() finds the transaction's
+/// offsets stable: EndTxn answers once the markers are written.
+#[test]
+fn offsets_of_a_committed_transaction_are_stable_at_once() {
+    // Three brokers, so the markers travel to other brokers' partitions.
+    let mut c = Cluster::start(3, 0, &[]);
+    let bootstrap = c.bootstrap();
+    let out = run_ok(&bootstrap, &["committed"], String::new);
+    assert!(out.contains("committed ok"), "{out}");
+}
+
 /// The broker that coordinates `txn_id` now, as FindCoordinator reports it.
 fn coordinator_of(node: &Node, txn_id: &str) -> i32 {
     let mut w = Wire::connect(&node.bootstrap());

@@ -32,6 +32,9 @@ use crate::txn::coordinator::complete_soon;
 use crate::txn::service::verify_with_coordinator;
 use crate::txn::state::{self, EndStep, InitStep};
 
+/// How long EndTxn waits for the transaction's markers before answering anyway.
+const MARKERS_WAIT: Duration = Duration::from_secs(5);
+
 /// PRODUCER_FENCED as a client of `version` understands it: versions before
 /// `first_version` only know INVALID_PRODUCER_EPOCH, which they handle the same way.
 pub fn fenced_for_version(code: i16, version: i16, first_version: i16) -> i16 {
@@ -107,7 +110,7 @@ pub async fn init_transactional(
         Err(e) => {
             if e == ResponseError::ConcurrentTransactions {
                 // The older producer's open transaction is being aborted now.
-                complete_soon(&ctx.broker, shard, txn_id.to_string());
+                let _ = complete_soon(&ctx.broker, shard, txn_id.to_string());
             }
             resp.error_code = fenced_for_version(e.code(), ctx.version(), 4);
         }
@@ -323,7 +326,13 @@ pub async fn end(ctx: &RequestContext, req: EndTxnRequest) -> ResponseKind {
                 })
                 .await;
             if decided.is_ok() {
-                complete_soon(&ctx.broker, Arc::clone(&shard), txn_id.clone());
+                // Answer once the markers are written, within a bound: a consumer that
+                // reads its committed offsets right after commit_transaction() then
+                // finds them stable instead of UNSTABLE_OFFSET_COMMIT. The outcome is
+                // decided either way; past the bound the markers follow on their own.
+                if let Some(task) = complete_soon(&ctx.broker, Arc::clone(&shard), txn_id.clone()) {
+                    let _ = tokio::time::timeout(MARKERS_WAIT, task).await;
+                }
             }
             decided
         }

@@ -104,13 +104,18 @@ impl TxnCoordinator {
 }
 
 /// Writes the markers of a decided transaction until every partition has them, then
-/// records it complete. One task per transactional id at a time.
-pub fn complete_soon(broker: &Arc<Broker>, shard: Arc<TxnShard>, txn_id: String) {
+/// records it complete. One task per transactional id at a time: the task started
+/// here, or `None` when one already runs.
+pub fn complete_soon(
+    broker: &Arc<Broker>,
+    shard: Arc<TxnShard>,
+    txn_id: String,
+) -> Option<tokio::task::JoinHandle<()>> {
     if !shard.claim_completion(&txn_id) {
-        return;
+        return None;
     }
     let broker = Arc::clone(broker);
-    tokio::spawn(async move {
+    Some(tokio::spawn(async move {
         let mut backoff = Duration::from_millis(50);
         while let Some(meta) = shard.get(&txn_id).filter(|m| m.state.is_preparing()) {
             if shard.core.check_active().is_err() {
@@ -139,7 +144,7 @@ pub fn complete_soon(broker: &Arc<Broker>, shard: Arc<TxnShard>, txn_id: String)
             backoff = (backoff * 2).min(Duration::from_secs(1));
         }
         shard.release_completion(&txn_id);
-    });
+    }))
 }
 
 fn abort_expired(broker: &Arc<Broker>, shard: &Arc<TxnShard>, now: i64) {
@@ -162,7 +167,7 @@ fn abort_expired(broker: &Arc<Broker>, shard: &Arc<TxnShard>, now: i64) {
                     producer_id = meta.producer_id,
                     "transaction timed out; aborting"
                 );
-                complete_soon(&broker, shard, id);
+                let _ = complete_soon(&broker, shard, id);
             }
         });
     }
@@ -202,7 +207,7 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
                     // Decisions made before a failover are carried out by the new leader.
                     for (id, meta) in shard.all() {
                         if meta.state.is_preparing() {
-                            complete_soon(&broker, Arc::clone(&shard), id);
+                            let _ = complete_soon(&broker, Arc::clone(&shard), id);
                         }
                     }
                 }
@@ -223,7 +228,7 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
                     forget_idle(&shard, now, expiration);
                     for (id, meta) in shard.all() {
                         if meta.state.is_preparing() {
-                            complete_soon(&broker, Arc::clone(&shard), id);
+                            let _ = complete_soon(&broker, Arc::clone(&shard), id);
                         }
                     }
                 }
