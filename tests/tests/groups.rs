@@ -562,3 +562,34 @@ fn group_admin_commands_and_apis() {
     let (ok, out) = fjord_cli(&node, &["group", "delete", group]);
     assert!(!ok && out.contains("GroupIdNotFound"), "{out}");
 }
+
+/// Partitions added to a subscribed topic are assigned at once: the coordinator starts
+/// a rebalance of the groups that subscribe to it (tests/python/partition_growth.py),
+/// with both the eager and the cooperative protocol.
+#[test]
+fn groups_take_up_partitions_added_to_their_topic() {
+    let node = Node::start_with(QUICK_GROUPS);
+    for strategy in ["range", "cooperative-sticky"] {
+        let out = std::process::Command::new(fjord_tests::python())
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/python/partition_growth.py"
+            ))
+            .args([
+                "--bootstrap-server",
+                &node.bootstrap(),
+                "--strategy",
+                strategy,
+            ])
+            .output()
+            .expect("run python");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{strategy}: {stdout}\n{}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            node.log()
+        );
+        println!("{stdout}");
+    }
+}

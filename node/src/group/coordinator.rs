@@ -3,6 +3,7 @@
 //! leaves. A background task keeps shards in line with leadership and drives group
 //! timeouts and offset expiry.
 
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -107,6 +108,7 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
     let mut ticker = tokio::time::interval(TICK);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_expiry = Instant::now();
+    let mut sizes = TopicSizes::default();
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
@@ -119,7 +121,11 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
             });
         }
         let now = now_ms();
+        let resized = sizes.grown(&md);
         for shard in broker.groups.shards() {
+            if !resized.is_empty() {
+                shard.topics_resized(&resized, now);
+            }
             shard.tick(now);
         }
         let interval = Duration::from_millis(
@@ -140,6 +146,40 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
     broker.groups.close_all();
 }
 
+/// Partition counts as last seen, to notice topics that gain partitions.
+#[derive(Default)]
+struct TopicSizes {
+    index: u64,
+    counts: HashMap<String, usize>,
+}
+
+impl TopicSizes {
+    /// Topics with more partitions in `md` than when last looked at (new topics are not
+    /// counted: no group can have been assigned them).
+    fn grown(&mut self, md: &ClusterMetadata) -> BTreeSet<String> {
+        if md.last_applied_index == self.index {
+            return BTreeSet::new();
+        }
+        let first_look = self.index == 0;
+        self.index = md.last_applied_index;
+        let mut grown = BTreeSet::new();
+        let counts: HashMap<String, usize> = md
+            .topics
+            .iter()
+            .map(|(name, t)| (name.clone(), t.partitions.len()))
+            .collect();
+        if !first_look {
+            for (name, n) in &counts {
+                if self.counts.get(name).is_some_and(|old| old < n) {
+                    grown.insert(name.clone());
+                }
+            }
+        }
+        self.counts = counts;
+        grown
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,5 +194,40 @@ mod tests {
         // The one string whose hash is i32::MIN: Kafka's abs maps it to 0.
         assert_eq!(partition_for("polygenelubricants", 50), 0);
         assert_eq!(partition_for("", 50), 0);
+    }
+
+    use fjord_controller::metadata::{PartitionState, TopicState};
+
+    fn md(index: u64, topics: &[(&str, usize)]) -> ClusterMetadata {
+        let mut md = ClusterMetadata {
+            last_applied_index: index,
+            ..ClusterMetadata::default()
+        };
+        for (name, n) in topics {
+            md.topics.insert(
+                name.to_string(),
+                TopicState {
+                    name: name.to_string(),
+                    id: uuid::Uuid::new_v4(),
+                    configs: Default::default(),
+                    partitions: vec![PartitionState::new(vec![1]); *n],
+                    internal: false,
+                },
+            );
+        }
+        md
+    }
+
+    #[test]
+    fn only_topics_that_gain_partitions_count() {
+        let mut sizes = TopicSizes::default();
+        assert!(sizes.grown(&md(5, &[("a", 2), ("b", 3)])).is_empty());
+        // Nothing applied since: not even looked at.
+        assert!(sizes.grown(&md(5, &[("a", 9)])).is_empty());
+        let grown = sizes.grown(&md(6, &[("a", 4), ("b", 3), ("new", 8)]));
+        assert_eq!(grown.into_iter().collect::<Vec<_>>(), vec!["a".to_string()]);
+        assert!(sizes
+            .grown(&md(7, &[("a", 4), ("b", 3), ("new", 8)]))
+            .is_empty());
     }
 }

@@ -11,7 +11,7 @@
 //! SyncGroup calls that wait for the rest of the group, and appends to the log. Offset
 //! commits live in `commits`, rebuilding the tables from the log in `load`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -270,6 +270,25 @@ impl Shard {
             }
         }
         out
+    }
+
+    /// Rebalances the groups here that consume a topic in `resized`.
+    pub fn topics_resized(&self, resized: &BTreeSet<String>, now_ms: i64) {
+        if self.core.check_active().is_err() {
+            return;
+        }
+        let mut t = self.lock();
+        let ids: Vec<String> = t.groups.keys().cloned().collect();
+        for id in ids {
+            let Some(group) = t.groups.get_mut(&id) else {
+                continue;
+            };
+            let effects = group.topics_resized(resized, now_ms);
+            if !effects.is_empty() {
+                info!(group = %id, topics = ?resized, "rebalancing: a subscribed topic gained partitions");
+                self.carry_out(&mut t, &id, effects);
+            }
+        }
     }
 
     /// Ends overdue rebalance phases and expires silent members.

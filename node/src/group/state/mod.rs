@@ -5,9 +5,11 @@
 //! out. Time is an argument, so tests drive it deterministically. Joining and the
 //! rebalance it starts are in `join`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use kafka_protocol::error::ResponseError;
+
+use super::subscription::subscribed_topics;
 
 mod join;
 
@@ -456,6 +458,27 @@ impl Group {
                 self.maybe_complete_join(now_ms)
             }
         }
+    }
+
+    /// Rebalances a stable `consumer` group when a topic one of its members subscribes
+    /// to gained partitions, so the leader assigns them now: on their own, clients see
+    /// new partitions only at their next metadata refresh (five minutes by default).
+    pub fn topics_resized(&mut self, resized: &BTreeSet<String>, now_ms: i64) -> Vec<Effect> {
+        if self.phase != GroupPhase::Stable || self.protocol_type.as_deref() != Some("consumer") {
+            return Vec::new();
+        }
+        let Some(protocol) = self.protocol_name.clone() else {
+            return Vec::new();
+        };
+        let affected = self.members.values().any(|m| {
+            subscribed_topics(&m.metadata_for(&protocol))
+                .is_some_and(|topics| topics.iter().any(|t| resized.contains(t)))
+        });
+        if !affected {
+            return Vec::new();
+        }
+        self.prepare_rebalance(&GroupConfig::default(), now_ms, false);
+        self.maybe_complete_join(now_ms)
     }
 
     /// Expires silent members and pending ids, and ends overdue rebalance phases.
