@@ -161,12 +161,12 @@ impl Controller {
     }
 
     /// When the active controller's process is gone (its stream closed and its port now
-    /// refuses connections), starts the election at once instead of waiting out the
+    /// refuses connections, or its address no longer answers), starts the election at once instead of waiting out the
     /// leader lease and an election timeout, about three seconds with defaults. Every
     /// voter that sees it drops its lease on the dead leader; the lowest other voter
     /// stands, as in a leadership transfer. Raft's vote rules still decide, so this can
-    /// only cost an election, never elect a stale log. A leader that is alive never
-    /// refuses connections, and a silent one (a partition) is left to the timeouts.
+    /// only cost an election, never elect a stale log: a leader that is alive but cut
+    /// off loses its role, which the election timeout would take from it anyway.
     async fn maybe_replace_dead_leader(&self, voter: NodeId, addr: &str) {
         let (vote, successor) = {
             let metrics = self.inner.raft.metrics();
@@ -182,21 +182,27 @@ impl Controller {
             (m.vote, successor)
         };
         // A killed process's connections can close a moment before its listening
-        // socket does, so one accepted probe is not the last word.
-        let mut refused = false;
+        // socket does, so one accepted probe is not the last word; a refusal is (the
+        // host is up, the process is not), and so is still no connection at the end
+        // (the host or container is gone with its address).
+        let mut gone = false;
         for pause_ms in [0, 50, 100, 200] {
             tokio::time::sleep(Duration::from_millis(pause_ms)).await;
             let probe = tokio::time::timeout(
-                Duration::from_millis(500),
+                Duration::from_millis(300),
                 tokio::net::TcpStream::connect(addr),
             )
             .await;
-            if matches!(&probe, Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused) {
-                refused = true;
-                break;
+            match probe {
+                Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                    gone = true;
+                    break;
+                }
+                Ok(Ok(_)) => gone = false,
+                Ok(Err(_)) | Err(_) => gone = true,
             }
         }
-        if !refused {
+        if !gone {
             debug!(
                 leader = voter,
                 "the active controller's stream closed; it still listens"
