@@ -443,6 +443,7 @@ async fn join_and_heartbeat(broker: Arc<Broker>, mut shutdown: watch::Receiver<b
                 broker_epoch,
             };
             let sent = broker.lease.now_ms();
+            let mut answered = true;
             match broker
                 .controller
                 .submit_within(beat, interval.max(Duration::from_millis(500)))
@@ -463,11 +464,16 @@ async fn join_and_heartbeat(broker: Arc<Broker>, mut shutdown: watch::Receiver<b
                     );
                     continue 'register;
                 }
-                Err(e) => warn!(error = %e, "heartbeat failed"),
+                Err(e) => {
+                    answered = false;
+                    warn!(error = %e, "heartbeat failed");
+                }
             }
-            // Without a lease this broker's coordinators answer nobody: try again soon
-            // (a controller failover) rather than a whole interval later.
-            wait = if broker.lease.is_valid() {
+            // Without a lease this broker's coordinators and leaders answer nobody: after
+            // a failed heartbeat (the controller changed under it) or with the lease gone,
+            // try again soon rather than a whole interval later, since a lease capped by
+            // a broken connection runs out well within one.
+            wait = if answered && broker.lease.is_valid() {
                 interval
             } else {
                 interval.min(Duration::from_millis(200))
