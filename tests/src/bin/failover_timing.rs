@@ -1,5 +1,6 @@
-//! Measures, on a 3-node loopback cluster, as medians over N trials at the default and
-//! at an aggressive timeout setting:
+//! Measures, on a 3-node loopback cluster, as medians over N trials at the default
+//! setting, with fencing on disconnect turned off (the baseline), and at an aggressive
+//! timeout setting:
 //! - controller failover: active controller killed -> a metadata write succeeds on a
 //!   survivor;
 //! - broker fencing: broker killed -> Metadata no longer names it leader;
@@ -7,7 +8,7 @@
 //!   succeeds on the new leader.
 //!
 //! cargo build --release --bin fjord && \
-//!   FJORD_BIN=target/release/fjord cargo run --release -p fjord-tests --bin failover-timing -- 20 [default|aggressive]
+//!   FJORD_BIN=target/release/fjord cargo run --release -p fjord-tests --bin failover-timing -- 20 [default|session-only|aggressive]
 
 use std::time::{Duration, Instant};
 
@@ -190,12 +191,19 @@ fn main() {
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(20);
-    let profiles: [(&str, &str, Duration, Vec<&str>); 2] = [
+    let profiles: [(&str, &str, Duration, Vec<&str>); 3] = [
         (
             "default",
             "election 1000 ms, session 9000 ms, heartbeat 2000 ms",
             Duration::from_millis(2000),
             vec![],
+        ),
+        // The baseline: brokers fenced only when their session runs out.
+        (
+            "session-only",
+            "defaults with broker.session.disconnect.grace.ms=-1",
+            Duration::from_millis(2000),
+            vec!["--override", "broker.session.disconnect.grace.ms=-1"],
         ),
         (
             "aggressive",
