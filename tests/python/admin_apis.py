@@ -88,7 +88,8 @@ def describe_configs(admin, node_ids):
     for b in node_ids:
         configs = broker_configs(admin, b)
         for key in ("advertised.listeners", "listeners", "log.dirs", "node.id",
-                    "controller.quorum.voters", "process.roles", "num.partitions"):
+                    "controller.quorum.voters", "process.roles", "num.partitions",
+                    "ssl.client.auth", "sasl.enabled.mechanisms", "super.users"):
             if key not in configs:
                 fail(f"broker {b} config lacks {key}: {sorted(configs)}")
         node_id = configs["node.id"]
@@ -99,6 +100,11 @@ def describe_configs(admin, node_ids):
             fail(f"broker {b} listeners {listeners}")
         if not listeners["read_only"]:
             fail(f"listeners must be read-only: {listeners}")
+        if configs.get("ssl.client.auth", {}).get("value") != "none":
+            fail(f"broker {b} ssl.client.auth {configs.get('ssl.client.auth')}")
+        jaas = configs.get("sasl.jaas.config", {})
+        if not jaas.get("is_sensitive") or jaas.get("value") is not None:
+            fail(f"sasl.jaas.config must be sensitive and hidden: {jaas}")
     log(f"ok: DescribeConfigs BROKER has listeners, log.dirs and the rest on {len(node_ids)} brokers")
 
 

@@ -21,7 +21,7 @@ use super::context::RequestContext;
 use super::errors::KafkaError;
 use super::topics::validate_topic_configs;
 use crate::config::defs::{self, ConfigDef, ConfigType};
-use crate::config::{ConfigView, ResolvedConfig};
+use crate::config::{ConfigSource, ConfigView, ResolvedConfig};
 
 const TOPIC: i8 = 2;
 const BROKER: i8 = 4;
@@ -66,6 +66,92 @@ fn entry(
         e.documentation = Some(StrBytes::from_static_str(def.doc));
     }
     e
+}
+
+/// The security settings a broker reports among its configs, read-only, as Kafka does:
+/// (name, type, Fjord's default, sensitive). Sensitive values are never sent.
+const SECURITY_CONFIGS: &[(&str, ConfigType, &str, bool)] = &[
+    ("ssl.keystore.location", ConfigType::String, "", false),
+    ("ssl.keystore.type", ConfigType::String, "PEM", false),
+    ("ssl.truststore.location", ConfigType::String, "", false),
+    ("ssl.truststore.type", ConfigType::String, "PEM", false),
+    ("ssl.client.auth", ConfigType::String, "none", false),
+    (
+        "ssl.endpoint.identification.algorithm",
+        ConfigType::String,
+        "https",
+        false,
+    ),
+    (
+        "sasl.enabled.mechanisms",
+        ConfigType::List,
+        "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512",
+        false,
+    ),
+    ("sasl.jaas.config", ConfigType::String, "", true),
+    ("connections.max.reauth.ms", ConfigType::Long, "0", false),
+    ("authorizer.class.name", ConfigType::String, "", false),
+    ("super.users", ConfigType::String, "", false),
+    (
+        "allow.everyone.if.no.acl.found",
+        ConfigType::Boolean,
+        "false",
+        false,
+    ),
+];
+
+/// This broker's security settings as DescribeConfigs entries: the ones above, and
+/// every listener-prefixed one (`listener.name.<l>.<key>`) that is set.
+fn security_entries(
+    props: &std::collections::BTreeMap<String, String>,
+    wanted: impl Fn(&str) -> bool,
+    include_docs: bool,
+) -> Vec<DescribeConfigsResourceResult> {
+    let one = |name: &str, ty: ConfigType, value: Option<&String>, default: &str, sensitive| {
+        let (value, source) = match value {
+            Some(v) => (Some(v.clone()), ConfigSource::StaticBrokerConfig),
+            None => (
+                (!default.is_empty()).then(|| default.to_string()),
+                ConfigSource::DefaultConfig,
+            ),
+        };
+        let mut e = DescribeConfigsResourceResult::default()
+            .with_name(StrBytes::from_string(name.to_string()))
+            .with_value(if sensitive {
+                None
+            } else {
+                value.map(StrBytes::from_string)
+            })
+            .with_read_only(true)
+            .with_config_source(source as i8)
+            .with_is_sensitive(sensitive)
+            .with_config_type(ty as i8);
+        if include_docs {
+            e.documentation = Some(StrBytes::from_static_str(
+                "A security setting, read when the broker starts (TLS files are reloaded when they change).",
+            ));
+        }
+        e
+    };
+    let mut out: Vec<DescribeConfigsResourceResult> = SECURITY_CONFIGS
+        .iter()
+        .filter(|(name, ..)| wanted(name))
+        .map(|(name, ty, default, sensitive)| one(name, *ty, props.get(*name), default, *sensitive))
+        .collect();
+    for (key, value) in props.range("listener.name.".to_string()..) {
+        let Some(rest) = key.strip_prefix("listener.name.") else {
+            break;
+        };
+        let Some((_, suffix)) = rest.split_once('.') else {
+            continue;
+        };
+        if let Some((_, ty, _, sensitive)) = SECURITY_CONFIGS.iter().find(|(n, ..)| *n == suffix) {
+            if wanted(key) {
+                out.push(one(key, *ty, Some(value), "", *sensitive));
+            }
+        }
+    }
+    out
 }
 
 /// Parses a broker resource name: "" is the cluster-wide default, else a broker id.
@@ -161,6 +247,11 @@ pub fn describe(ctx: &RequestContext, req: DescribeConfigsRequest) -> ResponseKi
                                     req.include_documentation,
                                 )
                             })
+                            .chain(security_entries(
+                                &ctx.broker.config.static_props,
+                                &wanted,
+                                req.include_documentation,
+                            ))
                             .collect()),
                         Ok(Some(id)) => Err(err(
                             ResponseError::InvalidRequest,
