@@ -249,7 +249,7 @@ pub fn describe(ctx: &RequestContext, req: DescribeConfigsRequest) -> ResponseKi
                             })
                             .chain(security_entries(
                                 &ctx.broker.config.static_props,
-                                &wanted,
+                                wanted,
                                 req.include_documentation,
                             ))
                             .collect()),
