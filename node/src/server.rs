@@ -421,7 +421,33 @@ async fn join_and_heartbeat(broker: Arc<Broker>, mut shutdown: watch::Receiver<b
             warn!(?response, "unexpected answer to registration");
             continue;
         };
-        let index = broker.metadata().last_applied_index;
+        // Act on no image older than this registration: a node restarted right after a
+        // kill may register before its own copy of the metadata has caught up, and must
+        // not lead partitions whose leadership moved away while it was gone. Its own
+        // registration in the local image means every earlier entry is applied too.
+        let mut images = broker.controller.metadata();
+        let registered = tokio::time::timeout(
+            Duration::from_secs(30),
+            images.wait_for(|md| {
+                md.brokers
+                    .get(&broker.node_id)
+                    .is_some_and(|b| b.epoch >= broker_epoch)
+            }),
+        )
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .map(|md| md.last_applied_index);
+        let index = match registered {
+            Some(index) => index,
+            None => {
+                warn!(
+                    node_id,
+                    "local metadata did not catch up with the registration; registering again"
+                );
+                continue 'register;
+            }
+        };
         broker
             .replicas
             .wait_applied(index, Duration::from_secs(30))
