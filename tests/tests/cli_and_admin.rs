@@ -573,9 +573,7 @@ fn every_metric_has_help_and_logs_have_no_colour_codes() {
         None,
     );
     assert!(o.status.success(), "{}", stderr(&o));
-    let (status, metrics) = http_get(&node.admin_addr(), "/metrics").expect("metrics");
-    assert_eq!(status, 200);
-    let with = |prefix: &str| -> std::collections::BTreeSet<String> {
+    let with = |metrics: &str, prefix: &str| -> std::collections::BTreeSet<String> {
         metrics
             .lines()
             .filter_map(|l| l.strip_prefix(prefix))
@@ -583,9 +581,15 @@ fn every_metric_has_help_and_logs_have_no_colour_codes() {
             .map(str::to_string)
             .collect()
     };
-    let typed = with("# TYPE ");
-    let helped = with("# HELP ");
-    assert!(typed.len() > 20, "{metrics}");
+    // A series appears once first recorded, and the periodic samplers (Raft, storage,
+    // memory) record theirs a moment after start: poll until they have.
+    let metrics = wait_until("the periodic metrics", Duration::from_secs(30), || {
+        let (status, metrics) = http_get(&node.admin_addr(), "/metrics").expect("metrics");
+        assert_eq!(status, 200);
+        (with(&metrics, "# TYPE ").len() > 20).then_some(metrics)
+    });
+    let typed = with(&metrics, "# TYPE ");
+    let helped = with(&metrics, "# HELP ");
     let missing: Vec<_> = typed.difference(&helped).collect();
     assert!(missing.is_empty(), "metrics without HELP: {missing:?}");
     // The node's log goes to a file here: plain text, no ANSI colour codes.
