@@ -274,40 +274,37 @@ impl Shard {
 
     /// Rebalances the groups here that consume a topic in `resized`.
     pub fn topics_resized(&self, resized: &BTreeSet<String>, now_ms: i64) {
-        if self.core.check_active().is_err() {
-            return;
-        }
-        let mut t = self.lock();
-        let ids: Vec<String> = t.groups.keys().cloned().collect();
-        for id in ids {
-            let Some(group) = t.groups.get_mut(&id) else {
-                continue;
-            };
-            let effects = group.topics_resized(resized, now_ms);
-            if !effects.is_empty() {
-                info!(group = %id, topics = ?resized, "rebalancing: a subscribed topic gained partitions");
-                self.carry_out(&mut t, &id, effects);
-            }
+        for id in self.step_groups(|group| group.topics_resized(resized, now_ms)) {
+            info!(group = %id, topics = ?resized, "rebalancing: a subscribed topic gained partitions");
         }
     }
 
     /// Ends overdue rebalance phases and expires silent members.
     pub fn tick(&self, now_ms: i64) {
+        self.step_groups(|group| group.tick(now_ms));
+    }
+
+    /// Runs `step` on every group here and carries out what it returns; the ids of the
+    /// groups that had something to do.
+    fn step_groups(&self, mut step: impl FnMut(&mut Group) -> Vec<Effect>) -> Vec<String> {
         if self.core.check_active().is_err() {
-            return;
+            return Vec::new();
         }
         let mut t = self.lock();
         let ids: Vec<String> = t.groups.keys().cloned().collect();
+        let mut stepped = Vec::new();
         for id in ids {
             let Some(group) = t.groups.get_mut(&id) else {
                 continue;
             };
-            let effects = group.tick(now_ms);
+            let effects = step(group);
             if !effects.is_empty() {
                 self.carry_out(&mut t, &id, effects);
                 self.sweep(&mut t, &id);
+                stepped.push(id);
             }
         }
+        stepped
     }
 
     /// Appends records to the partition as its leader; returns the last offset.
