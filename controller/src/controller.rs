@@ -410,14 +410,15 @@ impl Controller {
         }
         let doomed = {
             let mut l = self.liveness();
+            let md = self.current();
+            let now = self.now_ms();
             let doomed = brokers_to_fence(
-                &self.current(),
+                &md,
                 &l.last_heartbeat_ms,
                 l.grace_start_ms,
-                self.now_ms(),
+                now,
                 self.inner.session_timeout.as_millis() as u64,
             );
-            let md = self.current();
             let gone = match self.inner.disconnect_grace {
                 Some(grace) => {
                     let mut attachments = self.attachments();
@@ -426,7 +427,7 @@ impl Controller {
                         &md,
                         &attachments,
                         &l.last_heartbeat_ms,
-                        self.now_ms(),
+                        now,
                         grace.as_millis() as u64,
                     )
                 }

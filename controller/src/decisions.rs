@@ -50,13 +50,31 @@ pub fn brokers_disconnected(
         .values()
         .filter(|b| !b.fenced)
         .filter(|b| {
-            attachments.broken_since(b.id, b.epoch).is_some_and(|at| {
-                now_ms.saturating_sub(at) >= grace_ms
-                    && last_heartbeat_ms.get(&b.id).is_none_or(|h| *h < at)
-            })
+            disconnected(
+                attachments,
+                last_heartbeat_ms,
+                (b.id, b.epoch),
+                now_ms,
+                grace_ms,
+            )
         })
         .map(|b| (b.id, b.epoch))
         .collect()
+}
+
+/// Whether registration `epoch` of `broker` lost every stream to this controller at
+/// least `grace_ms` ago with no heartbeat since (see [`brokers_disconnected`]).
+pub fn disconnected(
+    attachments: &Attachments,
+    last_heartbeat_ms: &HashMap<i32, u64>,
+    (broker, epoch): (i32, i64),
+    now_ms: u64,
+    grace_ms: u64,
+) -> bool {
+    attachments.broken_since(broker, epoch).is_some_and(|at| {
+        now_ms.saturating_sub(at) >= grace_ms
+            && last_heartbeat_ms.get(&broker).is_none_or(|h| *h < at)
+    })
 }
 
 /// The replica that should lead `p`: the current leader if it is still live, else the

@@ -518,7 +518,7 @@ fn attach_to_voters(
 ) -> (watch::Sender<bool>, Arc<tokio::sync::Notify>) {
     let (stop_tx, stop_rx) = watch::channel(false);
     let beat_now = Arc::new(tokio::sync::Notify::new());
-    let Some(grace) = broker_disconnect_grace(&broker.config.static_props) else {
+    let Some(grace) = broker.controller.disconnect_grace() else {
         return (stop_tx, beat_now);
     };
     let on_break = {

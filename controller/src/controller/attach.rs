@@ -161,8 +161,9 @@ impl Controller {
     }
 
     /// When the active controller's process is gone (its stream closed and its port now
-    /// refuses connections, or its address no longer answers), starts the election at once instead of waiting out the
-    /// leader lease and an election timeout, about three seconds with defaults. Every
+    /// refuses connections, or its address no longer answers), starts the election at
+    /// once instead of waiting out the leader lease and an election timeout, about three
+    /// seconds with defaults. Every
     /// voter that sees it drops its lease on the dead leader; the lowest other voter
     /// stands, as in a leadership transfer. Raft's vote rules still decide, so this can
     /// only cost an election, never elect a stale log: a leader that is alive but cut
@@ -236,6 +237,12 @@ impl Controller {
                 .collect();
         }
         from_membership
+    }
+
+    /// `broker.session.disconnect.grace.ms` as this node's controller was started with;
+    /// its broker side keeps its streams open only when this is set.
+    pub fn disconnect_grace(&self) -> Option<Duration> {
+        self.inner.disconnect_grace
     }
 
     pub(super) fn attachments(&self) -> std::sync::MutexGuard<'_, crate::attachments::Attachments> {

@@ -46,7 +46,7 @@ impl Controller {
     /// [`submit_within`](Self::submit_within), with the metadata index the active
     /// controller had committed when it answered: once a broker has applied that index,
     /// it knows of the write.
-    pub async fn submit_indexed(
+    async fn submit_indexed(
         &self,
         request: ControllerRequest,
         timeout: Duration,

@@ -45,15 +45,13 @@ impl Controller {
                     // A process whose connections all closed is gone, whatever its
                     // session says (a kill -9 and a quick restart).
                     let gone = self.inner.disconnect_grace.is_some_and(|grace| {
-                        crate::decisions::brokers_disconnected(
-                            &md,
+                        crate::decisions::disconnected(
                             &self.attachments(),
                             &l.last_heartbeat_ms,
+                            (broker_id, existing.epoch),
                             now,
                             grace.as_millis() as u64,
                         )
-                        .iter()
-                        .any(|(b, _)| *b == broker_id)
                     });
                     let alive = !gone
                         && now.saturating_sub(heard)
