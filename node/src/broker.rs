@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use fjord_controller::{ClusterMetadata, Controller};
 use tokio::sync::watch;
@@ -143,21 +142,13 @@ impl Broker {
         self.shutting_down.load(Ordering::Acquire)
     }
 
-    /// Waits until local partitions reflect the metadata image current right now, so a
-    /// client told "topic created" can produce to it at once.
-    pub async fn await_local_metadata(&self, timeout: Duration) -> bool {
-        let index = self.metadata().last_applied_index;
-        self.replicas.wait_applied(index, timeout).await
-    }
-
     /// The controller id clients are told (Metadata, DescribeCluster). As in Kafka's
     /// KRaft mode, it is a live broker, not the Raft leader: any broker forwards
     /// metadata writes to the active controller, so naming the Raft leader only sent
     /// clients to a dead node after a controller crash. This broker when it is live,
     /// else the lowest live one, else -1.
     pub fn controller_id_for_clients(&self, md: &ClusterMetadata) -> i32 {
-        let live = |id: &i32| md.brokers.get(id).is_some_and(|b| !b.fenced);
-        if live(&self.node_id) {
+        if md.is_live(self.node_id) {
             return self.node_id;
         }
         md.brokers
@@ -170,8 +161,6 @@ impl Broker {
     /// Ready for traffic: registered, and local partitions caught up with metadata.
     pub fn is_ready(&self) -> bool {
         let md = self.metadata();
-        self.is_registered()
-            && !self.is_shutting_down()
-            && md.brokers.get(&self.node_id).is_some_and(|b| !b.fenced)
+        self.is_registered() && !self.is_shutting_down() && md.is_live(self.node_id)
     }
 }

@@ -364,8 +364,7 @@ pub fn check_alter_partition(
             )));
         }
         // A fenced broker may not join the ISR; one already in it may stay.
-        let live = md.brokers.get(r).is_some_and(|b| !b.fenced);
-        if !live && !p.isr.contains(r) {
+        if !md.is_live(*r) && !p.isr.contains(r) {
             return Err(MetadataError::IneligibleReplica(format!(
                 "broker {r} is fenced"
             )));

@@ -142,6 +142,11 @@ pub struct ScramCredential {
 }
 
 impl ClusterMetadata {
+    /// Whether `broker` is registered and not fenced.
+    pub fn is_live(&self, broker: i32) -> bool {
+        self.brokers.get(&broker).is_some_and(|b| !b.fenced)
+    }
+
     pub fn topic_by_id(&self, id: &Uuid) -> Option<&TopicState> {
         self.topics.values().find(|t| &t.id == id)
     }

@@ -74,12 +74,11 @@ fn cluster(broker: &Broker) {
     metrics::gauge!("fjord_brokers_registered").set(md.brokers.len() as f64);
     let fenced = md.brokers.values().filter(|b| b.fenced).count();
     metrics::gauge!("fjord_brokers_fenced").set(fenced as f64);
-    let live = |id: i32| md.brokers.get(&id).is_some_and(|b| !b.fenced);
     let offline = md
         .topics
         .values()
         .flat_map(|t| t.partitions.iter())
-        .filter(|p| p.leader < 0 || !live(p.leader))
+        .filter(|p| p.leader < 0 || !md.is_live(p.leader))
         .count();
     metrics::gauge!("fjord_offline_partitions").set(offline as f64);
 }

@@ -174,8 +174,7 @@ pub(super) struct PartitionView {
 }
 
 pub(super) fn partition_view(md: &ClusterMetadata, p: &PartitionState) -> PartitionView {
-    let live = |id: &i32| md.brokers.get(id).is_some_and(|b| !b.fenced);
-    let leader_ok = p.leader >= 0 && live(&p.leader);
+    let leader_ok = p.leader >= 0 && md.is_live(p.leader);
     PartitionView {
         error_code: if leader_ok {
             0
@@ -186,7 +185,7 @@ pub(super) fn partition_view(md: &ClusterMetadata, p: &PartitionState) -> Partit
         offline: p
             .replicas
             .iter()
-            .filter(|r| !live(r))
+            .filter(|r| !md.is_live(**r))
             .copied()
             .map(BrokerId)
             .collect(),
