@@ -22,6 +22,7 @@ use super::errors::KafkaError;
 use super::topics::validate_topic_configs;
 use crate::config::defs::{self, ConfigDef, ConfigType};
 use crate::config::{ConfigSource, ConfigView, ResolvedConfig};
+use crate::security::DEFAULT_SASL_MECHANISMS;
 
 const TOPIC: i8 = 2;
 const BROKER: i8 = 4;
@@ -85,7 +86,7 @@ const SECURITY_CONFIGS: &[(&str, ConfigType, &str, bool)] = &[
     (
         "sasl.enabled.mechanisms",
         ConfigType::List,
-        "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512",
+        DEFAULT_SASL_MECHANISMS,
         false,
     ),
     ("sasl.jaas.config", ConfigType::String, "", true),
@@ -103,7 +104,7 @@ const SECURITY_CONFIGS: &[(&str, ConfigType, &str, bool)] = &[
 /// This broker's security settings as DescribeConfigs entries: the ones above, and
 /// every listener-prefixed one (`listener.name.<l>.<key>`) that is set.
 fn security_entries(
-    props: &std::collections::BTreeMap<String, String>,
+    props: &BTreeMap<String, String>,
     wanted: impl Fn(&str) -> bool,
     include_docs: bool,
 ) -> Vec<DescribeConfigsResourceResult> {

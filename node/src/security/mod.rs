@@ -32,6 +32,9 @@ const AUTHORIZERS: &[&str] = &[
 /// How often TLS and user files are checked for changes.
 pub const RELOAD_INTERVAL: Duration = Duration::from_secs(5);
 
+/// `sasl.enabled.mechanisms` when not set: every mechanism Fjord serves.
+pub const DEFAULT_SASL_MECHANISMS: &str = "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512";
+
 /// The configuration keys this module reads, for the unknown-property warning.
 pub const KEYS: &[&str] = &[
     "ssl.keystore.location",
@@ -319,7 +322,7 @@ impl Security {
         };
         let mechanisms = if protocol.sasl() {
             let names = lookup(props, &l.name, "sasl.enabled.mechanisms")
-                .unwrap_or("PLAIN,SCRAM-SHA-256,SCRAM-SHA-512");
+                .unwrap_or(DEFAULT_SASL_MECHANISMS);
             names
                 .split(',')
                 .map(str::trim)
