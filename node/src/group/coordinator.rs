@@ -11,6 +11,7 @@ use fjord_controller::ClusterMetadata;
 use kafka_protocol::error::ResponseError;
 use tokio::sync::watch;
 
+use super::consumer::{ConsumerGroupConfig, TopicCatalog, TopicInfo};
 use super::shard::Shard;
 use super::state::GroupConfig;
 use crate::broker::Broker;
@@ -103,6 +104,38 @@ pub fn group_config(broker: &Broker) -> GroupConfig {
     }
 }
 
+/// KIP-848 settings from the broker config (Kafka's `group.consumer.*`).
+pub fn consumer_group_config(broker: &Broker) -> ConsumerGroupConfig {
+    let md = broker.metadata();
+    let view = broker.view(&md);
+    ConsumerGroupConfig {
+        session_timeout_ms: view.broker_i64("group.consumer.session.timeout.ms"),
+        heartbeat_interval_ms: view.broker_i64("group.consumer.heartbeat.interval.ms"),
+        max_size: usize::try_from(view.broker_i64("group.consumer.max.size")).unwrap_or(usize::MAX),
+    }
+}
+
+/// The cluster's topics as consumer group assignors see them.
+pub struct MetadataCatalog<'a>(pub &'a ClusterMetadata);
+
+impl TopicCatalog for MetadataCatalog<'_> {
+    fn by_name(&self, name: &str) -> Option<TopicInfo> {
+        self.0.topics.get(name).map(|t| TopicInfo {
+            name: t.name.clone(),
+            id: t.id,
+            partitions: i32::try_from(t.partitions.len()).unwrap_or(i32::MAX),
+        })
+    }
+    fn names(&self) -> Vec<String> {
+        self.0
+            .topics
+            .values()
+            .filter(|t| !t.internal)
+            .map(|t| t.name.clone())
+            .collect()
+    }
+}
+
 /// Keeps shards in line with leadership, loads new ones, and drives timeouts and expiry.
 pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
     let mut ticker = tokio::time::interval(TICK);
@@ -121,12 +154,19 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
             });
         }
         let now = now_ms();
+        let catalog_moved = sizes.index != md.last_applied_index;
         let resized = sizes.grown(&md);
+        let consumer_config = consumer_group_config(&broker);
+        let catalog = MetadataCatalog(&md);
         for shard in broker.groups.shards() {
             if !resized.is_empty() {
                 shard.topics_resized(&resized, now);
             }
+            if catalog_moved {
+                shard.consumer_topics_changed(&catalog);
+            }
             shard.tick(now);
+            shard.consumer_tick(&consumer_config, now);
         }
         let interval = Duration::from_millis(
             broker

@@ -1,6 +1,7 @@
 //! Consumer groups: the classic group protocol and committed offsets, coordinated by the
 //! leader of each `__consumer_offsets` partition and stored in that partition.
 
+pub mod consumer;
 pub mod coordinator;
 pub mod offsets;
 pub mod records;

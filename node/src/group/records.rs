@@ -10,6 +10,7 @@ use fjord_storage::batch::BatchIter;
 use fjord_storage::builder::{decode_records, Record};
 use serde::{Deserialize, Serialize};
 
+use super::consumer::ConsumerGroup;
 use super::state::GroupSnapshot;
 
 /// What a record of `__consumer_offsets` is about.
@@ -87,6 +88,30 @@ pub struct GroupValue {
     pub group: GroupSnapshot,
 }
 
+/// A KIP-848 consumer group as stored, under the same key as a classic group's
+/// metadata: a group is one or the other, and compaction keeps whichever came last.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsumerGroupValue {
+    pub version: u16,
+    pub consumer_group: ConsumerGroup,
+}
+
+/// Either kind of group record; the consumer kind is tried first, as only it has the
+/// `consumer_group` field.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum AnyGroupValue {
+    Consumer(ConsumerGroupValue),
+    Classic(GroupValue),
+}
+
+/// A group as loaded from its record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoredGroup {
+    Classic(Box<GroupSnapshot>),
+    Consumer(Box<ConsumerGroup>),
+}
+
 pub const VALUE_VERSION: u16 = 1;
 
 pub fn offset_record(group: &str, topic: &str, partition: i32, value: &OffsetValue) -> Record {
@@ -105,6 +130,17 @@ pub fn group_record(snapshot: &GroupSnapshot) -> Record {
     let value = GroupValue {
         version: VALUE_VERSION,
         group: snapshot.clone(),
+    };
+    Record::new(Some(key.encode()), serde_json::to_vec(&value).ok())
+}
+
+pub fn consumer_group_record(group: &ConsumerGroup) -> Record {
+    let key = RecordKey::Group {
+        group: group.id.clone(),
+    };
+    let value = ConsumerGroupValue {
+        version: VALUE_VERSION,
+        consumer_group: group.clone(),
     };
     Record::new(Some(key.encode()), serde_json::to_vec(&value).ok())
 }
@@ -132,7 +168,7 @@ pub enum Entry {
     Group {
         group: String,
         /// `None` deletes the group.
-        value: Option<Box<GroupSnapshot>>,
+        value: Option<StoredGroup>,
     },
 }
 
@@ -207,8 +243,13 @@ pub fn decode_entries(bytes: &[u8]) -> Decoded {
                 Some(RecordKey::Group { group }) => {
                     let value = match r.value.as_deref() {
                         None => None,
-                        Some(v) => match serde_json::from_slice::<GroupValue>(v) {
-                            Ok(v) => Some(Box::new(v.group)),
+                        Some(v) => match serde_json::from_slice::<AnyGroupValue>(v) {
+                            Ok(AnyGroupValue::Classic(v)) => {
+                                Some(StoredGroup::Classic(Box::new(v.group)))
+                            }
+                            Ok(AnyGroupValue::Consumer(v)) => {
+                                Some(StoredGroup::Consumer(Box::new(v.consumer_group)))
+                            }
                             Err(_) => {
                                 skipped += 1;
                                 continue;
@@ -300,7 +341,7 @@ mod tests {
             )
         );
         assert!(
-            matches!(&entries[1], (101, Entry::Group { value: Some(s), .. }) if s.generation == 4)
+            matches!(&entries[1], (101, Entry::Group { value: Some(StoredGroup::Classic(s)), .. }) if s.generation == 4)
         );
         assert!(matches!(
             &entries[2],

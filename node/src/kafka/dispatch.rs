@@ -7,10 +7,10 @@ use kafka_protocol::messages::{RequestKind, ResponseKind};
 
 use super::context::RequestContext;
 use super::{
-    acls, api_versions, cluster, config_resources, configs, elections, fetch, find_coordinator,
-    group_admin, groups, leader_epoch, list_offsets, log_dirs, metadata, offset_commit, produce,
-    producer_id, quorum, quotas, reassignments, records, scram_users, topic_partitions, topics,
-    txn, txn_admin,
+    acls, api_versions, cluster, config_resources, configs, consumer_groups, elections, fetch,
+    find_coordinator, group_admin, groups, leader_epoch, list_offsets, log_dirs, metadata,
+    offset_commit, produce, producer_id, quorum, quotas, reassignments, records, scram_users,
+    topic_partitions, topics, txn, txn_admin,
 };
 
 /// A handler's answer. Work that must happen in request order (appends, metadata writes)
@@ -81,6 +81,8 @@ pub async fn dispatch(ctx: &RequestContext, request: RequestKind) -> Reply {
         RequestKind::DescribeQuorum(r) => quorum::describe(ctx, r).await.into(),
         RequestKind::DescribeTopicPartitions(r) => topic_partitions::describe(ctx, r).into(),
         RequestKind::ListConfigResources(r) => config_resources::list(ctx, r).into(),
+        RequestKind::ConsumerGroupHeartbeat(r) => consumer_groups::heartbeat(ctx, r),
+        RequestKind::ConsumerGroupDescribe(r) => consumer_groups::describe(ctx, r).into(),
         // `frame::decode` only lets through the APIs listed in `versions::SUPPORTED`,
         // all of which are matched above.
         other => unsupported(other),

@@ -118,21 +118,20 @@ pub fn list(ctx: &RequestContext, req: ListGroupsRequest) -> ResponseKind {
             if !all && !check.group(Op::Describe, &g.group_id) {
                 continue;
             }
-            if !states.is_empty() && !states.contains(&g.state.name().to_lowercase()) {
+            if !states.is_empty() && !states.contains(&g.state.to_lowercase()) {
                 continue;
             }
-            // Every Fjord group is a classic group.
-            if !types.is_empty() && !types.iter().any(|t| t == "classic") {
+            if !types.is_empty() && !types.iter().any(|t| t == g.group_type) {
                 continue;
             }
             let mut entry = ListedGroup::default()
                 .with_group_id(GroupId(StrBytes::from_string(g.group_id)))
                 .with_protocol_type(StrBytes::from_string(g.protocol_type));
             if version >= 4 {
-                entry.group_state = StrBytes::from_static_str(g.state.name());
+                entry.group_state = StrBytes::from_static_str(g.state);
             }
             if version >= 5 {
-                entry.group_type = StrBytes::from_static_str("classic");
+                entry.group_type = StrBytes::from_static_str(g.group_type);
             }
             listed.push(entry);
         }

@@ -53,6 +53,8 @@ pub fn api_name(api: ApiKey) -> &'static str {
         ApiKey::DescribeQuorum => "DescribeQuorum",
         ApiKey::DescribeTopicPartitions => "DescribeTopicPartitions",
         ApiKey::ListConfigResources => "ListConfigResources",
+        ApiKey::ConsumerGroupHeartbeat => "ConsumerGroupHeartbeat",
+        ApiKey::ConsumerGroupDescribe => "ConsumerGroupDescribe",
         _ => "Other",
     }
 }

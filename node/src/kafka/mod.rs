@@ -9,6 +9,7 @@ mod cluster;
 mod config_resources;
 mod configs;
 mod connection;
+mod consumer_groups;
 mod context;
 mod dispatch;
 mod elections;

@@ -147,6 +147,7 @@ fn fetch_group(
     group_id: &str,
     topics: Option<Vec<(String, Vec<i32>)>>,
     require_stable: bool,
+    member: Option<(&str, i32)>,
 ) -> Fetched {
     let check = authz::Check::new(ctx);
     if !check.group(Op::Describe, group_id) {
@@ -154,6 +155,10 @@ fn fetch_group(
     }
     let all_topics = topics.is_none();
     let shard = ctx.broker.groups.shard_for(md, group_id)?;
+    if let Some((member_id, epoch)) = member {
+        // OffsetFetch v9 from a KIP-848 member: fenced like its commits.
+        shard.check_fetching_member(group_id, member_id, epoch)?;
+    }
     if require_stable && shard.has_pending_txn_offsets(group_id) {
         // The client retries until the transaction holding a commit has ended.
         return Err(ResponseError::UnstableOffsetCommit);
@@ -193,7 +198,12 @@ pub fn fetch(ctx: &RequestContext, req: OffsetFetchRequest) -> ResponseKind {
                         .collect()
                 });
                 let mut out = OffsetFetchResponseGroup::default().with_group_id(g.group_id.clone());
-                match fetch_group(ctx, &md, &g.group_id.0, wanted, req.require_stable) {
+                let member = g
+                    .member_id
+                    .as_deref()
+                    .filter(|m| version >= 9 && !m.is_empty())
+                    .map(|m| (m, g.member_epoch));
+                match fetch_group(ctx, &md, &g.group_id.0, wanted, req.require_stable, member) {
                     Err(e) => out.error_code = e.code(),
                     Ok(found) => {
                         out.topics = found
@@ -239,6 +249,7 @@ pub fn fetch(ctx: &RequestContext, req: OffsetFetchRequest) -> ResponseKind {
         &req.group_id.0,
         wanted.clone(),
         version >= 7 && req.require_stable,
+        None,
     );
     let (found, error) = match result {
         Ok(f) => (f, None),

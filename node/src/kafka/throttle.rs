@@ -244,6 +244,16 @@ macro_rules! with_throttle {
                 let $field = &mut r.throttle_time_ms;
                 $body
             }
+            ResponseKind::ConsumerGroupHeartbeat(r) => {
+                let $first = 0;
+                let $field = &mut r.throttle_time_ms;
+                $body
+            }
+            ResponseKind::ConsumerGroupDescribe(r) => {
+                let $first = 0;
+                let $field = &mut r.throttle_time_ms;
+                $body
+            }
             _ => $none,
         }
     };
@@ -319,6 +329,8 @@ mod tests {
             DescribeQuorum => DescribeQuorumResponse,
             DescribeTopicPartitions => DescribeTopicPartitionsResponse,
             ListConfigResources => ListConfigResourcesResponse,
+            ConsumerGroupHeartbeat => ConsumerGroupHeartbeatResponse,
+            ConsumerGroupDescribe => ConsumerGroupDescribeResponse,
         )
     }
 

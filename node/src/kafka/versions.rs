@@ -62,6 +62,9 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeQuorum, 0, 2),
     (ApiKey::DescribeTopicPartitions, 0, 0),
     (ApiKey::ListConfigResources, 0, 1),
+    // KIP-848 (group.protocol=consumer).
+    (ApiKey::ConsumerGroupHeartbeat, 0, 1),
+    (ApiKey::ConsumerGroupDescribe, 0, 1),
 ];
 
 pub fn range(api: ApiKey) -> Option<(i16, i16)> {

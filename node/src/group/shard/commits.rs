@@ -63,6 +63,12 @@ impl Shard {
     ) -> Result<CommitTicket, ResponseError> {
         self.core.check_active()?;
         let mut t = self.lock();
+        if let Some(g) = t.consumer.get(group_id) {
+            // KIP-848: the generation field carries the member epoch.
+            g.check_commit(member_id, generation)?;
+            drop(t);
+            return self.append_offsets(group_id, offsets, None, now_ms);
+        }
         match t.groups.get(group_id) {
             Some(g) => g.check_commit(member_id, instance_id, generation)?,
             // Commits without group management ("simple" consumers) create the group;
@@ -95,9 +101,10 @@ impl Shard {
         // KIP-447: a member-aware commit is fenced like a regular one; a producer without
         // group metadata (generation -1) commits as a "simple" consumer would.
         if generation >= 0 || !member_id.is_empty() {
-            match t.groups.get(group_id) {
-                Some(g) => g.check_commit(member_id, instance_id, generation)?,
-                None => return Err(ResponseError::IllegalGeneration),
+            match (t.groups.get(group_id), t.consumer.get(group_id)) {
+                (Some(g), _) => g.check_commit(member_id, instance_id, generation)?,
+                (None, Some(g)) => g.check_commit(member_id, generation)?,
+                (None, None) => return Err(ResponseError::IllegalGeneration),
             }
         }
         drop(t);
@@ -226,6 +233,21 @@ impl Shard {
         Ok(())
     }
 
+    /// OffsetFetch v9+ from a member of a consumer group: it must hold the current epoch.
+    pub fn check_fetching_member(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        member_epoch: i32,
+    ) -> Result<(), ResponseError> {
+        self.core.check_active()?;
+        let t = self.lock();
+        match t.consumer.get(group_id) {
+            Some(g) => g.check_fetch(member_id, member_epoch),
+            None => Err(ResponseError::UnknownMemberId),
+        }
+    }
+
     /// Committed offsets of a group: of the given topics and partitions, or all of them.
     pub fn fetch_offsets(
         &self,
@@ -270,7 +292,8 @@ impl Shard {
         self.core.check_active()?;
         let t = self.lock();
         let description = t.groups.get(group_id).map(describe);
-        if description.is_none() && !t.offsets.has_offsets(group_id) {
+        let consumer_topics = Self::consumer_subscriptions(&t, group_id);
+        if description.is_none() && consumer_topics.is_none() && !t.offsets.has_offsets(group_id) {
             return Err(ResponseError::GroupIdNotFound);
         }
         if let Some(d) = &description {
@@ -283,7 +306,8 @@ impl Shard {
         for (topic, partition) in partitions {
             let still_used = description
                 .as_ref()
-                .is_some_and(|d| d.state != GroupPhase::Empty && subscribed(d, &topic));
+                .is_some_and(|d| d.state != GroupPhase::Empty && subscribed(d, &topic))
+                || consumer_topics.as_ref().is_some_and(|c| c.contains(&topic));
             if still_used {
                 results.push((
                     (topic, partition),
@@ -309,10 +333,14 @@ impl Shard {
         self.core.check_active()?;
         let mut t = self.lock();
         let has_offsets = t.offsets.has_offsets(group_id);
-        match t.groups.get_mut(group_id) {
-            Some(g) => g.mark_dead()?,
-            None if has_offsets => {}
-            None => return Err(ResponseError::GroupIdNotFound),
+        let Tables {
+            groups, consumer, ..
+        } = &mut *t;
+        match (groups.get_mut(group_id), consumer.get_mut(group_id)) {
+            (Some(g), _) => g.mark_dead()?,
+            (None, Some(g)) => g.mark_dead()?,
+            (None, None) if has_offsets => {}
+            (None, None) => return Err(ResponseError::GroupIdNotFound),
         }
         let doomed: Vec<(String, i32)> = t
             .offsets
@@ -321,6 +349,7 @@ impl Shard {
             .map(|(k, _)| k)
             .collect();
         t.groups.remove(group_id);
+        t.consumer.remove(group_id);
         drop(t);
         info!(group = group_id, "group deleted");
         self.write_tombstones(group_id, doomed, true, now_ms)
@@ -395,8 +424,13 @@ impl Shard {
                 candidates.push((id.clone(), g.empty_since_ms.unwrap_or(now_ms)));
             }
         }
+        for (id, g) in &t.consumer {
+            if g.members.is_empty() {
+                candidates.push((id.clone(), g.empty_since_ms.unwrap_or(now_ms)));
+            }
+        }
         for id in t.offsets.groups() {
-            if !t.groups.contains_key(id) {
+            if !t.groups.contains_key(id) && !t.consumer.contains_key(id) {
                 candidates.push((id.clone(), 0));
             }
         }
@@ -412,11 +446,14 @@ impl Shard {
                 }));
             }
             let group_done = !t.offsets.has_offsets(&id)
-                && t.groups
+                && (t
+                    .groups
                     .get(&id)
-                    .is_some_and(|g| g.phase == GroupPhase::Empty);
+                    .is_some_and(|g| g.phase == GroupPhase::Empty)
+                    || t.consumer.get(&id).is_some_and(|g| g.members.is_empty()));
             if group_done {
                 t.groups.remove(&id);
+                t.consumer.remove(&id);
                 tombstones.push(records::tombstone(&RecordKey::Group { group: id.clone() }));
             }
             if !expired.is_empty() || group_done {

@@ -5,7 +5,7 @@ use tracing::{debug, info};
 use super::commits::{apply_offset, resolve_marker, PendingTxnOffset};
 use super::{Shard, ShardStatus, Tables};
 use crate::group::offsets::CommittedOffset;
-use crate::group::records::{decode_entries, Entry};
+use crate::group::records::{decode_entries, Entry, StoredGroup};
 use crate::group::state::Group;
 
 impl Shard {
@@ -39,6 +39,7 @@ impl Shard {
                 return false;
             }
             t.groups = tables.groups;
+            t.consumer = tables.consumer;
             t.offsets = tables.offsets;
             t.pending_txn = tables.pending_txn;
         }
@@ -95,11 +96,17 @@ fn apply_entry(t: &mut Tables, log_offset: i64, entry: Entry, now_ms: i64) {
             commit,
         } => resolve_marker(t, producer_id, commit),
         Entry::Group { group, value } => match value {
-            Some(snapshot) => {
+            Some(StoredGroup::Classic(snapshot)) => {
+                t.consumer.remove(&group);
                 t.groups.insert(group, Group::restore(&snapshot, now_ms));
+            }
+            Some(StoredGroup::Consumer(g)) => {
+                t.groups.remove(&group);
+                t.consumer.insert(group, g.restore(now_ms));
             }
             None => {
                 t.groups.remove(&group);
+                t.consumer.remove(&group);
             }
         },
     }
