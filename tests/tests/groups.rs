@@ -593,35 +593,3 @@ fn groups_take_up_partitions_added_to_their_topic() {
         println!("{stdout}");
     }
 }
-
-/// KIP-848: librdkafka with `group.protocol=consumer` consumes through
-/// ConsumerGroupHeartbeat with either server-side assignor, hands a leaver's partitions
-/// over, commits with its member epoch, and is described by ConsumerGroupDescribe
-/// (tests/python/consumer_protocol.py).
-#[test]
-fn consumer_protocol_groups_share_and_hand_over_partitions() {
-    let node = Node::start_with(&["--override", "group.consumer.heartbeat.interval.ms=500"]);
-    for assignor in ["uniform", "range"] {
-        let out = std::process::Command::new(fjord_tests::python())
-            .arg(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/python/consumer_protocol.py"
-            ))
-            .args([
-                "--bootstrap-server",
-                &node.bootstrap(),
-                "--assignor",
-                assignor,
-            ])
-            .output()
-            .expect("run python");
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "{assignor}: {stdout}\n{}\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            node.log()
-        );
-        println!("{stdout}");
-    }
-}
