@@ -190,6 +190,19 @@ fn group_state_survives_a_restart_and_stale_epochs_are_fenced() {
         "kip848-wire"
     );
 
+    // The CLI falls back to ConsumerGroupDescribe for such groups.
+    let out = std::process::Command::new(fjord_tests::fjord_bin())
+        .args(["group", "describe", group, "--members"])
+        .env("FJORD_BOOTSTRAP_SERVER", &bs)
+        .output()
+        .expect("run fjord");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("is Stable (1 members, assignor uniform)") && text.contains("kip848-wire("),
+        "{text}"
+    );
+
     // Leaving empties the group; the classic protocol may then take the id over.
     let left = heartbeat(&mut wire, group, "m1", -1, None);
     assert_eq!(left.error_code, 0);

@@ -72,6 +72,8 @@ fn default_body(api: ApiKey, version: i16) -> Option<Vec<u8>> {
         DescribeQuorum => DescribeQuorumRequest,
         DescribeTopicPartitions => DescribeTopicPartitionsRequest,
         ListConfigResources => ListConfigResourcesRequest,
+        ConsumerGroupHeartbeat => ConsumerGroupHeartbeatRequest,
+        ConsumerGroupDescribe => ConsumerGroupDescribeRequest,
     )
 }
 

@@ -12,9 +12,9 @@ use kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
 };
 use kafka_protocol::messages::{
-    BrokerId, DeleteGroupsRequest, DescribeGroupsRequest, FindCoordinatorRequest, GroupId,
-    ListGroupsRequest, ListOffsetsRequest, MetadataRequest, MetadataResponse, OffsetCommitRequest,
-    OffsetFetchRequest, TopicName,
+    BrokerId, ConsumerGroupDescribeRequest, DeleteGroupsRequest, DescribeGroupsRequest,
+    FindCoordinatorRequest, GroupId, ListGroupsRequest, ListOffsetsRequest, MetadataRequest,
+    MetadataResponse, OffsetCommitRequest, OffsetFetchRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -302,6 +302,47 @@ fn list(connect: &ConnectArgs, state: Option<String>) -> Result<(), CliError> {
     Ok(())
 }
 
+/// A KIP-848 group through ConsumerGroupDescribe: (state, assignor, members).
+fn describe_consumer_group(
+    w: &mut Wire,
+    group: &str,
+) -> Result<(String, String, Vec<MemberView>), CliError> {
+    let resp = w.call(
+        0,
+        &ConsumerGroupDescribeRequest::default().with_group_ids(vec![GroupId(str(group))]),
+    )?;
+    let g = resp
+        .groups
+        .into_iter()
+        .next()
+        .ok_or_else(|| CliError::Kafka("empty ConsumerGroupDescribe answer".into()))?;
+    if g.error_code == ResponseError::GroupIdNotFound.code() {
+        return Ok(("Dead".into(), String::new(), Vec::new()));
+    }
+    check(g.error_code, &format!("describing {group}"))?;
+    let members = g
+        .members
+        .iter()
+        .map(|m| MemberView {
+            member_id: m.member_id.to_string(),
+            instance_id: m.instance_id.as_ref().map(|s| s.to_string()),
+            client_id: m.client_id.to_string(),
+            host: m.client_host.to_string(),
+            assignment: m
+                .assignment
+                .topic_partitions
+                .iter()
+                .map(|tp| (tp.topic_name.0.to_string(), tp.partitions.clone()))
+                .collect(),
+        })
+        .collect();
+    Ok((
+        g.group_state.to_string(),
+        g.assignor_name.to_string(),
+        members,
+    ))
+}
+
 /// A partition's committed offset and owner.
 type Row<'a> = (Option<i64>, Option<&'a MemberView>);
 
@@ -325,6 +366,10 @@ fn describe(connect: &ConnectArgs, group: &str, show_members: bool) -> Result<()
             .into_iter()
             .next()
             .ok_or_else(|| CliError::Kafka("empty DescribeGroups answer".into()))?;
+        if g.error_code == ResponseError::GroupIdNotFound.code() {
+            // Not a classic group: perhaps a KIP-848 consumer group.
+            return describe_consumer_group(&mut w, group);
+        }
         check(g.error_code, &format!("describing {group}"))?;
         let members: Vec<MemberView> = g
             .members
