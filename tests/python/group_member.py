@@ -73,6 +73,10 @@ def run_confluent():
         "partition.assignment.strategy": "range",
     }
     conf.update(props)
+    if conf.get("group.protocol") == "consumer":
+        # KIP-848: the coordinator owns sessions, heartbeats and assignment.
+        for classic_only in ("session.timeout.ms", "heartbeat.interval.ms", "partition.assignment.strategy"):
+            conf.pop(classic_only, None)
     if args.instance_id:
         conf["group.instance.id"] = args.instance_id
     c = Consumer(conf)

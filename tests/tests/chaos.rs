@@ -51,6 +51,9 @@ const OVERRIDES: &[&str] = &[
     "offsets.topic.num.partitions=6",
     "transaction.state.log.num.partitions=6",
     "group.initial.rebalance.delay.ms=500",
+    // KIP-848 readers: a session like the classic readers' 10 s, news within 500 ms.
+    "group.consumer.session.timeout.ms=10000",
+    "group.consumer.heartbeat.interval.ms=500",
     "default.replication.factor=3",
     "min.insync.replicas=2",
 ];
@@ -64,19 +67,35 @@ struct Run {
     started: Instant,
 }
 
+/// Which group protocol the reading consumer group speaks.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Readers {
+    /// kafka-python members of a classic group (JoinGroup/SyncGroup), whose rebalances
+    /// report generations, so ownership is checked per generation.
+    Classic,
+    /// confluent-kafka members with `group.protocol=consumer` (KIP-848): commits carry
+    /// member epochs, so a zombie's commit cannot move an offset back.
+    ConsumerProtocol,
+}
+
 impl Run {
     fn start(name: &'static str, nodes: usize) -> Option<Run> {
+        Self::start_reading(name, nodes, Readers::Classic)
+    }
+
+    fn start_reading(name: &'static str, nodes: usize, readers: Readers) -> Option<Run> {
         let spec = ClusterSpec {
             nodes,
             overrides: OVERRIDES.iter().map(|s| s.to_string()).collect(),
             ..ClusterSpec::default()
         };
-        Self::start_spec(name, &spec, |_| None)
+        Self::start_spec(name, &spec, readers, |_| None)
     }
 
     fn start_spec(
         name: &'static str,
         spec: &ClusterSpec,
+        readers: Readers,
         chart_for: impl Fn(&str) -> Option<ChartConfig>,
     ) -> Option<Run> {
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -127,22 +146,25 @@ impl Run {
             },
             history.clone(),
         );
+        let (kind, group, protocol): (ClientKind, &str, &[&str]) = match readers {
+            Readers::Classic => (ClientKind::KafkaPython, "chaos-readers", &[]),
+            Readers::ConsumerProtocol => (
+                ClientKind::Confluent,
+                "chaos-readers-kip848",
+                &["--property", "group.protocol=consumer"],
+            ),
+        };
         let members = (0..2)
             .map(|i| {
-                Member::spawn(
-                    &format!("c{i}"),
-                    ClientKind::KafkaPython,
-                    &bootstrap,
-                    "chaos-readers",
-                    TOPIC,
-                    &[
-                        "--commit",
-                        "batch",
-                        "--log-records",
-                        "--session-timeout-ms",
-                        "10000",
-                    ],
-                )
+                let mut args = vec![
+                    "--commit",
+                    "batch",
+                    "--log-records",
+                    "--session-timeout-ms",
+                    "10000",
+                ];
+                args.extend_from_slice(protocol);
+                Member::spawn(&format!("c{i}"), kind, &bootstrap, group, TOPIC, &args)
             })
             .collect();
         let run = Run {
@@ -390,7 +412,11 @@ fn turn() -> std::sync::MutexGuard<'static, ()> {
 #[test]
 fn leader_kill_loop() {
     let _t = turn();
-    let Some(mut run) = Run::start("leader kill loop", 3) else {
+    let Some(mut run) = Run::start_reading(
+        "leader kill loop (KIP-848 readers)",
+        3,
+        Readers::ConsumerProtocol,
+    ) else {
         return;
     };
     for round in 0..rounds(3) {
@@ -632,7 +658,11 @@ fn transactions_survive_leader_and_coordinator_kills() {
 #[test]
 fn rolling_restart() {
     let _t = turn();
-    let Some(mut run) = Run::start("rolling restart", 3) else {
+    let Some(mut run) = Run::start_reading(
+        "rolling restart (KIP-848 readers)",
+        3,
+        Readers::ConsumerProtocol,
+    ) else {
         return;
     };
     for id in 0..3 {
@@ -842,17 +872,22 @@ fn helm_rendered_secure_pods_survive_a_rolling_restart_in_statefulset_order() {
         ..ClusterSpec::default()
     };
     let security = ChartSecurity::new();
-    let Some(mut run) = Run::start_spec("secure chart config, rolling restart", &spec, |prefix| {
-        Some(ChartConfig {
-            toml: chart_config(&helm, prefix, ChartSecurity::SETS),
-            aliases: vec![
-                "fjord-{}".into(),
-                "fjord-{}.fjord-headless.default.svc.cluster.local".into(),
-            ],
-            client_port: 9094,
-            mounts: security.for_cluster(prefix, 9094),
-        })
-    }) else {
+    let Some(mut run) = Run::start_spec(
+        "secure chart config, rolling restart",
+        &spec,
+        Readers::Classic,
+        |prefix| {
+            Some(ChartConfig {
+                toml: chart_config(&helm, prefix, ChartSecurity::SETS),
+                aliases: vec![
+                    "fjord-{}".into(),
+                    "fjord-{}.fjord-headless.default.svc.cluster.local".into(),
+                ],
+                client_port: 9094,
+                mounts: security.for_cluster(prefix, 9094),
+            })
+        },
+    ) else {
         return;
     };
     // Without credentials nothing gets in, and the admin port takes no voter change from
@@ -917,7 +952,7 @@ fn full_disk_on_one_node_loses_and_corrupts_nothing() {
         small_log_disk: Some((2, 64)),
         ..ClusterSpec::default()
     };
-    let Some(run) = Run::start_spec("full disk", &spec, |_| None) else {
+    let Some(run) = Run::start_spec("full disk", &spec, Readers::Classic, |_| None) else {
         return;
     };
     let bootstrap = run.cluster.bootstrap();
