@@ -390,3 +390,121 @@ fn a_group_survives_a_round_trip_through_its_record() {
     let back: ConsumerGroup = serde_json::from_slice(&bytes).expect("deserialize");
     assert_eq!(back.restore(0), g);
 }
+
+/// xorshift: deterministic, seedable, no dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % n.max(1) as u64) as usize
+    }
+}
+
+/// Random joins, leaves, crashes, lagging heartbeats and growing topics, with obedient
+/// clients: no partition is ever owned by two live clients, and once everyone heartbeats
+/// the group settles with every subscribed partition owned exactly once.
+#[test]
+fn random_schedules_never_give_a_partition_to_two_members() {
+    let config = ConsumerGroupConfig::default();
+    for seed in 1..=200u64 {
+        let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+        let mut cat = Catalog::new(&[("t1", 4), ("t2", 3)]);
+        let mut g = ConsumerGroup::new("g", 0);
+        let mut clients: Vec<(Client, Vec<&str>)> = Vec::new();
+        let mut now = 0i64;
+        let mut next_id = 0;
+        for _ in 0..120 {
+            now += 100;
+            match rng.below(10) {
+                0 | 1 if clients.len() < 5 => {
+                    let topics: Vec<&str> = match rng.below(3) {
+                        0 => vec!["t1"],
+                        1 => vec!["t2"],
+                        _ => vec!["t1", "t2"],
+                    };
+                    next_id += 1;
+                    let c = join(&mut g, &cat, &format!("m{next_id}"), &topics, now);
+                    clients.push((c, topics));
+                }
+                2 if !clients.is_empty() => {
+                    let (c, _) = clients.remove(rng.below(clients.len()));
+                    let hb = Heartbeat {
+                        member_id: c.id,
+                        member_epoch: LEAVE_EPOCH,
+                        ..Heartbeat::default()
+                    };
+                    g.heartbeat(hb, &cat, &config, now).expect("leave");
+                }
+                3 if !clients.is_empty() => {
+                    // A crash: the coordinator notices after the session timeout.
+                    clients.remove(rng.below(clients.len()));
+                    now += config.session_timeout_ms + 1;
+                    for (c, _) in &mut clients {
+                        beat(&mut g, &cat, c, now - 1).expect("heartbeat");
+                    }
+                    g.tick(&config, now);
+                }
+                4 => {
+                    let name = if rng.below(2) == 0 { "t1" } else { "t2" };
+                    if let Some(t) = cat.0.get_mut(name) {
+                        t.partitions += 1;
+                    }
+                    g.refresh_subscriptions(&cat);
+                }
+                5 if !clients.is_empty() => {
+                    // A heartbeat that does not report what the client owns.
+                    let i = rng.below(clients.len());
+                    let c = &mut clients[i].0;
+                    let hb = Heartbeat {
+                        member_id: c.id.clone(),
+                        member_epoch: c.epoch,
+                        rebalance_timeout_ms: -1,
+                        owned: None,
+                        ..Heartbeat::default()
+                    };
+                    let (a, _) = g.heartbeat(hb, &cat, &config, now).expect("heartbeat");
+                    c.epoch = a.member_epoch;
+                    if let Some(assignment) = a.assignment {
+                        c.owned = assignment;
+                    }
+                }
+                _ if !clients.is_empty() => {
+                    let i = rng.below(clients.len());
+                    beat(&mut g, &cat, &mut clients[i].0, now).expect("heartbeat");
+                }
+                _ => {}
+            }
+            let live: Vec<&Client> = clients.iter().map(|(c, _)| c).collect();
+            assert_exclusive(&g, &live);
+        }
+        // Everyone heartbeats until the group is stable.
+        let mut settled = false;
+        for _ in 0..20 {
+            now += 100;
+            for (c, _) in &mut clients {
+                beat(&mut g, &cat, c, now).expect("heartbeat");
+            }
+            let live: Vec<&Client> = clients.iter().map(|(c, _)| c).collect();
+            assert_exclusive(&g, &live);
+            if g.state() == ConsumerGroupState::Stable || clients.is_empty() {
+                settled = true;
+                break;
+            }
+        }
+        assert!(settled, "seed {seed}: {:?}", g.state());
+        for name in ["t1", "t2"] {
+            if !clients.iter().any(|(_, ts)| ts.contains(&name)) {
+                continue;
+            }
+            let t = &cat.0[name];
+            let owned: usize = clients
+                .iter()
+                .map(|(c, _)| c.owned.get(&t.id).map_or(0, BTreeSet::len))
+                .sum();
+            assert_eq!(owned, t.partitions as usize, "seed {seed}: {name}");
+        }
+    }
+}

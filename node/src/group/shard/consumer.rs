@@ -100,7 +100,11 @@ impl Shard {
                     );
                 }
                 let snapshot = group.clone();
-                self.persist_consumer_group(&mut t, &snapshot);
+                if let Err(e) = self.persist_consumer_group(&mut t, &snapshot) {
+                    // Not durable, so not promised: the member retries, and its
+                    // previous epoch is still accepted.
+                    return Ok(Pending::Ready(Err(e)));
+                }
                 let (tx, rx) = oneshot::channel();
                 self.deliver_persisted(&t, group_id, tx, Ok(answer), Err);
                 Pending::Waiting(rx)
@@ -110,16 +114,22 @@ impl Shard {
         Ok(pending)
     }
 
-    fn persist_consumer_group(&self, t: &mut Tables, group: &ConsumerGroup) {
+    fn persist_consumer_group(
+        &self,
+        t: &mut Tables,
+        group: &ConsumerGroup,
+    ) -> Result<(), ResponseError> {
         match self.append(
             vec![records::consumer_group_record(group)],
             crate::time::now_ms(),
         ) {
             Ok(offset) => {
                 t.persisted.insert(group.id.clone(), offset);
+                Ok(())
             }
             Err(e) => {
                 warn!(group = %group.id, error = ?e, "persisting consumer group failed");
+                Err(e)
             }
         }
     }
@@ -208,7 +218,8 @@ impl Shard {
             }
         }
         for g in changed.values() {
-            self.persist_consumer_group(&mut t, g);
+            // A failure is logged; the next change writes the whole group again.
+            let _ = self.persist_consumer_group(&mut t, g);
         }
     }
 }
