@@ -271,6 +271,18 @@ impl Run {
                 m.count("committed"),
                 m.count("commit-failed")
             );
+            let why: std::collections::BTreeSet<String> = m
+                .events()
+                .iter()
+                .filter(|e| e["event"] == "commit-failed")
+                .filter_map(|e| e["error"].as_str().map(str::to_string))
+                .collect();
+            if !why.is_empty() {
+                eprintln!(
+                    "chaos {}: member {}: commits failed with {why:?}",
+                    self.name, m.name
+                );
+            }
             reports.push((m.name.clone(), m.events()));
         }
         let group = group_anomalies(&reports, &self.history);
