@@ -1,5 +1,6 @@
-//! Consumer groups: the classic group protocol and committed offsets, coordinated by the
-//! leader of each `__consumer_offsets` partition and stored in that partition.
+//! Consumer groups: the classic group protocol (`state`), KIP-848's consumer protocol
+//! (`consumer`) and committed offsets, coordinated by the leader of each
+//! `__consumer_offsets` partition and stored in that partition.
 
 pub mod consumer;
 pub mod coordinator;

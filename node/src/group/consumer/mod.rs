@@ -621,18 +621,15 @@ impl ConsumerGroup {
                 Err(ResponseError::UnknownMemberId)
             };
         }
-        let m = self
-            .members
-            .get(member_id)
-            .ok_or(ResponseError::UnknownMemberId)?;
-        if member_epoch != m.member_epoch {
-            return Err(ResponseError::StaleMemberEpoch);
-        }
-        Ok(())
+        self.check_member_epoch(member_id, member_epoch)
     }
 
-    /// Checks an offset fetch that names a member (OffsetFetch v9+).
-    pub fn check_fetch(&self, member_id: &str, member_epoch: i32) -> Result<(), ResponseError> {
+    /// The member exists and holds `member_epoch` (OffsetFetch v9+ names a member).
+    pub fn check_member_epoch(
+        &self,
+        member_id: &str,
+        member_epoch: i32,
+    ) -> Result<(), ResponseError> {
         let m = self
             .members
             .get(member_id)

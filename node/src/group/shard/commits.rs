@@ -243,7 +243,7 @@ impl Shard {
         self.core.check_active()?;
         let t = self.lock();
         match t.consumer.get(group_id) {
-            Some(g) => g.check_fetch(member_id, member_epoch),
+            Some(g) => g.check_member_epoch(member_id, member_epoch),
             None => Err(ResponseError::UnknownMemberId),
         }
     }
