@@ -262,7 +262,7 @@ impl ConsumerGroup {
         match hb.member_epoch {
             LEAVE_EPOCH | STATIC_LEAVE_EPOCH => self.leave(&hb, now_ms),
             0 => self.join(hb, catalog, config, now_ms),
-            e if e > 0 => self.keep_alive(hb, catalog, now_ms),
+            e if e > 0 => self.keep_alive(hb, catalog, now_ms, false),
             _ => Err(ResponseError::InvalidRequest),
         }
     }
@@ -363,6 +363,7 @@ impl ConsumerGroup {
             last_heard_ms: now_ms,
             revoke_deadline_ms: None,
         };
+        let returning = inherited.is_some();
         if let Some(old) = inherited {
             // The instance comes back where it left: same epoch, same partitions.
             member.member_epoch = old.previous_member_epoch.max(0);
@@ -373,14 +374,13 @@ impl ConsumerGroup {
             member.subscribed_topic_names = old.subscribed_topic_names;
             member.subscribed_topic_regex = old.subscribed_topic_regex;
             member.server_assignor = old.server_assignor;
-        } else {
-            self.group_epoch += 1;
         }
+        let member_added = !returning;
         self.members.insert(member_id.clone(), member);
         self.empty_since_ms = None;
         let mut hb = hb;
         hb.member_id = member_id;
-        let (mut answer, _) = self.keep_alive(hb, catalog, now_ms)?;
+        let (mut answer, _) = self.keep_alive(hb, catalog, now_ms, member_added)?;
         // A joining member always learns its (possibly empty) assignment.
         if answer.assignment.is_none() {
             answer.assignment = self
@@ -391,12 +391,14 @@ impl ConsumerGroup {
         Ok((answer, true))
     }
 
-    /// A heartbeat of a member that has joined (or is joining, from `join`).
+    /// A heartbeat of a member that has joined (or is joining, from `join`, which says
+    /// whether the member is new to the group).
     fn keep_alive(
         &mut self,
         hb: Heartbeat,
         catalog: &dyn TopicCatalog,
         now_ms: i64,
+        member_added: bool,
     ) -> Result<(HeartbeatAnswer, bool), ResponseError> {
         let full = hb.is_full();
         let Some(member) = self.members.get(&hb.member_id) else {
@@ -461,8 +463,11 @@ impl ConsumerGroup {
         if subscription_changed {
             // Topics that come and go later are noticed by `refresh_subscriptions` when
             // the catalog moves; resolving here only follows this member's change.
+            self.resolve_subscriptions(catalog);
+        }
+        if member_added || subscription_changed {
+            // One new epoch for the whole change, as Kafka moves it.
             self.group_epoch += 1;
-            self.refresh_subscriptions(catalog);
             changed = true;
         }
         if self.group_epoch > self.assignment_epoch {
@@ -495,6 +500,16 @@ impl ConsumerGroup {
     /// Re-resolves what the members subscribe to against the catalog; bumps the group
     /// epoch when that changed (a topic created, deleted or grown). True when it did.
     pub fn refresh_subscriptions(&mut self, catalog: &dyn TopicCatalog) -> bool {
+        let changed = self.resolve_subscriptions(catalog);
+        if changed {
+            self.group_epoch += 1;
+        }
+        changed
+    }
+
+    /// Resolves the members' subscriptions against the catalog into `subscribed`; true
+    /// when that changed.
+    fn resolve_subscriptions(&mut self, catalog: &dyn TopicCatalog) -> bool {
         let mut names: BTreeSet<String> = BTreeSet::new();
         let mut regexes: BTreeSet<&str> = BTreeSet::new();
         for m in self.members.values() {
@@ -522,7 +537,6 @@ impl ConsumerGroup {
             return false;
         }
         self.subscribed = resolved;
-        self.group_epoch += 1;
         true
     }
 

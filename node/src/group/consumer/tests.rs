@@ -129,6 +129,7 @@ fn members_share_partitions_without_overlap_while_they_move() {
     let a = join(&mut g, &cat, "a", &["t"], 0);
     assert_eq!(partition_count(&a.owned), 6);
     assert_eq!(g.state(), ConsumerGroupState::Stable);
+    assert_eq!((g.group_epoch, a.epoch), (1, 1), "one join is one epoch");
     let b = join(&mut g, &cat, "b", &["t"], 1);
     // b may not take anything a still holds.
     assert_eq!(partition_count(&b.owned), 0);
