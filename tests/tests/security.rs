@@ -18,9 +18,10 @@ use kafka_protocol::messages::offset_commit_request::{
 };
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    ApiVersionsRequest, CreateAclsRequest, CreateTopicsRequest, DescribeClusterRequest,
-    DescribeConfigsRequest, FindCoordinatorRequest, GroupId, InitProducerIdRequest,
-    MetadataRequest, OffsetCommitRequest, ProduceRequest, ProducerId, TransactionalId,
+    ApiVersionsRequest, ConsumerGroupHeartbeatRequest, CreateAclsRequest, CreateTopicsRequest,
+    DescribeClusterRequest, DescribeConfigsRequest, FindCoordinatorRequest, GroupId,
+    InitProducerIdRequest, MetadataRequest, OffsetCommitRequest, ProduceRequest, ProducerId,
+    TransactionalId,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -452,6 +453,41 @@ fn a_principal_without_acls_gets_kafkas_authorization_errors() {
     assert_eq!(init_producer_id(&mut alice, None), 0, "WRITE on a topic");
     let (ok, text) = kcat(&node, &alice_props, "orders-eu", None);
     assert!(ok, "kcat reads with READ: {text}");
+
+    // KIP-848: a member subscribing by regex is assigned only topics it may DESCRIBE
+    // (the two orders- topics, not payments); naming a topic it may not is refused.
+    let join = |group: &str, regex: Option<&str>, names: Option<&[&str]>| {
+        ConsumerGroupHeartbeatRequest::default()
+            .with_group_id(GroupId(s(group)))
+            .with_member_id(s("alice-1"))
+            .with_member_epoch(0)
+            .with_rebalance_timeout_ms(30_000)
+            .with_subscribed_topic_regex(regex.map(s))
+            .with_subscribed_topic_names(names.map(|ns| ns.iter().map(|n| topic_name(n)).collect()))
+            .with_topic_partitions(Some(vec![]))
+    };
+    let joined = alice.call(1, &join("app-kip848", Some(".*"), None));
+    assert_eq!(joined.error_code, 0, "{joined:?}");
+    let assigned: std::collections::BTreeSet<_> = joined
+        .assignment
+        .expect("assignment")
+        .topic_partitions
+        .iter()
+        .map(|t| t.topic_id)
+        .collect();
+    let visible: std::collections::BTreeSet<_> = alice
+        .call(12, &MetadataRequest::default().with_topics(None))
+        .topics
+        .iter()
+        .filter(|t| t.name.as_ref().is_some_and(|n| n.0.starts_with("orders-")))
+        .map(|t| t.topic_id)
+        .collect();
+    assert_eq!(assigned, visible);
+    assert_eq!(visible.len(), 2);
+    let named = alice.call(1, &join("app-kip848-b", None, Some(&["payments"])));
+    assert_eq!(named.error_code, TOPIC_AUTHORIZATION_FAILED);
+    let other = alice.call(1, &join("other-app", Some(".*"), None));
+    assert_eq!(other.error_code, GROUP_AUTHORIZATION_FAILED);
 
     // DENY wins over ALLOW, and removing it restores access.
     let deny = [

@@ -7,6 +7,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use fjord_controller::metadata::acls::{AclOperation, ResourceType};
 use fjord_controller::ClusterMetadata;
 use kafka_protocol::error::ResponseError;
 use tokio::sync::watch;
@@ -18,6 +19,7 @@ use crate::broker::Broker;
 use crate::coordinator_shards::{CoordinatorShard, ShardCore, ShardMap};
 use crate::lease::Lease;
 use crate::replica::ReplicaManager;
+use crate::security::authorizer::{Authorizer, Requester};
 use crate::time::now_ms;
 
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
@@ -115,19 +117,35 @@ pub fn consumer_group_config(broker: &Broker) -> ConsumerGroupConfig {
     }
 }
 
-/// The cluster's topics as consumer group assignors see them.
-pub struct MetadataCatalog<'a>(pub &'a ClusterMetadata);
+/// The cluster's topics as consumer group assignors see them, and who may see which.
+pub struct MetadataCatalog<'a> {
+    pub md: &'a ClusterMetadata,
+    pub authorizer: &'a Authorizer,
+}
 
 impl TopicCatalog for MetadataCatalog<'_> {
     fn by_name(&self, name: &str) -> Option<TopicInfo> {
-        self.0.topics.get(name).map(|t| TopicInfo {
+        self.md.topics.get(name).map(|t| TopicInfo {
             name: t.name.clone(),
             id: t.id,
             partitions: i32::try_from(t.partitions.len()).unwrap_or(i32::MAX),
         })
     }
+    fn visible(&self, principal: &str, host: &str, topic: &str) -> bool {
+        let who = Requester {
+            principal,
+            host: host.trim_start_matches('/'),
+        };
+        self.authorizer.allows(
+            &self.md.acls,
+            who,
+            AclOperation::Describe,
+            ResourceType::Topic,
+            topic,
+        )
+    }
     fn names(&self) -> Vec<String> {
-        self.0
+        self.md
             .topics
             .values()
             .filter(|t| !t.internal)
@@ -157,7 +175,10 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
         let catalog_moved = sizes.index != md.last_applied_index;
         let resized = sizes.grown(&md);
         let consumer_config = consumer_group_config(&broker);
-        let catalog = MetadataCatalog(&md);
+        let catalog = MetadataCatalog {
+            md: &md,
+            authorizer: &broker.security.authorizer,
+        };
         for shard in broker.groups.shards() {
             if !resized.is_empty() {
                 shard.topics_resized(&resized, now);

@@ -72,6 +72,7 @@ pub fn heartbeat(ctx: &RequestContext, req: ConsumerGroupHeartbeatRequest) -> Re
         }),
         client_id: ctx.client_id.clone(),
         client_host: ctx.client_host.clone(),
+        principal: format!("User:{}", ctx.principal),
     };
     let md = ctx.broker.metadata();
     let shard = match ctx.broker.groups.shard_for(&md, &group_id) {
@@ -80,7 +81,16 @@ pub fn heartbeat(ctx: &RequestContext, req: ConsumerGroupHeartbeatRequest) -> Re
     };
     let config = consumer_group_config(&ctx.broker);
     let interval = i32::try_from(config.heartbeat_interval_ms).unwrap_or(i32::MAX);
-    let outcome = shard.consumer_heartbeat(&group_id, hb, &MetadataCatalog(&md), &config, now_ms());
+    let outcome = shard.consumer_heartbeat(
+        &group_id,
+        hb,
+        &MetadataCatalog {
+            md: &md,
+            authorizer: &ctx.broker.security.authorizer,
+        },
+        &config,
+        now_ms(),
+    );
     match outcome {
         Err(e) => error_response(e, None).into(),
         Ok(Pending::Ready(r)) => answer(r, interval).into(),

@@ -49,6 +49,11 @@ pub trait TopicCatalog {
     fn by_name(&self, name: &str) -> Option<TopicInfo>;
     /// Every topic a regex subscription may match (internal topics excluded).
     fn names(&self) -> Vec<String>;
+    /// Whether a member's principal, connecting from `host`, may DESCRIBE `topic`: a
+    /// member is only assigned topics it may see, whatever its regex matches.
+    fn visible(&self, _principal: &str, _host: &str, _topic: &str) -> bool {
+        true
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -69,6 +74,9 @@ pub struct ConsumerMember {
     pub rack_id: Option<String>,
     pub client_id: String,
     pub client_host: String,
+    /// The member's principal as ACLs name it (`User:alice`), for `TopicCatalog::visible`.
+    #[serde(default)]
+    pub principal: String,
     pub rebalance_timeout_ms: i64,
     pub subscribed_topic_names: Vec<String>,
     pub subscribed_topic_regex: Option<String>,
@@ -104,6 +112,8 @@ pub struct Heartbeat {
     pub owned: Option<Assignment>,
     pub client_id: String,
     pub client_host: String,
+    /// `User:<name>`, as ACLs name the client.
+    pub principal: String,
 }
 
 impl Heartbeat {
@@ -351,6 +361,7 @@ impl ConsumerGroup {
             rack_id: hb.rack_id.clone(),
             client_id: hb.client_id.clone(),
             client_host: hb.client_host.clone(),
+            principal: hb.principal.clone(),
             rebalance_timeout_ms: i64::from(hb.rebalance_timeout_ms),
             subscribed_topic_names: Vec::new(),
             subscribed_topic_regex: None,
@@ -430,6 +441,7 @@ impl ConsumerGroup {
         member.last_heard_ms = now_ms;
         member.client_id = hb.client_id;
         member.client_host = hb.client_host;
+        member.principal = hb.principal;
         if hb.rack_id.is_some() {
             member.rack_id = hb.rack_id;
         }
@@ -471,7 +483,7 @@ impl ConsumerGroup {
             changed = true;
         }
         if self.group_epoch > self.assignment_epoch {
-            self.compute_target();
+            self.compute_target(catalog);
             changed = true;
         }
         let owned = hb.owned;
@@ -540,8 +552,8 @@ impl ConsumerGroup {
         true
     }
 
-    /// The topics (by id) a member's subscription resolves to.
-    fn member_topics(&self, m: &ConsumerMember) -> BTreeSet<Uuid> {
+    /// The topics (by id) a member's subscription resolves to, among those it may see.
+    fn member_topics(&self, m: &ConsumerMember, catalog: &dyn TopicCatalog) -> BTreeSet<Uuid> {
         let regex = m
             .subscribed_topic_regex
             .as_deref()
@@ -552,6 +564,7 @@ impl ConsumerGroup {
                 m.subscribed_topic_names.contains(name)
                     || regex.as_ref().is_some_and(|re| re.is_match(name))
             })
+            .filter(|(name, _)| catalog.visible(&m.principal, &m.client_host, name))
             .map(|(_, (id, _))| *id)
             .collect()
     }
@@ -571,7 +584,7 @@ impl ConsumerGroup {
             .unwrap_or_else(|| assignor::ASSIGNORS[0].to_string())
     }
 
-    fn compute_target(&mut self) {
+    fn compute_target(&mut self, catalog: &dyn TopicCatalog) {
         let assignor = self.chosen_assignor();
         let partitions: BTreeMap<Uuid, i32> = self.subscribed.values().copied().collect();
         let empty = Assignment::new();
@@ -580,7 +593,7 @@ impl ConsumerGroup {
             .values()
             .map(|m| assignor::MemberSpec {
                 member_id: &m.member_id,
-                topics: self.member_topics(m),
+                topics: self.member_topics(m, catalog),
                 current: self.target.get(&m.member_id).unwrap_or(&empty),
             })
             .collect();

@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 
 use super::*;
 
-struct Catalog(BTreeMap<String, TopicInfo>);
+/// Topics, and the ones `User:alice` may not see.
+struct Catalog(BTreeMap<String, TopicInfo>, BTreeSet<String>);
 
 impl Catalog {
     fn new(topics: &[(&str, i32)]) -> Self {
@@ -23,6 +24,7 @@ impl Catalog {
                     )
                 })
                 .collect(),
+            BTreeSet::new(),
         )
     }
     fn id(&self, name: &str) -> Uuid {
@@ -36,6 +38,9 @@ impl TopicCatalog for Catalog {
     }
     fn names(&self) -> Vec<String> {
         self.0.keys().cloned().collect()
+    }
+    fn visible(&self, principal: &str, _host: &str, topic: &str) -> bool {
+        principal != "User:alice" || !self.1.contains(topic)
     }
 }
 
@@ -508,4 +513,32 @@ fn random_schedules_never_give_a_partition_to_two_members() {
             assert_eq!(owned, t.partitions as usize, "seed {seed}: {name}");
         }
     }
+}
+
+#[test]
+fn a_regex_member_is_only_given_topics_it_may_see() {
+    let mut cat = Catalog::new(&[("open", 2), ("secret", 2)]);
+    cat.1.insert("secret".into());
+    let config = ConsumerGroupConfig::default();
+    let mut g = ConsumerGroup::new("g", 0);
+    let regex_join = |g: &mut ConsumerGroup, id: &str, principal: &str| {
+        let hb = Heartbeat {
+            member_id: id.into(),
+            member_epoch: 0,
+            rebalance_timeout_ms: 30_000,
+            subscribed_topic_regex: Some(".*".into()),
+            owned: Some(Assignment::new()),
+            principal: principal.into(),
+            ..Heartbeat::default()
+        };
+        g.heartbeat(hb, &cat, &config, 0).expect("join")
+    };
+    let (alice, _) = regex_join(&mut g, "a", "User:alice");
+    let got = alice.assignment.expect("assignment");
+    assert_eq!(partition_count(&got), 2);
+    assert!(got.contains_key(&cat.id("open")) && !got.contains_key(&cat.id("secret")));
+    // Someone who may see both takes the topic alice may not have.
+    regex_join(&mut g, "b", "User:bob");
+    assert!(g.target["b"].contains_key(&cat.id("secret")));
+    assert!(!g.target["a"].contains_key(&cat.id("secret")));
 }
