@@ -1,0 +1,346 @@
+//! Applying metadata commands to the image: topics and their assignments, fencing and
+//! registration, ISR changes, elections, producer id blocks and configs, checked on the
+//! image itself.
+
+use std::collections::BTreeMap;
+
+use uuid::Uuid;
+
+use super::*;
+use crate::metadata::{BrokerRegistration, NewTopicSpec};
+
+fn register(md: &mut ClusterMetadata, id: i32, index: u64) {
+    let reg = BrokerRegistration {
+        broker_id: id,
+        incarnation_id: Uuid::nil(),
+        listeners: vec![],
+        rack: None,
+        rpc_address: format!("127.0.0.1:{}", 9000 + id),
+    };
+    apply_command(md, &MetadataCommand::RegisterBroker(reg), index);
+}
+
+fn spec(name: &str, assignments: Vec<Vec<i32>>) -> NewTopicSpec {
+    NewTopicSpec {
+        name: name.into(),
+        id: Uuid::from_u128(7),
+        assignments,
+        configs: BTreeMap::new(),
+        internal: false,
+    }
+}
+
+#[test]
+fn create_delete_and_duplicate_topics() {
+    let mut md = ClusterMetadata::default();
+    register(&mut md, 1, 1);
+    let out = apply_command(
+        &mut md,
+        &MetadataCommand::CreateTopics {
+            topics: vec![spec("a", vec![vec![1], vec![1]]), spec("a", vec![vec![1]])],
+        },
+        2,
+    );
+    let CommandOutcome::Topics(results) = out else {
+        panic!("unexpected {out:?}")
+    };
+    assert!(results[0].result.is_ok());
+    assert_eq!(
+        results[1].result,
+        Err(MetadataError::TopicAlreadyExists("a".into()))
+    );
+    assert_eq!(md.partition("a", 1).map(|p| p.leader), Some(1));
+    apply_command(
+        &mut md,
+        &MetadataCommand::DeleteTopics {
+            names: vec!["a".into()],
+        },
+        3,
+    );
+    assert!(md.topics.is_empty());
+    assert_eq!(md.last_applied_index, 3);
+}
+
+#[test]
+fn assignments_must_name_registered_brokers_once() {
+    let mut md = ClusterMetadata::default();
+    register(&mut md, 1, 1);
+    for bad in [vec![vec![2]], vec![vec![1, 1]], vec![vec![]], vec![]] {
+        let out = apply_command(
+            &mut md,
+            &MetadataCommand::CreateTopics {
+                topics: vec![spec("t", bad.clone())],
+            },
+            2,
+        );
+        let CommandOutcome::Topics(r) = out else {
+            panic!()
+        };
+        assert!(r[0].result.is_err(), "{bad:?} must be refused");
+    }
+}
+
+#[test]
+fn fencing_moves_leadership_and_registration_restores_it() {
+    let mut md = ClusterMetadata::default();
+    register(&mut md, 1, 1);
+    register(&mut md, 2, 2);
+    apply_command(
+        &mut md,
+        &MetadataCommand::CreateTopics {
+            topics: vec![spec("solo", vec![vec![1]]), spec("pair", vec![vec![1, 2]])],
+        },
+        3,
+    );
+    let epoch1 = md.brokers[&1].epoch;
+    apply_command(
+        &mut md,
+        &MetadataCommand::FenceBroker {
+            broker_id: 1,
+            epoch: epoch1,
+        },
+        4,
+    );
+    let solo = md.partition("solo", 0).cloned().expect("solo");
+    assert_eq!(
+        (solo.leader, solo.leader_epoch, solo.isr.clone()),
+        (-1, 1, vec![1]),
+        "RF 1: no leader, ISR kept"
+    );
+    let pair = md.partition("pair", 0).cloned().expect("pair");
+    assert_eq!(
+        (pair.leader, pair.leader_epoch, pair.isr.clone()),
+        (2, 1, vec![2]),
+        "moved to the other ISR member"
+    );
+    // A stale fence (old epoch) is ignored; re-registration unfences and re-elects.
+    register(&mut md, 1, 5);
+    assert!(!md.brokers[&1].fenced);
+    assert_eq!(
+        md.partition("solo", 0).map(|p| (p.leader, p.leader_epoch)),
+        Some((1, 2))
+    );
+    apply_command(
+        &mut md,
+        &MetadataCommand::FenceBroker {
+            broker_id: 1,
+            epoch: epoch1,
+        },
+        6,
+    );
+    assert!(
+        !md.brokers[&1].fenced,
+        "fence for an old registration does nothing"
+    );
+    let epoch1 = md.brokers[&1].epoch;
+    apply_command(
+        &mut md,
+        &MetadataCommand::FenceBroker {
+            broker_id: 1,
+            epoch: epoch1,
+        },
+        7,
+    );
+    apply_command(
+        &mut md,
+        &MetadataCommand::UnfenceBroker {
+            broker_id: 1,
+            epoch: epoch1,
+        },
+        8,
+    );
+    assert_eq!(md.partition("solo", 0).map(|p| p.leader), Some(1));
+}
+
+#[test]
+fn alter_partition_checks_epochs_and_members() {
+    let mut md = ClusterMetadata::default();
+    for id in 1..=3 {
+        register(&mut md, id, id as u64);
+    }
+    apply_command(
+        &mut md,
+        &MetadataCommand::CreateTopics {
+            topics: vec![spec("r", vec![vec![1, 2, 3]])],
+        },
+        4,
+    );
+    let alter =
+        |isr: Vec<i32>, leader_epoch: i32, partition_epoch: i32| MetadataCommand::AlterPartition {
+            topic: "r".into(),
+            partition: 0,
+            leader_id: 1,
+            leader_epoch,
+            partition_epoch,
+            new_isr: isr,
+        };
+    let out = apply_command(&mut md, &alter(vec![1, 3], 0, 0), 5);
+    assert_eq!(
+        out,
+        CommandOutcome::PartitionChanged {
+            partition_epoch: 1,
+            isr: vec![1, 3]
+        }
+    );
+    assert_eq!(
+        apply_command(&mut md, &alter(vec![1], 0, 0), 6),
+        CommandOutcome::Failed(MetadataError::InvalidUpdateVersion(0)),
+        "stale partition epoch"
+    );
+    assert_eq!(
+        apply_command(&mut md, &alter(vec![1], 7, 1), 7),
+        CommandOutcome::Failed(MetadataError::FencedLeaderEpoch(7))
+    );
+    assert!(
+        matches!(
+            apply_command(&mut md, &alter(vec![2, 3], 0, 1), 8),
+            CommandOutcome::Failed(_)
+        ),
+        "leader must stay"
+    );
+    let e2 = md.brokers[&2].epoch;
+    apply_command(
+        &mut md,
+        &MetadataCommand::FenceBroker {
+            broker_id: 2,
+            epoch: e2,
+        },
+        9,
+    );
+    assert!(matches!(
+        apply_command(&mut md, &alter(vec![1, 2, 3], 0, 1), 10),
+        CommandOutcome::Failed(MetadataError::IneligibleReplica(_))
+    ));
+}
+
+#[test]
+fn preferred_elections_apply_only_at_the_expected_epoch() {
+    let mut md = ClusterMetadata::default();
+    for id in 1..=2 {
+        register(&mut md, id, id as u64);
+    }
+    apply_command(
+        &mut md,
+        &MetadataCommand::CreateTopics {
+            topics: vec![spec("p", vec![vec![1, 2]])],
+        },
+        3,
+    );
+    let elect = |epoch: i32, leader: i32| MetadataCommand::ElectLeaders {
+        elections: vec![crate::metadata::Election {
+            topic: "p".into(),
+            partition: 0,
+            leader_epoch: epoch,
+            new_leader: leader,
+        }],
+    };
+    let CommandOutcome::Elections(r) = apply_command(&mut md, &elect(0, 2), 4) else {
+        panic!()
+    };
+    assert_eq!(r[0].2, Ok(2));
+    let CommandOutcome::Elections(r) = apply_command(&mut md, &elect(0, 1), 5) else {
+        panic!()
+    };
+    assert_eq!(r[0].2, Err(MetadataError::FencedLeaderEpoch(0)));
+    let CommandOutcome::Elections(r) = apply_command(&mut md, &elect(1, 2), 6) else {
+        panic!()
+    };
+    assert_eq!(r[0].2, Err(MetadataError::ElectionNotNeeded));
+}
+
+#[test]
+fn producer_id_blocks_never_overlap() {
+    let mut md = ClusterMetadata::default();
+    register(&mut md, 1, 1);
+    let a = apply_command(
+        &mut md,
+        &MetadataCommand::AllocateProducerIds {
+            broker_id: 1,
+            count: 1000,
+        },
+        2,
+    );
+    let b = apply_command(
+        &mut md,
+        &MetadataCommand::AllocateProducerIds {
+            broker_id: 1,
+            count: 1000,
+        },
+        3,
+    );
+    assert_eq!(
+        a,
+        CommandOutcome::ProducerIds {
+            start: 0,
+            count: 1000
+        }
+    );
+    assert_eq!(
+        b,
+        CommandOutcome::ProducerIds {
+            start: 1000,
+            count: 1000
+        }
+    );
+    let c = apply_command(
+        &mut md,
+        &MetadataCommand::AllocateProducerIds {
+            broker_id: 9,
+            count: 1,
+        },
+        4,
+    );
+    assert!(matches!(c, CommandOutcome::Failed(_)));
+}
+
+#[test]
+fn configs_set_delete_and_replace() {
+    let mut md = ClusterMetadata::default();
+    register(&mut md, 1, 1);
+    apply_command(
+        &mut md,
+        &MetadataCommand::CreateTopics {
+            topics: vec![spec("t", vec![vec![1]])],
+        },
+        2,
+    );
+    let set = |k: &str, v: &str| ConfigOp::Set {
+        key: k.into(),
+        value: v.into(),
+    };
+    let topic = ConfigResource::Topic("t".into());
+    apply_command(
+        &mut md,
+        &MetadataCommand::AlterConfigs {
+            resource: topic.clone(),
+            ops: vec![set("retention.ms", "1"), set("segment.ms", "2")],
+            replace: false,
+        },
+        3,
+    );
+    apply_command(
+        &mut md,
+        &MetadataCommand::AlterConfigs {
+            resource: topic.clone(),
+            ops: vec![ConfigOp::Delete {
+                key: "segment.ms".into(),
+            }],
+            replace: false,
+        },
+        4,
+    );
+    assert_eq!(md.topics["t"].configs.len(), 1);
+    apply_command(
+        &mut md,
+        &MetadataCommand::AlterConfigs {
+            resource: topic,
+            ops: vec![set("cleanup.policy", "compact")],
+            replace: true,
+        },
+        5,
+    );
+    assert_eq!(
+        md.topics["t"].configs.keys().collect::<Vec<_>>(),
+        vec!["cleanup.policy"]
+    );
+}
