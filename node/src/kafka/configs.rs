@@ -22,7 +22,9 @@ use super::errors::KafkaError;
 use super::topics::validate_topic_configs;
 use crate::config::defs::{self, ConfigDef, ConfigType};
 use crate::config::{ConfigSource, ConfigView, ResolvedConfig};
-use crate::security::DEFAULT_SASL_MECHANISMS;
+use crate::security::{
+    DEFAULT_CLIENT_AUTH, DEFAULT_ENDPOINT_IDENTIFICATION, DEFAULT_SASL_MECHANISMS, STORE_TYPE,
+};
 
 const TOPIC: i8 = 2;
 const BROKER: i8 = 4;
@@ -73,14 +75,19 @@ fn entry(
 /// (name, type, Fjord's default, sensitive). Sensitive values are never sent.
 const SECURITY_CONFIGS: &[(&str, ConfigType, &str, bool)] = &[
     ("ssl.keystore.location", ConfigType::String, "", false),
-    ("ssl.keystore.type", ConfigType::String, "PEM", false),
+    ("ssl.keystore.type", ConfigType::String, STORE_TYPE, false),
     ("ssl.truststore.location", ConfigType::String, "", false),
-    ("ssl.truststore.type", ConfigType::String, "PEM", false),
-    ("ssl.client.auth", ConfigType::String, "none", false),
+    ("ssl.truststore.type", ConfigType::String, STORE_TYPE, false),
+    (
+        "ssl.client.auth",
+        ConfigType::String,
+        DEFAULT_CLIENT_AUTH,
+        false,
+    ),
     (
         "ssl.endpoint.identification.algorithm",
         ConfigType::String,
-        "https",
+        DEFAULT_ENDPOINT_IDENTIFICATION,
         false,
     ),
     (

@@ -34,6 +34,12 @@ pub const RELOAD_INTERVAL: Duration = Duration::from_secs(5);
 
 /// `sasl.enabled.mechanisms` when not set: every mechanism Fjord serves.
 pub const DEFAULT_SASL_MECHANISMS: &str = "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512";
+/// The only key and trust store format Fjord reads (`ssl.keystore.type`, `ssl.truststore.type`).
+pub const STORE_TYPE: &str = "PEM";
+/// `ssl.client.auth` when unset: client certificates are not asked for.
+pub const DEFAULT_CLIENT_AUTH: &str = "none";
+/// `ssl.endpoint.identification.algorithm` when unset: peers' host names are verified.
+pub const DEFAULT_ENDPOINT_IDENTIFICATION: &str = "https";
 
 /// The configuration keys this module reads, for the unknown-property warning.
 pub const KEYS: &[&str] = &[
@@ -124,7 +130,7 @@ fn tls_files(
     let key = |k: &str| format!("{prefix}{k}");
     for store in ["keystore", "truststore"] {
         if let Some(t) = lookup(props, listener, &key(&format!("ssl.{store}.type"))) {
-            if !t.eq_ignore_ascii_case("PEM") {
+            if !t.eq_ignore_ascii_case(STORE_TYPE) {
                 return Err(format!(
                     "{}={t}: Fjord reads PEM files only (convert with openssl, \
                      ssl.{store}.type=PEM)",
@@ -137,7 +143,7 @@ fn tls_files(
         keystore: lookup(props, listener, &key("ssl.keystore.location")).map(PathBuf::from),
         truststore: lookup(props, listener, &key("ssl.truststore.location")).map(PathBuf::from),
         client_auth: ClientAuth::parse(
-            lookup(props, listener, &key("ssl.client.auth")).unwrap_or("none"),
+            lookup(props, listener, &key("ssl.client.auth")).unwrap_or(DEFAULT_CLIENT_AUTH),
         )
         .map_err(|e| e.to_string())?,
         verify_hostname: lookup(
@@ -145,7 +151,7 @@ fn tls_files(
             listener,
             &key("ssl.endpoint.identification.algorithm"),
         )
-        .unwrap_or("https")
+        .unwrap_or(DEFAULT_ENDPOINT_IDENTIFICATION)
         .eq_ignore_ascii_case("https"),
     })
 }
