@@ -487,18 +487,16 @@ impl ConsumerGroup {
             changed = true;
         }
         let owned = hb.owned;
-        if self.reconcile(&hb.member_id, owned.as_ref(), now_ms) {
-            changed = true;
-        }
+        self.reconcile(&hb.member_id, owned.as_ref(), now_ms);
         let member = self
             .members
             .get(&hb.member_id)
             .ok_or(ResponseError::UnknownMemberId)?;
         let assignment_changed = member.assigned != before.assigned;
-        if member.member_epoch != before.member_epoch || member.state != before.state {
-            changed = true;
-        }
-        changed |= assignment_changed;
+        changed |= assignment_changed
+            || member.pending_revocation != before.pending_revocation
+            || member.member_epoch != before.member_epoch
+            || member.state != before.state;
         Ok((
             HeartbeatAnswer {
                 member_id: member.member_id.clone(),

@@ -9,34 +9,26 @@ use super::{Assignment, ConsumerGroup, MemberState};
 
 impl ConsumerGroup {
     /// Advances `member_id` as far as it can go now. `owned` is what the member reported
-    /// owning in this heartbeat, if it did. True when the member changed.
-    pub(super) fn reconcile(
-        &mut self,
-        member_id: &str,
-        owned: Option<&Assignment>,
-        now_ms: i64,
-    ) -> bool {
+    /// owning in this heartbeat, if it did. The caller compares the member before and
+    /// after to learn what changed.
+    pub(super) fn reconcile(&mut self, member_id: &str, owned: Option<&Assignment>, now_ms: i64) {
         let Some(member) = self.members.get(member_id) else {
-            return false;
+            return;
         };
         if member.member_epoch < 0 {
-            return false;
+            return;
         }
-        let before = member.clone();
-        match member.state {
+        let can_move = match member.state {
+            // Only once it reports no longer owning what it must give up.
             MemberState::UnrevokedPartitions => {
-                let still_owns = owned.is_none_or(|o| overlaps(o, &member.pending_revocation));
-                if still_owns {
-                    return false;
-                }
-                self.next_assignment(member_id, now_ms);
+                owned.is_some_and(|o| !overlaps(o, &member.pending_revocation))
             }
-            MemberState::Stable if member.member_epoch == self.assignment_epoch => return false,
-            MemberState::Stable | MemberState::UnreleasedPartitions => {
-                self.next_assignment(member_id, now_ms);
-            }
+            MemberState::Stable => member.member_epoch != self.assignment_epoch,
+            MemberState::UnreleasedPartitions => true,
+        };
+        if can_move {
+            self.next_assignment(member_id, now_ms);
         }
-        self.members.get(member_id) != Some(&before)
     }
 
     /// The next step from a member's current assignment toward the target.

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use kafka_protocol::error::ResponseError;
 use tokio::sync::oneshot;
-use tracing::{info, warn};
+use tracing::info;
 
 use super::{Pending, Shard, Tables};
 use crate::group::consumer::{
@@ -68,18 +68,15 @@ impl Shard {
             }
             t.groups.remove(group_id);
         }
-        if !t.consumer.contains_key(group_id) {
-            if hb.member_epoch != 0 {
-                // A member of a group this coordinator does not know (a record lost in
-                // a failover): it must join again.
-                return Err(ResponseError::UnknownMemberId);
-            }
-            t.consumer
-                .insert(group_id.to_string(), ConsumerGroup::new(group_id, now_ms));
-        }
-        let Some(group) = t.consumer.get_mut(group_id) else {
+        if hb.member_epoch != 0 && !t.consumer.contains_key(group_id) {
+            // A member of a group this coordinator does not know (a record lost in a
+            // failover): it must join again.
             return Err(ResponseError::UnknownMemberId);
-        };
+        }
+        let group = t
+            .consumer
+            .entry(group_id.to_string())
+            .or_insert_with(|| ConsumerGroup::new(group_id, now_ms));
         let member = hb.member_id.clone();
         let epoch_before = group.group_epoch;
         let outcome = group.heartbeat(hb, catalog, config, now_ms);
@@ -119,19 +116,7 @@ impl Shard {
         t: &mut Tables,
         group: &ConsumerGroup,
     ) -> Result<(), ResponseError> {
-        match self.append(
-            vec![records::consumer_group_record(group)],
-            crate::time::now_ms(),
-        ) {
-            Ok(offset) => {
-                t.persisted.insert(group.id.clone(), offset);
-                Ok(())
-            }
-            Err(e) => {
-                warn!(group = %group.id, error = ?e, "persisting consumer group failed");
-                Err(e)
-            }
-        }
+        self.persist(t, &group.id, records::consumer_group_record(group))
     }
 
     /// ConsumerGroupDescribe: `Ok(None)` when there is no such group; an error when the

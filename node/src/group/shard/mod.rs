@@ -457,18 +457,24 @@ impl Shard {
                         protocol = snapshot.protocol_name.as_deref().unwrap_or(""),
                         "group state changed"
                     );
-                    match self.append(
-                        vec![records::group_record(&snapshot)],
-                        crate::time::now_ms(),
-                    ) {
-                        Ok(offset) => {
-                            t.persisted.insert(group_id.to_string(), offset);
-                        }
-                        Err(e) => {
-                            warn!(group = group_id, error = ?e, "persisting group metadata failed");
-                        }
-                    }
+                    // A failure is logged; SyncGroup answers then do not wait for it.
+                    let _ = self.persist(t, group_id, records::group_record(&snapshot));
                 }
+            }
+        }
+    }
+
+    /// Appends a group's metadata record and remembers its offset, so answers that
+    /// promise it wait until it is replicated.
+    fn persist(&self, t: &mut Tables, group_id: &str, record: Record) -> Result<(), ResponseError> {
+        match self.append(vec![record], crate::time::now_ms()) {
+            Ok(offset) => {
+                t.persisted.insert(group_id.to_string(), offset);
+                Ok(())
+            }
+            Err(e) => {
+                warn!(group = group_id, error = ?e, "persisting group metadata failed");
+                Err(e)
             }
         }
     }
