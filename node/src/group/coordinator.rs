@@ -167,13 +167,24 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
         }
         let md = broker.metadata();
         for shard in broker.groups.shards.reconcile(&md) {
+            let broker = Arc::clone(&broker);
             tokio::spawn(async move {
-                shard.load(now_ms).await;
+                if shard.load(now_ms).await {
+                    // Topics may have changed while another broker coordinated these
+                    // groups: their subscriptions are resolved against today's catalog.
+                    let md = broker.metadata();
+                    shard.consumer_topics_changed(&MetadataCatalog {
+                        md: &md,
+                        authorizer: &broker.security.authorizer,
+                    });
+                }
             });
         }
         let now = now_ms();
-        let catalog_moved = sizes.index != md.last_applied_index;
-        let resized = sizes.grown(&md);
+        let TopicChanges {
+            grown: resized,
+            any: topics_changed,
+        } = sizes.update(&md);
         let consumer_config = consumer_group_config(&broker);
         let catalog = MetadataCatalog {
             md: &md,
@@ -183,7 +194,7 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
             if !resized.is_empty() {
                 shard.topics_resized(&resized, now);
             }
-            if catalog_moved {
+            if topics_changed {
                 shard.consumer_topics_changed(&catalog);
             }
             shard.tick(now);
@@ -207,37 +218,48 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
     broker.groups.close_all();
 }
 
-/// Partition counts as last seen, to notice topics that gain partitions.
+/// Topics (id and partition count) as last seen, to notice topics that gain partitions
+/// and any change of the topic catalog.
 #[derive(Default)]
 struct TopicSizes {
     index: u64,
-    counts: HashMap<String, usize>,
+    topics: HashMap<String, (uuid::Uuid, usize)>,
+}
+
+/// What changed in the topic catalog since the last look.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct TopicChanges {
+    /// Topics with more partitions than before (new topics are not counted: no group can
+    /// have been assigned them).
+    grown: BTreeSet<String>,
+    /// Any topic created, deleted, recreated or grown (and the first look).
+    any: bool,
 }
 
 impl TopicSizes {
-    /// Topics with more partitions in `md` than when last looked at (new topics are not
-    /// counted: no group can have been assigned them).
-    fn grown(&mut self, md: &ClusterMetadata) -> BTreeSet<String> {
+    /// Compares `md` with the last look; nothing when no metadata was applied since.
+    fn update(&mut self, md: &ClusterMetadata) -> TopicChanges {
         if md.last_applied_index == self.index {
-            return BTreeSet::new();
+            return TopicChanges::default();
         }
         let first_look = self.index == 0;
         self.index = md.last_applied_index;
-        let mut grown = BTreeSet::new();
-        let counts: HashMap<String, usize> = md
+        let topics: HashMap<String, (uuid::Uuid, usize)> = md
             .topics
             .iter()
-            .map(|(name, t)| (name.clone(), t.partitions.len()))
+            .map(|(name, t)| (name.clone(), (t.id, t.partitions.len())))
             .collect();
+        let mut grown = BTreeSet::new();
         if !first_look {
-            for (name, n) in &counts {
-                if self.counts.get(name).is_some_and(|old| old < n) {
+            for (name, (_, n)) in &topics {
+                if self.topics.get(name).is_some_and(|(_, old)| old < n) {
                     grown.insert(name.clone());
                 }
             }
         }
-        self.counts = counts;
-        grown
+        let any = first_look || topics != self.topics;
+        self.topics = topics;
+        TopicChanges { grown, any }
     }
 }
 
@@ -259,6 +281,15 @@ mod tests {
 
     use fjord_controller::metadata::{PartitionState, TopicState};
 
+    /// The same id for the same name, as a topic keeps its id until recreated.
+    fn stable_id(name: &str) -> uuid::Uuid {
+        let mut bytes = [0u8; 16];
+        for (b, c) in bytes.iter_mut().zip(name.bytes()) {
+            *b = c;
+        }
+        uuid::Uuid::from_bytes(bytes)
+    }
+
     fn md(index: u64, topics: &[(&str, usize)]) -> ClusterMetadata {
         let mut md = ClusterMetadata {
             last_applied_index: index,
@@ -269,7 +300,7 @@ mod tests {
                 name.to_string(),
                 TopicState {
                     name: name.to_string(),
-                    id: uuid::Uuid::new_v4(),
+                    id: stable_id(name),
                     configs: Default::default(),
                     partitions: vec![PartitionState::new(vec![1]); *n],
                     internal: false,
@@ -282,13 +313,24 @@ mod tests {
     #[test]
     fn only_topics_that_gain_partitions_count() {
         let mut sizes = TopicSizes::default();
-        assert!(sizes.grown(&md(5, &[("a", 2), ("b", 3)])).is_empty());
+        let first = sizes.update(&md(5, &[("a", 2), ("b", 3)]));
+        assert!(first.grown.is_empty());
+        assert!(first.any, "the first look counts as a change");
         // Nothing applied since: not even looked at.
-        assert!(sizes.grown(&md(5, &[("a", 9)])).is_empty());
-        let grown = sizes.grown(&md(6, &[("a", 4), ("b", 3), ("new", 8)]));
-        assert_eq!(grown.into_iter().collect::<Vec<_>>(), vec!["a".to_string()]);
-        assert!(sizes
-            .grown(&md(7, &[("a", 4), ("b", 3), ("new", 8)]))
-            .is_empty());
+        assert_eq!(sizes.update(&md(5, &[("a", 9)])), TopicChanges::default());
+        let changes = sizes.update(&md(6, &[("a", 4), ("b", 3), ("new", 8)]));
+        assert_eq!(
+            changes.grown.into_iter().collect::<Vec<_>>(),
+            vec!["a".to_string()]
+        );
+        assert!(changes.any);
+        // Metadata applied, topics unchanged (an ISR change, say).
+        assert_eq!(
+            sizes.update(&md(7, &[("a", 4), ("b", 3), ("new", 8)])),
+            TopicChanges::default()
+        );
+        // A deleted topic changes the catalog without growing anything.
+        let deleted = sizes.update(&md(8, &[("a", 4), ("b", 3)]));
+        assert!(deleted.grown.is_empty() && deleted.any);
     }
 }
