@@ -7,6 +7,7 @@ pub mod checker;
 pub mod docker;
 pub mod hostile;
 pub mod members;
+pub mod probes;
 pub mod secure;
 pub mod wire;
 

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{
-    RequestHeader, ResponseHeader, SaslAuthenticateRequest, SaslAuthenticateResponse,
-    SaslHandshakeRequest,
+    FindCoordinatorRequest, RequestHeader, ResponseHeader, SaslAuthenticateRequest,
+    SaslAuthenticateResponse, SaslHandshakeRequest,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
 
@@ -116,5 +116,20 @@ impl Wire {
             2,
             &SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(token.into_bytes())),
         )
+    }
+
+    /// The coordinator FindCoordinator (v3) names for `key` (key type 0: a group, 1: a
+    /// transactional id), or the error code it answered.
+    pub fn find_coordinator(&mut self, key: &str, key_type: i8) -> Result<i32, i16> {
+        let r = self.call(
+            3,
+            &FindCoordinatorRequest::default()
+                .with_key(StrBytes::from_string(key.to_string()))
+                .with_key_type(key_type),
+        );
+        match r.error_code {
+            0 => Ok(r.node_id.0),
+            code => Err(code),
+        }
     }
 }

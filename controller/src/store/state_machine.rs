@@ -116,6 +116,12 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             let log_id = entry.log_id();
             let index = log_id.index();
             body.last_applied = Some(log_id);
+            // Every entry moves the image's index, blank and membership entries too: a
+            // new Raft leader's first entry is blank, its heartbeats answer with the
+            // committed index, and a broker renews its lease only once its image reaches
+            // that index. Counting commands alone left every lease waiting for the next
+            // metadata write after each controller change.
+            body.metadata.last_applied_index = index;
             let outcome = match &entry.payload {
                 EntryPayload::Blank => CommandOutcome::Done,
                 EntryPayload::Normal(cmd) => apply_command(&mut body.metadata, cmd, index),
@@ -144,7 +150,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         meta: &SnapshotMeta,
         snapshot: Vec<u8>,
     ) -> Result<(), io::Error> {
-        let body: SnapshotBody = serde_json::from_slice(&snapshot).map_err(io_err)?;
+        let mut body: SnapshotBody = serde_json::from_slice(&snapshot).map_err(io_err)?;
+        if let Some(last) = &meta.last_log_id {
+            body.metadata.last_applied_index = body.metadata.last_applied_index.max(last.index());
+        }
         self.store_snapshot(meta, &snapshot)?;
         let mut inner = self.inner.lock().await;
         *inner = body;

@@ -219,21 +219,30 @@ fn unavailability(history: &[Event]) -> Vec<u64> {
     faults
         .iter()
         .enumerate()
-        .map(|(i, &f)| {
-            let until = faults.get(i + 1).copied().unwrap_or(end);
-            let mut worst = 0;
-            let mut prev = acks.iter().rev().find(|&&a| a <= f).copied().unwrap_or(f);
-            for &a in acks.iter().filter(|&&a| a > f && a <= until) {
-                worst = worst.max(a - prev.max(f));
-                prev = a;
-            }
-            if prev < until {
-                // No ack after the last one before the window closed.
-                worst = worst.max(until - prev.max(f));
-            }
-            worst
-        })
+        .map(|(i, &f)| longest_gap(&acks, f, faults.get(i + 1).copied().unwrap_or(end)))
         .collect()
+}
+
+/// The longest time within `[from, until]` without a success, given the sorted times of
+/// `successes`: how long an operation was unavailable after something happened at `from`.
+/// A window with no success after `from` counts as unavailable to its end.
+pub fn longest_gap(successes: &[u64], from: u64, until: u64) -> u64 {
+    let mut worst = 0;
+    let mut prev = successes
+        .iter()
+        .rev()
+        .find(|&&a| a <= from)
+        .copied()
+        .unwrap_or(from);
+    for &a in successes.iter().filter(|&&a| a > from && a <= until) {
+        worst = worst.max(a - prev.max(from));
+        prev = a;
+    }
+    if prev < until {
+        // No success after the last one before the window closed.
+        worst = worst.max(until - prev.max(from));
+    }
+    worst
 }
 
 /// Reads the topic back, checks it, and panics on any anomaly (the loopback tests).

@@ -21,7 +21,7 @@ use crate::{client_config, wait_until};
 
 mod analysis;
 
-pub use analysis::{analyze, check, group_anomalies, Anomaly, Report};
+pub use analysis::{analyze, check, group_anomalies, longest_gap, Anomaly, Report};
 
 /// What happened to one operation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
