@@ -71,7 +71,7 @@ impl PartitionLog {
                 if let Ok(base) = stem.parse::<i64>() {
                     bases.push(base);
                 }
-            } else if name.ends_with(".tmp") {
+            } else if name.ends_with(checkpoint::TEMP_SUFFIX) {
                 let _ = fs::remove_file(entry.path());
             }
         }
