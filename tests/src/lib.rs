@@ -252,7 +252,11 @@ impl Node {
                     .flat_map(|v| ["--voters".to_string(), v.clone()]),
             )
             .args(&self.extra_args)
-            .env("FJORD_LOG", "info")
+            // FJORD_TEST_LOG raises the nodes' log level for a post-mortem.
+            .env(
+                "FJORD_LOG",
+                std::env::var("FJORD_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdout(Stdio::from(log.try_clone().expect("log")))
             .stderr(Stdio::from(log))
             .spawn()

@@ -23,6 +23,12 @@ use crate::{client_config, wait_until};
 /// milliseconds, rarely enough not to load a debug build.
 const PROBE_INTERVAL: Duration = Duration::from_millis(40);
 
+/// How long a probe's request may go unanswered before its client gives up on that broker
+/// (librdkafka's `socket.timeout.ms` and `request.timeout.ms`; 60 s and 30 s by default).
+/// A frozen broker keeps its connections open, so without this a probe measures the
+/// client's patience rather than the cluster's failover.
+const PROBE_REQUEST_TIMEOUT_MS: &str = "3000";
+
 /// What a probe saw: the times its operations succeeded, the errors it met, and what it
 /// claims was made durable (the last committed offset, the committed transactions).
 #[derive(Clone, Debug, Default)]
@@ -81,6 +87,7 @@ impl Probe {
             .set("group.id", group)
             .set("enable.auto.commit", "false")
             .set("retry.backoff.ms", "50")
+            .set("socket.timeout.ms", PROBE_REQUEST_TIMEOUT_MS)
             .set("topic.metadata.refresh.interval.ms", "500")
             .create()
             .expect("commit probe consumer");
@@ -121,6 +128,8 @@ impl Probe {
                 .set("linger.ms", "0")
                 .set("retry.backoff.ms", "50")
                 .set("transaction.timeout.ms", "60000")
+                .set("socket.timeout.ms", PROBE_REQUEST_TIMEOUT_MS)
+                .set("request.timeout.ms", PROBE_REQUEST_TIMEOUT_MS)
                 .set("topic.metadata.refresh.interval.ms", "500");
             c
         };

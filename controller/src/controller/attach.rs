@@ -245,6 +245,14 @@ impl Controller {
         self.inner.disconnect_grace
     }
 
+    /// Whether registration `epoch` of `broker_id` has closed every stream it had open to
+    /// this node: its process is most likely gone, though the active controller may not
+    /// have fenced it yet (within `broker.session.disconnect.grace.ms`). Only voters hold
+    /// streams, so a learner never knows this.
+    pub fn broker_detached(&self, broker_id: i32, epoch: i64) -> bool {
+        self.attachments().broken_since(broker_id, epoch).is_some()
+    }
+
     pub(super) fn attachments(&self) -> std::sync::MutexGuard<'_, crate::attachments::Attachments> {
         self.inner
             .attachments

@@ -110,10 +110,17 @@ async fn coordinator_for(ctx: &RequestContext, topic_name: &'static str, key: &s
         .partitions
         .get(partition as usize)
         .map_or(-1, |p| p.leader);
+    // A leader whose process this node saw go (its streams all closed) is about to be
+    // fenced: naming it would send the client to a dead address, and clients then wait
+    // out their reconnect backoff before they ask again. "Not available" makes them ask
+    // again soon, by when the successor leads.
     let endpoint = md
         .brokers
         .get(&leader)
         .filter(|b| !b.fenced)
+        .filter(|b| {
+            b.id == ctx.broker.node_id || !ctx.broker.controller.broker_detached(b.id, b.epoch)
+        })
         .and_then(|b| b.listener(&ctx.listener));
     match endpoint {
         Some(l) => Ok((leader, l.host.clone(), i32::from(l.port))),

@@ -41,13 +41,14 @@ pub fn write(
         txns,
     })
     .map_err(io::Error::other)?;
-    let tmp = dir.join(format!("{FILE_NAME}.tmp"));
-    {
-        use std::io::Write;
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(&body)?;
+    let path = dir.join(FILE_NAME);
+    // A name of its own, so no other writer can truncate or rename this one's bytes.
+    let tmp = fjord_storage::checkpoint::temp_path(&path);
+    let written = fs::write(&tmp, &body).and_then(|()| fs::rename(&tmp, &path));
+    if written.is_err() {
+        let _ = fs::remove_file(&tmp);
     }
-    fs::rename(&tmp, dir.join(FILE_NAME))
+    written
 }
 
 #[derive(Serialize)]

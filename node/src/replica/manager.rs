@@ -1,6 +1,6 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::Path;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use fjord_controller::ClusterMetadata;
@@ -22,6 +22,9 @@ pub struct ReplicaManager {
     logs: LogManager,
     static_props: BTreeMap<String, String>,
     partitions: RwLock<HashMap<TopicPartition, Arc<Partition>>>,
+    /// Whether the logs were closed for good. Held for the whole of each metadata apply
+    /// and by shutdown, so no log is opened while the others close or after.
+    closed: Mutex<bool>,
     /// Index of the last metadata image reconciled into local state.
     applied: watch::Sender<u64>,
 }
@@ -37,6 +40,7 @@ impl ReplicaManager {
             logs: LogManager::open(data_dir)?,
             static_props,
             partitions: RwLock::new(HashMap::new()),
+            closed: Mutex::new(false),
             applied: watch::channel(0).0,
         })
     }
@@ -72,8 +76,12 @@ impl ReplicaManager {
     /// `recovered` says the image holds everything committed before this node started, so
     /// a local log with no topic in the image really was deleted.
     /// Returns what this broker follows: for each leader, its rpc address and the
-    /// partitions to fetch from it.
+    /// partitions to fetch from it. After [`ReplicaManager::shutdown`] it does nothing.
     pub fn apply_metadata(&self, md: &ClusterMetadata, recovered: bool) -> FollowPlan {
+        let closed = self.closed.lock().unwrap_or_else(PoisonError::into_inner);
+        if *closed {
+            return FollowPlan::new();
+        }
         let view = self.view(md);
         let mut wanted: HashSet<TopicPartition> = HashSet::new();
         let mut follow = FollowPlan::new();
@@ -202,8 +210,11 @@ impl ReplicaManager {
         }
     }
 
-    /// Flushes and closes every log; called on clean shutdown.
+    /// Flushes and closes every log; called on clean shutdown. Metadata applied later
+    /// (leaders keep moving while the node stops) opens no log again.
     pub fn shutdown(&self) {
+        let mut closed = self.closed.lock().unwrap_or_else(PoisonError::into_inner);
+        *closed = true;
         let all: Vec<Arc<Partition>> = {
             let mut map = self.partitions.write().unwrap_or_else(|p| p.into_inner());
             map.drain().map(|(_, p)| p).collect()
@@ -211,5 +222,64 @@ impl ReplicaManager {
         for p in all {
             p.close();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fjord_controller::metadata::{PartitionState, TopicState};
+
+    fn md(index: u64) -> ClusterMetadata {
+        let mut md = ClusterMetadata {
+            last_applied_index: index,
+            ..ClusterMetadata::default()
+        };
+        md.topics.insert(
+            "t".to_string(),
+            TopicState {
+                name: "t".to_string(),
+                id: uuid::Uuid::from_u128(7),
+                configs: Default::default(),
+                partitions: vec![PartitionState::new(vec![1]); 3],
+                internal: false,
+            },
+        );
+        md
+    }
+
+    fn marked_clean(data_dir: &Path) -> Vec<bool> {
+        (0..3)
+            .map(|p| {
+                data_dir
+                    .join("logs")
+                    .join(format!("t-{p}"))
+                    .join(".clean-shutdown")
+                    .exists()
+            })
+            .collect()
+    }
+
+    /// Metadata keeps arriving while a node stops (its own controlled shutdown moves
+    /// leaders). Once the logs are closed, applying it must not open them again: a log
+    /// opened during the close removes the close's files, and one opened after it takes
+    /// away the clean-shutdown marker and is never closed.
+    #[test]
+    fn metadata_applied_after_shutdown_opens_no_log() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let replicas = ReplicaManager::open(1, dir.path(), BTreeMap::new()).expect("open");
+        replicas.apply_metadata(&md(1), true);
+        assert_eq!(replicas.all().len(), 3);
+        replicas.shutdown();
+        assert_eq!(marked_clean(dir.path()), vec![true; 3]);
+
+        let plan = replicas.apply_metadata(&md(2), true);
+        assert!(plan.is_empty());
+        assert!(replicas.all().is_empty(), "a closed manager reopened logs");
+        assert_eq!(
+            marked_clean(dir.path()),
+            vec![true; 3],
+            "the clean-shutdown markers must survive later metadata"
+        );
     }
 }
