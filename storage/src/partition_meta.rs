@@ -67,6 +67,12 @@ impl MetaFile {
         })
     }
 
+    /// No later write lands: the log is being deleted, and a checkpoint prepared before
+    /// must not put a stale meta file into a directory of the same name opened afterwards.
+    pub fn retire(&self) {
+        *self.written.lock().unwrap_or_else(PoisonError::into_inner) = u64::MAX;
+    }
+
     fn write(&self, version: u64, bytes: &[u8]) -> Result<()> {
         let mut written = self.written.lock().unwrap_or_else(PoisonError::into_inner);
         if version <= *written {
@@ -122,5 +128,15 @@ mod tests {
             .expect("read")
             .expect("present");
         assert_eq!(on_disk.recovery_point, 3);
+    }
+
+    #[test]
+    fn a_retired_file_takes_no_more_writes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = MetaFile::new(dir.path());
+        let late = file.prepare(&meta(1)).expect("prepare");
+        file.retire();
+        late.run().expect("a write after retirement is skipped");
+        assert!(PartitionMeta::read(dir.path()).expect("read").is_none());
     }
 }

@@ -703,6 +703,7 @@ impl PartitionLog {
 
     /// Deletes the log's directory and everything in it.
     pub fn delete(self) -> Result<()> {
+        self.meta_file.retire();
         let dir = self.dir.clone();
         drop(self);
         match fs::remove_dir_all(&dir) {
