@@ -131,6 +131,9 @@ pub async fn run(config: NodeConfig) -> Result<(), ServeError> {
     .await
     .map_err(|e| ServeError::Controller(e.to_string()))?;
 
+    // Read only now: the controller's store is open, so this process holds the data
+    // directory and no other process of it can be alive.
+    let incarnation = data_dir_incarnation(&config.data_dir);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let txn_service = crate::txn::service::TxnService::default();
     let rpc_task = tokio::spawn(serve_rpc(
@@ -175,7 +178,11 @@ pub async fn run(config: NodeConfig) -> Result<(), ServeError> {
     ));
     // Heartbeats stop first on shutdown, before the listeners: a separate signal.
     let (stop_heartbeats_tx, stop_heartbeats_rx) = watch::channel(false);
-    let liveness = tokio::spawn(join_and_heartbeat(Arc::clone(&broker), stop_heartbeats_rx));
+    let liveness = tokio::spawn(join_and_heartbeat(
+        Arc::clone(&broker),
+        incarnation,
+        stop_heartbeats_rx,
+    ));
     tokio::spawn(housekeeping(Arc::clone(&broker), shutdown_rx.clone()));
 
     // Gauges are sampled on the housekeeping tick; thirty missed samples mean abandoned.
@@ -201,10 +208,32 @@ pub async fn run(config: NodeConfig) -> Result<(), ServeError> {
     broker.begin_shutdown();
     // Controlled shutdown: leadership moves away while clients can still be answered
     // (they are told NOT_LEADER_OR_FOLLOWER and follow the new leaders).
+    // Each cooperative step has its own budget, together well inside the 10 s an
+    // orchestrator's grace period leaves: when the whole cluster stops at once, the
+    // quorum these steps need goes away under them, and a step that waits for it would
+    // only end in a SIGKILL.
     let _ = stop_heartbeats_tx.send(true);
-    let _ = liveness.await;
-    controlled_shutdown(&broker).await;
-    controller.step_down(Duration::from_secs(5)).await;
+    let liveness_abort = liveness.abort_handle();
+    if tokio::time::timeout(STOP_HEARTBEATS, liveness)
+        .await
+        .is_err()
+    {
+        liveness_abort.abort();
+    }
+    if tokio::time::timeout(CONTROLLED_SHUTDOWN, controlled_shutdown(&broker))
+        .await
+        .is_err()
+    {
+        warn!(
+            "controlled shutdown not acknowledged in time; the controller will fence this broker"
+        );
+    }
+    if tokio::time::timeout(STEP_DOWN, controller.step_down(STEP_DOWN))
+        .await
+        .is_err()
+    {
+        warn!("handing over the active controller role did not finish in time");
+    }
     let _ = shutdown_tx.send(true);
     fetchers.stop_all();
     for t in kafka_tasks {
@@ -226,18 +255,30 @@ pub async fn run(config: NodeConfig) -> Result<(), ServeError> {
     Ok(())
 }
 
-/// Waits for a listener's graceful stop for at most `SHUTDOWN_STEP`, then drops the
+/// Waits for a listener's graceful stop for at most `LISTENER_DRAIN`, then drops the
 /// connections it still holds.
 async fn finish<T>(what: &str, task: tokio::task::JoinHandle<T>) {
     let abort = task.abort_handle();
-    if tokio::time::timeout(SHUTDOWN_STEP, task).await.is_err() {
+    if tokio::time::timeout(LISTENER_DRAIN, task).await.is_err() {
         abort.abort();
         info!("closed the {what} listener's remaining connections");
     }
 }
 
-/// The longest any one step of stopping may wait once the data is safe.
-const SHUTDOWN_STEP: Duration = Duration::from_secs(3);
+/// How long the admin and rpc listeners may finish answering once everything else has
+/// stopped. Peers hold long-lived rpc streams (attachments, replica fetch sessions) that
+/// never end by themselves, so a longer wait only delays the exit: by now the data is
+/// safe and no answer worth waiting for is in flight.
+const LISTENER_DRAIN: Duration = Duration::from_millis(500);
+
+/// The longest the metadata quorum may take to stop once the data is safe.
+const SHUTDOWN_STEP: Duration = Duration::from_secs(2);
+/// How long an in-flight heartbeat may finish before stopping goes on without it.
+const STOP_HEARTBEATS: Duration = Duration::from_secs(1);
+/// How long the active controller may take to fence this broker and move its leaderships.
+const CONTROLLED_SHUTDOWN: Duration = Duration::from_secs(3);
+/// How long handing over the active controller role may take.
+const STEP_DOWN: Duration = Duration::from_secs(2);
 
 async fn wait_for_signal() {
     #[cfg(unix)]
@@ -342,6 +383,30 @@ async fn reconcile_metadata(broker: Arc<Broker>, fetchers: Arc<FetcherManager>, 
     }
 }
 
+/// The incarnation id this data directory's broker registers with. It stays the same
+/// across restarts of the directory: the controller refuses a registration with another
+/// incarnation while the registered one may still be alive (a second process with the
+/// same node id), and a restart is provably not that, since a process holds its data
+/// directory's controller store until it exits. A new directory (a replaced disk) gets a
+/// new id and waits out the old process's session, as it must.
+fn data_dir_incarnation(data_dir: &std::path::Path) -> Uuid {
+    let path = data_dir.join("broker.incarnation");
+    if let Some(id) = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|s| Uuid::parse_str(s.trim()).ok())
+    {
+        return id;
+    }
+    let id = Uuid::new_v4();
+    let tmp = data_dir.join(format!("broker.incarnation.{id}.tmp"));
+    let written = std::fs::write(&tmp, id.to_string()).and_then(|()| std::fs::rename(&tmp, &path));
+    if let Err(e) = written {
+        // Without it the next restart waits out this process's session; nothing worse.
+        warn!(path = %path.display(), error = %e, "cannot record the broker incarnation");
+    }
+    id
+}
+
 fn registration(broker: &Broker, incarnation_id: Uuid) -> BrokerRegistration {
     let config = &broker.config;
     BrokerRegistration {
@@ -386,7 +451,11 @@ async fn until_accepted(
 /// Joins the quorum as a learner when this node is not a voter, registers the broker,
 /// then heartbeats to the active controller until shutdown. A broker the controller no
 /// longer knows (or knows under a newer epoch) registers again.
-async fn join_and_heartbeat(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
+async fn join_and_heartbeat(
+    broker: Arc<Broker>,
+    incarnation: Uuid,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let node_id = broker.node_id as u64;
     if !broker.config.voters.contains_key(&node_id) {
         let join = ControllerRequest::AddLearner {
@@ -407,7 +476,6 @@ async fn join_and_heartbeat(broker: Arc<Broker>, mut shutdown: watch::Receiver<b
     }
     let interval =
         Duration::from_millis(broker.broker_i64("broker.heartbeat.interval.ms").max(10) as u64);
-    let incarnation = Uuid::new_v4();
     let session_ms = broker.session_timeout_ms();
     'register: loop {
         let registration_sent = broker.lease.now_ms();
@@ -425,19 +493,21 @@ async fn join_and_heartbeat(broker: Arc<Broker>, mut shutdown: watch::Receiver<b
         // kill may register before its own copy of the metadata has caught up, and must
         // not lead partitions whose leadership moved away while it was gone. Its own
         // registration in the local image means every earlier entry is applied too.
+        // Both waits give way to shutdown: with the rest of the cluster stopping too, the
+        // image may never catch up, and the process must still exit at once.
         let mut images = broker.controller.metadata();
-        let registered = tokio::time::timeout(
+        let caught_up = tokio::time::timeout(
             Duration::from_secs(30),
             images.wait_for(|md| {
                 md.brokers
                     .get(&broker.node_id)
                     .is_some_and(|b| b.epoch >= broker_epoch)
             }),
-        )
-        .await
-        .ok()
-        .and_then(Result::ok)
-        .map(|md| md.last_applied_index);
+        );
+        let registered = tokio::select! {
+            r = caught_up => r.ok().and_then(Result::ok).map(|md| md.last_applied_index),
+            _ = async { shutdown.wait_for(|s| *s).await.map(|_| ()) } => return,
+        };
         let index = match registered {
             Some(index) => index,
             None => {
@@ -448,10 +518,10 @@ async fn join_and_heartbeat(broker: Arc<Broker>, mut shutdown: watch::Receiver<b
                 continue 'register;
             }
         };
-        broker
-            .replicas
-            .wait_applied(index, Duration::from_secs(30))
-            .await;
+        tokio::select! {
+            _ = broker.replicas.wait_applied(index, Duration::from_secs(30)) => {}
+            _ = async { shutdown.wait_for(|s| *s).await.map(|_| ()) } => return,
+        }
         broker.mark_registered(broker_epoch);
         broker.lease.renew(registration_sent, session_ms);
         info!(node_id, broker_epoch, "broker registered and ready");
@@ -583,7 +653,7 @@ async fn controlled_shutdown(broker: &Broker) {
     };
     match broker
         .controller
-        .submit_within(request, Duration::from_secs(5))
+        .submit_within(request, CONTROLLED_SHUTDOWN)
         .await
     {
         Ok(_) => info!("controlled shutdown acknowledged by the controller"),

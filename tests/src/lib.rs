@@ -315,6 +315,34 @@ impl Node {
         }
     }
 
+    /// Sends SIGTERM without waiting (to stop many nodes at once).
+    pub fn signal_term(&mut self) {
+        if let Some(c) = &self.child {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(c.id().to_string())
+                .status();
+        }
+    }
+
+    /// Waits up to `timeout` for the process to exit; how long it took, or `None` if it
+    /// was still running (it is then killed).
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<Duration> {
+        let started = Instant::now();
+        let mut c = self.child.take()?;
+        loop {
+            if let Ok(Some(_)) = c.try_wait() {
+                return Some(started.elapsed());
+            }
+            if started.elapsed() > timeout {
+                let _ = c.kill();
+                let _ = c.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20)); // poll for exit until the deadline
+        }
+    }
+
     /// Freezes the process (SIGSTOP): alive but silent, like a long GC pause.
     pub fn pause(&mut self) {
         if let Some(c) = &self.child {
