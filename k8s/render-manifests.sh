@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Renders the plain manifests (k8s/manifests: a kustomize base and 3/5/7-node overlays)
-# from the Helm chart, so both always agree. tests/k8s/check_chart.py fails when the
-# committed manifests differ from this output.
+# Renders the plain manifests (k8s/manifests: a kustomize base and 3/5/7-node overlays, every
+# node a voter) from the Helm chart, so both always agree. tests/k8s/check_chart.py fails
+# when the committed manifests differ from this output.
 #   k8s/render-manifests.sh [OUT_DIR]      OUT_DIR defaults to k8s/manifests
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -10,7 +10,7 @@ tools="${FJORD_K8S_TOOLS:-$(./tools.sh)}"
 rm -rf "$out"
 mkdir -p "$out/base"
 for size in 3 5 7; do
-    "$tools/bin/helm" template fjord helm/fjord --namespace fjord --set replicas="$size" \
+    "$tools/bin/helm" template fjord helm/fjord --namespace fjord --set replicas="$size" --set voters="$size" \
         >"$out/rendered-$size.yaml"
 done
 "$tools/venv/bin/python" - "$out" <<'PY'
