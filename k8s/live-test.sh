@@ -29,15 +29,16 @@
 #
 # Exit status: 0 all steps passed and nothing acknowledged was lost; 1 otherwise; 2 usage.
 # Needs kubectl (1.24+), helm (3.14+ for --reset-then-reuse-values), python3, and a cluster
-# that can pull the image and provide the volumes (add e.g. -- --set
-# persistence.storageClass=standard, or --set persistence.enabled=false).
+# that can pull the image and provide the volumes (e.g. -- --set
+# persistence.storageClass=local-path). Not persistence.enabled=false: a pod replaced
+# during the rolling restarts would come back empty.
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
 chart="$here/helm/fjord"
 namespace=fjord-live release=fjord rate=50 hold=60 voters_too=1 keep=0 image=""
 usage() {
-    sed -n '2,33p' "$0" >&2
+    sed -n '2,34p' "$0" >&2
     exit 2
 }
 while [ $# -gt 0 ]; do
