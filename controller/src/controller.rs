@@ -330,6 +330,18 @@ impl Controller {
         }
     }
 
+    /// How much sooner than a whole session after taking over this controller may fence
+    /// the previous active controller's broker. That broker's lease was last renewed by
+    /// its own controller, which renews only within `lease_quorum_window` of a quorum
+    /// acknowledgement, and its last one came before this node was elected: the lease
+    /// ended within a lease length (three quarters of a session) plus that window of
+    /// this node taking over. A further quarter of the window covers clock rates.
+    fn previous_controller_head_start(&self) -> u64 {
+        let session = self.inner.session_timeout.as_millis() as u64;
+        let window = self.lease_quorum_window().as_millis() as u64;
+        (session / 4).saturating_sub(window + window / 2)
+    }
+
     fn now_ms(&self) -> u64 {
         self.inner.started.elapsed().as_millis() as u64
     }
@@ -345,25 +357,40 @@ impl Controller {
     /// missed their session. Re-checked on every Raft state change and on a short tick.
     fn spawn_leader_duties(&self) {
         let this = self.clone();
-        let tick = (self.inner.session_timeout / 8)
-            .clamp(Duration::from_millis(25), Duration::from_millis(500));
+        // Fencing waits for the next tick after a session ends: keep that short.
+        let tick = (self.inner.session_timeout / 40)
+            .clamp(Duration::from_millis(25), Duration::from_millis(100));
         tokio::spawn(async move {
             let mut metrics = this.inner.raft.metrics();
             let mut last_leader = None;
+            // The last other controller this node followed: its broker is the one whose
+            // lease this node can bound when it takes over.
+            let mut previous_leader: Option<NodeId> = None;
             let mut was_active = false;
             loop {
                 let leader = metrics.borrow_watched().current_leader;
                 if leader != last_leader {
                     info!(node = this.inner.node_id, leader = ?leader, "active controller changed");
+                    if last_leader.is_some() {
+                        previous_leader = last_leader;
+                    }
                     last_leader = leader;
                 }
                 let active = this.is_active();
                 if active && !was_active {
+                    let now = this.now_ms();
                     let mut l = this.liveness();
-                    l.grace_start_ms = this.now_ms();
+                    l.grace_start_ms = now;
                     l.last_heartbeat_ms.clear();
                     l.shutting_down.clear();
                     l.fence_failing.clear();
+                    if let Some(previous) = previous_leader.filter(|p| *p != this.inner.node_id) {
+                        // Its broker's last lease came from itself and ended at most a
+                        // lease after it last had a quorum, which was before this term.
+                        let head_start = this.previous_controller_head_start();
+                        l.last_heartbeat_ms
+                            .insert(previous as i32, now.saturating_sub(head_start));
+                    }
                 }
                 was_active = active;
                 if active {

@@ -12,7 +12,9 @@ use crate::metadata::{ClusterMetadata, Election, MetadataError, PartitionState};
 /// `session_timeout_ms` of `now_ms`. `last_heartbeat_ms` holds the latest heartbeat
 /// time of each broker as seen by this controller; a broker missing from it counts as
 /// heard at `grace_start_ms` (when this controller took office), so a new controller
-/// gives everyone a full session before fencing anyone.
+/// gives everyone a full session before fencing anyone it knows nothing more about. An
+/// entry from before `grace_start_ms` is a bound the controller derived itself (the
+/// previous controller's own broker, see `Controller::previous_controller_head_start`).
 pub fn brokers_to_fence(
     md: &ClusterMetadata,
     last_heartbeat_ms: &HashMap<i32, u64>,
@@ -27,8 +29,7 @@ pub fn brokers_to_fence(
             let last = last_heartbeat_ms
                 .get(&b.id)
                 .copied()
-                .unwrap_or(grace_start_ms)
-                .max(grace_start_ms);
+                .unwrap_or(grace_start_ms);
             now_ms.saturating_sub(last) > session_timeout_ms
         })
         .map(|b| (b.id, b.epoch))

@@ -207,8 +207,8 @@ impl Drop for Probe {
     }
 }
 
-/// One transaction of one record; a retriable commit error is retried, as librdkafka
-/// asks.
+/// One transaction of one record; a retriable commit error (or a flush that timed out)
+/// is retried, as librdkafka asks.
 fn one_transaction(producer: &BaseProducer, topic: &str, value: &str) -> Result<(), KafkaError> {
     producer.begin_transaction()?;
     producer
@@ -217,6 +217,9 @@ fn one_transaction(producer: &BaseProducer, topic: &str, value: &str) -> Result<
     loop {
         match producer.commit_transaction(Duration::from_secs(10)) {
             Ok(()) => return Ok(()),
+            // The crate flushes before it commits; records still waiting (for a new
+            // transaction coordinator, say) are no reason to give the transaction up.
+            Err(KafkaError::Flush(_)) => {}
             Err(e) if txn_error(&e).is_some_and(RDKafkaError::is_retriable) => {}
             Err(e) => return Err(e),
         }

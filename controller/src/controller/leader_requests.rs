@@ -84,6 +84,11 @@ impl Controller {
                 if b.epoch != broker_epoch {
                     return Err(MetadataError::StaleBrokerEpoch(broker_id).into());
                 }
+                if !self.renews_leases() {
+                    return Err(ControllerError::Unavailable(
+                        "no quorum acknowledged this controller recently".into(),
+                    ));
+                }
                 let stopping = {
                     let now = self.now_ms();
                     let mut l = self.liveness();

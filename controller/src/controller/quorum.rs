@@ -81,6 +81,27 @@ impl Controller {
         )
     }
 
+    /// How recently a quorum must have acknowledged this leader for it to renew a
+    /// broker's lease (see [`renews_leases`](Self::renews_leases)).
+    pub(crate) fn lease_quorum_window(&self) -> Duration {
+        Duration::from_millis(self.inner.raft.config().election_timeout_min / 2)
+    }
+
+    /// Whether this leader may answer a broker's heartbeat, which renews that broker's
+    /// lease: only while a quorum acknowledged it within [`lease_quorum_window`]
+    /// (Self::lease_quorum_window). A leader that is frozen, or cut off, stops renewing
+    /// at once, so its successor knows when the last lease it granted ends (its own
+    /// broker's above all, which it answers without any network) and may fence that
+    /// broker without a whole session of its own.
+    pub(crate) fn renews_leases(&self) -> bool {
+        let metrics = self.inner.raft.metrics();
+        let m = metrics.borrow_watched();
+        m.membership_config.membership().voter_ids().count() <= 1
+            || m.last_quorum_acked
+                .as_ref()
+                .is_some_and(|t| (**t).elapsed() <= self.lease_quorum_window())
+    }
+
     /// Whether a metadata write could commit now, as far as this node can tell: it
     /// knows an active controller and, if that is itself, a quorum acknowledged it
     /// recently. Shutdown uses this to skip steps that need a quorum that is gone.

@@ -325,6 +325,9 @@ fn produce_loop(
             delivery_timeout.as_millis().to_string(),
         )
         .set("request.timeout.ms", "5000")
+        // A frozen broker keeps its connections open: give up on it as soon as on a
+        // request (librdkafka waits 60 s by default), e.g. for InitProducerId.
+        .set("socket.timeout.ms", "5000")
         .set("retry.backoff.ms", "50")
         .set("topic.metadata.refresh.interval.ms", "500")
         .create_with_context(recorder)
