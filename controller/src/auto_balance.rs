@@ -1,14 +1,15 @@
 //! Automatic balancing (`auto.balance.enable`, off by default): the active controller
-//! moves replicas off brokers fenced for longer than `auto.balance.grace.ms`, and onto
-//! brokers that hold fewer than their share (a broker that just joined), a few
-//! partitions at a time, using the same plans as `fjord cluster drain` and `balance`.
-//! Pure: it sees the image and when each broker was first seen fenced.
+//! moves replicas off drained brokers and brokers fenced for longer than
+//! `auto.balance.grace.ms`, and onto brokers that hold fewer than their share (a broker
+//! that just joined), a few partitions at a time, using the same plans as `fjord cluster
+//! drain` and `balance`. Drained brokers never receive replicas: the plans only place on
+//! [`candidates`]. Pure: it sees the image and when each broker was first seen fenced.
 
 use std::collections::HashMap;
 
 use crate::balance::{plan_balance, plan_drain, Move, PartitionLayout};
 use crate::metadata::{ClusterMetadata, Reassignment};
-use crate::placement::Candidate;
+use crate::placement::{candidates, Candidate};
 
 /// Partitions moved per step; the next step waits until they are done.
 pub const STEP: usize = 4;
@@ -43,20 +44,15 @@ pub fn next_step(
     if running || partitions.is_empty() {
         return Vec::new();
     }
-    let live: Vec<Candidate> = md
-        .live_brokers()
-        .map(|b| Candidate {
-            id: b.id,
-            rack: b.rack.clone(),
-        })
-        .collect();
-    let gone = fenced_since_ms
+    let live: Vec<Candidate> = candidates(md);
+    let fenced_too_long = fenced_since_ms.iter().filter(|(b, since)| {
+        md.brokers.get(b).is_some_and(|s| s.fenced) && now_ms.saturating_sub(**since) >= grace_ms
+    });
+    let gone = md
+        .drained_brokers
         .iter()
-        .filter(|(b, since)| {
-            md.brokers.get(b).is_some_and(|s| s.fenced)
-                && now_ms.saturating_sub(**since) >= grace_ms
-        })
-        .map(|(b, _)| *b)
+        .chain(fenced_too_long.map(|(b, _)| b))
+        .copied()
         .filter(|b| partitions.iter().any(|p| p.replicas.contains(b)))
         .min();
     let moves: Vec<Move> = match gone {
@@ -138,6 +134,33 @@ mod tests {
         assert!(step
             .iter()
             .all(|r| r.target.as_ref().is_some_and(|t| t.contains(&3))));
+    }
+
+    #[test]
+    fn a_drained_broker_gets_nothing_and_is_emptied() {
+        // Broker 3 just joined and holds nothing: balancing would fill it, unless drained.
+        let mut md = cluster(
+            &[1, 2, 3],
+            &[&[1, 2], &[2, 1], &[1, 2], &[2, 1], &[1, 2], &[2, 1]],
+        );
+        apply_command(&mut md, &MetadataCommand::DrainBroker { broker_id: 3 }, 10);
+        assert!(next_step(&md, &HashMap::new(), 0, 1000).is_empty());
+        // Drained while it holds replicas (and while others are uneven): its replicas
+        // move off first, and onto the other brokers only.
+        let mut md = cluster(&[1, 2, 3, 4], &[&[1, 3], &[2, 3], &[3, 1], &[1, 2]]);
+        apply_command(&mut md, &MetadataCommand::DrainBroker { broker_id: 3 }, 10);
+        let step = next_step(&md, &HashMap::new(), 0, 1000);
+        assert_eq!(step.len(), 3, "{step:?}");
+        for r in &step {
+            let target = r.target.as_ref().expect("a target");
+            assert!(!target.contains(&3), "{r:?}");
+        }
+        // Once its replicas are elsewhere, balancing never puts one back.
+        let mut md = cluster(&[1, 2, 3, 4], &[&[1, 2], &[2, 4], &[4, 1], &[1, 2]]);
+        apply_command(&mut md, &MetadataCommand::DrainBroker { broker_id: 3 }, 10);
+        for r in next_step(&md, &HashMap::new(), 0, 1000) {
+            assert!(!r.target.as_ref().is_some_and(|t| t.contains(&3)), "{r:?}");
+        }
     }
 
     #[test]

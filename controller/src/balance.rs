@@ -1,6 +1,8 @@
 //! Plans that move replicas between brokers: draining a broker, evening out replicas and
 //! preferred leaders, and spreading topics over a broker list. Pure, so the CLI and the
-//! controller's automatic balancing share one tested implementation.
+//! controller's automatic balancing share one tested implementation. Plans place replicas
+//! only on the brokers they are given: callers pass the placement candidates (live and
+//! not drained, [`crate::placement::candidates`]).
 //!
 //! A plan is a list of partitions with their target replica lists; executing it is one
 //! AlterPartitionReassignments call. Plans move as little data as they can: a partition's
@@ -101,8 +103,9 @@ fn moves(before: &[PartitionLayout], after: &[Vec<i32>]) -> Vec<Move> {
         .collect()
 }
 
-/// Moves every replica off `node` onto the other `brokers` (which must include `node`),
-/// least loaded first and rack-aware. Refused if some partition would lose a replica.
+/// Moves every replica off `node` onto `brokers` (other than `node`; whether the list
+/// holds `node` does not matter), least loaded first and rack-aware. Refused if some
+/// partition would lose a replica.
 pub fn plan_drain(
     brokers: &[Candidate],
     partitions: &[PartitionLayout],
@@ -325,6 +328,36 @@ mod tests {
         assert!(after.iter().all(|r| r[0] != r[1]));
         assert_eq!(moves.len(), 3, "only partitions on broker 1 move");
         assert_eq!(after[1], vec![2, 3]);
+    }
+
+    #[test]
+    fn drain_uses_only_the_brokers_it_is_given() {
+        // Broker 4 is drained too, so only 2 and 3 are candidates for 1's replicas.
+        let parts = layout(&[&[1, 2], &[1, 3], &[1, 4], &[2, 3]]);
+        let moves = plan_drain(&brokers(&[2, 3]), &parts, 1).expect("present");
+        let after = apply(&parts, &moves);
+        assert_eq!(after[0], vec![3, 2]);
+        assert_eq!(after[1], vec![2, 3]);
+        assert!([2, 3].contains(&after[2][0]), "{after:?}");
+        assert_eq!(after[2][1], 4, "the drained broker's own replica stays put");
+        assert_eq!(moves.len(), 3);
+        // With 4 left out, nothing can take 1's replica of [1, 2, 3].
+        let err = plan_drain(&brokers(&[2, 3]), &layout(&[&[1, 2, 3]]), 1).expect_err("refused");
+        assert!(matches!(err, PlanError::NotEnoughBrokers { .. }));
+    }
+
+    #[test]
+    fn balance_never_fills_a_broker_left_out_of_the_list() {
+        // 12 partitions on 1, 2, 3; broker 4 (empty, drained) is not offered.
+        let parts: Vec<PartitionLayout> = (0..12)
+            .map(|i| PartitionLayout {
+                topic: "t".into(),
+                partition: i,
+                replicas: vec![i % 3 + 1, (i + 1) % 3 + 1],
+            })
+            .collect();
+        assert!(plan_balance(&brokers(&[1, 2, 3]), &parts).is_empty());
+        assert!(!plan_balance(&brokers(&[1, 2, 3, 4]), &parts).is_empty());
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Controller decisions that depend on time or liveness, kept pure so they are tested
-//! deterministically: which brokers to fence, and who leads a partition.
+//! deterministically: which brokers to fence, and who leads a partition (drained brokers
+//! only when no other in-sync replica can).
 
 use std::collections::HashMap;
 
@@ -100,6 +101,28 @@ pub fn elect_leader(
     p.replicas.iter().copied().find(|r| is_live(*r))
 }
 
+/// [`elect_leader`], keeping leadership off drained brokers: a live in-sync replica that
+/// is not drained leads if there is one, else a drained in-sync one (so a partition
+/// whose only in-sync replicas are drained keeps a leader and its data). An unclean
+/// election, too, picks a replica that is not drained first.
+pub fn elect_leader_undrained(
+    p: &PartitionState,
+    is_live: impl Fn(i32) -> bool,
+    is_drained: impl Fn(i32) -> bool,
+    unclean: bool,
+) -> Option<i32> {
+    let undrained = |b| is_live(b) && !is_drained(b);
+    elect_leader(p, undrained, false)
+        .or_else(|| elect_leader(p, &is_live, false))
+        .or_else(|| {
+            unclean
+                .then(|| {
+                    elect_leader(p, undrained, true).or_else(|| elect_leader(p, &is_live, true))
+                })
+                .flatten()
+        })
+}
+
 /// Moves partition `p` to `leader` (or to no leader), bumping the leader and partition
 /// epochs when anything changes. Returns true on change.
 pub fn set_leader(p: &mut PartitionState, leader: Option<i32>) -> bool {
@@ -122,7 +145,7 @@ pub(crate) fn live_brokers(md: &ClusterMetadata) -> BTreeSet<i32> {
 }
 
 /// Preferred-leader elections (ElectLeaders type 0) for `wanted` partitions, or all of
-/// them: the first replica leads again if it is live and in the ISR.
+/// them: the first replica leads again if it is live, in the ISR and not drained.
 pub fn preferred_elections(
     md: &ClusterMetadata,
     wanted: Option<&[(String, i32)]>,
@@ -148,6 +171,14 @@ pub fn preferred_elections(
         };
         if p.leader == preferred {
             refused.push((topic, partition, MetadataError::ElectionNotNeeded));
+        } else if md.is_drained(preferred) {
+            refused.push((
+                topic,
+                partition,
+                MetadataError::PreferredLeaderNotAvailable(format!(
+                    "preferred replica {preferred} is drained"
+                )),
+            ));
         } else if live.contains(&preferred) && p.isr.contains(&preferred) {
             elections.push(Election {
                 topic,
@@ -171,10 +202,11 @@ pub fn preferred_elections(
 /// Automatic leader rebalancing (`auto.leader.rebalance.enable`): for every broker whose
 /// share of partitions it prefers but does not lead exceeds
 /// `leader.imbalance.per.broker.percentage`, elect it where it is live and in the ISR.
+/// Drained brokers are left out: their leaderships stay moved off.
 pub fn rebalance_elections(md: &ClusterMetadata, imbalance_percentage: u32) -> Vec<Election> {
     let live = live_brokers(md);
     let mut out = Vec::new();
-    for broker in &live {
+    for broker in live.iter().filter(|b| !md.is_drained(**b)) {
         let preferred: Vec<(String, i32, &PartitionState)> = md
             .topics
             .values()
@@ -352,6 +384,53 @@ mod tests {
             "only where it is in the ISR"
         );
         assert!(rebalance_elections(&m, 100).is_empty());
+    }
+
+    #[test]
+    fn drained_brokers_are_not_made_preferred_leaders_again() {
+        let mut m = with_topic(
+            md(&[(1, false), (2, false), (3, false)]),
+            vec![
+                part(&[1, 2, 3], &[1, 2, 3], 2),
+                part(&[1, 2, 3], &[1, 2, 3], 3),
+            ],
+        );
+        assert_eq!(rebalance_elections(&m, 10).len(), 2);
+        m.drained_brokers.insert(1);
+        assert!(rebalance_elections(&m, 10).is_empty());
+        let (e, refused) = preferred_elections(&m, None);
+        assert!(e.is_empty());
+        assert!(refused.iter().all(|(_, _, why)| matches!(
+            why,
+            MetadataError::PreferredLeaderNotAvailable(m) if m.contains("drained")
+        )));
+    }
+
+    #[test]
+    fn leadership_moves_off_drained_brokers_only_to_in_sync_replicas() {
+        let live = |_| true;
+        let drained = |b| b == 1;
+        // Another in-sync replica takes over from a drained leader.
+        let p = part(&[1, 2, 3], &[1, 2, 3], 1);
+        assert_eq!(elect_leader_undrained(&p, live, drained, false), Some(2));
+        // A drained leader that is the only in-sync replica keeps leading: moving would
+        // lose data.
+        let p = part(&[1, 2, 3], &[1], 1);
+        assert_eq!(elect_leader_undrained(&p, live, drained, false), Some(1));
+        // Without a drained broker the usual choice stands.
+        let p = part(&[1, 2, 3], &[1, 2, 3], 1);
+        assert_eq!(elect_leader_undrained(&p, live, |_| false, false), Some(1));
+        // An unclean election, too, prefers a replica that is not drained.
+        let p = part(&[1, 2, 3], &[3], -1);
+        assert_eq!(
+            elect_leader_undrained(&p, |b| b != 3, drained, true),
+            Some(2)
+        );
+        assert_eq!(
+            elect_leader_undrained(&p, |b| b == 1, drained, true),
+            Some(1)
+        );
+        assert_eq!(elect_leader_undrained(&p, |b| b != 3, drained, false), None);
     }
 
     #[test]

@@ -1,16 +1,64 @@
 //! Replica placement for new topics and partitions: spread leaders and followers evenly
 //! over brokers and, when brokers carry racks, over racks. Pure and seeded, so it is
 //! tested without a cluster.
+//!
+//! Which brokers may take a new replica at all is decided here too, once: registered,
+//! unfenced and not drained ([`candidates`]). The controller's placement of new topics,
+//! internal topics and new partitions, and the balance and automatic-balance plans, all
+//! start from that list; replica lists that come from outside (explicit assignments,
+//! KIP-455 targets) are checked against the same rule by [`check_new_replicas`] when
+//! they are applied.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::metadata::MetadataError;
+use crate::metadata::{ClusterMetadata, MetadataError};
 
 /// A broker that may host replicas.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Candidate {
     pub id: i32,
     pub rack: Option<String>,
+}
+
+/// The brokers that may take new replicas: registered, not fenced, not drained.
+pub fn candidates(md: &ClusterMetadata) -> Vec<Candidate> {
+    md.live_brokers()
+        .filter(|b| !md.is_drained(b.id))
+        .map(|b| Candidate {
+            id: b.id,
+            rack: b.rack.clone(),
+        })
+        .collect()
+}
+
+/// Refuses a replica list that would put a new replica on a drained broker. `existing`
+/// are the replicas the partition already has (none for a new partition); keeping those
+/// is allowed, so a drained broker's replicas can stay until they are moved off.
+pub fn check_new_replicas(
+    md: &ClusterMetadata,
+    replicas: &[i32],
+    existing: &[i32],
+) -> Result<(), MetadataError> {
+    match replicas
+        .iter()
+        .find(|b| md.is_drained(**b) && !existing.contains(b))
+    {
+        Some(b) => Err(MetadataError::InvalidReplicaAssignment(format!(
+            "broker {b} is drained and takes no new replicas (fjord cluster undrain {b} lifts that)"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// How many brokers an internal topic (`__consumer_offsets`, `__transaction_state`) may
+/// spread over, which caps its replication factor: the registered brokers, and at least
+/// the `voters` (a cluster still starting has not registered them all), less the
+/// drained ones.
+pub fn internal_topic_hosts(md: &ClusterMetadata, voters: impl IntoIterator<Item = i32>) -> usize {
+    let mut hosts: BTreeSet<i32> = md.brokers.keys().copied().collect();
+    hosts.extend(voters);
+    hosts.retain(|b| !md.is_drained(*b));
+    hosts.len()
 }
 
 /// Orders brokers so that consecutive entries sit in different racks when racks are known
@@ -146,6 +194,68 @@ mod tests {
                 assert_eq!(racks.len(), 3, "{r:?}");
             }
         }
+    }
+
+    fn image(brokers: &[(i32, bool)], drained: &[i32]) -> ClusterMetadata {
+        let mut md = ClusterMetadata::default();
+        for (id, fenced) in brokers {
+            md.brokers.insert(
+                *id,
+                crate::metadata::BrokerState {
+                    id: *id,
+                    epoch: 1,
+                    incarnation_id: uuid::Uuid::nil(),
+                    listeners: vec![],
+                    rack: Some(format!("r{id}")),
+                    rpc_address: String::new(),
+                    fenced: *fenced,
+                },
+            );
+        }
+        md.drained_brokers = drained.iter().copied().collect();
+        md
+    }
+
+    #[test]
+    fn drained_and_fenced_brokers_are_no_candidates() {
+        let md = image(&[(1, false), (2, false), (3, true), (4, false)], &[4]);
+        let c = candidates(&md);
+        assert_eq!(c.iter().map(|b| b.id).collect::<Vec<_>>(), vec![1, 2]);
+        assert_eq!(c[0].rack.as_deref(), Some("r1"));
+        // Whatever the seed, placement over the candidates never names broker 4.
+        for seed in 0..20 {
+            let a = assign_replicas(&c, 12, 2, 0, seed).expect("assign");
+            assert!(a.iter().flatten().all(|b| *b == 1 || *b == 2), "{a:?}");
+        }
+        // Three replicas do not fit on the two brokers left.
+        assert!(matches!(
+            assign_replicas(&c, 1, 3, 0, 0),
+            Err(MetadataError::InvalidReplicationFactor(_))
+        ));
+    }
+
+    #[test]
+    fn new_replicas_on_a_drained_broker_are_refused_kept_ones_are_not() {
+        let md = image(&[(1, false), (2, false), (3, false)], &[3]);
+        assert!(check_new_replicas(&md, &[1, 2], &[]).is_ok());
+        let err = check_new_replicas(&md, &[1, 3], &[]).expect_err("refused");
+        assert!(
+            matches!(&err, MetadataError::InvalidReplicaAssignment(m) if m.contains("broker 3 is drained")),
+            "{err:?}"
+        );
+        // A reassignment that keeps the drained replica where it is adds nothing there.
+        assert!(check_new_replicas(&md, &[3, 2], &[3, 1]).is_ok());
+        assert!(check_new_replicas(&md, &[2, 3], &[1, 2]).is_err());
+    }
+
+    #[test]
+    fn internal_topics_spread_over_brokers_that_are_not_drained() {
+        // Three voters, one drained: two hosts, so RF 3 is capped at 2.
+        let md = image(&[(1, false), (2, false), (3, false)], &[3]);
+        assert_eq!(internal_topic_hosts(&md, [1, 2, 3]), 2);
+        // Voters that have not registered yet count; a drained learner does not.
+        let md = image(&[(1, false), (4, false)], &[4]);
+        assert_eq!(internal_topic_hosts(&md, [1, 2, 3]), 3);
     }
 
     #[test]

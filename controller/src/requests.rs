@@ -63,6 +63,14 @@ pub enum ControllerRequest {
         broker_id: i32,
         broker_epoch: i64,
     },
+    /// `fjord cluster drain`: the broker takes no new replica and its leaderships move
+    /// off, until [`UndrainBroker`](Self::UndrainBroker). Refused for an unknown broker.
+    DrainBroker {
+        broker_id: i32,
+    },
+    UndrainBroker {
+        broker_id: i32,
+    },
     /// A node outside the voter set joins the metadata quorum as a learner.
     AddLearner {
         node_id: u64,

@@ -15,7 +15,7 @@ use crate::metadata::quotas;
 use crate::metadata::{
     ClusterMetadata, CommandOutcome, MetadataCommand, MetadataError, NewTopicSpec, TopicOutcome,
 };
-use crate::placement::{assign_replicas, Candidate};
+use crate::placement::{assign_replicas, candidates, check_new_replicas};
 use crate::requests::{ControllerRequest, ControllerResponse, CreateTopicRequest};
 
 impl Controller {
@@ -125,6 +125,28 @@ impl Controller {
                 .await?;
                 info!(broker = broker_id, "controlled shutdown: broker fenced");
                 Ok(ControllerResponse::Done)
+            }
+            ControllerRequest::DrainBroker { broker_id } => {
+                if !md.brokers.contains_key(&broker_id) {
+                    return Err(MetadataError::UnknownBroker(broker_id).into());
+                }
+                if md.is_drained(broker_id) {
+                    return Ok(ControllerResponse::Done);
+                }
+                info!(broker = broker_id, "draining broker");
+                self.propose_done(MetadataCommand::DrainBroker { broker_id })
+                    .await
+            }
+            ControllerRequest::UndrainBroker { broker_id } => {
+                if !md.is_drained(broker_id) {
+                    return if md.brokers.contains_key(&broker_id) {
+                        Ok(ControllerResponse::Done)
+                    } else {
+                        Err(MetadataError::UnknownBroker(broker_id).into())
+                    };
+                }
+                self.propose_done(MetadataCommand::UndrainBroker { broker_id })
+                    .await
             }
             ControllerRequest::AddLearner {
                 node_id,
@@ -311,9 +333,14 @@ impl Controller {
                         ))
                         .into())
                     }
-                    Some(a) => a,
+                    Some(a) => {
+                        for replicas in &a {
+                            check_new_replicas(&md, replicas, &[])?;
+                        }
+                        a
+                    }
                     None => assign_replicas(
-                        &self.candidates(&md),
+                        &candidates(&md),
                         added,
                         rf,
                         current as usize,
@@ -390,15 +417,6 @@ impl Controller {
         }
     }
 
-    fn candidates(&self, md: &ClusterMetadata) -> Vec<Candidate> {
-        md.live_brokers()
-            .map(|b| Candidate {
-                id: b.id,
-                rack: b.rack.clone(),
-            })
-            .collect()
-    }
-
     fn next_seed(&self) -> u64 {
         self.inner.placement_seed.fetch_add(1, Ordering::Relaxed)
     }
@@ -409,7 +427,7 @@ impl Controller {
         topics: Vec<CreateTopicRequest>,
         validate_only: bool,
     ) -> Result<ControllerResponse, ControllerError> {
-        let candidates = self.candidates(md);
+        let candidates = candidates(md);
         let mut outcomes: Vec<Option<TopicOutcome>> = Vec::with_capacity(topics.len());
         let mut specs = Vec::new();
         // Before anything is placed: the partitions the whole request asks for.
@@ -438,7 +456,10 @@ impl Controller {
                 Err(MetadataError::TopicAlreadyExists(t.name.clone()))
             } else {
                 match t.assignments {
-                    Some(a) => Ok(a),
+                    Some(a) => a
+                        .iter()
+                        .try_for_each(|r| check_new_replicas(md, r, &[]))
+                        .map(|()| a),
                     None if t.num_partitions < 1 => Err(MetadataError::InvalidPartitions(format!(
                         "number of partitions must be at least 1, got {}",
                         t.num_partitions

@@ -7,7 +7,8 @@ use super::command::{
 };
 use super::image::{BrokerState, ClusterMetadata, PartitionState, TopicState};
 use super::{quotas, reassign};
-use crate::decisions::{elect_leader, live_brokers, set_leader};
+use crate::decisions::{elect_leader_undrained, live_brokers, set_leader};
+use crate::placement::check_new_replicas;
 
 /// Applies one committed command at log index `index`. Deterministic: it reads nothing but
 /// its arguments, so every replica of the log computes the same image.
@@ -64,6 +65,28 @@ pub fn apply_command(
                 }
                 _ => {}
             }
+            CommandOutcome::Done
+        }
+        MetadataCommand::DrainBroker { broker_id } => {
+            if !md.brokers.contains_key(broker_id) {
+                return CommandOutcome::Failed(MetadataError::UnknownBroker(*broker_id));
+            }
+            if md.drained_brokers.insert(*broker_id) {
+                let drained = *broker_id;
+                let moved = reelect(md, |p| p.leader == drained);
+                info!(
+                    broker = drained,
+                    leaderships_moved = moved,
+                    "broker drained: it takes no new replicas"
+                );
+            }
+            CommandOutcome::Done
+        }
+        MetadataCommand::UndrainBroker { broker_id } => {
+            if !md.drained_brokers.remove(broker_id) && !md.brokers.contains_key(broker_id) {
+                return CommandOutcome::Failed(MetadataError::UnknownBroker(*broker_id));
+            }
+            info!(broker = broker_id, "broker undrained");
             CommandOutcome::Done
         }
         MetadataCommand::CreateTopics { topics } => {
@@ -237,9 +260,15 @@ pub fn apply_command(
             let results = changes
                 .iter()
                 .map(|c| {
-                    let result = match partition_mut(md, &c.topic, c.partition) {
-                        None => Err(MetadataError::UnknownTopic(c.topic.clone())),
-                        Some(p) => match &c.target {
+                    // A target may keep a drained broker's replica, never add one.
+                    let drained = c.target.as_ref().and_then(|target| {
+                        let p = md.partition(&c.topic, c.partition)?;
+                        check_new_replicas(md, target, &p.original_replicas()).err()
+                    });
+                    let result = match (partition_mut(md, &c.topic, c.partition), drained) {
+                        (None, _) => Err(MetadataError::UnknownTopic(c.topic.clone())),
+                        (Some(_), Some(refused)) => Err(refused),
+                        (Some(p), None) => match &c.target {
                             Some(target) => reassign::start(
                                 p,
                                 target,
@@ -445,7 +474,8 @@ fn unclean_allowed(md: &ClusterMetadata, topic: &TopicState) -> bool {
 }
 
 /// Re-elects leaders of the partitions selected by `affected`, against the current set of
-/// live brokers. Returns how many partitions changed leader.
+/// live brokers, moving leadership off drained brokers where another in-sync replica can
+/// lead. Returns how many partitions changed leader.
 fn reelect(md: &mut ClusterMetadata, affected: impl Fn(&PartitionState) -> bool) -> usize {
     let live: BTreeSet<i32> = md
         .brokers
@@ -453,6 +483,7 @@ fn reelect(md: &mut ClusterMetadata, affected: impl Fn(&PartitionState) -> bool)
         .filter(|b| !b.fenced)
         .map(|b| b.id)
         .collect();
+    let drained = md.drained_brokers.clone();
     let unclean: Vec<(String, bool)> = md
         .topics
         .values()
@@ -464,7 +495,8 @@ fn reelect(md: &mut ClusterMetadata, affected: impl Fn(&PartitionState) -> bool)
             continue;
         };
         for p in topic.partitions.iter_mut().filter(|p| affected(p)) {
-            let leader = elect_leader(p, |b| live.contains(&b), unclean);
+            let leader =
+                elect_leader_undrained(p, |b| live.contains(&b), |b| drained.contains(&b), unclean);
             if set_leader(p, leader) {
                 changed += 1;
             }
@@ -487,7 +519,8 @@ fn shrink_isr(md: &mut ClusterMetadata, broker: i32) {
 }
 
 /// Checks replica lists: non-empty, no duplicate replicas, the same size everywhere (and
-/// equal to `rf` when the topic already has one), and only registered brokers.
+/// equal to `rf` when the topic already has one), and only registered brokers that are
+/// not drained.
 fn validate_assignments(
     md: &ClusterMetadata,
     assignments: &[Vec<i32>],
@@ -522,6 +555,7 @@ fn validate_assignments(
                 "partition {i} names broker {missing}, which is not registered"
             )));
         }
+        check_new_replicas(md, replicas, &[])?;
     }
     Ok(())
 }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use uuid::Uuid;
 
 use super::*;
-use crate::metadata::{BrokerRegistration, NewTopicSpec};
+use crate::metadata::{BrokerRegistration, NewTopicSpec, Reassignment};
 
 fn register(md: &mut ClusterMetadata, id: i32, index: u64) {
     let reg = BrokerRegistration {
@@ -343,4 +343,155 @@ fn configs_set_delete_and_replace() {
         md.topics["t"].configs.keys().collect::<Vec<_>>(),
         vec!["cleanup.policy"]
     );
+}
+
+#[test]
+fn a_drained_broker_takes_no_new_replica_and_hands_over_its_leaderships() {
+    let mut md = ClusterMetadata::default();
+    for id in 1..=3 {
+        register(&mut md, id, id as u64);
+    }
+    apply_command(
+        &mut md,
+        &MetadataCommand::CreateTopics {
+            topics: vec![
+                spec("t", vec![vec![3, 1], vec![3, 2], vec![1, 2]]),
+                spec("solo", vec![vec![3]]),
+            ],
+        },
+        4,
+    );
+    assert_eq!(
+        apply_command(&mut md, &MetadataCommand::DrainBroker { broker_id: 9 }, 5),
+        CommandOutcome::Failed(MetadataError::UnknownBroker(9))
+    );
+    assert_eq!(
+        apply_command(&mut md, &MetadataCommand::DrainBroker { broker_id: 3 }, 6),
+        CommandOutcome::Done
+    );
+    assert!(md.is_drained(3));
+    let moved = md.partition("t", 0).cloned().expect("t-0");
+    assert_eq!(
+        (moved.leader, moved.leader_epoch),
+        (1, 1),
+        "leadership moved off"
+    );
+    assert_eq!(md.partition("t", 1).map(|p| p.leader), Some(2));
+    assert_eq!(
+        md.partition("solo", 0).map(|p| p.leader),
+        Some(3),
+        "its only replica keeps leading"
+    );
+
+    // New topics and partitions naming it are refused; others are not.
+    let out = apply_command(
+        &mut md,
+        &MetadataCommand::CreateTopics {
+            topics: vec![
+                spec("bad", vec![vec![1, 3]]),
+                spec("good", vec![vec![1, 2]]),
+            ],
+        },
+        7,
+    );
+    let CommandOutcome::Topics(r) = out else {
+        panic!("unexpected {out:?}")
+    };
+    assert!(
+        matches!(&r[0].result, Err(MetadataError::InvalidReplicaAssignment(m)) if m.contains("drained")),
+        "{r:?}"
+    );
+    assert!(r[1].result.is_ok());
+    let out = apply_command(
+        &mut md,
+        &MetadataCommand::CreatePartitions {
+            topic: "good".into(),
+            new_assignments: vec![vec![3, 2]],
+        },
+        8,
+    );
+    assert!(
+        matches!(
+            out,
+            CommandOutcome::Failed(MetadataError::InvalidReplicaAssignment(_))
+        ),
+        "{out:?}"
+    );
+
+    // A reassignment may not add it, but may keep or remove its replica.
+    let out = apply_command(
+        &mut md,
+        &MetadataCommand::AlterReassignments {
+            changes: vec![
+                Reassignment {
+                    topic: "t".into(),
+                    partition: 2,
+                    target: Some(vec![1, 3]),
+                },
+                Reassignment {
+                    topic: "t".into(),
+                    partition: 0,
+                    target: Some(vec![1, 2]),
+                },
+            ],
+        },
+        9,
+    );
+    let CommandOutcome::Reassignments(r) = out else {
+        panic!("unexpected {out:?}")
+    };
+    assert!(
+        matches!(&r[0].2, Err(MetadataError::InvalidReplicaAssignment(_))),
+        "{r:?}"
+    );
+    assert_eq!(r[1].2, Ok(()));
+
+    // Restarting does not undrain it, and a restart does not hand leadership back.
+    register(&mut md, 3, 10);
+    assert!(md.is_drained(3));
+    assert_ne!(md.partition("t", 0).map(|p| p.leader), Some(3));
+
+    assert_eq!(
+        apply_command(
+            &mut md,
+            &MetadataCommand::UndrainBroker { broker_id: 3 },
+            11
+        ),
+        CommandOutcome::Done
+    );
+    assert!(!md.is_drained(3));
+    assert_eq!(
+        apply_command(
+            &mut md,
+            &MetadataCommand::UndrainBroker { broker_id: 9 },
+            12
+        ),
+        CommandOutcome::Failed(MetadataError::UnknownBroker(9))
+    );
+    let out = apply_command(
+        &mut md,
+        &MetadataCommand::CreatePartitions {
+            topic: "good".into(),
+            new_assignments: vec![vec![3, 2]],
+        },
+        13,
+    );
+    assert!(matches!(out, CommandOutcome::Topics(_)), "{out:?}");
+}
+
+#[test]
+fn the_drained_set_survives_a_snapshot_and_old_snapshots_read_without_it() {
+    let mut md = ClusterMetadata::default();
+    register(&mut md, 1, 1);
+    let old = serde_json::to_string(&md).expect("encode");
+    assert!(
+        !old.contains("drained_brokers"),
+        "nothing written while empty"
+    );
+    apply_command(&mut md, &MetadataCommand::DrainBroker { broker_id: 1 }, 2);
+    let json = serde_json::to_string(&md).expect("encode");
+    let back: ClusterMetadata = serde_json::from_str(&json).expect("decode");
+    assert!(back.is_drained(1));
+    let before: ClusterMetadata = serde_json::from_str(&old).expect("decode");
+    assert!(before.drained_brokers.is_empty());
 }

@@ -75,6 +75,15 @@ pub enum MetadataCommand {
         broker_id: i32,
         epoch: i64,
     },
+    /// An operator drains the broker: it takes no new replica, and its leaderships move
+    /// to other in-sync replicas. Refused for a broker that is not registered.
+    DrainBroker {
+        broker_id: i32,
+    },
+    /// The drained broker may take replicas and lead again.
+    UndrainBroker {
+        broker_id: i32,
+    },
     CreateTopics {
         topics: Vec<NewTopicSpec>,
     },
@@ -254,6 +263,10 @@ impl std::fmt::Display for MetadataCommand {
             }
             MetadataCommand::UnfenceBroker { broker_id, epoch } => {
                 write!(f, "UnfenceBroker({broker_id}, epoch {epoch})")
+            }
+            MetadataCommand::DrainBroker { broker_id } => write!(f, "DrainBroker({broker_id})"),
+            MetadataCommand::UndrainBroker { broker_id } => {
+                write!(f, "UndrainBroker({broker_id})")
             }
             MetadataCommand::CreateTopics { topics } => {
                 let names: Vec<&str> = topics.iter().map(|t| t.name.as_str()).collect();

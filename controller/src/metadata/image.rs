@@ -129,6 +129,11 @@ pub struct ClusterMetadata {
     /// Every ACL.
     #[serde(default)]
     pub acls: BTreeSet<AclBinding>,
+    /// Brokers drained by an operator (`fjord cluster drain`): they take no new replica
+    /// and lead nothing another in-sync replica can lead, until undrained. Kept by id, so
+    /// a drained broker stays drained across restarts and re-registrations.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub drained_brokers: BTreeSet<i32>,
 }
 
 /// What the cluster keeps of a SCRAM password (RFC 5802): enough to check a client's
@@ -156,8 +161,14 @@ impl ClusterMetadata {
         self.topics.get(topic)?.partitions.get(idx)
     }
 
-    /// Brokers that may host new replicas.
+    /// Registered, unfenced brokers. Those that may take new replicas are fewer:
+    /// [`crate::placement::candidates`].
     pub fn live_brokers(&self) -> impl Iterator<Item = &BrokerState> {
         self.brokers.values().filter(|b| !b.fenced)
+    }
+
+    /// Whether an operator drained `broker` (see [`ClusterMetadata::drained_brokers`]).
+    pub fn is_drained(&self, broker: i32) -> bool {
+        self.drained_brokers.contains(&broker)
     }
 }
