@@ -8,6 +8,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use fjord_controller::metadata::MetadataError;
 use fjord_controller::{ControllerError, ControllerRequest, ControllerResponse};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use metrics_util::MetricKindMask;
@@ -75,6 +76,10 @@ pub async fn serve(
             "/v1/voters/{id}",
             axum::routing::post(add_voter).delete(remove_voter),
         )
+        .route(
+            "/v1/brokers/{id}/drain",
+            axum::routing::post(drain).delete(undrain),
+        )
         .with_state(AdminState { broker, metrics });
     let result = axum::serve(
         listener,
@@ -127,8 +132,19 @@ struct ForceQuery {
 }
 
 async fn change_voter(s: &AdminState, request: ControllerRequest) -> Response {
-    match s.broker.controller.submit(request).await {
+    answer(s.broker.controller.submit(request).await)
+}
+
+/// The HTTP answer to a controller request: 200, 404 for an unknown broker, 400 for
+/// another refusal, 503 when the quorum could not be asked.
+fn answer(result: Result<ControllerResponse, ControllerError>) -> Response {
+    match result {
         Ok(_) => (StatusCode::OK, Json(json!({"ok": true}))).into_response(),
+        Err(e @ ControllerError::Metadata(MetadataError::UnknownBroker(_))) => (
+            StatusCode::NOT_FOUND,
+            Json(json!({"ok": false, "error": e.to_string()})),
+        )
+            .into_response(),
         Err(e @ ControllerError::Metadata(_)) => (
             StatusCode::BAD_REQUEST,
             Json(json!({"ok": false, "error": e.to_string()})),
@@ -180,20 +196,47 @@ async fn remove_voter(
     .await
 }
 
-/// Voter changes alter the quorum, and the admin port has no authentication: they are
-/// taken only from the node's own host (`kubectl exec`, ssh), never over the network.
+/// `fjord cluster drain`: the broker takes no new replicas and its leaderships move off.
+/// Answered once every live broker has applied it.
+async fn drain(
+    State(s): State<AdminState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(id): Path<i32>,
+) -> Response {
+    if let Some(refused) = refuse_remote(peer) {
+        return refused;
+    }
+    let request = ControllerRequest::DrainBroker { broker_id: id };
+    answer(s.broker.submit_everywhere(request).await)
+}
+
+async fn undrain(
+    State(s): State<AdminState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(id): Path<i32>,
+) -> Response {
+    if let Some(refused) = refuse_remote(peer) {
+        return refused;
+    }
+    let request = ControllerRequest::UndrainBroker { broker_id: id };
+    answer(s.broker.submit_everywhere(request).await)
+}
+
+/// Voter changes and drains alter the cluster, and the admin port has no authentication:
+/// they are taken only from the node's own host (`kubectl exec`, ssh), never over the
+/// network.
 fn refuse_remote(peer: SocketAddr) -> Option<Response> {
     if peer.ip().to_canonical().is_loopback() {
         return None;
     }
-    warn!(%peer, "refused a voter change from another host");
+    warn!(%peer, "refused a cluster change from another host");
     Some(
         (
             StatusCode::FORBIDDEN,
             Json(json!({
-                "error": "voter changes are accepted from the node's own host only: run \
-                          fjord cluster add-voter/remove-voter on a node (kubectl exec) \
-                          with --admin-server 127.0.0.1:<admin port>"
+                "error": "voter changes and drains are accepted from the node's own host \
+                          only: run fjord cluster add-voter/remove-voter/drain/undrain on a \
+                          node (kubectl exec) with --admin-server 127.0.0.1:<admin port>"
             })),
         )
             .into_response(),
@@ -211,6 +254,7 @@ async fn cluster(State(s): State<AdminState>) -> Json<serde_json::Value> {
                 "id": x.id,
                 "epoch": x.epoch,
                 "fenced": x.fenced,
+                "drained": md.is_drained(x.id),
                 "rack": x.rack,
                 "rpc_address": x.rpc_address,
                 "listeners": x.listeners.iter().map(|l| json!({"name": l.name, "host": l.host, "port": l.port})).collect::<Vec<_>>(),
@@ -288,6 +332,7 @@ async fn cluster(State(s): State<AdminState>) -> Json<serde_json::Value> {
         "quorum": quorum,
         "local_raft": raft,
         "fenced_brokers": fenced,
+        "drained_brokers": md.drained_brokers,
         "offline_partitions": offline,
         "under_replicated_partitions": under_replicated,
         "cluster_id": md.cluster_id,

@@ -18,8 +18,8 @@ pub struct AdminArgs {
 
 #[derive(clap::Subcommand, Debug)]
 pub enum ClusterCommand {
-    /// Voters, learners, the active controller, log positions and lag, fenced brokers and
-    /// offline partitions.
+    /// Voters, learners, the active controller, log positions and lag, fenced and drained
+    /// brokers, and offline partitions.
     Status {
         #[command(flatten)]
         admin: AdminArgs,
@@ -47,8 +47,12 @@ pub enum ClusterCommand {
     },
     /// Move partitions between brokers with JSON plans (like kafka-reassign-partitions.sh).
     Reassign(super::reassign::ReassignArgs),
-    /// Move every replica and leadership off a broker, so it can be removed.
+    /// Drain a broker so it can be removed: it gets no new replicas from then on (until
+    /// undrain), and every replica and leadership moves off it.
     Drain(super::reassign::DrainArgs),
+    /// Let a drained broker take new replicas and lead again (replicas come back with
+    /// balance).
+    Undrain(super::reassign::UndrainArgs),
     /// Even out replicas and preferred leaders across brokers (prints the plan; moves on
     /// --execute).
     Balance(super::reassign::BalanceArgs),
@@ -57,7 +61,7 @@ pub enum ClusterCommand {
 }
 
 /// One HTTP/1.1 request; returns status and body.
-fn http(addr: &str, method: &str, path: &str) -> Result<(u16, String), CliError> {
+pub(super) fn http(addr: &str, method: &str, path: &str) -> Result<(u16, String), CliError> {
     let mut s = TcpStream::connect(addr)
         .map_err(|e| CliError::Kafka(format!("cannot reach the admin server {addr}: {e}")))?;
     s.set_read_timeout(Some(Duration::from_secs(60)))?;
@@ -97,7 +101,7 @@ fn dechunk(body: &str) -> String {
     out
 }
 
-fn json(body: &str) -> Result<Value, CliError> {
+pub(super) fn json(body: &str) -> Result<Value, CliError> {
     serde_json::from_str(body)
         .map_err(|e| CliError::Kafka(format!("bad answer from the admin server: {e}")))
 }
@@ -112,6 +116,48 @@ fn change(addr: &str, method: &str, node: u64, force: bool) -> Result<(), CliErr
             v["error"].as_str().unwrap_or(&body).to_string(),
         ))
     }
+}
+
+/// Registered brokers (fenced ones too) and which of them are drained, from the
+/// admin server's `/v1/cluster`.
+pub(super) struct Registered {
+    pub ids: Vec<i32>,
+    pub drained: Vec<i32>,
+}
+
+pub(super) fn registered(addr: &str) -> Result<Registered, CliError> {
+    let (status, body) = http(addr, "GET", "/v1/cluster")?;
+    if status != 200 {
+        return Err(CliError::Kafka(format!(
+            "admin server answered {status}: {body}"
+        )));
+    }
+    let v = json(&body)?;
+    let brokers = v["brokers"].as_array().cloned().unwrap_or_default();
+    let id = |b: &Value| b["id"].as_i64().map(|i| i as i32);
+    Ok(Registered {
+        ids: brokers.iter().filter_map(id).collect(),
+        drained: brokers
+            .iter()
+            .filter(|b| b["drained"].as_bool().unwrap_or(false))
+            .filter_map(id)
+            .collect(),
+    })
+}
+
+/// Drains (`drained`) or undrains a broker through the admin server; an unknown broker
+/// is an error.
+pub(super) fn set_drained(addr: &str, node: i32, drained: bool) -> Result<(), CliError> {
+    let method = if drained { "POST" } else { "DELETE" };
+    let (status, body) = http(addr, method, &format!("/v1/brokers/{node}/drain"))?;
+    if status == 200 {
+        return Ok(());
+    }
+    let why = json(&body)
+        .ok()
+        .and_then(|v| v["error"].as_str().map(str::to_string))
+        .unwrap_or_else(|| format!("admin server answered {status}: {body}"));
+    Err(CliError::Kafka(why))
 }
 
 pub fn run(cmd: ClusterCommand) -> Result<(), CliError> {
@@ -151,6 +197,7 @@ pub fn run(cmd: ClusterCommand) -> Result<(), CliError> {
         }
         ClusterCommand::Reassign(args) => super::reassign::reassign(args),
         ClusterCommand::Drain(args) => super::reassign::drain(args),
+        ClusterCommand::Undrain(args) => super::reassign::undrain(args),
         ClusterCommand::Balance(args) => super::reassign::balance(args),
         ClusterCommand::ElectLeaders(args) => super::elect::run(args),
     }
@@ -194,7 +241,7 @@ fn print_status(v: &Value) {
     }
     outln!();
     outln!(
-        "{:<6} {:<8} {:<30} {}",
+        "{:<6} {:<15} {:<30} {}",
         "BROKER",
         "STATE",
         "LISTENERS",
@@ -214,14 +261,19 @@ fn print_status(v: &Value) {
                 )
             })
             .collect();
+        let state = match (
+            b["fenced"].as_bool().unwrap_or(false),
+            b["drained"].as_bool().unwrap_or(false),
+        ) {
+            (false, false) => "active",
+            (true, false) => "fenced",
+            (false, true) => "drained",
+            (true, true) => "fenced,drained",
+        };
         outln!(
-            "{:<6} {:<8} {:<30} {}",
+            "{:<6} {:<15} {:<30} {}",
             b["id"].to_string(),
-            if b["fenced"].as_bool().unwrap_or(false) {
-                "fenced"
-            } else {
-                "active"
-            },
+            state,
             listeners.join(","),
             b["rack"].as_str().unwrap_or("-")
         );

@@ -1,7 +1,10 @@
-//! `fjord cluster reassign | drain | balance`: moving replicas between brokers over the
-//! Kafka protocol (AlterPartitionReassignments, ListPartitionReassignments), with plans in
-//! the JSON format of kafka-reassign-partitions.sh. The planning itself is
-//! `fjord_controller::balance`, shared with the controller's automatic balancing.
+//! `fjord cluster reassign | drain | undrain | balance`: moving replicas between brokers
+//! over the Kafka protocol (AlterPartitionReassignments, ListPartitionReassignments), with
+//! plans in the JSON format of kafka-reassign-partitions.sh. The planning itself is
+//! `fjord_controller::balance`, shared with the controller's automatic balancing. Whether
+//! a broker is drained lives in the metadata log; Kafka has no API for it, so drain and
+//! undrain set it through the admin port (`/v1/brokers/{id}/drain`), and plans read it
+//! from `/v1/cluster`.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -23,6 +26,7 @@ use kafka_protocol::protocol::StrBytes;
 use serde::{Deserialize, Serialize};
 
 use super::client::ConnectArgs;
+use super::cluster::{registered, set_drained, AdminArgs};
 use super::wire::Wire;
 use super::CliError;
 
@@ -64,9 +68,12 @@ pub struct ReassignArgs {
 pub struct DrainArgs {
     #[command(flatten)]
     pub connect: ConnectArgs,
-    /// The broker to empty.
+    /// Where the drain is recorded (from the node's own host, like voter changes).
+    #[command(flatten)]
+    pub admin: AdminArgs,
+    /// The broker to drain and empty.
     pub node: i32,
-    /// Print the plan only.
+    /// Print the plan only (the broker is not drained).
     #[arg(long)]
     pub dry_run: bool,
     /// Wait until the broker holds no replica (and leads nothing).
@@ -78,9 +85,20 @@ pub struct DrainArgs {
 }
 
 #[derive(clap::Args, Debug)]
+pub struct UndrainArgs {
+    #[command(flatten)]
+    pub admin: AdminArgs,
+    /// The drained broker.
+    pub node: i32,
+}
+
+#[derive(clap::Args, Debug)]
 pub struct BalanceArgs {
     #[command(flatten)]
     pub connect: ConnectArgs,
+    /// Where to learn which brokers are drained (they get nothing).
+    #[command(flatten)]
+    pub admin: AdminArgs,
     /// Start the moves (otherwise the plan is only printed).
     #[arg(long)]
     pub execute: bool,
@@ -463,48 +481,141 @@ pub fn reassign(args: ReassignArgs) -> Result<(), CliError> {
     }
 }
 
+/// Refuses a broker id the cluster does not know.
+fn check_registered(known: &super::cluster::Registered, node: i32) -> Result<(), CliError> {
+    if known.ids.contains(&node) || known.drained.contains(&node) {
+        return Ok(());
+    }
+    let ids: Vec<String> = known.ids.iter().map(i32::to_string).collect();
+    Err(CliError::Kafka(format!(
+        "broker {node} is not registered (registered brokers: {})",
+        ids.join(", ")
+    )))
+}
+
+/// The brokers a plan may place replicas on: live (in Metadata), not drained.
+fn placeable(brokers: &[Candidate], drained: &[i32]) -> Vec<Candidate> {
+    brokers
+        .iter()
+        .filter(|b| !drained.contains(&b.id))
+        .cloned()
+        .collect()
+}
+
+/// Waits until no reassignment runs, or `deadline` passes.
+fn wait_idle(wire: &mut Wire, deadline: Option<Instant>) -> Result<(), CliError> {
+    let started = Instant::now();
+    let mut last = usize::MAX;
+    loop {
+        let running = ongoing(wire)?.len();
+        if running == 0 {
+            return Ok(());
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return Err(CliError::Kafka(format!(
+                "{running} reassignments still running after {} s; they continue in the cluster (check with fjord cluster reassign --verify)",
+                started.elapsed().as_secs()
+            )));
+        }
+        if running != last {
+            outln!("{running} reassignments still running...");
+            last = running;
+        }
+        std::thread::sleep(Duration::from_millis(500)); // polling interval, not synchronization
+    }
+}
+
 pub fn drain(args: DrainArgs) -> Result<(), CliError> {
+    let node = args.node;
+    let admin = &args.admin.admin_server;
+    let known = registered(admin)?;
+    check_registered(&known, node)?;
     let mut wire = connect(&args.connect)?;
-    refuse_if_running(&mut wire)?;
+    // Before anything changes: can the other brokers take its replicas?
     let now = layout(&mut wire)?;
-    let moves = balance::plan_drain(&now.brokers, &now.partitions, args.node)
-        .map_err(|e| CliError::Kafka(e.to_string()))?;
-    let plan = Plan::of(&moves);
-    if args.dry_run || moves.is_empty() {
-        plan.print();
+    let moves = balance::plan_drain(
+        &placeable(&now.brokers, &[known.drained.as_slice(), &[node]].concat()),
+        &now.partitions,
+        node,
+    )
+    .map_err(|e| CliError::Kafka(e.to_string()))?;
+    if args.dry_run {
+        Plan::of(&moves).print();
         if moves.is_empty() {
-            outln!("Broker {} holds no replicas.", args.node);
+            outln!("Broker {node} holds no replicas.");
         }
         return Ok(());
     }
-    let n = submit(&mut wire, &plan.partitions, false)?;
-    outln!("Moving {n} partitions off broker {}.", args.node);
-    if args.wait {
-        wait_done(&mut wire, &plan.partitions, args.wait_timeout)?;
-        // Topics created meanwhile may have placed replicas on it again.
-        let left: Vec<String> = layout(&mut wire)?
-            .partitions
-            .iter()
-            .filter(|p| p.replicas.contains(&args.node))
-            .map(|p| format!("{}-{}", p.topic, p.partition))
-            .collect();
-        if !left.is_empty() {
-            return Err(CliError::Kafka(format!(
-                "broker {} still holds replicas of {}; drain it again",
-                args.node,
-                left.join(", ")
-            )));
+    set_drained(admin, node, true)?;
+    outln!("Broker {node} is drained: it gets no new replicas, and its leaderships move off.");
+    let deadline = args
+        .wait_timeout
+        .map(|t| Instant::now() + Duration::from_secs(t));
+    // Reassignments started before the drain (by hand, or automatic balancing) may still
+    // add replicas to it: let them finish, then move whatever it holds; repeat until empty.
+    for _ in 0..10 {
+        if args.wait {
+            wait_idle(&mut wire, deadline)?;
+        } else {
+            refuse_if_running(&mut wire).map_err(|e| {
+                CliError::Kafka(format!(
+                    "{e}; then run fjord cluster drain {node} again to move its replicas"
+                ))
+            })?;
         }
-        outln!("Broker {} holds no replicas and leads nothing.", args.node);
+        let drained = registered(admin)?.drained;
+        let now = layout(&mut wire)?;
+        let moves = balance::plan_drain(&placeable(&now.brokers, &drained), &now.partitions, node)
+            .map_err(|e| CliError::Kafka(e.to_string()))?;
+        if moves.is_empty() {
+            outln!("Broker {node} holds no replicas and leads nothing.");
+            return Ok(());
+        }
+        let n = submit(&mut wire, &Plan::of(&moves).partitions, false)?;
+        outln!("Moving {n} partitions off broker {node}.");
+        if !args.wait {
+            return Ok(());
+        }
     }
+    let left: Vec<String> = layout(&mut wire)?
+        .partitions
+        .iter()
+        .filter(|p| p.replicas.contains(&node))
+        .map(|p| format!("{}-{}", p.topic, p.partition))
+        .collect();
+    Err(CliError::Kafka(format!(
+        "broker {node} still holds replicas of {}; drain it again",
+        left.join(", ")
+    )))
+}
+
+pub fn undrain(args: UndrainArgs) -> Result<(), CliError> {
+    let admin = &args.admin.admin_server;
+    check_registered(&registered(admin)?, args.node)?;
+    set_drained(admin, args.node, false)?;
+    outln!(
+        "Broker {} takes new replicas again; fjord cluster balance --execute gives it a share of the existing ones.",
+        args.node
+    );
     Ok(())
 }
 
 pub fn balance(args: BalanceArgs) -> Result<(), CliError> {
     let mut wire = connect(&args.connect)?;
     refuse_if_running(&mut wire)?;
+    // Drained brokers get nothing. Without the admin port the plan may name one, and the
+    // controller refuses those moves.
+    let drained = match registered(&args.admin.admin_server) {
+        Ok(r) => r.drained,
+        Err(e) => {
+            eprintln!(
+                "warning: cannot learn which brokers are drained ({e}); moves onto drained brokers will be refused"
+            );
+            Vec::new()
+        }
+    };
     let now = layout(&mut wire)?;
-    let moves = balance::plan_balance(&now.brokers, &now.partitions);
+    let moves = balance::plan_balance(&placeable(&now.brokers, &drained), &now.partitions);
     let plan = Plan::of(&moves);
     if moves.is_empty() {
         outln!("The cluster is balanced.");

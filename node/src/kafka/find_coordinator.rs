@@ -145,8 +145,10 @@ pub(super) async fn create_internal_topics(
     let partitions = view.broker_i64(&format!("{prefix}.num.partitions")) as i32;
     let wanted_rf = view.broker_i64(&format!("{prefix}.replication.factor"));
     // The cluster's size is at least its voters, even before they have all registered,
-    // so a cluster that is still starting does not get a thinly replicated topic.
-    let cluster_size = md.brokers.len().max(ctx.broker.config.voters.len()) as i64;
+    // so a cluster that is still starting does not get a thinly replicated topic; drained
+    // brokers take no replicas, so they do not count.
+    let voters = ctx.broker.config.voters.keys().map(|v| *v as i32);
+    let cluster_size = fjord_controller::placement::internal_topic_hosts(md, voters) as i64;
     let rf = wanted_rf.min(cluster_size).max(1) as i16;
     let mut configs = BTreeMap::new();
     configs.insert("cleanup.policy".to_string(), "compact".to_string());
