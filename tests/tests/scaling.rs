@@ -197,8 +197,9 @@ fn joining_brokers_get_replicas_and_a_drained_broker_leaves_without_loss() {
     assert!(max - min <= 1, "replicas are even: {after:?}");
     w.wait_for_progress(1_000, Duration::from_secs(60));
 
-    // Broker 5 is drained and removed.
-    cli(&first, &["drain", "5", "--wait"]);
+    // Broker 5 is drained (recorded through a node's admin port) and removed.
+    let admin = c.node(1).admin_addr();
+    cli(&first, &["drain", "5", "--wait", "--admin-server", &admin]);
     let drained = partitions(&first);
     assert!(
         drained
