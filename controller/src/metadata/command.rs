@@ -20,7 +20,8 @@ pub struct Listener {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BrokerRegistration {
     pub broker_id: i32,
-    /// Random per process start: tells a restart from a duplicate registration.
+    /// Kept by the node's data directory across restarts (random for a new one): tells a
+    /// restart of the same node from a second live process claiming its id.
     pub incarnation_id: Uuid,
     pub listeners: Vec<Listener>,
     pub rack: Option<String>,
