@@ -27,7 +27,7 @@ const PROBE_INTERVAL: Duration = Duration::from_millis(40);
 /// (librdkafka's `socket.timeout.ms` and `request.timeout.ms`; 60 s and 30 s by default).
 /// A frozen broker keeps its connections open, so without this a probe measures the
 /// client's patience rather than the cluster's failover.
-const PROBE_REQUEST_TIMEOUT_MS: &str = "3000";
+const PROBE_REQUEST_TIMEOUT_MS: &str = "2000";
 
 /// What a probe saw: the times its operations succeeded, the errors it met, and what it
 /// claims was made durable (the last committed offset, the committed transactions).
@@ -215,7 +215,9 @@ fn one_transaction(producer: &BaseProducer, topic: &str, value: &str) -> Result<
         .send(BaseRecord::<(), str>::to(topic).partition(0).payload(value))
         .map_err(|(e, _)| e)?;
     loop {
-        match producer.commit_transaction(Duration::from_secs(10)) {
+        // librdkafka gives the EndTxn request the call's timeout: a short one lets the
+        // retry find a new coordinator rather than wait on a frozen one.
+        match producer.commit_transaction(Duration::from_secs(2)) {
             Ok(()) => return Ok(()),
             // The crate flushes before it commits; records still waiting (for a new
             // transaction coordinator, say) are no reason to give the transaction up.
