@@ -146,7 +146,7 @@ impl Probe {
                 while !stop.load(Ordering::Acquire) {
                     seq += 1;
                     let value = format!("t-{seq}");
-                    match one_transaction(&producer, &topic, &value) {
+                    match one_transaction(&producer, &topic, &value, &log) {
                         Ok(()) => {
                             let mut l = lock(&log);
                             l.successes.push(now_ms());
@@ -209,7 +209,12 @@ impl Drop for Probe {
 
 /// One transaction of one record; a retriable commit error (or a flush that timed out)
 /// is retried, as librdkafka asks.
-fn one_transaction(producer: &BaseProducer, topic: &str, value: &str) -> Result<(), KafkaError> {
+fn one_transaction(
+    producer: &BaseProducer,
+    topic: &str,
+    value: &str,
+    log: &Shared,
+) -> Result<(), KafkaError> {
     producer.begin_transaction()?;
     producer
         .send(BaseRecord::<(), str>::to(topic).partition(0).payload(value))
@@ -221,8 +226,10 @@ fn one_transaction(producer: &BaseProducer, topic: &str, value: &str) -> Result<
             Ok(()) => return Ok(()),
             // The crate flushes before it commits; records still waiting (for a new
             // transaction coordinator, say) are no reason to give the transaction up.
-            Err(KafkaError::Flush(_)) => {}
-            Err(e) if txn_error(&e).is_some_and(RDKafkaError::is_retriable) => {}
+            Err(e @ KafkaError::Flush(_)) => note_error(log, &format!("retried: {e}")),
+            Err(e) if txn_error(&e).is_some_and(RDKafkaError::is_retriable) => {
+                note_error(log, &format!("retried: {e}"))
+            }
             Err(e) => return Err(e),
         }
     }
