@@ -328,6 +328,13 @@ mod tests {
             brokers_to_fence(&md, &HashMap::new(), 14_000, 23_001, 9_000).len(),
             2
         );
+        // A bound from before taking office (the previous controller's own broker)
+        // counts as is: that broker goes 1.5 s before the others.
+        let seeded = HashMap::from([(1, 12_500)]);
+        assert_eq!(
+            brokers_to_fence(&md, &seeded, 14_000, 21_501, 9_000),
+            vec![(1, 10)]
+        );
     }
 
     fn with_topic(mut md: ClusterMetadata, parts: Vec<PartitionState>) -> ClusterMetadata {
