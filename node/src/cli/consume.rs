@@ -1,6 +1,8 @@
 //! `fjord consume`: the console consumer.
 
 use std::io::Write;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
@@ -77,6 +79,7 @@ pub fn run(args: ConsumeArgs) -> Result<(), CliError> {
             "a group assigns partitions itself: drop --partition or the group".into(),
         ));
     }
+    let stop = StopSignal::install()?;
     let consumer = match &group {
         Some(g) => subscribe(&args, g)?,
         None => assign(&args, start)?,
@@ -86,7 +89,7 @@ pub fn run(args: ConsumeArgs) -> Result<(), CliError> {
     let mut seen = 0u64;
     let mut last = Instant::now();
     loop {
-        if args.max_messages.is_some_and(|m| seen >= m) {
+        if args.max_messages.is_some_and(|m| seen >= m) || stop.received().is_some() {
             break;
         }
         if args
@@ -139,7 +142,61 @@ pub fn run(args: ConsumeArgs) -> Result<(), CliError> {
     if group.is_some() {
         commit_stored(&consumer)?;
     }
-    Ok(())
+    // Closing leaves the group (LeaveGroup), so the next member is assigned the
+    // partitions at once instead of after this one's session timeout.
+    drop(consumer);
+    match stop.received() {
+        // Kafka's console consumer, stopped by a signal: the count on standard error and
+        // the exit status of a process the signal ended.
+        Some(signal) => {
+            eprintln!("Processed a total of {seen} messages");
+            Err(CliError::Stopped(signal))
+        }
+        None => Ok(()),
+    }
+}
+
+/// SIGINT (Ctrl-C) or SIGTERM, once received: the poll loop ends and the consumer commits
+/// and leaves its group rather than dying with the process. A second signal while that
+/// runs (an unreachable broker) exits at once.
+struct StopSignal {
+    received: Arc<AtomicI32>,
+}
+
+impl StopSignal {
+    fn install() -> Result<Self, CliError> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()?;
+        // Registered before any record is read, so no signal finds the default action.
+        let (mut interrupt, mut terminate) = runtime.block_on(async {
+            Ok::<_, std::io::Error>((
+                signal(SignalKind::interrupt())?,
+                signal(SignalKind::terminate())?,
+            ))
+        })?;
+        let received = Arc::new(AtomicI32::new(0));
+        let seen = Arc::clone(&received);
+        std::thread::spawn(move || {
+            runtime.block_on(async {
+                loop {
+                    let signal = tokio::select! {
+                        _ = interrupt.recv() => libc::SIGINT,
+                        _ = terminate.recv() => libc::SIGTERM,
+                    };
+                    if seen.swap(signal, Ordering::AcqRel) != 0 {
+                        std::process::exit(128 + signal);
+                    }
+                }
+            })
+        });
+        Ok(StopSignal { received })
+    }
+
+    fn received(&self) -> Option<i32> {
+        Some(self.received.load(Ordering::Acquire)).filter(|&s| s != 0)
+    }
 }
 
 /// A group member: partitions come from the group, reading starts at its committed

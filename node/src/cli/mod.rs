@@ -84,6 +84,9 @@ pub enum CliError {
     Kafka(String),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// Stopped by this signal after a clean finish; the exit status says so (128 + it).
+    #[error("stopped by signal {0}")]
+    Stopped(i32),
 }
 
 impl From<rdkafka::error::KafkaError> for CliError {
@@ -112,6 +115,9 @@ pub fn main() -> ExitCode {
 fn report(result: Result<(), CliError>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(CliError::Stopped(signal)) => {
+            ExitCode::from(u8::try_from(128 + signal).unwrap_or(u8::MAX))
+        }
         Err(CliError::Usage(m)) => {
             eprintln!("error: {m}");
             ExitCode::from(2)
