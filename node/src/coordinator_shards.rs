@@ -135,6 +135,33 @@ impl<S: CoordinatorShard> ShardMap<S> {
             .cloned()
     }
 
+    /// The shard of `partition` if it is loaded and answering. Otherwise Kafka's answer:
+    /// COORDINATOR_LOAD_IN_PROGRESS while this broker leads the partition in `md` (its
+    /// shard is loading, or not made yet because the replica manager or the coordinator's
+    /// task has not caught up with the leadership), which clients retry here after a
+    /// backoff; NOT_COORDINATOR when it does not lead it, which sends them back to
+    /// FindCoordinator.
+    pub fn active(&self, md: &ClusterMetadata, partition: i32) -> Result<Arc<S>, ResponseError> {
+        let Some(shard) = self.get(partition) else {
+            return Err(not_loaded(self.leads(md, partition)));
+        };
+        match shard.core().check_active() {
+            Ok(()) => Ok(shard),
+            // Closed, or made for an earlier leadership: a new one is on its way if this
+            // broker leads again.
+            Err(ResponseError::NotCoordinator) => Err(not_loaded(self.leads(md, partition))),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether `md` names this broker the leader of `partition`.
+    fn leads(&self, md: &ClusterMetadata, partition: i32) -> bool {
+        md.topics
+            .get(self.topic)
+            .and_then(|t| t.partitions.get(usize::try_from(partition).ok()?))
+            .is_some_and(|p| p.leader == self.replicas.node_id())
+    }
+
     /// Every shard this broker runs, loaded or not.
     pub fn all(&self) -> Vec<Arc<S>> {
         self.shards
@@ -204,6 +231,16 @@ impl<S: CoordinatorShard> ShardMap<S> {
     }
 }
 
+/// The answer for a partition without an answering shard: "loading" to the broker that
+/// leads it (per its metadata), "not coordinator" to any other.
+fn not_loaded(leads: bool) -> ResponseError {
+    if leads {
+        ResponseError::CoordinatorLoadInProgress
+    } else {
+        ResponseError::NotCoordinator
+    }
+}
+
 /// Kafka's `partitionFor`: Java's `String.hashCode` of the key (a group or transactional
 /// id), made non-negative, modulo the partition count. Matching it keeps placement
 /// identical to Kafka's.
@@ -214,4 +251,61 @@ pub fn partition_for(key: &str, partitions: usize) -> i32 {
     }
     let non_negative = if h == i32::MIN { 0 } else { h.abs() };
     (non_negative as i64 % partitions.max(1) as i64) as i32
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use fjord_controller::metadata::{PartitionState, TopicState};
+
+    use super::*;
+    use crate::group::shard::Shard;
+    use crate::group::OFFSETS_TOPIC;
+
+    fn offsets_led_by(leader: i32) -> ClusterMetadata {
+        let mut md = ClusterMetadata::default();
+        let mut partition = PartitionState::new(vec![1, 2]);
+        partition.leader = leader;
+        md.topics.insert(
+            OFFSETS_TOPIC.to_string(),
+            TopicState {
+                name: OFFSETS_TOPIC.to_string(),
+                id: uuid::Uuid::from_u128(1),
+                configs: Default::default(),
+                partitions: vec![partition; 2],
+                internal: true,
+            },
+        );
+        md
+    }
+
+    /// The metadata names this broker the leader, but no shard exists yet (the replica
+    /// manager or the coordinator's task has not caught up): "loading", which clients
+    /// retry here. Another broker's partition stays "not coordinator".
+    #[test]
+    fn a_led_partition_without_its_shard_is_loading() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let replicas =
+            Arc::new(ReplicaManager::open(1, dir.path(), BTreeMap::new()).expect("replicas"));
+        let shards: ShardMap<Shard> = ShardMap::new(OFFSETS_TOPIC, replicas);
+        let error = |md: &ClusterMetadata, p| shards.active(md, p).err();
+        assert_eq!(
+            error(&offsets_led_by(1), 0),
+            Some(ResponseError::CoordinatorLoadInProgress)
+        );
+        assert_eq!(
+            error(&offsets_led_by(2), 0),
+            Some(ResponseError::NotCoordinator)
+        );
+        // A partition the topic does not have.
+        assert_eq!(
+            error(&offsets_led_by(1), 7),
+            Some(ResponseError::NotCoordinator)
+        );
+        assert_eq!(
+            error(&ClusterMetadata::default(), 0),
+            Some(ResponseError::NotCoordinator)
+        );
+    }
 }

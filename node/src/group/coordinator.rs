@@ -71,12 +71,7 @@ impl GroupCoordinator {
         if !self.lease.is_valid() {
             return Err(ResponseError::NotCoordinator);
         }
-        let shard = self
-            .shards
-            .get(partition)
-            .ok_or(ResponseError::NotCoordinator)?;
-        shard.core.check_active()?;
-        Ok(shard)
+        self.shards.active(md, partition)
     }
 
     /// The shard of one `__consumer_offsets` partition, loaded or not.

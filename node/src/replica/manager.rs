@@ -45,6 +45,10 @@ impl ReplicaManager {
         })
     }
 
+    pub fn node_id(&self) -> i32 {
+        self.node_id
+    }
+
     pub fn view<'a>(&'a self, md: &'a ClusterMetadata) -> ConfigView<'a> {
         ConfigView {
             static_props: &self.static_props,

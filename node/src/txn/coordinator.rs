@@ -73,12 +73,7 @@ impl TxnCoordinator {
         if !self.lease.is_valid() {
             return Err(ResponseError::NotCoordinator);
         }
-        let shard = self
-            .shards
-            .get(partition)
-            .ok_or(ResponseError::NotCoordinator)?;
-        shard.core.check_active()?;
-        Ok(shard)
+        self.shards.active(md, partition)
     }
 
     /// KIP-890, coordinator side: whether `partition` is in the open transaction of
