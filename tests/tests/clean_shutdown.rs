@@ -3,7 +3,7 @@
 //! directory keeps its clean-shutdown marker (so the next start skips recovery).
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,7 +24,7 @@ fn start_load(bootstrap: String, stop: Arc<AtomicBool>) -> std::thread::JoinHand
             .set("message.timeout.ms", "10000")
             .create()
             .expect("producer");
-        let sent = AtomicU64::new(0);
+        let mut sent = 0;
         let mut i: u64 = 0;
         while !stop.load(Ordering::Relaxed) {
             let value = format!("record-{i}");
@@ -37,15 +37,15 @@ fn start_load(bootstrap: String, stop: Arc<AtomicBool>) -> std::thread::JoinHand
                 )
                 .is_ok()
             {
-                sent.fetch_add(1, Ordering::Relaxed);
+                sent += 1;
             }
             i += 1;
-            if i % 200 == 0 {
+            if i.is_multiple_of(200) {
                 producer.poll(Duration::from_millis(1));
             }
         }
         let _ = producer.flush(Duration::from_secs(5));
-        sent.load(Ordering::Relaxed)
+        sent
     })
 }
 
