@@ -640,9 +640,7 @@ pub fn create_topic_rf(
     replication_factor: i32,
     configs: &[(&str, &str)],
 ) {
-    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-    let admin: AdminClient<rdkafka::client::DefaultClientContext> =
-        client_config(bootstrap).create().expect("admin client");
+    use rdkafka::admin::{NewTopic, TopicReplication};
     let mut t = NewTopic::new(
         name,
         partitions,
@@ -651,8 +649,16 @@ pub fn create_topic_rf(
     for (k, v) in configs {
         t = t.set(k, v);
     }
+    create_new_topic(bootstrap, &t);
+}
+
+/// Creates `topic` as specified (replica assignments, configs) and waits for the result.
+pub fn create_new_topic(bootstrap: &str, topic: &rdkafka::admin::NewTopic<'_>) {
+    use rdkafka::admin::{AdminClient, AdminOptions};
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> =
+        client_config(bootstrap).create().expect("admin client");
     let res = futures_block_on(admin.create_topics(
-        [&t],
+        [topic],
         &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
     ))
     .expect("create_topics");

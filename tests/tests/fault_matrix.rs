@@ -27,7 +27,7 @@ use fjord_tests::checker::{self, History, OpKind, Workload, WorkloadSpec};
 use fjord_tests::members::now_ms;
 use fjord_tests::probes::{self, Probe, ProbeLog};
 use fjord_tests::wire::Wire;
-use fjord_tests::{client_config, futures_block_on, wait_until, Cluster};
+use fjord_tests::{wait_until, Cluster};
 use rand::{Rng, SeedableRng};
 
 /// The default `broker.session.timeout.ms`: a frozen broker is fenced this long after its
@@ -276,22 +276,13 @@ fn key_coordinated_by(bootstrap: &str, prefix: &str, key_type: i8, target: i32) 
 
 /// Creates a one-partition RF 3 topic whose preferred (first) replica is `leader`.
 fn create_led_by(bootstrap: &str, topic: &str, leader: i32, nodes: &[i32]) {
-    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-    let admin: AdminClient<rdkafka::client::DefaultClientContext> =
-        client_config(bootstrap).create().expect("admin client");
+    use rdkafka::admin::{NewTopic, TopicReplication};
     let mut replicas = vec![leader];
     replicas.extend(nodes.iter().copied().filter(|n| *n != leader));
     let assignment = [replicas.as_slice()];
     let t = NewTopic::new(topic, 1, TopicReplication::Variable(&assignment))
         .set("min.insync.replicas", "2");
-    let res = futures_block_on(admin.create_topics(
-        [&t],
-        &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
-    ))
-    .expect("create_topics");
-    for r in res {
-        r.unwrap_or_else(|(n, e)| panic!("creating {n}: {e}"));
-    }
+    fjord_tests::create_new_topic(bootstrap, &t);
 }
 
 /// Success times of the workload's acknowledged writes.
