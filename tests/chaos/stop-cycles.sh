@@ -49,7 +49,7 @@ phantoms=0
 worst_stop=0
 worst_ready=0
 for i in $(seq 1 "$cycles"); do
-    since=$(date -u +%Y-%m-%dT%H:%M:%S)
+    since=$(date -u +%Y-%m-%dT%H:%M:%SZ)
     started=$(date +%s%N)
     if [ $((i % 2)) -eq 1 ]; then
         how="all at once"
@@ -73,10 +73,12 @@ for i in $(seq 1 "$cycles"); do
     compose start >/dev/null 2>&1
     ready 19644 19744 19844
     ready_ms=$(( ($(date +%s%N) - started) / 1000000 ))
-    if compose logs --since "$since" 2>/dev/null | grep -q "registered by another live process"; then
-        phantoms=$((phantoms + 1))
-        echo "cycle $i ($how): a restart waited on a gone process's registration" >&2
-    fi
+    for s in "${services[@]}"; do
+        if docker logs --since "$since" "$(compose ps -a -q "$s")" 2>&1 | grep -q "registered by another live process"; then
+            phantoms=$((phantoms + 1))
+            echo "cycle $i ($how): $s waited on a gone process's registration" >&2
+        fi
+    done
     [ "$stop_ms" -gt "$worst_stop" ] && worst_stop=$stop_ms
     [ "$ready_ms" -gt "$worst_ready" ] && worst_ready=$ready_ms
     echo "cycle $i ($how): stopped in ${stop_ms} ms, ready in ${ready_ms} ms"
