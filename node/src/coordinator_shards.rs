@@ -156,9 +156,7 @@ impl<S: CoordinatorShard> ShardMap<S> {
 
     /// Whether `md` names this broker the leader of `partition`.
     fn leads(&self, md: &ClusterMetadata, partition: i32) -> bool {
-        md.topics
-            .get(self.topic)
-            .and_then(|t| t.partitions.get(usize::try_from(partition).ok()?))
+        md.partition(self.topic, partition)
             .is_some_and(|p| p.leader == self.replicas.node_id())
     }
 

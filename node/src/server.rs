@@ -213,13 +213,7 @@ pub async fn run(config: NodeConfig) -> Result<(), ServeError> {
     // quorum these steps need goes away under them, and a step that waits for it would
     // only end in a SIGKILL.
     let _ = stop_heartbeats_tx.send(true);
-    let liveness_abort = liveness.abort_handle();
-    if tokio::time::timeout(STOP_HEARTBEATS, liveness)
-        .await
-        .is_err()
-    {
-        liveness_abort.abort();
-    }
+    finish_within(liveness, STOP_HEARTBEATS).await;
     if tokio::time::timeout(CONTROLLED_SHUTDOWN, controlled_shutdown(&broker))
         .await
         .is_err()
@@ -258,11 +252,19 @@ pub async fn run(config: NodeConfig) -> Result<(), ServeError> {
 /// Waits for a listener's graceful stop for at most `LISTENER_DRAIN`, then drops the
 /// connections it still holds.
 async fn finish<T>(what: &str, task: tokio::task::JoinHandle<T>) {
-    let abort = task.abort_handle();
-    if tokio::time::timeout(LISTENER_DRAIN, task).await.is_err() {
-        abort.abort();
+    if !finish_within(task, LISTENER_DRAIN).await {
         info!("closed the {what} listener's remaining connections");
     }
+}
+
+/// Waits for `task` for at most `limit`, then aborts it; whether it ended by itself.
+async fn finish_within<T>(task: tokio::task::JoinHandle<T>, limit: Duration) -> bool {
+    let abort = task.abort_handle();
+    let ended = tokio::time::timeout(limit, task).await.is_ok();
+    if !ended {
+        abort.abort();
+    }
+    ended
 }
 
 /// How long the admin and rpc listeners may finish answering once everything else has
@@ -398,11 +400,9 @@ fn data_dir_incarnation(data_dir: &std::path::Path) -> Uuid {
         return id;
     }
     let id = Uuid::new_v4();
-    let tmp = data_dir.join(format!("broker.incarnation.{id}.tmp"));
-    let written = std::fs::write(&tmp, id.to_string()).and_then(|()| std::fs::rename(&tmp, &path));
-    if let Err(e) = written {
+    if let Err(e) = fjord_storage::checkpoint::write_atomic(&path, id.to_string().as_bytes()) {
         // Without it the next restart waits out this process's session; nothing worse.
-        warn!(path = %path.display(), error = %e, "cannot record the broker incarnation");
+        warn!(error = %e, "cannot record the broker incarnation");
     }
     id
 }
