@@ -13,6 +13,7 @@ use crate::group::GroupCoordinator;
 use crate::lease::Lease;
 use crate::memory::{RequestPool, ResponseBudget};
 use crate::producer::ProducerIdManager;
+use crate::quota::connections::{self, ConnectionTracker};
 use crate::quota::QuotaManager;
 use crate::replica::ReplicaManager;
 use crate::security::Security;
@@ -33,6 +34,10 @@ pub struct Broker {
     pub response_budget: Arc<ResponseBudget>,
     /// Client quotas measured on this broker's traffic.
     pub quotas: QuotaManager,
+    /// Open Kafka connections and their creation rates.
+    pub connections: Arc<ConnectionTracker>,
+    /// The most connections the open-files limit leaves room for.
+    pub connection_ceiling: usize,
     /// TLS, SASL and ACL settings.
     pub security: Arc<Security>,
     metadata: watch::Receiver<Arc<ClusterMetadata>>,
@@ -69,6 +74,9 @@ impl Broker {
         Broker {
             security,
             quotas: QuotaManager::new(quota_window_ms, quota_samples),
+            connections: ConnectionTracker::new(quota_window_ms, quota_samples),
+            connection_ceiling: connections::open_files_limit()
+                .map_or(usize::MAX, connections::connection_ceiling),
             request_pool: Arc::new(RequestPool::new(request_pool)),
             response_budget: ResponseBudget::new(response_budget),
             node_id: config.node_id,

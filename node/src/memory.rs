@@ -6,9 +6,11 @@
 //!   with its socket unread, so the bytes stay in the kernel and the client is slowed by
 //!   TCP, as Kafka's memory pool does.
 //! - [`ResponseBudget`] (`queued.max.response.bytes`): record bytes read for Fetch answers
-//!   and not yet written to their sockets. A client that asks for gigabytes and never
-//!   reads holds at most what the budget had left; other fetches then read less, or wait
-//!   for data as if there were none.
+//!   and not yet written to their sockets. It is shared between answers: one may take
+//!   at most an equal share with those already holding some (the whole budget when it is
+//!   alone, half beside one other, ...), and every answer may return its first batch
+//!   even when the budget is spent. Clients that ask for gigabytes and never read hold
+//!   the budget and a batch each, and everyone else still gets data.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -57,6 +59,8 @@ impl RequestPool {
 pub struct ResponseBudget {
     used: AtomicU64,
     capacity: u64,
+    /// Answers holding (or about to hold) budget.
+    answers: AtomicU64,
 }
 
 impl ResponseBudget {
@@ -64,6 +68,7 @@ impl ResponseBudget {
         Arc::new(ResponseBudget {
             used: AtomicU64::new(0),
             capacity: capacity.max(1),
+            answers: AtomicU64::new(0),
         })
     }
 
@@ -77,13 +82,24 @@ impl ResponseBudget {
         self.used.load(Ordering::Acquire)
     }
 
+    /// Answers holding budget now.
+    pub fn answers(&self) -> u64 {
+        self.answers.load(Ordering::Acquire)
+    }
+
     /// Takes up to `want` bytes for a read about to happen, atomically, so concurrent
-    /// reads cannot each see the same free budget. What the read does not use goes
-    /// back when the reservation is dropped.
+    /// reads cannot each see the same free budget, and at most an equal share with the
+    /// answers already holding some. What the read does not use goes back when the
+    /// reservation is dropped.
     pub fn reserve(self: &Arc<Self>, want: u64) -> Reservation {
+        let others = self.answers.fetch_add(1, Ordering::AcqRel);
+        let answer = Arc::new(Answer {
+            budget: Arc::clone(self),
+        });
+        let share = self.capacity / (others + 1);
         let mut used = self.used.load(Ordering::Acquire);
         loop {
-            let granted = want.min(self.capacity.saturating_sub(used));
+            let granted = want.min(share).min(self.capacity.saturating_sub(used));
             match self.used.compare_exchange_weak(
                 used,
                 used + granted,
@@ -93,6 +109,7 @@ impl ResponseBudget {
                 Ok(_) => {
                     return Reservation {
                         budget: Arc::clone(self),
+                        answer,
                         granted,
                         left: granted,
                     }
@@ -113,8 +130,22 @@ impl ResponseBudget {
 #[derive(Debug)]
 pub struct Reservation {
     budget: Arc<ResponseBudget>,
+    /// Counts this answer among those holding budget while any of it is alive.
+    answer: Arc<Answer>,
     granted: u64,
     left: u64,
+}
+
+/// One answer's place among those sharing the budget.
+#[derive(Debug)]
+struct Answer {
+    budget: Arc<ResponseBudget>,
+}
+
+impl Drop for Answer {
+    fn drop(&mut self) {
+        self.budget.answers.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Reservation {
@@ -141,6 +172,7 @@ impl Reservation {
         Bytes::from_owner(Charged {
             records,
             budget: Arc::clone(&self.budget),
+            _answer: Arc::clone(&self.answer),
         })
     }
 }
@@ -156,6 +188,7 @@ impl Drop for Reservation {
 struct Charged {
     records: Bytes,
     budget: Arc<ResponseBudget>,
+    _answer: Arc<Answer>,
 }
 
 impl AsRef<[u8]> for Charged {
@@ -204,6 +237,7 @@ mod tests {
         let other = budget.reserve(600);
         assert_eq!(other.granted(), 400, "a concurrent read gets what is left");
         drop(other);
+        assert_eq!(budget.answers(), 1);
         let charged = r.charge(Bytes::from(vec![1u8; 300]));
         let slice = charged.slice(10..20);
         drop(r);
@@ -222,5 +256,21 @@ mod tests {
         );
         drop(big);
         assert_eq!(budget.in_use(), 0);
+    }
+
+    #[test]
+    fn answers_share_the_budget_equally() {
+        let budget = ResponseBudget::new(1_200);
+        let mut first = budget.reserve(u64::MAX);
+        assert_eq!(first.granted(), 1_200, "alone, an answer may take it all");
+        let held = first.charge(Bytes::from(vec![0u8; 400]));
+        drop(first);
+        assert_eq!(budget.answers(), 1, "its records still hold a share");
+        let second = budget.reserve(u64::MAX);
+        assert_eq!(second.granted(), 600, "beside one other: half");
+        let third = budget.reserve(u64::MAX);
+        assert_eq!(third.granted(), 200, "a third, and what is left");
+        drop((second, third, held));
+        assert_eq!((budget.answers(), budget.in_use()), (0, 0));
     }
 }

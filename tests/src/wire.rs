@@ -29,6 +29,38 @@ impl Wire {
         }
     }
 
+    /// Speaks the protocol on a connection made elsewhere (from a chosen address, say).
+    pub fn from_stream(stream: TcpStream) -> Wire {
+        Wire {
+            stream,
+            correlation_id: 0,
+        }
+    }
+
+    /// The connection, to watch it at the byte level.
+    pub fn into_stream(self) -> TcpStream {
+        self.stream
+    }
+
+    pub fn set_read_timeout(&mut self, timeout: Duration) {
+        self.stream
+            .set_read_timeout(Some(timeout))
+            .expect("read timeout");
+    }
+
+    /// Like [`receive`](Self::receive), but a closed connection or a read timeout (with
+    /// nothing of the answer read yet) is `None`.
+    pub fn try_receive<R: Request>(
+        &mut self,
+        version: i16,
+        correlation_id: i32,
+    ) -> Option<R::Response> {
+        let mut b = self.read_frame().ok()?;
+        let header = ResponseHeader::decode(&mut b, R::Response::header_version(version)).ok()?;
+        assert_eq!(header.correlation_id, correlation_id);
+        R::Response::decode(&mut b, version).ok()
+    }
+
     /// `req` as one frame under the next correlation id.
     fn encode<R: Request>(&mut self, version: i16, req: &R) -> BytesMut {
         self.correlation_id += 1;

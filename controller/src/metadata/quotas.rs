@@ -1,6 +1,6 @@
 //! Client quotas (KIP-13, KIP-124, KIP-599) as the metadata log holds them: per user,
 //! per client id, or both, with `<default>` entities, as Kafka's AlterClientQuotas
-//! (KIP-546) sets them.
+//! (KIP-546) sets them; and connection creation rates per client IP (KIP-612).
 
 use std::collections::BTreeMap;
 
@@ -15,6 +15,9 @@ pub const QUOTA_KEYS: &[&str] = &[
     "request_percentage",
     "controller_mutation_rate",
 ];
+
+/// The one quota an IP entity takes: new connections per second (KIP-612).
+pub const IP_QUOTA_KEY: &str = "connection_creation_rate";
 
 /// One side of a quota entity: a name, or Kafka's `<default>` (null in the protocol).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -32,11 +35,14 @@ impl std::fmt::Display for EntityName {
     }
 }
 
-/// Who a quota applies to: a user, a client id, or a user's client id.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+/// Who a quota applies to: a user, a client id, a user's client id, or a client IP.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct QuotaEntity {
     pub user: Option<EntityName>,
     pub client_id: Option<EntityName>,
+    /// An IP entity stands alone; images written before IP quotas have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<EntityName>,
 }
 
 impl QuotaEntity {
@@ -49,6 +55,9 @@ impl QuotaEntity {
         }
         if let Some(c) = &self.client_id {
             parts.push(format!("clients/{c}"));
+        }
+        if let Some(ip) = &self.ip {
+            parts.push(format!("ips/{ip}"));
         }
         parts.join("/")
     }
@@ -83,6 +92,9 @@ pub struct QuotaChange {
 /// Checks a change as Kafka's controller does: an entity with a user or client id, known
 /// keys, positive finite values.
 pub fn validate(change: &QuotaChange) -> Result<(), MetadataError> {
+    if let Some(ip) = &change.entity.ip {
+        return validate_ip(ip, change);
+    }
     if change.entity.user.is_none() && change.entity.client_id.is_none() {
         return Err(MetadataError::InvalidRequest(
             "a quota entity needs a user or a client id".into(),
@@ -110,6 +122,35 @@ pub fn validate(change: &QuotaChange) -> Result<(), MetadataError> {
                 return Err(MetadataError::InvalidRequest(format!(
                     "quota {key} must be a positive number, got {v}"
                 )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// An IP entity: alone, a valid address (or `<default>`), and only
+/// `connection_creation_rate`, as Kafka allows.
+fn validate_ip(ip: &EntityName, change: &QuotaChange) -> Result<(), MetadataError> {
+    let invalid = |m: String| Err(MetadataError::InvalidRequest(m));
+    if change.entity.user.is_some() || change.entity.client_id.is_some() {
+        return invalid("an ip quota entity cannot be combined with a user or client id".into());
+    }
+    if let EntityName::Named(n) = ip {
+        if n.parse::<std::net::IpAddr>().is_err() {
+            return invalid(format!("'{n}' is not an IP address"));
+        }
+    }
+    for (key, value) in &change.ops {
+        if key != IP_QUOTA_KEY {
+            return invalid(format!(
+                "an ip entity takes only {IP_QUOTA_KEY}, not '{key}'"
+            ));
+        }
+        if let Some(QuotaValue(v)) = value {
+            if !v.is_finite() || *v <= 0.0 || v.fract() != 0.0 || *v > f64::from(i32::MAX) {
+                return invalid(format!(
+                    "{IP_QUOTA_KEY} must be a positive integer, got {v}"
+                ));
             }
         }
     }
@@ -153,6 +194,7 @@ mod tests {
         QuotaEntity {
             user: user.map(name),
             client_id: client.map(name),
+            ip: None,
         }
     }
 
@@ -193,5 +235,28 @@ mod tests {
         assert!(bad(entity(Some("a"), None), "producer_byte_rate", -1.0));
         assert!(bad(entity(Some("a"), None), "producer_byte_rate", f64::NAN));
         assert!(!bad(entity(Some("a"), None), "request_percentage", 50.0));
+        let ip = |n: &str| QuotaEntity {
+            ip: Some(EntityName::Named(n.into())),
+            ..QuotaEntity::default()
+        };
+        assert!(!bad(ip("10.0.0.1"), IP_QUOTA_KEY, 5.0));
+        assert!(bad(ip("not-an-ip"), IP_QUOTA_KEY, 5.0));
+        assert!(bad(ip("10.0.0.1"), "producer_byte_rate", 5.0));
+        assert!(bad(ip("10.0.0.1"), IP_QUOTA_KEY, 2.5));
+        assert!(bad(entity(Some("a"), None), IP_QUOTA_KEY, 5.0));
+        let both = QuotaEntity {
+            user: Some(EntityName::Default),
+            ..ip("10.0.0.1")
+        };
+        assert!(bad(both, IP_QUOTA_KEY, 5.0));
+        assert_eq!(ip("10.0.0.1").key(), "ips/10.0.0.1");
+    }
+
+    #[test]
+    fn images_written_before_ip_quotas_still_read() {
+        let old = r#"{"user":{"Named":"alice"},"client_id":null}"#;
+        let e: QuotaEntity = serde_json::from_str(old).expect("reads");
+        assert_eq!(e.ip, None);
+        assert_eq!(serde_json::to_string(&e).expect("writes"), old);
     }
 }

@@ -186,6 +186,12 @@ pub static BROKER_CONFIGS: &[BrokerConfigDef] = &[
     broker(def("quota.window.num", ConfigType::Int, "11", Check::Range(2, i32::MAX as i64), "Windows over which client quota rates are measured."), false),
     broker(def("quota.window.size.seconds", ConfigType::Int, "1", Check::Range(1, i32::MAX as i64), "Length of one client quota window."), false),
     broker(def("queued.max.request.bytes", ConfigType::Long, "104857600", Check::Range(-1, u32::MAX as i64), "Memory for request frames read and not yet handled, node-wide. Frames are charged at what they may cost once decoded (Produce: about their size; other APIs: 160 times it, so those may be at most a 160th of this); a connection whose frame does not fit waits with its socket unread. Kafka's default is unbounded (-1, which Fjord takes as 4 GiB)."), false),
+    broker(def("connections.max.idle.ms", ConfigType::Long, "600000", Check::Range(-1, i64::MAX), "Close a connection that has read and written nothing for this long (-1: never)."), false),
+    broker(def("connection.failed.authentication.delay.ms", ConfigType::Int, "100", Check::Range(0, i32::MAX as i64), "How long a failed authentication's answer and close are held back (KIP-306), to slow password guessing."), false),
+    broker(def("max.connections", ConfigType::Int, "2147483647", Check::Range(0, i32::MAX as i64), "Connections the node serves at once over all Kafka listeners; at the limit, listeners accept no more until one closes (KIP-402). Fjord also stops at three quarters of the open-files limit, so the logs keep their files."), true),
+    broker(def("max.connections.per.ip", ConfigType::Int, "2147483647", Check::Range(0, i32::MAX as i64), "Connections one client address may hold; more are closed at once."), true),
+    broker(def("max.connections.per.ip.overrides", ConfigType::String, "", Check::Any, "Per-address exceptions to max.connections.per.ip: ip:count,... (Fjord takes addresses, not host names)."), true),
+    broker(def("max.connection.creation.rate", ConfigType::Int, "2147483647", Check::Range(0, i32::MAX as i64), "New connections per second each listener accepts (KIP-612); faster ones wait in the kernel's backlog."), true),
     broker(def("queued.max.response.bytes", ConfigType::Long, "104857600", Check::Range(1, i64::MAX), "Fjord: record bytes held by Fetch answers not yet written to their sockets, node-wide. A fetch reads at most what is left (plus its first batch), so clients that never read their answers cannot pin more."), false),
     broker(def("message.max.bytes", ConfigType::Int, "1048588", Check::Range(0, i32::MAX as i64), "Default max.message.bytes of topics."), true),
     broker(def("min.insync.replicas", ConfigType::Int, "1", Check::Range(1, i32::MAX as i64), "Default min.insync.replicas of topics."), true),
@@ -284,6 +290,10 @@ pub fn validate(def: &ConfigDef, value: &str) -> Result<(), String> {
             def.name
         ))
     };
+    if def.name == "max.connections.per.ip.overrides" {
+        crate::quota::connections::parse_overrides(value)
+            .map_err(|e| format!("Invalid value {value} for configuration {}: {e}", def.name))?;
+    }
     match def.ty {
         ConfigType::Boolean => {
             if !value.eq_ignore_ascii_case("true") && !value.eq_ignore_ascii_case("false") {

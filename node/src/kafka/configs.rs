@@ -28,6 +28,8 @@ use crate::security::{
 
 const TOPIC: i8 = 2;
 const BROKER: i8 = 4;
+/// Log levels; Kafka authorizes them as the cluster's configs.
+const BROKER_LOGGER: i8 = 8;
 
 fn err(code: ResponseError, msg: impl Into<String>) -> KafkaError {
     KafkaError::new(code, msg)
@@ -413,7 +415,9 @@ async fn alter_each<C>(
                 TOPIC if !check.topic(Op::AlterConfigs, &name) => {
                     return Err(authz::topic_denied(&name))
                 }
-                BROKER if !check.cluster(Op::AlterConfigs) => return Err(authz::cluster_denied()),
+                BROKER | BROKER_LOGGER if !check.cluster(Op::AlterConfigs) => {
+                    return Err(authz::cluster_denied())
+                }
                 _ => {}
             }
             if counts[&(change.resource_type, name.clone())] > 1 {

@@ -21,6 +21,7 @@ use super::outgoing::ResponseFrame;
 use super::session::{Gate, Session, ANONYMOUS, MAX_UNAUTHENTICATED_FRAME};
 use super::{api_versions, metrics_labels, throttle};
 use crate::broker::Broker;
+use crate::quota::connections::Slot;
 
 /// Requests whose responses may be outstanding at once on one connection; beyond this
 /// the connection stops reading until responses drain (backpressure).
@@ -98,7 +99,15 @@ fn is_fetch(frame: &Bytes) -> bool {
 /// How long a client has to complete its TLS handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-pub async fn run(stream: TcpStream, peer: SocketAddr, listener: String, broker: Arc<Broker>) {
+/// Serves one accepted connection; `_slot` keeps it counted against the connection
+/// limits until it closes.
+pub async fn run(
+    stream: TcpStream,
+    peer: SocketAddr,
+    listener: String,
+    broker: Arc<Broker>,
+    _slot: Slot,
+) {
     let _ = stream.set_nodelay(true);
     let security = broker.security.listener_security(&listener);
     crate::admin::CONNECTIONS_OPEN.add(1);
@@ -171,6 +180,17 @@ where
     );
     let mut pending: FuturesOrdered<Pending> = FuturesOrdered::new();
     let mut pipeline = Pipeline::default();
+    // connections.max.idle.ms: a connection with nothing read, nothing in flight and
+    // nothing written for this long is closed, as Kafka's selector does.
+    let idle_limit = u64::try_from(broker.broker_i64("connections.max.idle.ms"))
+        .ok()
+        .map(Duration::from_millis);
+    let failed_auth_delay = Duration::from_millis(
+        broker
+            .broker_i64("connection.failed.authentication.delay.ms")
+            .max(0) as u64,
+    );
+    let mut active_at = tokio::time::Instant::now();
     // A Fetch read while other requests were in flight, waiting for them to finish.
     let mut waiting: Option<Admitted> = None;
     debug!(%peer, %listener, "connection opened");
@@ -189,8 +209,15 @@ where
         }
         frames.set_max_frame(frame_limit(&session));
         frames.allow_bare_frames(session.expects_raw_token());
+        let idle = pending.is_empty() && waiting.is_none() && !frames.mid_frame();
+        let idle_deadline = idle_limit.filter(|_| idle).map(|d| active_at + d);
         tokio::select! {
             () = sleep_until(muted_until), if muted_until.is_some() => {}
+            () = sleep_until(idle_deadline), if idle_deadline.is_some() => {
+                metrics::counter!("fjord_connections_closed_idle_total").increment(1);
+                debug!(%peer, %listener, "closing idle connection (connections.max.idle.ms)");
+                break None;
+            }
             frame = frames.next(), if waiting.is_none() && pipeline.open() && muted_until.is_none() => {
                 let frame = match frame {
                     Ok(None) => break None,
@@ -198,6 +225,7 @@ where
                     Err(e) => break Some(format!("bad frame: {e}")),
                     Ok(Some(f)) => f,
                 };
+                active_at = tokio::time::Instant::now();
                 if !pipeline.admits(&frame.frame) {
                     waiting = Some(frame);
                     continue;
@@ -209,7 +237,13 @@ where
             }
             Some((len, response)) = pending.next() => {
                 pipeline.answered(len);
+                active_at = tokio::time::Instant::now();
                 if let Some(Outgoing { mut frame, throttle_ms, close }) = response {
+                    if close && !failed_auth_delay.is_zero() {
+                        // KIP-306: a failed login is answered, and its connection
+                        // closed, only after a delay, so guessing passwords is slow.
+                        tokio::time::sleep(failed_auth_delay).await;
+                    }
                     // The flush matters under TLS: records the socket did not take yet
                     // stay in the session's buffer until flushed.
                     if let Err(e) = write_frame(&mut wr, &mut frame).await {

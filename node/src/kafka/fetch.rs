@@ -250,7 +250,8 @@ fn read(plan: &Plan) -> (FetchResponse, u64, bool) {
     let mut per_topic: Vec<Vec<PartitionData>> = vec![Vec::new(); plan.topics.len()];
     let mut total: u64 = 0;
     // Answers not yet written hold memory until their clients read them; this one may
-    // take what the node-wide budget has left, and nothing once it is spent.
+    // take its share of what the node-wide budget has left, and only its first batch
+    // once that is spent, so unread answers cannot starve everyone else.
     let mut reservation = plan.budget.reserve(plan.max_bytes);
     let budget = reservation.granted();
     let max_bytes = budget;
@@ -270,7 +271,7 @@ fn read(plan: &Plan) -> (FetchResponse, u64, bool) {
                 .with_records(Some(Bytes::new())),
             Ok(replica) => {
                 let remaining = max_bytes.saturating_sub(total);
-                let first = total == 0 && budget > 0;
+                let first = total == 0;
                 match read_partition(replica, t, remaining, plan.isolation, first) {
                     Ok(mut d) => {
                         d.records = d.records.map(|r| reservation.charge(r));

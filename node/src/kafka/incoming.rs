@@ -1,9 +1,16 @@
-//! Reading request frames under the node's request memory budget: a frame's length and
-//! API key are read first, the frame is charged to the [`RequestPool`] at what it may
-//! cost once decoded, and only then is its body read. A frame that could never fit is
-//! refused before a byte of its body is buffered.
+//! Reading request frames under the node's request memory budget. A frame's length and
+//! API key are read first, and a frame that could never fit is refused before a byte of
+//! its body is buffered. The body is then charged to the [`RequestPool`] as it arrives,
+//! in chunks that double (64 KiB, 128 KiB, ...), each at what it may cost once decoded:
+//! a header that claims 100 MiB and sends nothing more holds one chunk, not the pool.
+//!
+//! A frame that has started must keep moving: one that gets neither bytes nor pool
+//! memory for [`PARTIAL_FRAME_TIMEOUT`] closes its connection. That also ends the one
+//! deadlock charging as bytes arrive allows, partial frames that between them hold the
+//! whole pool and each wait for more.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::ApiKey;
@@ -17,6 +24,13 @@ use crate::memory::RequestPool;
 const MIN_FRAME: usize = 8;
 /// The smallest bare SASL token read (the length and two bytes are read up front).
 const MIN_BARE_FRAME: usize = 2;
+/// The first piece of a body charged to the pool; each later one doubles what is held.
+const FIRST_CHUNK: usize = 64 * 1024;
+/// A body's buffer is allocated for up to this much at once (untouched memory costs
+/// nothing resident), so typical frames are never copied as they grow.
+const FIRST_ALLOCATION: usize = 1024 * 1024;
+/// How long a frame that has started may go without a byte or a grant from the pool.
+pub const PARTIAL_FRAME_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// A request frame and its share of the request pool, held until it has been handled.
 #[derive(Debug)]
@@ -41,6 +55,8 @@ pub enum FrameError {
     },
     #[error("a produce request would take {cost} bytes once decoded, more than queued.max.request.bytes={pool}")]
     TooCostly { cost: u64, pool: u64 },
+    #[error("a partial frame made no progress for {0:?}")]
+    Stalled(Duration),
     #[error("read failed: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -48,12 +64,14 @@ pub enum FrameError {
 enum State {
     /// Reading the 4-byte length and the 2-byte API key.
     Head { buf: [u8; 6], got: usize },
-    /// Waiting for the pool to admit the frame.
-    Admit { len: usize, api_key: i16 },
+    /// Reading the body; `charged` bytes of it are covered by `permit`, and the next
+    /// chunk is charged once they have arrived.
     Body {
         buf: BytesMut,
         len: usize,
-        permit: OwnedSemaphorePermit,
+        api_key: i16,
+        charged: usize,
+        permit: Option<OwnedSemaphorePermit>,
     },
     /// A whole Produce frame, waiting for the rest of its decoded cost.
     Extra {
@@ -70,6 +88,8 @@ pub struct FrameReader<R> {
     pool: Arc<RequestPool>,
     socket_max: u64,
     min_frame: usize,
+    /// [`PARTIAL_FRAME_TIMEOUT`], shorter in tests.
+    stall_timeout: Duration,
     state: State,
 }
 
@@ -80,6 +100,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             pool,
             socket_max,
             min_frame: MIN_FRAME,
+            stall_timeout: PARTIAL_FRAME_TIMEOUT,
             state: State::Head {
                 buf: [0; 6],
                 got: 0,
@@ -99,12 +120,24 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         self.min_frame = if allow { MIN_BARE_FRAME } else { MIN_FRAME };
     }
 
+    /// Whether part of a frame has been read (its timeout, not the idle one, applies).
+    pub fn mid_frame(&self) -> bool {
+        !matches!(self.state, State::Head { got: 0, .. })
+    }
+
     /// The next admitted frame, or `None` when the peer closed between frames.
     pub async fn next(&mut self) -> Result<Option<Admitted>, FrameError> {
         loop {
+            let mid_frame = self.mid_frame();
             match &mut self.state {
                 State::Head { buf, got } => {
-                    let n = match self.rd.read(&mut buf[*got..]).await {
+                    let read = stalls(
+                        self.stall_timeout,
+                        mid_frame,
+                        self.rd.read(&mut buf[*got..]),
+                    )
+                    .await?;
+                    let n = match read {
                         Ok(n) => n,
                         // Between frames, a TLS peer that leaves without close_notify (most
                         // Kafka clients) or a reset is a client going away, not an error.
@@ -159,23 +192,46 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                             limit,
                         });
                     }
-                    self.state = State::Admit { len, api_key };
-                }
-                State::Admit { len, api_key } => {
-                    let (len, api_key) = (*len, *api_key);
-                    let permit = self
-                        .pool
-                        .acquire(request_cost::upfront_charge(api_key, len as u64))
-                        .await;
-                    let mut buf = BytesMut::with_capacity(len);
+                    let mut buf = BytesMut::with_capacity(len.min(FIRST_ALLOCATION));
                     buf.put_slice(&api_key.to_be_bytes());
-                    self.state = State::Body { buf, len, permit };
+                    self.state = State::Body {
+                        buf,
+                        len,
+                        api_key,
+                        charged: 0,
+                        permit: None,
+                    };
                 }
-                State::Body { buf, len, .. } => {
+                State::Body {
+                    buf,
+                    len,
+                    api_key,
+                    charged,
+                    permit,
+                } => {
+                    if buf.len() < *len && buf.len() >= *charged {
+                        // The bytes charged so far have arrived: charge the next chunk
+                        // before reading it. Cancel-safe: nothing changes until the
+                        // grant is in hand.
+                        let target = (*len).min((*charged * 2).max(FIRST_CHUNK));
+                        let cost =
+                            request_cost::upfront_charge(*api_key, (target - *charged) as u64);
+                        let more =
+                            stalls(self.stall_timeout, true, self.pool.acquire(cost)).await?;
+                        match permit {
+                            Some(p) => p.merge(more),
+                            None => *permit = Some(more),
+                        }
+                        buf.reserve(target - buf.len());
+                        *charged = target;
+                        continue;
+                    }
                     if buf.len() < *len {
-                        let want = *len - buf.len();
+                        let want = *charged - buf.len();
                         let mut rest = (&mut *buf).limit(want);
-                        if self.rd.read_buf(&mut rest).await? == 0 {
+                        if stalls(self.stall_timeout, true, self.rd.read_buf(&mut rest)).await??
+                            == 0
+                        {
                             return Err(
                                 std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into()
                             );
@@ -186,6 +242,10 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                         unreachable!("matched above")
                     };
                     let frame = buf.freeze();
+                    // A frame is at least a request header, so its body was charged.
+                    let Some(permit) = permit else {
+                        return Err(FrameError::TooShort { len: frame.len() });
+                    };
                     if frame.get(..2) == Some(&(ApiKey::Produce as i16).to_be_bytes()[..]) {
                         let extra = request_cost::produce_extra(&frame).unwrap_or(0);
                         let cost = permit.num_permits() as u64 + extra;
@@ -207,7 +267,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                     return Ok(Some(Admitted { frame, permit }));
                 }
                 State::Extra { extra, .. } => {
-                    let more = self.pool.acquire(*extra).await;
+                    let more = stalls(self.stall_timeout, true, self.pool.acquire(*extra)).await?;
                     let State::Extra {
                         frame, mut permit, ..
                     } = self.take_state()
@@ -230,6 +290,20 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             },
         )
     }
+}
+
+/// Awaits `f`, giving up after `timeout` when a frame is under way.
+async fn stalls<T>(
+    timeout: Duration,
+    mid_frame: bool,
+    f: impl std::future::Future<Output = T>,
+) -> Result<T, FrameError> {
+    if !mid_frame {
+        return Ok(f.await);
+    }
+    tokio::time::timeout(timeout, f)
+        .await
+        .map_err(|_| FrameError::Stalled(timeout))
 }
 
 #[cfg(test)]
@@ -317,5 +391,63 @@ mod tests {
         drop(held);
         let admitted = reader.next().await.expect("reads").expect("a frame");
         assert_eq!(admitted.frame.len(), 1008);
+    }
+
+    #[tokio::test]
+    async fn a_body_is_charged_as_it_arrives() {
+        let pool = Arc::new(RequestPool::new(8 << 20));
+        let (mut client, server) = tokio::io::duplex(1 << 16);
+        let mut reader = FrameReader::new(server, Arc::clone(&pool), 8 << 20);
+        // A header claiming 8 MiB, and 100 bytes of it.
+        let whole = frame(ApiKey::Produce, (8 << 20) - 8);
+        client.write_all(&whole[..100]).await.expect("write");
+        {
+            let next = reader.next();
+            tokio::pin!(next);
+            assert!(futures::poll!(next.as_mut()).is_pending());
+            assert_eq!(
+                pool.in_use(),
+                FIRST_CHUNK as u64,
+                "only the first chunk is charged"
+            );
+            let rest = tokio::spawn(async move {
+                client.write_all(&whole[100..]).await.expect("write");
+                client
+            });
+            let admitted = next.await.expect("reads").expect("a frame");
+            assert_eq!(admitted.frame.len(), 8 << 20);
+            assert_eq!(
+                pool.in_use(),
+                8 << 20,
+                "the whole frame is charged once read"
+            );
+            drop(rest);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_frame_that_stops_arriving_times_out_and_frees_its_charge() {
+        let pool = Arc::new(RequestPool::new(1 << 20));
+        let (mut client, server) = tokio::io::duplex(1 << 16);
+        let mut reader = FrameReader::new(server, Arc::clone(&pool), 1 << 20);
+        reader.stall_timeout = Duration::from_millis(100);
+        client
+            .write_all(&frame(ApiKey::Produce, 1000)[..14])
+            .await
+            .expect("write");
+        assert!(matches!(reader.next().await, Err(FrameError::Stalled(_))));
+        drop(reader);
+        assert_eq!(pool.in_use(), 0);
+        // Between frames nothing times out: an idle connection is the idle timeout's.
+        let (_client, server) = tokio::io::duplex(64);
+        let mut reader = FrameReader::new(server, Arc::clone(&pool), 1 << 20);
+        reader.stall_timeout = Duration::from_millis(100);
+        let next = reader.next();
+        assert!(
+            tokio::time::timeout(Duration::from_millis(500), next)
+                .await
+                .is_err(),
+            "still waiting"
+        );
     }
 }

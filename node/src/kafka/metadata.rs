@@ -48,15 +48,26 @@ pub async fn handle(ctx: &RequestContext, req: MetadataRequest) -> ResponseKind 
         let allowed = (version < 4 || req.allow_auto_topic_creation)
             && ctx.broker.broker_bool("auto.create.topics.enable");
         let may_create_any = check.cluster(Op::Create);
-        // Auto-creation needs CREATE on the cluster or on the topic, as in Kafka.
-        let missing: Vec<&String> = list
+        // Auto-creation needs CREATE on the cluster or on the topic, as in Kafka; a
+        // topic it would create without that is answered TOPIC_AUTHORIZATION_FAILED.
+        let (missing, unauthorized): (Vec<&String>, Vec<&String>) = list
             .iter()
             .filter_map(|w| match w {
                 Wanted::Name(n) if !md.topics.contains_key(n) => Some(n),
                 _ => None,
             })
-            .filter(|n| may_create_any || check.topic(Op::Create, n))
-            .collect();
+            .partition(|n| may_create_any || check.topic(Op::Create, n));
+        if allowed {
+            for name in unauthorized {
+                auto_create_errors.insert(
+                    name.clone(),
+                    KafkaError::new(
+                        ResponseError::TopicAuthorizationFailed,
+                        "not authorized to create the topic",
+                    ),
+                );
+            }
+        }
         if allowed && !missing.is_empty() {
             let view = ctx.broker.view(&md);
             let partitions = view.broker_i64("num.partitions") as i32;

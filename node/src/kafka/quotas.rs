@@ -40,15 +40,12 @@ fn name_of(entity_name: Option<&StrBytes>) -> EntityName {
 fn parse_entity<'a>(
     parts: impl Iterator<Item = (&'a str, Option<&'a StrBytes>)>,
 ) -> Result<QuotaEntity, KafkaError> {
-    let mut entity = QuotaEntity {
-        user: None,
-        client_id: None,
-    };
+    let mut entity = QuotaEntity::default();
     for (kind, name) in parts {
         let slot = match kind {
             USER => &mut entity.user,
             CLIENT_ID => &mut entity.client_id,
-            IP => return Err(invalid("ip quotas are not supported by Fjord")),
+            IP => &mut entity.ip,
             other => return Err(invalid(format!("unknown quota entity type '{other}'"))),
         };
         if slot.replace(name_of(name)).is_some() {
@@ -63,6 +60,7 @@ fn parse_entity<'a>(
 fn matches(entity: &QuotaEntity, filters: &[(&str, i8, Option<&str>)], strict: bool) -> bool {
     let side = |kind: &str| match kind {
         USER => entity.user.as_ref(),
+        IP => entity.ip.as_ref(),
         _ => entity.client_id.as_ref(),
     };
     let each = filters
@@ -74,7 +72,9 @@ fn matches(entity: &QuotaEntity, filters: &[(&str, i8, Option<&str>)], strict: b
             (Some(_), MATCH_ANY) => true,
             _ => false,
         });
-    let types = usize::from(entity.user.is_some()) + usize::from(entity.client_id.is_some());
+    let types = usize::from(entity.user.is_some())
+        + usize::from(entity.client_id.is_some())
+        + usize::from(entity.ip.is_some());
     each && (!strict || types == filters.len())
 }
 
@@ -123,7 +123,11 @@ pub fn describe(ctx: &RequestContext, req: DescribeClientQuotasRequest) -> Respo
 
 fn entry_of(q: &ClientQuota) -> describe_client_quotas_response::EntryData {
     let mut entity = Vec::new();
-    for (kind, name) in [(USER, &q.entity.user), (CLIENT_ID, &q.entity.client_id)] {
+    for (kind, name) in [
+        (USER, &q.entity.user),
+        (CLIENT_ID, &q.entity.client_id),
+        (IP, &q.entity.ip),
+    ] {
         if let Some(name) = name {
             entity.push(
                 describe_client_quotas_response::EntityData::default()
@@ -236,7 +240,11 @@ mod tests {
     use super::*;
 
     fn entity(user: Option<EntityName>, client_id: Option<EntityName>) -> QuotaEntity {
-        QuotaEntity { user, client_id }
+        QuotaEntity {
+            user,
+            client_id,
+            ip: None,
+        }
     }
 
     #[test]
@@ -261,7 +269,15 @@ mod tests {
     fn entities_are_checked() {
         let named = StrBytes::from_static_str("x");
         assert!(parse_entity([(USER, Some(&named)), (USER, None)].into_iter()).is_err());
-        assert!(parse_entity([(IP, Some(&named))].into_iter()).is_err());
+        assert!(parse_entity([(IP, Some(&named)), (IP, None)].into_iter()).is_err());
+        let ip = parse_entity([(IP, Some(&named))].into_iter()).expect("parses");
+        assert_eq!(ip.ip, Some(EntityName::Named("x".into())));
+        // The controller's check refuses an IP entity that is not an address.
+        let change = QuotaChange {
+            entity: ip,
+            ops: vec![("connection_creation_rate".into(), Some(QuotaValue(1.0)))],
+        };
+        assert!(quotas::validate(&change).is_err());
         let e = parse_entity([(CLIENT_ID, None)].into_iter()).expect("valid");
         assert_eq!(e.client_id, Some(EntityName::Default));
     }

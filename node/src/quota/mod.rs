@@ -8,6 +8,7 @@
 //! measured span (when its rate has fallen to zero anyway) is dropped, so a stream of new
 //! client ids costs memory only while they are active.
 
+pub mod connections;
 mod rate;
 mod resolve;
 
@@ -173,7 +174,7 @@ impl QuotaManager {
 }
 
 /// Milliseconds on a monotonic clock, for the quota windows.
-fn now_ms() -> u64 {
+pub fn now_ms() -> u64 {
     static START: OnceLock<Instant> = OnceLock::new();
     START.get_or_init(Instant::now).elapsed().as_millis() as u64
 }
@@ -266,6 +267,7 @@ mod tests {
                 entity: QuotaEntity {
                     user: None,
                     client_id: Some(EntityName::Default),
+                    ip: None,
                 },
                 ops: vec![(key.into(), Some(QuotaValue(value)))],
             },

@@ -41,6 +41,7 @@ pub fn resolve(
         let entity = QuotaEntity {
             user: u,
             client_id: c,
+            ip: None,
         };
         let value = quotas.get(&entity.key())?.values.get(key)?;
         Some(Applied {
@@ -83,6 +84,7 @@ mod tests {
                 entity: QuotaEntity {
                     user: user.map(name),
                     client_id: client.map(name),
+                    ip: None,
                 },
                 ops: vec![("producer_byte_rate".into(), Some(QuotaValue(v)))],
             },
