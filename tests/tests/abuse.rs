@@ -268,8 +268,9 @@ fn unread_fetch_answers_share_the_response_budget() {
     println!(
         "20 unread 2 GiB fetches: {held:.1} MiB held in answers, peak memory grew {grown:.1} MiB"
     );
-    assert!(held <= 64.0 + 1.0, "{held:.1} MiB held");
-    assert!(grown < 64.0 + 48.0, "grew {grown:.1} MiB");
+    // The budget, and beyond it a first batch (about 1 MiB here) per answer.
+    assert!(held <= 64.0 + 21.0, "{held:.1} MiB held");
+    assert!(grown < 64.0 + 21.0 + 48.0, "grew {grown:.1} MiB");
     // A reader gets its answer (possibly smaller, never an error), and once the idle
     // connections go, so does their memory.
     let r = idle[0].receive::<FetchRequest>(12, 1);

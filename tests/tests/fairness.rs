@@ -20,12 +20,8 @@ use fjord_tests::certs::Certs;
 use fjord_tests::secure::{self, users_file, SASL_AUTHENTICATION_FAILED};
 use fjord_tests::wire::Wire;
 use fjord_tests::{client_config, create_topic, topic_name, wait_until, Node};
-use kafka_protocol::messages::alter_client_quotas_request::{EntityData, EntryData, OpData};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::{
-    AlterClientQuotasRequest, ApiVersionsRequest, BrokerId, FetchRequest, MetadataRequest,
-};
-use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::messages::{ApiVersionsRequest, BrokerId, FetchRequest, MetadataRequest};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
 const MIB: u64 = 1 << 20;
@@ -107,10 +103,20 @@ fn closed_within(s: &mut TcpStream, within: Duration) -> bool {
 
 /// A TCP connection to `addr` from the loopback address `from` (all of 127/8 is local).
 fn connect_from(from: &str, addr: &str) -> std::io::Result<TcpStream> {
+    connect_with(from, addr, None)
+}
+
+/// Like [`connect_from`], with a receive buffer of `rcvbuf` bytes: a client that never
+/// reads then lets the kernel take only a little of what is sent to it, as on a real
+/// network, rather than the megabytes loopback would buffer.
+fn connect_with(from: &str, addr: &str, rcvbuf: Option<u32>) -> std::io::Result<TcpStream> {
     let from: IpAddr = from.parse().expect("ip");
     let addr: SocketAddr = addr.parse().expect("addr");
     fjord_tests::futures_block_on(async move {
         let socket = tokio::net::TcpSocket::new_v4()?;
+        if let Some(size) = rcvbuf {
+            socket.set_recv_buffer_size(size)?;
+        }
         socket.bind(SocketAddr::new(from, 0))?;
         let stream = socket.connect(addr).await?;
         stream.into_std()
@@ -228,7 +234,8 @@ fn pipelined_unread_fetches_do_not_starve_consumers() {
     let greedy = fetch("big", i32::MAX, 0);
     let _attackers: Vec<Wire> = (0..20)
         .map(|_| {
-            let mut w = Wire::connect(&node.bootstrap());
+            let s = connect_with("127.0.0.1", &node.bootstrap(), Some(4096)).expect("connect");
+            let mut w = Wire::from_stream(s);
             for _ in 0..10 {
                 w.send(12, &greedy);
             }
@@ -242,6 +249,10 @@ fn pipelined_unread_fetches_do_not_starve_consumers() {
     );
     for probe in 0..10 {
         let (bytes, took) = fetch_once(&node.bootstrap(), "big", MIB as i32);
+        println!(
+            "probe {probe}: {bytes} bytes in {took:?}, {:.1} MiB held",
+            node.metric("fjord_response_memory_bytes") / MIB as f64
+        );
         assert!(bytes > 0, "probe {probe}: 0 bytes");
         assert!(took < BOUND, "probe {probe} took {took:?}");
     }
@@ -308,22 +319,38 @@ fn connections_are_limited_per_address_and_per_second() {
     let grown = node.peak_rss_bytes().saturating_sub(before) as f64 / MIB as f64;
     assert!(grown < 32.0, "grew {grown:.1} MiB");
 
-    // KIP-612: an address's connection_creation_rate.
-    let mut admin = Wire::connect(&addr);
-    let set = admin.call(
-        1,
-        &AlterClientQuotasRequest::default().with_entries(vec![EntryData::default()
-            .with_entity(vec![EntityData::default()
-                .with_entity_type(StrBytes::from_static_str("ip"))
-                .with_entity_name(Some(StrBytes::from_static_str("127.0.0.3")))])
-            .with_ops(vec![OpData::default()
-                .with_key(StrBytes::from_static_str("connection_creation_rate"))
-                .with_value(2.0)])]),
+    // KIP-612: an address's connection_creation_rate, set with the CLI.
+    let set = std::process::Command::new(fjord_tests::fjord_bin())
+        .args([
+            "quota",
+            "alter",
+            "--bootstrap-server",
+            &addr,
+            "--ip",
+            "127.0.0.3",
+        ])
+        .args(["--add", "connection_creation_rate=2"])
+        .output()
+        .expect("fjord quota");
+    assert!(
+        set.status.success(),
+        "{}",
+        String::from_utf8_lossy(&set.stderr)
     );
+    let shown = std::process::Command::new(fjord_tests::fjord_bin())
+        .args([
+            "quota",
+            "describe",
+            "--bootstrap-server",
+            &addr,
+            "--ip",
+            "127.0.0.3",
+        ])
+        .output()
+        .expect("fjord quota");
     assert_eq!(
-        set.entries[0].error_code, 0,
-        "{:?}",
-        set.entries[0].error_message
+        String::from_utf8_lossy(&shown.stdout).trim(),
+        "ip=127.0.0.3\tconnection_creation_rate=2"
     );
     wait_until("the quota is applied", Duration::from_secs(10), || {
         let s = connect_from("127.0.0.3", &addr).ok()?;

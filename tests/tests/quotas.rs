@@ -178,6 +178,25 @@ fn mutation_and_request_quotas_and_invalid_quotas() {
         set(&mut wire, me(), "producer_byte_rate", -5.0),
         INVALID_REQUEST
     );
+    // IP entities take only connection_creation_rate (KIP-612), and only for addresses.
+    assert_eq!(
+        set(
+            &mut wire,
+            vec![entity("ip", Some("10.0.0.1"))],
+            "producer_byte_rate",
+            5.0
+        ),
+        INVALID_REQUEST
+    );
+    assert_eq!(
+        set(
+            &mut wire,
+            vec![entity("ip", Some("not-an-address"))],
+            "connection_creation_rate",
+            5.0
+        ),
+        INVALID_REQUEST
+    );
     assert_eq!(
         set(
             &mut wire,
@@ -185,7 +204,7 @@ fn mutation_and_request_quotas_and_invalid_quotas() {
             "connection_creation_rate",
             5.0
         ),
-        INVALID_REQUEST
+        0
     );
     assert_eq!(set(&mut wire, me(), "controller_mutation_rate", 1.0), 0);
 

@@ -1,5 +1,6 @@
-//! `fjord quota ...`: client quotas per user and client id, like `kafka-configs.sh
-//! --entity-type users|clients`, through DescribeClientQuotas and AlterClientQuotas.
+//! `fjord quota ...`: client quotas per user and client id, and connection creation
+//! rates per client address, like `kafka-configs.sh --entity-type users|clients|ips`,
+//! through DescribeClientQuotas and AlterClientQuotas.
 
 use kafka_protocol::messages::{
     alter_client_quotas_request, describe_client_quotas_request, AlterClientQuotasRequest,
@@ -27,6 +28,12 @@ pub struct EntityArgs {
     /// The default quota of every client id without one of its own.
     #[arg(long)]
     pub client_id_default: bool,
+    /// A client IP address (its only quota is connection_creation_rate, KIP-612).
+    #[arg(long, conflicts_with_all = ["ip_default", "user", "user_default", "client_id", "client_id_default"])]
+    pub ip: Option<String>,
+    /// The default connection_creation_rate of every address without one of its own.
+    #[arg(long, conflicts_with_all = ["user", "user_default", "client_id", "client_id_default"])]
+    pub ip_default: bool,
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -41,7 +48,7 @@ pub enum QuotaCommand {
     },
     /// Set or remove quotas of one entity: producer_byte_rate, consumer_byte_rate
     /// (bytes/s), request_percentage (% of one thread), controller_mutation_rate
-    /// (partitions/s).
+    /// (partitions/s); for an IP, connection_creation_rate (connections/s).
     Alter {
         #[command(flatten)]
         connect: ConnectArgs,
@@ -80,6 +87,9 @@ fn sides(e: &EntityArgs) -> Vec<(&'static str, Option<String>)> {
     }
     if e.client_id.is_some() || e.client_id_default {
         out.push(("client-id", e.client_id.clone()));
+    }
+    if e.ip.is_some() || e.ip_default {
+        out.push(("ip", e.ip.clone()));
     }
     out
 }
@@ -155,7 +165,7 @@ fn alter(
     if sides.is_empty() {
         return Err(CliError::Usage(
             "name a user (--user, --user-default), a client id (--client-id, \
-             --client-id-default), or both"
+             --client-id-default), both, or an address (--ip, --ip-default)"
                 .into(),
         ));
     }

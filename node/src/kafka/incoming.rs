@@ -26,9 +26,6 @@ const MIN_FRAME: usize = 8;
 const MIN_BARE_FRAME: usize = 2;
 /// The first piece of a body charged to the pool; each later one doubles what is held.
 const FIRST_CHUNK: usize = 64 * 1024;
-/// A body's buffer is allocated for up to this much at once (untouched memory costs
-/// nothing resident), so typical frames are never copied as they grow.
-const FIRST_ALLOCATION: usize = 1024 * 1024;
 /// How long a frame that has started may go without a byte or a grant from the pool.
 pub const PARTIAL_FRAME_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -192,7 +189,10 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                             limit,
                         });
                     }
-                    let mut buf = BytesMut::with_capacity(len.min(FIRST_ALLOCATION));
+                    // The whole body's buffer is allocated now but written only as
+                    // bytes arrive: pages never written are never resident, and a
+                    // buffer grown as it filled would be copied, briefly holding both.
+                    let mut buf = BytesMut::with_capacity(len);
                     buf.put_slice(&api_key.to_be_bytes());
                     self.state = State::Body {
                         buf,
@@ -222,7 +222,6 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                             Some(p) => p.merge(more),
                             None => *permit = Some(more),
                         }
-                        buf.reserve(target - buf.len());
                         *charged = target;
                         continue;
                     }
