@@ -61,8 +61,8 @@ pub struct ControllerConfig {
     /// `max.partitions.per.broker` from this node's static config (a cluster-wide
     /// dynamic value overrides it).
     pub max_partitions_per_broker: u64,
-    /// Mutual TLS to the other nodes, when the rpc listener uses it.
-    pub rpc_tls: Option<fjord_proto::tls::ClientTls>,
+    /// How to reach the other nodes: mutual TLS and the cluster secret, when set.
+    pub rpc_links: fjord_proto::peer::PeerLinks,
     /// `broker.session.disconnect.grace.ms`: a broker whose attach streams all closed
     /// and that has not come back within this is fenced at once. `None` waits out the
     /// session instead.
@@ -216,7 +216,7 @@ impl Controller {
         .validate()
         .map_err(|e| ControllerError::Fatal(e.to_string()))?;
 
-        let pool = ChannelPool::new(config.rpc_tls.clone());
+        let pool = ChannelPool::new(config.rpc_links.clone());
         let raft = Raft::new(
             config.node_id,
             Arc::new(raft_config),
@@ -565,6 +565,17 @@ impl Controller {
         {
             warn!(error = %e, "automatic balancing step failed");
         }
+    }
+
+    /// Whether `node` is a voter or learner of the metadata quorum.
+    pub fn is_member(&self, node: NodeId) -> bool {
+        self.address_of(node).is_some()
+    }
+
+    /// Whether `node` is a member of the quorum or a registered broker.
+    pub fn knows(&self, node: NodeId) -> bool {
+        self.is_member(node)
+            || i32::try_from(node).is_ok_and(|id| self.current().brokers.contains_key(&id))
     }
 
     fn address_of(&self, node: NodeId) -> Option<String> {

@@ -20,7 +20,7 @@ fn config(dir: &std::path::Path) -> ControllerConfig {
         leader_imbalance_per_broker_percentage: 10,
         auto_balance: None,
         max_partitions_per_broker: fjord_controller::limits::DEFAULT_MAX_PARTITIONS_PER_BROKER,
-        rpc_tls: None,
+        rpc_links: Default::default(),
         disconnect_grace: None,
     }
 }

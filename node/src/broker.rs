@@ -70,7 +70,7 @@ impl Broker {
         let quota_window_ms =
             static_view.broker_i64("quota.window.size.seconds").max(1) as u64 * 1000;
         let quota_samples = static_view.broker_i64("quota.window.num").max(2) as usize;
-        let rpc_tls = crate::security::rpc_client_tls(&security);
+        let rpc_links = crate::security::peer_links(&security, config.node_id);
         Broker {
             security,
             quotas: QuotaManager::new(quota_window_ms, quota_samples),
@@ -89,7 +89,7 @@ impl Broker {
             txns: Arc::new(crate::txn::TxnCoordinator::new(
                 Arc::clone(&replicas),
                 Arc::clone(&lease),
-                rpc_tls,
+                rpc_links,
             )),
             lease,
             config,

@@ -126,7 +126,7 @@ pub async fn run(config: NodeConfig) -> Result<(), ServeError> {
             fjord_controller::limits::MAX_PARTITIONS_PER_BROKER,
             fjord_controller::limits::DEFAULT_MAX_PARTITIONS_PER_BROKER,
         ),
-        rpc_tls: crate::security::rpc_client_tls(&security),
+        rpc_links: crate::security::peer_links(&security, config.node_id),
     })
     .await
     .map_err(|e| ServeError::Controller(e.to_string()))?;
@@ -139,6 +139,7 @@ pub async fn run(config: NodeConfig) -> Result<(), ServeError> {
     let rpc_task = tokio::spawn(serve_rpc(
         rpc_listener,
         crate::security::rpc_server_tls(&security),
+        security.rpc_secret.clone(),
         controller.clone(),
         ReplicationService::new(Arc::clone(&replicas), controller.metadata()),
         txn_service.clone(),
@@ -307,6 +308,7 @@ async fn wait_for_signal() {
 async fn serve_rpc(
     listener: TcpListener,
     tls: Option<fjord_proto::tls::ServerTls>,
+    secret: Option<fjord_proto::peer::ClusterSecret>,
     controller: Controller,
     replication: ReplicationService,
     transactions: crate::txn::service::TxnService,
@@ -316,7 +318,7 @@ async fn serve_rpc(
         .local_addr()
         .map(|a| a.to_string())
         .unwrap_or_default();
-    info!(%addr, tls = tls.is_some(), "rpc listener ready");
+    info!(%addr, tls = tls.is_some(), cluster_secret = secret.is_some(), "rpc listener ready");
     // Peers cancel many RPCs at once when a network split heals (timed-out Raft
     // appends and fetches); h2's rapid-reset guard (20 resets) would then answer GOAWAY
     // and stall metadata catch-up for seconds. This port only faces cluster members.
@@ -332,33 +334,17 @@ async fn serve_rpc(
     let stop = async move {
         let _ = shutdown.wait_for(|s| *s).await;
     };
-    let result = match tls {
-        // Mutual TLS: a peer without a certificate from the cluster's CA never gets
-        // past the handshake.
-        Some(tls) => {
-            let refused = Arc::new(|peer: std::net::SocketAddr, why: String| {
-                metrics::counter!("fjord_rpc_peers_refused_total").increment(1);
-                warn!(%peer, reason = %why, "rpc peer refused: TLS handshake failed");
-            });
-            let incoming = fjord_proto::tls::accept(listener, tls, refused);
-            router.serve_with_incoming_shutdown(incoming, stop).await
-        }
-        None => {
-            // tonic ignores its own `tcp_nodelay` for a caller-supplied stream: without
-            // it, Nagle holds small fetch answers (a high watermark, a few batches) until
-            // the follower's delayed ACK, ~40 ms on Linux, which every acks=all produce
-            // then waits for.
-            let incoming = tokio_stream::StreamExt::map(
-                tokio_stream::wrappers::TcpListenerStream::new(listener),
-                |s| {
-                    s.inspect(|s| {
-                        let _ = s.set_nodelay(true);
-                    })
-                },
-            );
-            router.serve_with_incoming_shutdown(incoming, stop).await
-        }
-    };
+    // A peer without a certificate from the cluster's CA (with TLS), or without the
+    // cluster secret, never gets past its handshake. Accepted sockets get TCP_NODELAY
+    // there: tonic ignores its own setting for a caller-supplied stream, and Nagle then
+    // holds small fetch answers until the follower's delayed ACK, ~40 ms on Linux, which
+    // every acks=all produce waits for.
+    let refused = Arc::new(|peer: std::net::SocketAddr, why: String| {
+        metrics::counter!("fjord_rpc_peers_refused_total").increment(1);
+        warn!(%peer, reason = %why, "rpc peer refused");
+    });
+    let incoming = fjord_proto::peer::accept(listener, tls, secret, refused);
+    let result = router.serve_with_incoming_shutdown(incoming, stop).await;
     if let Err(e) = result {
         error!(error = %e, "rpc server failed");
     }

@@ -5,6 +5,7 @@ pub mod v1 {
     tonic::include_proto!("fjord.v1");
 }
 
+pub mod peer;
 pub mod tls;
 
 /// Largest gRPC message a node accepts or sends. Raft snapshots of a large cluster's

@@ -11,6 +11,8 @@ cycles="${1:-50}"
 image="${FJORD_IMAGE:-fjord:dev}"
 project=fjord-stop-cycles
 file=deploy/docker-compose.yml
+FJORD_CLUSTER_SECRET="${FJORD_CLUSTER_SECRET:-$(openssl rand -hex 32)}"
+export FJORD_CLUSTER_SECRET
 compose() {
     if docker compose version >/dev/null 2>&1; then
         FJORD_IMAGE="$image" docker compose -p "$project" -f "$file" "$@"

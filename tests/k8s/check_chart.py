@@ -22,6 +22,7 @@ Plain manifests under k8s/manifests must match what the chart renders.
 
 usage: check_chart.py TOOLS_DIR FJORD_BIN
 """
+import base64
 import json
 import os
 import re
@@ -276,9 +277,23 @@ with tempfile.TemporaryDirectory() as tmp:
         cfg = os.path.join(tmp, "fjord.toml")
         with open(cfg, "w") as f:
             f.write(secure_paths(by_kind["ConfigMap"][0]["data"]["fjord.toml"], tmp))
+        # The pods get the cluster secret from the chart's Secret (or the operator's).
+        env = {e["name"]: e for e in container.get("env", [])}
+        ref = env.get("FJORD_CLUSTER_SECRET", {}).get("valueFrom", {}).get("secretKeyRef", {})
+        secrets = {d["metadata"]["name"]: d for d in by_kind.get("Secret", [])}
+        check(ref.get("name") in secrets and ref.get("key") in secrets[ref["name"]].get("data", {}),
+              f"{name}: pods take FJORD_CLUSTER_SECRET from the rendered Secret: {ref}")
+        secret = base64.b64decode(secrets[ref["name"]]["data"][ref["key"]]).decode() if ref.get("name") in secrets else ""
+        check(len(secret) >= 32, f"{name}: the cluster secret is long and random")
+        if "rpc.ssl." not in by_kind["ConfigMap"][0]["data"]["fjord.toml"]:
+            bare = run([FJORD, "serve", "--check-config", "--config", cfg],
+                       env={k: v for k, v in {**os.environ, "FJORD_NODE_ID": "0"}.items()
+                            if not k.startswith("FJORD_CLUSTER_SECRET")})
+            check(bare.returncode != 0 and "rpc listener" in bare.stderr,
+                  f"{name}: without the secret (or mutual TLS) a pod refuses to start: {bare.stderr}")
         for i in range(pods):
             c = run([FJORD, "serve", "--check-config", "--config", cfg],
-                    env={**os.environ, "FJORD_NODE_ID": str(i)})
+                    env={**os.environ, "FJORD_NODE_ID": str(i), "FJORD_CLUSTER_SECRET": secret})
             check(c.returncode == 0, f"{name}: pod {i} config refused: {c.stderr}")
             check("unknown property" not in c.stdout, f"{name}: pod {i} config has unknown keys: {c.stdout}")
             check(f"advertised.listeners = INTERNAL://{pod_dns[i]}:9092" in c.stdout,
@@ -370,7 +385,7 @@ class FakeKubernetes:
     and GET of the release's StatefulSet and ConfigMap (what the chart's `lookup`s read)."""
 
     RESOURCES = {
-        "v1": [("configmaps", "ConfigMap"), ("services", "Service")],
+        "v1": [("configmaps", "ConfigMap"), ("services", "Service"), ("secrets", "Secret")],
         "apps/v1": [("statefulsets", "StatefulSet")],
         "policy/v1": [("poddisruptionbudgets", "PodDisruptionBudget")],
         "networking.k8s.io/v1": [("networkpolicies", "NetworkPolicy")],
@@ -419,11 +434,12 @@ class FakeKubernetes:
         `generation`."""
         r = render(f"replicas={pods}", f"voters={voters}")
         docs = {d["kind"]: d for d in docs_of(r.stdout)}
-        sts, cm = docs["StatefulSet"], docs["ConfigMap"]
+        sts, cm, secret = docs["StatefulSet"], docs["ConfigMap"], docs["Secret"]
         sts["metadata"]["generation"] = generation
         self.objects = {
             f"/apis/apps/v1/namespaces/{NAMESPACE}/statefulsets/fjord": sts,
             f"/api/v1/namespaces/{NAMESPACE}/configmaps/fjord": cm,
+            f"/api/v1/namespaces/{NAMESPACE}/secrets/fjord-cluster-secret": secret,
         }
 
     def kubeconfig(self, path):
@@ -499,6 +515,11 @@ with tempfile.TemporaryDirectory() as home:
           f"running 5 voters: dropping voter pods still needs the drain: {r.stderr}")
     r = upgrade("replicas=5", "voters=5")
     check(r.returncode == 0 and pods_and_voters(r) == (5, 5), f"running 5 voters: an unchanged upgrade renders: {r.stderr}")
+    # Every revision's pods share one cluster secret: an upgrade keeps the running one.
+    running = api.objects[f"/api/v1/namespaces/{NAMESPACE}/secrets/fjord-cluster-secret"]["data"]
+    rendered = [d for d in docs_of(r.stdout) if d["kind"] == "Secret"]
+    check(len(rendered) == 1 and rendered[0]["data"] == running,
+          "an upgrade keeps the running cluster secret")
     api.server.shutdown()
 
 

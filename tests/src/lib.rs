@@ -18,6 +18,17 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The cluster secret of every node the tests start.
+pub const TEST_CLUSTER_SECRET: &str = "fjord-test-cluster-secret-0123456789";
+
+/// The `fjord` command with the test clusters' secret in its environment, as a shell on
+/// one of their nodes has it (the admin port takes cluster changes only with it).
+pub fn fjord_cli() -> Command {
+    let mut c = Command::new(fjord_bin());
+    c.env("FJORD_CLUSTER_SECRET", TEST_CLUSTER_SECRET);
+    c
+}
+
 /// The `fjord` binary under test: `$FJORD_BIN`, or `target/<profile>/fjord` next to
 /// the test executable.
 pub fn fjord_bin() -> PathBuf {
@@ -252,6 +263,8 @@ impl Node {
                     .flat_map(|v| ["--voters".to_string(), v.clone()]),
             )
             .args(&self.extra_args)
+            // Every test cluster authenticates its nodes to each other, as shipped ones do.
+            .env("FJORD_CLUSTER_SECRET", TEST_CLUSTER_SECRET)
             // FJORD_TEST_LOG raises the nodes' log level for a post-mortem.
             .env(
                 "FJORD_LOG",

@@ -6,7 +6,7 @@ use std::process::{Command, Output, Stdio};
 use kafka_protocol::protocol::StrBytes;
 
 use crate::certs::Certs;
-use crate::{fjord_bin, Node};
+use crate::Node;
 
 pub const TOPIC_AUTHORIZATION_FAILED: i16 = 29;
 pub const GROUP_AUTHORIZATION_FAILED: i16 = 30;
@@ -58,7 +58,7 @@ pub fn sasl_props(protocol: &str, mechanism: &str, user: &str, password: &str) -
 
 /// Runs the `fjord` CLI against `node` with these client properties.
 pub fn fjord(node: &Node, props: &[String], args: &[&str]) -> Output {
-    Command::new(fjord_bin())
+    crate::fjord_cli()
         .args(args)
         .arg("--bootstrap-server")
         .arg(node.bootstrap())

@@ -2,11 +2,10 @@
 //! the loss of its leader and of brokers, restarts intact, and changes its voters.
 
 use std::collections::BTreeSet;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use fjord_tests::wire::Wire;
-use fjord_tests::{fjord_bin, topic_name, wait_until, Cluster, Node};
+use fjord_tests::{topic_name, wait_until, Cluster, Node};
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
@@ -59,7 +58,7 @@ fn topics_of(c: &Cluster, id: i32) -> Option<Value> {
 }
 
 fn cli(node: &Node, args: &[&str]) -> std::process::Output {
-    Command::new(fjord_bin())
+    fjord_tests::fjord_cli()
         .args(args)
         .env("FJORD_ADMIN_SERVER", node.admin_addr())
         .env("FJORD_BOOTSTRAP_SERVER", node.bootstrap())
@@ -358,7 +357,7 @@ fn voters_are_added_and_removed_at_runtime() {
     let mut c = Cluster::start(3, 2, FAST);
     let admin = c.node(1).admin_addr();
     let run = |args: &[&str]| {
-        let o = Command::new(fjord_bin())
+        let o = fjord_tests::fjord_cli()
             .args(args)
             .env("FJORD_ADMIN_SERVER", &admin)
             .output()

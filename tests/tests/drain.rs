@@ -5,11 +5,11 @@
 //! `fjord cluster undrain N`. `fjord cluster status` shows it drained, and an unknown
 //! broker id is an error.
 
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use fjord_tests::wire::Wire;
-use fjord_tests::{create_topic_rf, fjord_bin, topic_name, wait_until, Cluster, FAST_FAILOVER};
+use fjord_tests::{create_topic_rf, topic_name, wait_until, Cluster, FAST_FAILOVER};
 use kafka_protocol::messages::alter_partition_reassignments_request::{
     ReassignablePartition, ReassignableTopic,
 };
@@ -29,7 +29,7 @@ const INVALID_REPLICA_ASSIGNMENT: i16 = 39;
 /// environment, as an operator's shell would have them).
 fn fjord(c: &mut Cluster, node: i32, args: &[&str]) -> Output {
     let n = c.node(node);
-    Command::new(fjord_bin())
+    fjord_tests::fjord_cli()
         .args(args)
         .env("FJORD_BOOTSTRAP_SERVER", n.bootstrap())
         .env("FJORD_ADMIN_SERVER", n.admin_addr())

@@ -4,7 +4,6 @@
 //! with the shared checker (no acknowledged write lost, duplicated or reordered).
 
 use std::collections::BTreeMap;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -12,7 +11,7 @@ use std::time::Duration;
 use fjord_tests::checker::{check, History, Workload, WorkloadSpec};
 use fjord_tests::members::{ClientKind, Member};
 use fjord_tests::wire::Wire;
-use fjord_tests::{create_topic_rf, fjord_bin, wait_until, Cluster, FAST_FAILOVER};
+use fjord_tests::{create_topic_rf, wait_until, Cluster, FAST_FAILOVER};
 use kafka_protocol::messages::incremental_alter_configs_request::{
     AlterConfigsResource, AlterableConfig,
 };
@@ -42,7 +41,7 @@ fn steady_workload(bootstrap: &str, topic: &str) -> Workload {
 /// Runs `fjord cluster ARGS --bootstrap-server B`; returns standard output, or panics
 /// with both streams when it fails.
 fn cli(bootstrap: &str, args: &[&str]) -> String {
-    let out = Command::new(fjord_bin())
+    let out = fjord_tests::fjord_cli()
         .arg("cluster")
         .args(args)
         .arg("--bootstrap-server")
@@ -288,7 +287,7 @@ fn a_reassignment_completes_after_the_controller_fails_over() {
         "the reassignment completes",
         Duration::from_secs(120),
         || {
-            let out = Command::new(fjord_bin())
+            let out = fjord_tests::fjord_cli()
                 .args(["cluster", "reassign", "--verify", "--file", &plan])
                 .arg("--bootstrap-server")
                 .arg(&live)

@@ -3,7 +3,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use fjord_proto::tls::{ClientTls, TlsDialer};
+use fjord_proto::peer::{PeerDialer, PeerLinks};
 use fjord_proto::v1::controller_client::ControllerClient;
 use fjord_proto::v1::RaftMessage;
 use fjord_proto::{
@@ -31,18 +31,18 @@ use super::Routing;
 #[derive(Clone, Default)]
 pub struct ChannelPool {
     channels: Arc<Mutex<HashMap<String, Channel>>>,
-    /// Mutual TLS to peers (`rpc.ssl.*`); plain TCP when `None`.
-    tls: Option<ClientTls>,
+    /// Mutual TLS (`rpc.ssl.*`) and the cluster secret; plain TCP with neither.
+    links: PeerLinks,
     /// Peers whose last call failed to reach them: each outage is logged once, when it
     /// starts and when it ends, rather than at every heartbeat.
     unreachable: Arc<Mutex<HashSet<String>>>,
 }
 
 impl ChannelPool {
-    pub fn new(tls: Option<ClientTls>) -> Self {
+    pub fn new(links: PeerLinks) -> Self {
         ChannelPool {
             channels: Arc::default(),
-            tls,
+            links,
             unreachable: Arc::default(),
         }
     }
@@ -96,12 +96,12 @@ impl ChannelPool {
             .initial_stream_window_size(HTTP2_STREAM_WINDOW)
             .initial_connection_window_size(HTTP2_CONNECTION_WINDOW)
             .max_frame_size(HTTP2_MAX_FRAME);
-        // With TLS the scheme stays http: the dialer puts TLS under HTTP/2 itself.
-        let ch = match &self.tls {
-            Some(config) => endpoint.connect_with_connector_lazy(TlsDialer {
-                config: config.clone(),
-            }),
-            None => endpoint.connect_lazy(),
+        // With TLS the scheme stays http: the dialer puts TLS (and the cluster
+        // handshake) under HTTP/2 itself.
+        let ch = if self.links.is_plain() {
+            endpoint.connect_lazy()
+        } else {
+            endpoint.connect_with_connector_lazy(PeerDialer(self.links.clone()))
         };
         map.insert(addr.to_string(), ch.clone());
         Ok(ch)

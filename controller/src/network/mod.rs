@@ -3,7 +3,7 @@
 
 mod client;
 mod routing;
-mod server;
+pub mod server;
 
 pub use client::{ChannelPool, RaftNetworkFactoryImpl};
 pub use routing::Routing;

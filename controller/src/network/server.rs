@@ -29,7 +29,67 @@ impl ControllerGrpc {
     }
 }
 
+/// Refuses a call whose link proved another node than the call claims, or a node the
+/// cluster does not know; counted by `fjord_rpc_calls_refused_total`.
+pub fn refuse(call: &'static str, why: String) -> Status {
+    metrics::counter!("fjord_rpc_calls_refused_total", "call" => call).increment(1);
+    tracing::warn!(call, reason = %why, "rpc call refused");
+    Status::permission_denied(why)
+}
+
+/// Where a Raft message's sender names itself: its vote's leader (the candidate of a
+/// vote, the leader of entries and snapshots, the old leader of a transfer).
+enum VoteAt {
+    Field(&'static str),
+    /// The first element of a tuple (a snapshot's `(vote, meta, data)`).
+    First,
+}
+
+/// The node a Raft message says it comes from (`None` if it does not parse, which the
+/// handler refuses anyway).
+fn sender_of(msg: &RaftMessage, at: VoteAt) -> Option<u64> {
+    let v: serde_json::Value = serde_json::from_slice(&msg.payload).ok()?;
+    let vote = match at {
+        VoteAt::Field(f) => v.get(f)?,
+        VoteAt::First => v.get(0)?,
+    };
+    let leader = vote.get("leader_id")?;
+    leader
+        .get("node_id")
+        .or_else(|| leader.get("voted_for"))
+        .and_then(serde_json::Value::as_u64)
+}
+
 impl ControllerGrpc {
+    /// Raft messages come only from members of the quorum, each as itself.
+    fn check_raft(
+        &self,
+        call: &'static str,
+        req: &Request<RaftMessage>,
+        at: VoteAt,
+    ) -> Result<(), Status> {
+        let caller = fjord_proto::peer::caller(req);
+        if caller.is_none() {
+            return Ok(());
+        }
+        let claimed = sender_of(req.get_ref(), at).or(Some(u64::MAX));
+        fjord_proto::peer::check_caller(caller, claimed, |id| self.controller.is_member(id))
+            .map_err(|why| refuse(call, why))
+    }
+
+    /// Other calls come from members or registered brokers.
+    fn check_known<T>(
+        &self,
+        call: &'static str,
+        req: &Request<T>,
+        claimed: Option<u64>,
+    ) -> Result<(), Status> {
+        fjord_proto::peer::check_caller(fjord_proto::peer::caller(req), claimed, |id| {
+            self.controller.knows(id)
+        })
+        .map_err(|why| refuse(call, why))
+    }
+
     fn check_target(&self, req: &Request<RaftMessage>) -> Result<(), Status> {
         let routing = Routing {
             me: self.controller.node_id(),
@@ -65,6 +125,10 @@ impl ControllerRpc for ControllerGrpc {
         &self,
         req: Request<AttachRequest>,
     ) -> Result<Response<Self::AttachStream>, Status> {
+        // A joining node attaches before it is known: only its id is checked.
+        let claimed = u64::try_from(req.get_ref().broker_id).unwrap_or(u64::MAX);
+        fjord_proto::peer::check_caller(fjord_proto::peer::caller(&req), Some(claimed), |_| true)
+            .map_err(|why| refuse("Attach", why))?;
         self.controller
             .attach(req.into_inner())
             .map(Response::new)
@@ -76,18 +140,21 @@ impl ControllerRpc for ControllerGrpc {
         req: Request<RaftMessage>,
     ) -> Result<Response<RaftMessage>, Status> {
         self.check_target(&req)?;
+        self.check_raft("AppendEntries", &req, VoteAt::Field("vote"))?;
         let rpc = parse(req.get_ref())?;
         reply(self.controller.raft().append_entries(rpc).await)
     }
 
     async fn vote(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
         self.check_target(&req)?;
+        self.check_raft("Vote", &req, VoteAt::Field("vote"))?;
         let rpc = parse(req.get_ref())?;
         reply(self.controller.raft().vote(rpc).await)
     }
 
     async fn pre_vote(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
         self.check_target(&req)?;
+        self.check_raft("PreVote", &req, VoteAt::Field("vote"))?;
         let rpc = parse(req.get_ref())?;
         reply(self.controller.raft().pre_vote(rpc).await)
     }
@@ -97,6 +164,7 @@ impl ControllerRpc for ControllerGrpc {
         req: Request<RaftMessage>,
     ) -> Result<Response<RaftMessage>, Status> {
         self.check_target(&req)?;
+        self.check_raft("InstallSnapshot", &req, VoteAt::First)?;
         let (vote, meta, data): (Vote, SnapshotMeta, Vec<u8>) = parse(req.get_ref())?;
         let snapshot = openraft::alias::SnapshotOf::<crate::types::TypeConfig, Vec<u8>> {
             meta,
@@ -115,6 +183,7 @@ impl ControllerRpc for ControllerGrpc {
         req: Request<RaftMessage>,
     ) -> Result<Response<RaftMessage>, Status> {
         self.check_target(&req)?;
+        self.check_raft("TransferLeader", &req, VoteAt::Field("from_leader"))?;
         let rpc = parse(req.get_ref())?;
         reply(self.controller.raft().handle_transfer_leader(rpc).await)
     }
@@ -123,6 +192,8 @@ impl ControllerRpc for ControllerGrpc {
         &self,
         req: Request<ForwardRequest>,
     ) -> Result<Response<ForwardResponse>, Status> {
+        let claimed = Some(req.get_ref().origin_node);
+        self.check_known("Forward", &req, claimed)?;
         let req = req.into_inner();
         let request: ControllerRequest = serde_json::from_slice(&req.request)
             .map_err(|e| Status::invalid_argument(format!("malformed forwarded request: {e}")))?;
@@ -137,5 +208,27 @@ impl ControllerRpc for ControllerGrpc {
             response: bytes.into(),
             applied_index: self.controller.known_index(),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openraft::raft::VoteRequest;
+
+    fn message<T: Serialize>(v: &T) -> RaftMessage {
+        RaftMessage {
+            payload: serde_json::to_vec(v).expect("encodes").into(),
+        }
+    }
+
+    #[test]
+    fn the_sender_is_read_from_each_kind_of_raft_message() {
+        let vote = Vote::new(3, 7);
+        let request: VoteRequest<crate::types::TypeConfig> = VoteRequest::new(vote, None);
+        assert_eq!(sender_of(&message(&request), VoteAt::Field("vote")), Some(7));
+        let snapshot = (vote, 0u8, Vec::<u8>::new());
+        assert_eq!(sender_of(&message(&snapshot), VoteAt::First), Some(7));
+        assert_eq!(sender_of(&message(&1u8), VoteAt::First), None);
     }
 }

@@ -90,7 +90,31 @@ const METRICS: &[(Kind, &str, Option<Unit>, &str)] = &[
         Counter,
         "fjord_rpc_peers_refused_total",
         None,
-        "Connections to the rpc listener refused for want of a cluster certificate.",
+        "Connections to the rpc listener refused: no cluster certificate, or no cluster secret.",
+    ),
+    (
+        Counter,
+        "fjord_rpc_calls_refused_total",
+        None,
+        "Calls on the rpc port refused: the caller claimed another node's id, or is not a member.",
+    ),
+    (
+        Counter,
+        "fjord_admin_requests_refused_total",
+        None,
+        "Cluster changes on the admin port refused for want of the cluster secret.",
+    ),
+    (
+        Counter,
+        "fjord_connections_refused_total",
+        None,
+        "Kafka connections refused or delayed by connection limits, by reason (max.connections, max.connections.per.ip, max.connection.creation.rate, connection_creation_rate).",
+    ),
+    (
+        Counter,
+        "fjord_connections_closed_idle_total",
+        None,
+        "Kafka connections closed after connections.max.idle.ms without traffic.",
     ),
     (
         Counter,

@@ -4,7 +4,7 @@ use std::time::Duration;
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -161,10 +161,11 @@ fn answer(result: Result<ControllerResponse, ControllerError>) -> Response {
 async fn add_voter(
     State(s): State<AdminState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     Path(id): Path<u64>,
     Query(q): Query<ForceQuery>,
 ) -> Response {
-    if let Some(refused) = refuse_remote(peer) {
+    if let Some(refused) = refuse_change(&s, peer, &headers) {
         return refused;
     }
     change_voter(
@@ -180,10 +181,11 @@ async fn add_voter(
 async fn remove_voter(
     State(s): State<AdminState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     Path(id): Path<u64>,
     Query(q): Query<ForceQuery>,
 ) -> Response {
-    if let Some(refused) = refuse_remote(peer) {
+    if let Some(refused) = refuse_change(&s, peer, &headers) {
         return refused;
     }
     change_voter(
@@ -201,9 +203,10 @@ async fn remove_voter(
 async fn drain(
     State(s): State<AdminState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     Path(id): Path<i32>,
 ) -> Response {
-    if let Some(refused) = refuse_remote(peer) {
+    if let Some(refused) = refuse_change(&s, peer, &headers) {
         return refused;
     }
     let request = ControllerRequest::DrainBroker { broker_id: id };
@@ -213,18 +216,48 @@ async fn drain(
 async fn undrain(
     State(s): State<AdminState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     Path(id): Path<i32>,
 ) -> Response {
-    if let Some(refused) = refuse_remote(peer) {
+    if let Some(refused) = refuse_change(&s, peer, &headers) {
         return refused;
     }
     let request = ControllerRequest::UndrainBroker { broker_id: id };
     answer(s.broker.submit_everywhere(request).await)
 }
 
-/// Voter changes and drains alter the cluster, and the admin port has no authentication:
-/// they are taken only from the node's own host (`kubectl exec`, ssh), never over the
-/// network.
+/// Voter changes and drains alter the cluster: they are taken only from the node's own
+/// host (`kubectl exec`, ssh), never over the network, and, when the cluster has a secret,
+/// only with it as the bearer token (`Authorization: Bearer <secret>`; the CLI sends
+/// `FJORD_CLUSTER_SECRET` or the file of `FJORD_CLUSTER_SECRET_FILE`), so another
+/// process on the host cannot either.
+fn refuse_change(s: &AdminState, peer: SocketAddr, headers: &HeaderMap) -> Option<Response> {
+    if let Some(refused) = refuse_remote(peer) {
+        return Some(refused);
+    }
+    let secret = s.broker.security.rpc_secret.as_ref()?;
+    let token = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if token.is_some_and(|t| secret.matches(t.as_bytes())) {
+        return None;
+    }
+    metrics::counter!("fjord_admin_requests_refused_total").increment(1);
+    warn!(%peer, "refused a cluster change without the cluster secret");
+    Some(
+        (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({
+                "error": "cluster changes need the cluster secret: run the command where \
+                          FJORD_CLUSTER_SECRET or FJORD_CLUSTER_SECRET_FILE is set, as on the \
+                          node itself"
+            })),
+        )
+            .into_response(),
+    )
+}
+
 fn refuse_remote(peer: SocketAddr) -> Option<Response> {
     if peer.ip().to_canonical().is_loopback() {
         return None;

@@ -65,7 +65,10 @@ pub(super) fn http(addr: &str, method: &str, path: &str) -> Result<(u16, String)
     let mut s = TcpStream::connect(addr)
         .map_err(|e| CliError::Kafka(format!("cannot reach the admin server {addr}: {e}")))?;
     s.set_read_timeout(Some(Duration::from_secs(60)))?;
-    write!(s, "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")?;
+    let auth = cluster_secret()?
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(s, "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n")?;
     let mut raw = Vec::new();
     s.read_to_end(&mut raw)?;
     let text = String::from_utf8_lossy(&raw);
@@ -85,6 +88,20 @@ pub(super) fn http(addr: &str, method: &str, path: &str) -> Result<(u16, String)
         body.to_string()
     };
     Ok((status, body))
+}
+
+/// The cluster secret the admin port asks of cluster changes: `FJORD_CLUSTER_SECRET`, or
+/// the file `FJORD_CLUSTER_SECRET_FILE` names (both set on the nodes themselves).
+fn cluster_secret() -> Result<Option<String>, CliError> {
+    if let Ok(s) = std::env::var("FJORD_CLUSTER_SECRET") {
+        return Ok(Some(s.trim().to_string()));
+    }
+    match std::env::var("FJORD_CLUSTER_SECRET_FILE") {
+        Ok(path) => std::fs::read_to_string(&path)
+            .map(|s| Some(s.trim().to_string()))
+            .map_err(|e| CliError::Usage(format!("FJORD_CLUSTER_SECRET_FILE {path}: {e}"))),
+        Err(_) => Ok(None),
+    }
 }
 
 fn dechunk(body: &str) -> String {

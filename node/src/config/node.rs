@@ -38,6 +38,14 @@ pub struct ServeArgs {
     /// Rack (zone) of this broker (Kafka's broker.rack).
     #[arg(long, env = "FJORD_RACK", value_name = "RACK")]
     pub rack: Option<String>,
+    /// File holding the cluster secret (rpc.auth.secret.file): every node proves it
+    /// holds it, and which node it is, before any call on the rpc port.
+    #[arg(long, env = "FJORD_CLUSTER_SECRET_FILE", value_name = "FILE")]
+    pub cluster_secret_file: Option<PathBuf>,
+    /// The cluster secret itself, for environments that hand secrets over as
+    /// variables (FJORD_CLUSTER_SECRET); a file keeps it out of process listings.
+    #[arg(long, env = "FJORD_CLUSTER_SECRET", value_name = "SECRET", hide_env_values = true)]
+    pub cluster_secret: Option<String>,
     /// Set any Kafka property, e.g. --override num.partitions=3 (repeatable).
     #[arg(long = "override", value_name = "KEY=VALUE")]
     pub overrides: Vec<String>,
@@ -93,6 +101,8 @@ pub struct NodeConfig {
     pub rack: Option<String>,
     /// Every Kafka property set in the file or with --override, for config lookups.
     pub static_props: BTreeMap<String, String>,
+    /// The cluster secret (never among the properties, which DescribeConfigs shows).
+    pub cluster_secret: Option<Vec<u8>>,
 }
 
 const DEFAULT_LISTENERS: &str = "PLAINTEXT://127.0.0.1:9092";
@@ -375,6 +385,17 @@ impl NodeConfig {
                 defs::validate(&d.def, v)?;
             }
         }
+        if let Some(path) = &args.cluster_secret_file {
+            props.insert("rpc.auth.secret.file".into(), path.display().to_string());
+        }
+        let cluster_secret = match (&args.cluster_secret, props.get("rpc.auth.secret.file")) {
+            (Some(secret), _) => Some(secret.clone().into_bytes()),
+            (None, Some(path)) => Some(
+                std::fs::read(path)
+                    .map_err(|e| format!("rpc.auth.secret.file {path}: {e}"))?,
+            ),
+            (None, None) => None,
+        };
         Ok(NodeConfig {
             node_id,
             data_dir,
@@ -386,6 +407,7 @@ impl NodeConfig {
             voters,
             rack,
             static_props: props,
+            cluster_secret,
         })
     }
 

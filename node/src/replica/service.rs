@@ -64,6 +64,7 @@ impl Replication for ReplicationService {
         &self,
         request: Request<AwaitMetadataRequest>,
     ) -> Result<Response<AwaitMetadataResponse>, Status> {
+        crate::security::check_peer(&request, None, &self.metadata.borrow(), "AwaitMetadata")?;
         let req = request.into_inner();
         let timeout = Duration::from_millis(u64::from(req.timeout_ms)).min(MAX_METADATA_WAIT);
         let applied = self.replicas.wait_applied(req.index, timeout).await;
@@ -74,6 +75,9 @@ impl Replication for ReplicationService {
         &self,
         request: Request<Streaming<ReplicaFetchRequest>>,
     ) -> Result<Response<FetchStream>, Status> {
+        // Every request of the stream must name the node its link proved.
+        let caller = fjord_proto::peer::caller(&request);
+        crate::security::check_peer(&request, None, &self.metadata.borrow(), "Fetch")?;
         let mut inbound = request.into_inner();
         let service = self.clone();
         let (tx, rx) = mpsc::channel(1);
@@ -87,6 +91,11 @@ impl Replication for ReplicationService {
                         return;
                     }
                 };
+                let claimed = u64::try_from(req.replica_id).unwrap_or(u64::MAX);
+                if let Err(why) = fjord_proto::peer::check_caller(caller, Some(claimed), |_| true) {
+                    let _ = tx.send(Err(crate::security::refuse_peer("Fetch", why))).await;
+                    return;
+                }
                 let resp = serve(&service, req).await;
                 if tx.send(Ok(resp)).await.is_err() {
                     return;

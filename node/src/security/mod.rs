@@ -15,6 +15,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
+use fjord_proto::peer::{ClusterSecret, PeerLinks};
 use rustls::ServerConfig;
 
 use self::authorizer::Authorizer;
@@ -57,6 +58,8 @@ pub const KEYS: &[&str] = &[
     "authorizer.class.name",
     "super.users",
     "allow.everyone.if.no.acl.found",
+    "rpc.auth.secret.file",
+    "rpc.allow.unauthenticated",
     "rpc.ssl.keystore.location",
     "rpc.ssl.truststore.location",
     "rpc.ssl.endpoint.identification.algorithm",
@@ -188,10 +191,41 @@ pub struct Security {
     users_file: Option<(PathBuf, RwLock<Option<SystemTime>>)>,
     /// Mutual TLS between nodes (`rpc.ssl.*`).
     pub rpc: Option<RpcTls>,
+    /// The cluster secret every node proves it holds on the rpc port.
+    pub rpc_secret: Option<ClusterSecret>,
+}
+
+/// Refuses a call on the rpc port from a node other than it claims, or one the
+/// metadata does not know as a broker; counted by `fjord_rpc_calls_refused_total`.
+pub fn check_peer<T>(
+    req: &tonic::Request<T>,
+    claimed: Option<u64>,
+    md: &fjord_controller::ClusterMetadata,
+    call: &'static str,
+) -> Result<(), tonic::Status> {
+    fjord_proto::peer::check_caller(fjord_proto::peer::caller(req), claimed, |id| {
+        i32::try_from(id).is_ok_and(|id| md.brokers.contains_key(&id))
+    })
+    .map_err(|why| refuse_peer(call, why))
+}
+
+pub fn refuse_peer(call: &'static str, why: String) -> tonic::Status {
+    fjord_controller::network::server::refuse(call, why)
+}
+
+/// How this node reaches the others: TLS and the cluster secret, as configured.
+pub fn peer_links(security: &Arc<Security>, node_id: i32) -> PeerLinks {
+    PeerLinks {
+        tls: rpc_client_tls(security),
+        auth: security
+            .rpc_secret
+            .clone()
+            .map(|s| (s, u64::try_from(node_id).unwrap_or_default())),
+    }
 }
 
 /// The rpc client config, as the inter-node channels take it (`None`: plain TCP).
-pub fn rpc_client_tls(security: &Arc<Security>) -> Option<fjord_proto::tls::ClientTls> {
+fn rpc_client_tls(security: &Arc<Security>) -> Option<fjord_proto::tls::ClientTls> {
     security.rpc.as_ref()?;
     let security = Arc::clone(security);
     Some(fjord_proto::tls::ClientTls(Arc::new(move || {
@@ -214,6 +248,46 @@ pub fn rpc_server_tls(security: &Arc<Security>) -> Option<fjord_proto::tls::Serv
             .map(|r| r.server.get())
             .unwrap_or_else(|| unreachable!("checked above: the rpc settings never go away"))
     })))
+}
+
+/// Refuses an rpc listener that anyone on the network could use: one bound beyond
+/// loopback needs the cluster secret or mutual TLS, unless
+/// `rpc.allow.unauthenticated=true` says otherwise, which is then logged at every start.
+fn rpc_exposure(config: &NodeConfig, tls: bool, secret: bool) -> Result<(), String> {
+    if tls || secret || is_loopback(&config.rpc_listener) {
+        return Ok(());
+    }
+    let allowed = config
+        .static_props
+        .get("rpc.allow.unauthenticated")
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
+    if !allowed {
+        return Err(format!(
+            "the rpc listener {} is reachable beyond this host but has no authentication: \
+             anyone who reaches it could rewrite the cluster's metadata and read every \
+             partition. Give every node the same secret (--cluster-secret-file FILE or \
+             FJORD_CLUSTER_SECRET, e.g. from `openssl rand -hex 32`), or set \
+             rpc.ssl.keystore.location and rpc.ssl.truststore.location, or bind it to \
+             loopback. rpc.allow.unauthenticated=true starts anyway.",
+            config.rpc_listener
+        ));
+    }
+    tracing::warn!(
+        rpc_listener = %config.rpc_listener,
+        "the rpc listener accepts unauthenticated peers (rpc.allow.unauthenticated=true): \
+         anyone who reaches it can rewrite the cluster"
+    );
+    Ok(())
+}
+
+/// Whether `host:port` is bound to loopback only.
+fn is_loopback(addr: &str) -> bool {
+    let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Both sides of mutual TLS on the rpc listener.
@@ -294,6 +368,13 @@ impl Security {
                 )
             }
         };
+        let rpc_secret = config
+            .cluster_secret
+            .as_deref()
+            .map(ClusterSecret::new)
+            .transpose()
+            .map_err(|e| format!("cluster secret: {e}"))?;
+        rpc_exposure(config, rpc.is_some(), rpc_secret.is_some())?;
         Ok(Security {
             listeners,
             authorizer,
@@ -302,6 +383,7 @@ impl Security {
             jaas_users,
             users_file: users_file.map(|p| (p, RwLock::new(stamp))),
             rpc,
+            rpc_secret,
         })
     }
 

@@ -47,12 +47,12 @@ impl TxnCoordinator {
     pub fn new(
         replicas: Arc<ReplicaManager>,
         lease: Arc<Lease>,
-        rpc_tls: Option<fjord_proto::tls::ClientTls>,
+        rpc_links: fjord_proto::peer::PeerLinks,
     ) -> Self {
         TxnCoordinator {
             lease,
             shards: ShardMap::new(TXN_TOPIC, replicas),
-            pool: ChannelPool::new(rpc_tls),
+            pool: ChannelPool::new(rpc_links),
         }
     }
 

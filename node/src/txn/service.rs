@@ -51,6 +51,7 @@ impl Transactions for TxnService {
         request: Request<WriteTxnMarkersRequest>,
     ) -> Result<Response<WriteTxnMarkersResponse>, Status> {
         let broker = self.broker()?;
+        crate::security::check_peer(&request, None, &broker.metadata(), "WriteMarkers")?;
         let r = request.into_inner();
         let request = MarkerRequest {
             producer_id: r.producer_id,
@@ -80,6 +81,7 @@ impl Transactions for TxnService {
         request: Request<VerifyTxnRequest>,
     ) -> Result<Response<VerifyTxnResponse>, Status> {
         let broker = self.broker()?;
+        crate::security::check_peer(&request, None, &broker.metadata(), "Verify")?;
         let r = request.into_inner();
         let partition = r
             .partition

@@ -9,10 +9,9 @@
 //!   FJORD_BIN=target/release/fjord cargo run --release -p fjord-tests --bin scaling-bench -- 10
 
 use std::collections::BTreeMap;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use fjord_tests::{client_config, create_topic_rf, fjord_bin, http_get, Cluster};
+use fjord_tests::{client_config, create_topic_rf, http_get, Cluster};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{Message, Offset, TopicPartitionList};
@@ -110,7 +109,7 @@ fn high_watermarks(bootstrap: &str) -> BTreeMap<i32, i64> {
 }
 
 fn balance(bootstrap: &str) {
-    let out = Command::new(fjord_bin())
+    let out = fjord_tests::fjord_cli()
         .args([
             "cluster",
             "balance",
