@@ -252,7 +252,11 @@ impl AsyncRead for PeerStream {
 }
 
 impl AsyncWrite for PeerStream {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         each!(self, s => Pin::new(s).poll_write(cx, buf))
     }
 
@@ -342,7 +346,11 @@ impl AsyncRead for Peer {
 }
 
 impl AsyncWrite for Peer {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.stream).poll_write(cx, buf)
     }
 
@@ -439,10 +447,8 @@ mod tests {
     async fn both_ends_with_the_secret_agree_on_the_dialler_id() {
         let (mut a, mut b) = tokio::io::duplex(1024);
         let s = secret("a-secret-of-some-length");
-        let (dialled, accepted) = tokio::join!(
-            dial_handshake(&mut a, &s, 7),
-            accept_handshake(&mut b, &s)
-        );
+        let (dialled, accepted) =
+            tokio::join!(dial_handshake(&mut a, &s, 7), accept_handshake(&mut b, &s));
         dialled.expect("dialler accepts the server");
         assert_eq!(accepted.expect("server accepts the dialler"), 7);
     }
@@ -450,7 +456,10 @@ mod tests {
     #[tokio::test]
     async fn a_wrong_secret_or_no_handshake_is_refused() {
         let (mut a, mut b) = tokio::io::duplex(1024);
-        let (mallory, real) = (secret("mallory-guesses-this"), secret("the-real-cluster-secret"));
+        let (mallory, real) = (
+            secret("mallory-guesses-this"),
+            secret("the-real-cluster-secret"),
+        );
         let dial = async move {
             // The dialler hangs up when the server's proof fails.
             let r = dial_handshake(&mut a, &mallory, 1).await;
@@ -466,7 +475,9 @@ mod tests {
         a.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
             .await
             .expect("write");
-        a.write_all(&[0u8; 32]).await.expect("a SETTINGS frame, say");
+        a.write_all(&[0u8; 32])
+            .await
+            .expect("a SETTINGS frame, say");
         let err = accept_handshake(&mut b, &secret("the-real-cluster-secret"))
             .await
             .expect_err("refused");
@@ -491,10 +502,19 @@ mod tests {
     #[test]
     fn callers_must_be_who_they_claim_and_known() {
         let known = |id: u64| id < 10;
-        assert!(check_caller(None, Some(99), known).is_ok(), "no secret: nothing known");
+        assert!(
+            check_caller(None, Some(99), known).is_ok(),
+            "no secret: nothing known"
+        );
         assert!(check_caller(Some(2), Some(2), known).is_ok());
         assert!(check_caller(Some(2), None, known).is_ok());
-        assert!(check_caller(Some(2), Some(3), known).is_err(), "another's id");
-        assert!(check_caller(Some(42), Some(42), known).is_err(), "a stranger");
+        assert!(
+            check_caller(Some(2), Some(3), known).is_err(),
+            "another's id"
+        );
+        assert!(
+            check_caller(Some(42), Some(42), known).is_err(),
+            "a stranger"
+        );
     }
 }

@@ -256,7 +256,10 @@ impl ContainerCluster {
             // Nodes prove they hold the cluster secret to each other, as the chart's
             // Secret and the compose file give it.
             let mut env = env;
-            env.push(format!("FJORD_CLUSTER_SECRET={}", crate::TEST_CLUSTER_SECRET));
+            env.push(format!(
+                "FJORD_CLUSTER_SECRET={}",
+                crate::TEST_CLUSTER_SECRET
+            ));
             let body = ContainerCreateBody {
                 image: Some(image()),
                 hostname: Some(format!("fjord-{i}")),

@@ -43,8 +43,8 @@ fn as_node(secret: &str, node_id: u64) -> PeerLinks {
 fn forward_drain(addr: &str, links: PeerLinks, origin: u64) -> Result<(), tonic::Status> {
     fjord_tests::futures_block_on(async move {
         let mut client = ControllerClient::new(channel(addr, links));
-        let request = serde_json::to_vec(&ControllerRequest::DrainBroker { broker_id: 2 })
-            .expect("encodes");
+        let request =
+            serde_json::to_vec(&ControllerRequest::DrainBroker { broker_id: 2 }).expect("encodes");
         client
             .forward(ForwardRequest {
                 request: request.into(),
@@ -87,7 +87,11 @@ fn only_members_holding_the_secret_reach_the_rpc_port_and_only_as_themselves() {
     assert_eq!(liar.code(), tonic::Code::PermissionDenied, "{liar:?}");
     // The secret, as a node id the cluster does not know.
     let outsider = forward_drain(&rpc, as_node(TEST_CLUSTER_SECRET, 99), 99).expect_err("refused");
-    assert_eq!(outsider.code(), tonic::Code::PermissionDenied, "{outsider:?}");
+    assert_eq!(
+        outsider.code(),
+        tonic::Code::PermissionDenied,
+        "{outsider:?}"
+    );
     assert!(
         c.node(controller)
             .metric("fjord_rpc_calls_refused_total{call=\"Forward\"}")
@@ -148,7 +152,11 @@ fn an_exposed_rpc_port_needs_the_secret_or_an_explicit_opt_out() {
     let secret = tmp.path().join("secret");
     std::fs::write(&secret, "short").expect("write");
     let short = serve(&["--cluster-secret-file", secret.to_str().expect("utf-8")]);
-    assert_eq!(short.status.code(), Some(2), "a guessable secret is refused");
+    assert_eq!(
+        short.status.code(),
+        Some(2),
+        "a guessable secret is refused"
+    );
     std::fs::write(&secret, TEST_CLUSTER_SECRET).expect("write");
     let with_secret = serve(&["--cluster-secret-file", secret.to_str().expect("utf-8")]);
     assert!(

@@ -226,7 +226,10 @@ mod tests {
     fn the_sender_is_read_from_each_kind_of_raft_message() {
         let vote = Vote::new(3, 7);
         let request: VoteRequest<crate::types::TypeConfig> = VoteRequest::new(vote, None);
-        assert_eq!(sender_of(&message(&request), VoteAt::Field("vote")), Some(7));
+        assert_eq!(
+            sender_of(&message(&request), VoteAt::Field("vote")),
+            Some(7)
+        );
         let snapshot = (vote, 0u8, Vec::<u8>::new());
         assert_eq!(sender_of(&message(&snapshot), VoteAt::First), Some(7));
         assert_eq!(sender_of(&message(&1u8), VoteAt::First), None);

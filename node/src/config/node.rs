@@ -44,7 +44,12 @@ pub struct ServeArgs {
     pub cluster_secret_file: Option<PathBuf>,
     /// The cluster secret itself, for environments that hand secrets over as
     /// variables (FJORD_CLUSTER_SECRET); a file keeps it out of process listings.
-    #[arg(long, env = "FJORD_CLUSTER_SECRET", value_name = "SECRET", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "FJORD_CLUSTER_SECRET",
+        value_name = "SECRET",
+        hide_env_values = true
+    )]
     pub cluster_secret: Option<String>,
     /// Set any Kafka property, e.g. --override num.partitions=3 (repeatable).
     #[arg(long = "override", value_name = "KEY=VALUE")]
@@ -390,10 +395,9 @@ impl NodeConfig {
         }
         let cluster_secret = match (&args.cluster_secret, props.get("rpc.auth.secret.file")) {
             (Some(secret), _) => Some(secret.clone().into_bytes()),
-            (None, Some(path)) => Some(
-                std::fs::read(path)
-                    .map_err(|e| format!("rpc.auth.secret.file {path}: {e}"))?,
-            ),
+            (None, Some(path)) => {
+                Some(std::fs::read(path).map_err(|e| format!("rpc.auth.secret.file {path}: {e}"))?)
+            }
             (None, None) => None,
         };
         Ok(NodeConfig {

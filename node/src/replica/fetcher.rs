@@ -66,7 +66,10 @@ fn split_plan(
 impl FetcherManager {
     pub fn new(broker: Arc<Broker>) -> Self {
         FetcherManager {
-            pool: ChannelPool::new(crate::security::peer_links(&broker.security, broker.node_id)),
+            pool: ChannelPool::new(crate::security::peer_links(
+                &broker.security,
+                broker.node_id,
+            )),
             broker,
             fetchers: Mutex::new(HashMap::new()),
         }

@@ -93,7 +93,9 @@ impl Replication for ReplicationService {
                 };
                 let claimed = u64::try_from(req.replica_id).unwrap_or(u64::MAX);
                 if let Err(why) = fjord_proto::peer::check_caller(caller, Some(claimed), |_| true) {
-                    let _ = tx.send(Err(crate::security::refuse_peer("Fetch", why))).await;
+                    let _ = tx
+                        .send(Err(crate::security::refuse_peer("Fetch", why)))
+                        .await;
                     return;
                 }
                 let resp = serve(&service, req).await;
