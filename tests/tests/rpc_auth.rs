@@ -70,7 +70,7 @@ fn drained(c: &Cluster, node: i32) -> bool {
 #[test]
 fn only_members_holding_the_secret_reach_the_rpc_port_and_only_as_themselves() {
     let mut c = Cluster::start(3, 0, &[]);
-    let controller = c.active_controller().expect("a controller") as i32;
+    let controller = c.active_controller().expect("a controller");
     let rpc = format!("127.0.0.1:{}", c.node(controller).rpc_port);
 
     // A plain gRPC client (before: its forwarded writes were applied).

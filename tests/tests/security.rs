@@ -477,3 +477,54 @@ fn large_fetches_over_tls_arrive_without_stalling() {
     );
     assert_eq!(seen, RECORDS);
 }
+
+/// Before: one CA signed nodes and clients, so a client certificate passed as a node, and
+/// private keys were world-readable (0644).
+#[test]
+fn gen_certs_keeps_node_and_client_cas_apart_and_keys_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let certs = Certs::new();
+    let gen = |args: &[&str]| {
+        let out = Command::new("bash")
+            .arg(fjord_tests::repo_root().join("deploy/gen-certs.sh"))
+            .args(args)
+            .output()
+            .expect("gen-certs.sh");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let dir = certs.dir().to_str().expect("utf-8").to_string();
+    gen(&[&dir, "node"]);
+    gen(&["--client", &dir, "alice"]);
+    for key in [
+        "node.key",
+        "node.pem",
+        "alice.key",
+        "alice.pem",
+        "ca.key",
+        "client-ca.key",
+    ] {
+        let mode = std::fs::metadata(certs.path(key))
+            .expect(key)
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{key}: {mode:o}");
+    }
+    let verify = |ca: &str, cert: &str| {
+        Command::new("openssl")
+            .args(["verify", "-CAfile"])
+            .arg(certs.path(ca))
+            .arg(certs.path(cert))
+            .output()
+            .expect("openssl")
+            .status
+            .success()
+    };
+    assert!(verify("client-ca.pem", "alice.crt"));
+    assert!(!verify("ca.pem", "alice.crt"), "a client is not a node");
+    assert!(verify("ca.pem", "node.crt"));
+    assert!(!verify("client-ca.pem", "node.crt"));
+}
