@@ -103,7 +103,16 @@ impl ChartSecurity {
         ];
         sans.extend(ips.iter().map(|ip| format!("IP:{ip}")));
         let sans: Vec<&str> = sans.iter().map(String::as_str).collect();
-        self.certs.issue("keystore", &sans);
+        let keystore = self.certs.issue("keystore", &sans);
+        // gen-certs.sh keeps keys to their owner (0600); Kubernetes mounts a Secret
+        // readable by the pod's fsGroup, which for this bind mount means by uid 10001.
+        {
+            use std::os::unix::fs::PermissionsExt;
+            for file in [keystore, self.certs.path("keystore.key")] {
+                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644))
+                    .expect("the keystore is readable in the container");
+            }
+        }
         let bootstrap = ips
             .iter()
             .map(|ip| format!("{ip}:{client_port}"))
