@@ -41,10 +41,23 @@ fn as_node(secret: &str, node_id: u64) -> PeerLinks {
 
 /// Forwards a drain of broker 2 to the node at `addr`, as node `origin`.
 fn forward_drain(addr: &str, links: PeerLinks, origin: u64) -> Result<(), tonic::Status> {
+    forward(
+        addr,
+        links,
+        origin,
+        ControllerRequest::DrainBroker { broker_id: 2 },
+    )
+}
+
+fn forward(
+    addr: &str,
+    links: PeerLinks,
+    origin: u64,
+    request: ControllerRequest,
+) -> Result<(), tonic::Status> {
     fjord_tests::futures_block_on(async move {
         let mut client = ControllerClient::new(channel(addr, links));
-        let request =
-            serde_json::to_vec(&ControllerRequest::DrainBroker { broker_id: 2 }).expect("encodes");
+        let request = serde_json::to_vec(&request).expect("encodes");
         client
             .forward(ForwardRequest {
                 request: request.into(),
@@ -97,6 +110,18 @@ fn only_members_holding_the_secret_reach_the_rpc_port_and_only_as_themselves() {
             .metric("fjord_rpc_calls_refused_total{call=\"Forward\"}")
             >= 2.0
     );
+    // A member asking, for another broker, what only that broker may ask.
+    let proxy = forward(
+        &rpc,
+        as_node(TEST_CLUSTER_SECRET, 2),
+        2,
+        ControllerRequest::ControlledShutdown {
+            broker_id: 3,
+            broker_epoch: 0,
+        },
+    )
+    .expect_err("refused");
+    assert_eq!(proxy.code(), tonic::Code::PermissionDenied, "{proxy:?}");
     assert!(!drained(&c, 2), "nothing refused took effect");
 
     // Replication as another replica: refused before any record is read.

@@ -37,6 +37,20 @@ pub fn refuse(call: &'static str, why: String) -> Status {
     Status::permission_denied(why)
 }
 
+/// The node a broker's request about itself names (registration, joining, heartbeats,
+/// shutdown, producer ids); `None` for requests any member may make for others.
+fn about_self(request: &ControllerRequest) -> Option<u64> {
+    let broker = |id: &i32| u64::try_from(*id).ok().or(Some(u64::MAX));
+    match request {
+        ControllerRequest::RegisterBroker(r) => broker(&r.broker_id),
+        ControllerRequest::Heartbeat { broker_id, .. }
+        | ControllerRequest::ControlledShutdown { broker_id, .. }
+        | ControllerRequest::AllocateProducerIds { broker_id, .. } => broker(broker_id),
+        ControllerRequest::AddLearner { node_id, .. } => Some(*node_id),
+        _ => None,
+    }
+}
+
 /// Where a Raft message's sender names itself: its vote's leader (the candidate of a
 /// vote, the leader of entries and snapshots, the old leader of a transfer).
 enum VoteAt {
@@ -75,19 +89,6 @@ impl ControllerGrpc {
         let claimed = sender_of(req.get_ref(), at).or(Some(u64::MAX));
         fjord_proto::peer::check_caller(caller, claimed, |id| self.controller.is_member(id))
             .map_err(|why| refuse(call, why))
-    }
-
-    /// Other calls come from members or registered brokers.
-    fn check_known<T>(
-        &self,
-        call: &'static str,
-        req: &Request<T>,
-        claimed: Option<u64>,
-    ) -> Result<(), Status> {
-        fjord_proto::peer::check_caller(fjord_proto::peer::caller(req), claimed, |id| {
-            self.controller.knows(id)
-        })
-        .map_err(|why| refuse(call, why))
     }
 
     fn check_target(&self, req: &Request<RaftMessage>) -> Result<(), Status> {
@@ -192,11 +193,28 @@ impl ControllerRpc for ControllerGrpc {
         &self,
         req: Request<ForwardRequest>,
     ) -> Result<Response<ForwardResponse>, Status> {
+        let caller = fjord_proto::peer::caller(&req);
         let claimed = Some(req.get_ref().origin_node);
-        self.check_known("Forward", &req, claimed)?;
         let req = req.into_inner();
         let request: ControllerRequest = serde_json::from_slice(&req.request)
             .map_err(|e| Status::invalid_argument(format!("malformed forwarded request: {e}")))?;
+        // What a broker asks for itself must be asked by that broker; a node that is not
+        // a member yet may ask only to join, as itself.
+        let subject = about_self(&request);
+        if let (Some(caller), Some(subject)) = (caller, subject) {
+            if caller != subject {
+                return Err(refuse(
+                    "Forward",
+                    format!("node {caller} asked on behalf of node {subject}"),
+                ));
+            }
+        }
+        let joining = matches!(
+            request,
+            ControllerRequest::AddLearner { .. } | ControllerRequest::RegisterBroker(_)
+        );
+        fjord_proto::peer::check_caller(caller, claimed, |id| joining || self.controller.knows(id))
+            .map_err(|why| refuse("Forward", why))?;
         debug!(
             origin = req.origin_node,
             ?request,
