@@ -9,7 +9,8 @@ use tracing::debug;
 use super::Routing;
 use crate::controller::Controller;
 use crate::requests::ControllerRequest;
-use crate::types::{SnapshotMeta, Vote};
+use crate::types::{SnapshotMeta, TypeConfig, Vote};
+use openraft::raft::{AppendEntriesRequest, TransferLeaderRequest, VoteRequest};
 
 /// The gRPC face of the local controller.
 #[derive(Clone)]
@@ -51,27 +52,10 @@ fn about_self(request: &ControllerRequest) -> Option<u64> {
     }
 }
 
-/// Where a Raft message's sender names itself: its vote's leader (the candidate of a
+/// The node a Raft message says it comes from: its vote's leader (the candidate of a
 /// vote, the leader of entries and snapshots, the old leader of a transfer).
-enum VoteAt {
-    Field(&'static str),
-    /// The first element of a tuple (a snapshot's `(vote, meta, data)`).
-    First,
-}
-
-/// The node a Raft message says it comes from (`None` if it does not parse, which the
-/// handler refuses anyway).
-fn sender_of(msg: &RaftMessage, at: VoteAt) -> Option<u64> {
-    let v: serde_json::Value = serde_json::from_slice(&msg.payload).ok()?;
-    let vote = match at {
-        VoteAt::Field(f) => v.get(f)?,
-        VoteAt::First => v.get(0)?,
-    };
-    let leader = vote.get("leader_id")?;
-    leader
-        .get("node_id")
-        .or_else(|| leader.get("voted_for"))
-        .and_then(serde_json::Value::as_u64)
+fn sender(vote: &Vote) -> u64 {
+    vote.leader_id.node_id
 }
 
 impl ControllerGrpc {
@@ -80,15 +64,12 @@ impl ControllerGrpc {
         &self,
         call: &'static str,
         req: &Request<RaftMessage>,
-        at: VoteAt,
+        vote: &Vote,
     ) -> Result<(), Status> {
-        let caller = fjord_proto::peer::caller(req);
-        if caller.is_none() {
-            return Ok(());
-        }
-        let claimed = sender_of(req.get_ref(), at).or(Some(u64::MAX));
-        fjord_proto::peer::check_caller(caller, claimed, |id| self.controller.is_member(id))
-            .map_err(|why| refuse(call, why))
+        fjord_proto::peer::check_caller(fjord_proto::peer::caller(req), Some(sender(vote)), |id| {
+            self.controller.is_member(id)
+        })
+        .map_err(|why| refuse(call, why))
     }
 
     fn check_target(&self, req: &Request<RaftMessage>) -> Result<(), Status> {
@@ -141,22 +122,22 @@ impl ControllerRpc for ControllerGrpc {
         req: Request<RaftMessage>,
     ) -> Result<Response<RaftMessage>, Status> {
         self.check_target(&req)?;
-        self.check_raft("AppendEntries", &req, VoteAt::Field("vote"))?;
-        let rpc = parse(req.get_ref())?;
+        let rpc: AppendEntriesRequest<TypeConfig> = parse(req.get_ref())?;
+        self.check_raft("AppendEntries", &req, &rpc.vote)?;
         reply(self.controller.raft().append_entries(rpc).await)
     }
 
     async fn vote(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
         self.check_target(&req)?;
-        self.check_raft("Vote", &req, VoteAt::Field("vote"))?;
-        let rpc = parse(req.get_ref())?;
+        let rpc: VoteRequest<TypeConfig> = parse(req.get_ref())?;
+        self.check_raft("Vote", &req, &rpc.vote)?;
         reply(self.controller.raft().vote(rpc).await)
     }
 
     async fn pre_vote(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
         self.check_target(&req)?;
-        self.check_raft("PreVote", &req, VoteAt::Field("vote"))?;
-        let rpc = parse(req.get_ref())?;
+        let rpc: VoteRequest<TypeConfig> = parse(req.get_ref())?;
+        self.check_raft("PreVote", &req, &rpc.vote)?;
         reply(self.controller.raft().pre_vote(rpc).await)
     }
 
@@ -165,8 +146,8 @@ impl ControllerRpc for ControllerGrpc {
         req: Request<RaftMessage>,
     ) -> Result<Response<RaftMessage>, Status> {
         self.check_target(&req)?;
-        self.check_raft("InstallSnapshot", &req, VoteAt::First)?;
         let (vote, meta, data): (Vote, SnapshotMeta, Vec<u8>) = parse(req.get_ref())?;
+        self.check_raft("InstallSnapshot", &req, &vote)?;
         let snapshot = openraft::alias::SnapshotOf::<crate::types::TypeConfig, Vec<u8>> {
             meta,
             snapshot: data,
@@ -184,8 +165,8 @@ impl ControllerRpc for ControllerGrpc {
         req: Request<RaftMessage>,
     ) -> Result<Response<RaftMessage>, Status> {
         self.check_target(&req)?;
-        self.check_raft("TransferLeader", &req, VoteAt::Field("from_leader"))?;
-        let rpc = parse(req.get_ref())?;
+        let rpc: TransferLeaderRequest<TypeConfig> = parse(req.get_ref())?;
+        self.check_raft("TransferLeader", &req, rpc.from_leader())?;
         reply(self.controller.raft().handle_transfer_leader(rpc).await)
     }
 
@@ -232,24 +213,27 @@ impl ControllerRpc for ControllerGrpc {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use openraft::raft::VoteRequest;
 
-    fn message<T: Serialize>(v: &T) -> RaftMessage {
-        RaftMessage {
-            payload: serde_json::to_vec(v).expect("encodes").into(),
-        }
-    }
-
+    /// Each kind of Raft message, as it crosses the wire, names its sender in its vote.
     #[test]
     fn the_sender_is_read_from_each_kind_of_raft_message() {
+        fn wire<T: Serialize + DeserializeOwned>(v: &T) -> T {
+            let msg = RaftMessage {
+                payload: serde_json::to_vec(v).expect("encodes").into(),
+            };
+            parse(&msg).expect("decodes")
+        }
         let vote = Vote::new(3, 7);
-        let request: VoteRequest<crate::types::TypeConfig> = VoteRequest::new(vote, None);
-        assert_eq!(
-            sender_of(&message(&request), VoteAt::Field("vote")),
-            Some(7)
-        );
-        let snapshot = (vote, 0u8, Vec::<u8>::new());
-        assert_eq!(sender_of(&message(&snapshot), VoteAt::First), Some(7));
-        assert_eq!(sender_of(&message(&1u8), VoteAt::First), None);
+        let request: VoteRequest<TypeConfig> = wire(&VoteRequest::new(vote, None));
+        assert_eq!(sender(&request.vote), 7);
+        let (snapshot_vote, _, _): (Vote, u8, Vec<u8>) = wire(&(vote, 0u8, Vec::<u8>::new()));
+        assert_eq!(sender(&snapshot_vote), 7);
+        let transfer: TransferLeaderRequest<TypeConfig> =
+            wire(&TransferLeaderRequest::new(vote, 2, None));
+        assert_eq!(sender(transfer.from_leader()), 7);
+        let malformed = RaftMessage {
+            payload: serde_json::to_vec(&1u8).expect("encodes").into(),
+        };
+        assert!(parse::<VoteRequest<TypeConfig>>(&malformed).is_err());
     }
 }

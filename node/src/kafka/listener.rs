@@ -29,7 +29,7 @@ pub async fn serve(
     loop {
         // Kafka's acceptor waits while the node is full or the listener is over its
         // creation rate: the connections queue in the kernel's backlog meanwhile.
-        let limits = limits_now(&broker, None);
+        let mut limits = limits_now(&broker);
         match broker
             .connections
             .accept_gate(&name, &limits, crate::quota::now_ms())
@@ -62,7 +62,7 @@ pub async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let ip = peer.ip().to_canonical();
-                    let limits = limits_now(&broker, Some(ip));
+                    limits.ip_rate = ip_rate(&broker, ip);
                     let (slot, verdict) =
                         broker.connections.admit(&name, ip, &limits, crate::quota::now_ms());
                     match verdict {
@@ -95,9 +95,8 @@ pub async fn serve(
     }
 }
 
-/// The connection limits in force now, with the `connection_creation_rate` quota of
-/// `ip` (its own, else the default IP's).
-fn limits_now(broker: &Broker, ip: Option<IpAddr>) -> Limits {
+/// The connection limits in force now (the address's quota is added once it is known).
+fn limits_now(broker: &Broker) -> Limits {
     let md = broker.metadata();
     let view = broker.view(&md);
     let count = |name: &str| usize::try_from(view.broker_i64(name).max(0)).unwrap_or(usize::MAX);
@@ -107,27 +106,30 @@ fn limits_now(broker: &Broker, ip: Option<IpAddr>) -> Limits {
         debug!(error = %e, "max.connections.per.ip.overrides ignored");
         Default::default()
     });
-    let ip_rate = ip.and_then(|ip| {
-        [EntityName::Named(ip.to_string()), EntityName::Default]
-            .into_iter()
-            .find_map(|name| {
-                let key = QuotaEntity {
-                    ip: Some(name),
-                    ..QuotaEntity::default()
-                }
-                .key();
-                md.client_quotas
-                    .get(&key)?
-                    .values
-                    .get(IP_QUOTA_KEY)
-                    .map(|v| v.0)
-            })
-    });
     Limits {
         max_connections: count("max.connections").min(broker.connection_ceiling),
         per_ip: count("max.connections.per.ip"),
         per_ip_overrides,
         listener_rate: (rate < i64::from(i32::MAX)).then_some(rate.max(0) as f64),
-        ip_rate,
+        ip_rate: None,
     }
+}
+
+/// The `connection_creation_rate` quota of `ip`: its own, else the default IP's.
+fn ip_rate(broker: &Broker, ip: IpAddr) -> Option<f64> {
+    let md = broker.metadata();
+    [EntityName::Named(ip.to_string()), EntityName::Default]
+        .into_iter()
+        .find_map(|name| {
+            let key = QuotaEntity {
+                ip: Some(name),
+                ..QuotaEntity::default()
+            }
+            .key();
+            md.client_quotas
+                .get(&key)?
+                .values
+                .get(IP_QUOTA_KEY)
+                .map(|v| v.0)
+        })
 }
