@@ -1,8 +1,8 @@
 //! Building v2 record batches, and reading the records of any batch.
 //!
 //! Producers build their own batches; the broker only needs this for what it writes itself
-//! (the metadata log, internal topics) and for tests. Compressed batches are stored as
-//! received and never rebuilt here.
+//! (the metadata log, internal topics), for the cleaner, which rebuilds a batch around the
+//! records it keeps in the batch's own codec, and for tests.
 
 use crate::batch::{self, BatchHeader, Compression, HEADER_SIZE, LOG_OVERHEAD, MAGIC_V2};
 use crate::error::StorageError;
@@ -272,11 +272,13 @@ pub fn decode_records(batch_bytes: &[u8]) -> Result<Vec<DecodedRecord>> {
     Ok(out)
 }
 
-/// Re-encodes a batch keeping only `records` (a subset of its own, in order), uncompressed,
-/// with every offset, timestamp and producer field of the original: the log cleaner's
-/// output. With no records it is an empty batch that still covers the original offsets,
-/// which keeps an idempotent producer's last sequence in the log.
-pub fn rebuild_batch(header: &BatchHeader, records: &[DecodedRecord]) -> Vec<u8> {
+/// Rebuilds a batch holding only `records` (a subset of its own, in order), keeping
+/// everything else of the original header: base offset, offset range, timestamps,
+/// producer fields and attributes, the compression codec included. The cleaner rewrites
+/// batches this way: a batch that arrived compressed stays compressed, with its codec.
+/// With no records it is an empty, uncompressed batch that still covers the original
+/// offsets, which keeps an idempotent producer's last sequence in the log.
+pub fn rebuild_batch(header: &BatchHeader, records: &[DecodedRecord]) -> Result<Vec<u8>> {
     let mut body = Vec::with_capacity(64 * records.len());
     for r in records {
         let record = Record {
@@ -288,9 +290,17 @@ pub fn rebuild_batch(header: &BatchHeader, records: &[DecodedRecord]) -> Vec<u8>
         let delta = (r.offset - header.base_offset).clamp(0, i64::from(i32::MAX)) as i32;
         encode_record(&mut body, &record, delta);
     }
+    let codec = header.compression()?;
+    let (body, attributes) = if codec == Compression::None || records.is_empty() {
+        (body, header.attributes & !batch::COMPRESSION_MASK)
+    } else {
+        (
+            crate::compression::compress(codec, &body, None)?,
+            header.attributes,
+        )
+    };
     let mut out = Vec::with_capacity(HEADER_SIZE + body.len());
     let batch_length = (HEADER_SIZE - LOG_OVERHEAD + body.len()) as i32;
-    let attributes = header.attributes & !batch::COMPRESSION_MASK;
     out.extend_from_slice(&header.base_offset.to_be_bytes());
     out.extend_from_slice(&batch_length.to_be_bytes());
     out.extend_from_slice(&header.partition_leader_epoch.to_be_bytes());
@@ -307,7 +317,7 @@ pub fn rebuild_batch(header: &BatchHeader, records: &[DecodedRecord]) -> Vec<u8>
     out.extend_from_slice(&body);
     let crc = batch::compute_crc(&out);
     out[17..21].copy_from_slice(&crc.to_be_bytes());
-    out
+    Ok(out)
 }
 
 #[cfg(test)]

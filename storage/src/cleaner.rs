@@ -14,6 +14,12 @@
 //! segment, anything above the high watermark, and records younger than
 //! `min.compaction.lag.ms` are never touched.
 //!
+//! Transactions: the records of a transaction that ended with an ABORT marker inside the
+//! pass are removed, as Kafka's cleaner removes them (read_committed consumers never see
+//! them, read_uncommitted ones stop seeing them). The abort marker itself goes like a
+//! tombstone, `delete.retention.ms` after it became clean, unless it is its producer's
+//! last batch, which keeps the producer's epoch in the log. Commit markers stay.
+//!
 //! [`PartitionLog::plan_compaction`]: crate::log::PartitionLog::plan_compaction
 //! [`PartitionLog::finish_compaction`]: crate::log::PartitionLog::finish_compaction
 
@@ -29,6 +35,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::batch::{BatchHeader, HEADER_SIZE};
 use crate::builder::{decode_records, rebuild_batch, DecodedRecord};
+use crate::control::ControlType;
 use crate::error::StorageError;
 use crate::segment::file_name;
 use crate::Result;
@@ -136,6 +143,17 @@ pub struct CompactionStats {
     pub records_kept: u64,
     pub records_removed: u64,
     pub tombstones_removed: u64,
+    pub aborted_records_removed: u64,
+    pub abort_markers_removed: u64,
+}
+
+/// How the transactions of a job ended, where their markers are inside the job.
+#[derive(Debug, Default)]
+struct Transactions {
+    /// Base offsets of transactional data batches whose transaction was aborted.
+    aborted_batches: HashSet<i64>,
+    /// Base offsets of abort markers.
+    abort_markers: HashSet<i64>,
 }
 
 /// 128 bits of key hash: two SipHashes with different prefixes, so a collision (which
@@ -207,7 +225,12 @@ impl CompactionJob {
     pub fn run(&self, throttle: &mut dyn FnMut(u64)) -> Result<CompactionOutput> {
         let mut stats = CompactionStats::default();
         let (latest, cleaned_up_to) = self.index_dirty_keys(&mut stats, throttle)?;
-        let last_batch_of_producer = self.last_batch_of_each_producer()?;
+        let (last_batch_of_producer, transactional) = self.last_batch_of_each_producer()?;
+        let txns = if transactional {
+            self.transactions(cleaned_up_to, &mut stats, throttle)?
+        } else {
+            Transactions::default()
+        };
         let mut groups = Vec::new();
         let mut group: Vec<&SegmentFile> = Vec::new();
         let mut group_size = 0u64;
@@ -222,7 +245,7 @@ impl CompactionJob {
                     &group,
                     &latest,
                     cleaned_up_to,
-                    &last_batch_of_producer,
+                    (&last_batch_of_producer, &txns),
                     &mut stats,
                     throttle,
                 )?);
@@ -237,7 +260,7 @@ impl CompactionJob {
                 &group,
                 &latest,
                 cleaned_up_to,
-                &last_batch_of_producer,
+                (&last_batch_of_producer, &txns),
                 &mut stats,
                 throttle,
             )?);
@@ -294,17 +317,86 @@ impl CompactionJob {
     }
 
     /// The last batch of each idempotent producer in the job, which must stay (possibly
-    /// empty) so the producer's sequence survives a restart.
-    fn last_batch_of_each_producer(&self) -> Result<HashSet<i64>> {
+    /// empty) so the producer's sequence survives a restart; and whether the job holds
+    /// any transactional batch.
+    fn last_batch_of_each_producer(&self) -> Result<(HashSet<i64>, bool)> {
         let mut last: HashMap<i64, i64> = HashMap::new();
+        let mut transactional = false;
         for seg in &self.segments {
             crate::segment::for_each_header_in(&seg.file, &seg.path, seg.size, |h| {
                 if h.has_producer_id() {
                     last.insert(h.producer_id, h.base_offset);
                 }
+                transactional |= h.is_transactional();
             })?;
         }
-        Ok(last.into_values().collect())
+        Ok((last.into_values().collect(), transactional))
+    }
+
+    /// Which transactions ended with an abort inside the part this pass compacts. A
+    /// transaction whose marker lies beyond it (or in the active segment) is still open
+    /// as far as this pass knows, and its records stay.
+    fn transactions(
+        &self,
+        cleaned_up_to: i64,
+        stats: &mut CompactionStats,
+        throttle: &mut dyn FnMut(u64),
+    ) -> Result<Transactions> {
+        let mut open: HashMap<i64, Vec<i64>> = HashMap::new();
+        let mut txns = Transactions::default();
+        for seg in self
+            .segments
+            .iter()
+            .filter(|s| s.base_offset < cleaned_up_to)
+        {
+            for item in batches(seg) {
+                let (header, bytes) = item?;
+                stats.bytes_read += bytes.len() as u64;
+                throttle(bytes.len() as u64);
+                if !header.is_transactional() || header.base_offset >= cleaned_up_to {
+                    continue;
+                }
+                if !header.is_control() {
+                    open.entry(header.producer_id)
+                        .or_default()
+                        .push(header.base_offset);
+                    continue;
+                }
+                let batches = open.remove(&header.producer_id).unwrap_or_default();
+                if crate::control::control_type(&bytes)? == Some(ControlType::Abort) {
+                    txns.aborted_batches.extend(batches);
+                    txns.abort_markers.insert(header.base_offset);
+                }
+            }
+        }
+        Ok(txns)
+    }
+
+    /// Whether the abort marker with `header` may go now: it has been clean for
+    /// `delete.retention.ms` and is not its producer's last batch.
+    fn abort_marker_expired(
+        &self,
+        header: &BatchHeader,
+        last_batches: &HashSet<i64>,
+        stats: &mut CompactionStats,
+    ) -> bool {
+        if last_batches.contains(&header.base_offset) {
+            return false;
+        }
+        let cleaned_at = self
+            .state
+            .cleaned_at(header.base_offset)
+            .unwrap_or(self.now_ms);
+        let expires = cleaned_at.saturating_add(self.settings.delete_retention_ms);
+        if self.now_ms >= expires {
+            return true;
+        }
+        stats.next_tombstone_expiry_ms = Some(
+            stats
+                .next_tombstone_expiry_ms
+                .map_or(expires, |e| e.min(expires)),
+        );
+        false
     }
 
     fn keep(
@@ -343,7 +435,7 @@ impl CompactionJob {
         group: &[&SegmentFile],
         latest: &HashMap<u128, i64>,
         cleaned_up_to: i64,
-        keep_producer_batches: &HashSet<i64>,
+        (keep_producer_batches, txns): (&HashSet<i64>, &Transactions),
         stats: &mut CompactionStats,
         throttle: &mut dyn FnMut(u64),
     ) -> Result<(i64, Vec<i64>)> {
@@ -365,8 +457,21 @@ impl CompactionJob {
             for item in batches(seg) {
                 let (header, bytes) = item?;
                 throttle(bytes.len() as u64);
-                // Control batches (transaction markers) and anything past this pass's
-                // dirty end are copied as they are.
+                if header.base_offset < cleaned_up_to {
+                    if txns.abort_markers.contains(&header.base_offset)
+                        && self.abort_marker_expired(&header, keep_producer_batches, stats)
+                    {
+                        stats.abort_markers_removed += 1;
+                        continue;
+                    }
+                    if txns.aborted_batches.contains(&header.base_offset) {
+                        // Never a producer's last batch: its abort marker comes after it.
+                        stats.aborted_records_removed += header.records_count.max(0) as u64;
+                        continue;
+                    }
+                }
+                // Other control batches (markers) and anything past this pass's dirty
+                // end are copied as they are.
                 if header.is_control() || header.base_offset >= cleaned_up_to {
                     stats.bytes_written += bytes.len() as u64;
                     write(&mut out, &bytes)?;
@@ -387,10 +492,18 @@ impl CompactionJob {
                     || (header.has_producer_id()
                         && keep_producer_batches.contains(&header.base_offset))
                 {
-                    let rebuilt = rebuild_batch(&header, &kept);
-                    stats.bytes_written += rebuilt.len() as u64;
-                    throttle(rebuilt.len() as u64);
-                    write(&mut out, &rebuilt)?;
+                    let rebuilt = rebuild_batch(&header, &kept)?;
+                    // A codec can, rarely, pack fewer records into more bytes; then the
+                    // batch stays as it was (superseded records are only kept longer),
+                    // so a pass never writes more than it read.
+                    let bytes = if rebuilt.len() <= bytes.len() {
+                        rebuilt
+                    } else {
+                        bytes
+                    };
+                    stats.bytes_written += bytes.len() as u64;
+                    throttle(bytes.len() as u64);
+                    write(&mut out, &bytes)?;
                 }
             }
         }

@@ -305,3 +305,271 @@ fn an_interrupted_swap_is_completed_on_open() {
         "{names:?}"
     );
 }
+
+mod codecs {
+    //! Compaction keeps every kept batch in the codec it arrived in and never writes more
+    //! than it read, whatever the codec, the keys and how compressible the values are.
+
+    use std::collections::HashMap;
+
+    use fjord_storage::batch::Compression;
+    use fjord_storage::builder::{BatchBuilder, Record};
+    use fjord_storage::compression::compress;
+    use fjord_storage::PartitionLog;
+    use proptest::prelude::*;
+
+    use super::{append, compacted_config, contents};
+
+    const CODECS: [Compression; 5] = [
+        Compression::None,
+        Compression::Gzip,
+        Compression::Snappy,
+        Compression::Lz4,
+        Compression::Zstd,
+    ];
+
+    /// One record: its key, and its value as (length, fill byte), or none (a tombstone).
+    type Spec = (u8, Option<(usize, u8)>);
+
+    /// A producer's batch of `records`, compressed with `codec` the way a client sends it.
+    fn producer_batch(codec: Compression, records: &[Spec]) -> Vec<u8> {
+        let mut b = BatchBuilder::new(0, 1_000);
+        for (key, value) in records {
+            b.push(Record::new(
+                Some(format!("key-{key}").into_bytes()),
+                value.map(|(len, fill)| vec![fill; len]),
+            ));
+        }
+        let plain = b.build();
+        if codec == Compression::None {
+            return plain;
+        }
+        const HEADER: usize = 61;
+        let mut out = plain[..HEADER].to_vec();
+        out.extend_from_slice(&compress(codec, &plain[HEADER..], None).expect("compress"));
+        let len = (out.len() - 12) as i32;
+        out[8..12].copy_from_slice(&len.to_be_bytes());
+        out[21..23].copy_from_slice(&codec.attribute_bits().to_be_bytes());
+        let crc = fjord_storage::batch::compute_crc(&out);
+        out[17..21].copy_from_slice(&crc.to_be_bytes());
+        out
+    }
+
+    fn record() -> impl Strategy<Value = Spec> {
+        (
+            0u8..12,
+            prop_oneof![
+                1 => Just(None),
+                6 => (1usize..2_000, any::<u8>()).prop_map(Some),
+            ],
+        )
+    }
+
+    fn run(codec: Compression, batches: Vec<Vec<Spec>>) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut log = PartitionLog::open(dir.path(), compacted_config(), None).expect("open");
+        for records in &batches {
+            append(&mut log, &producer_batch(codec, records), 0, 1_000).expect("append");
+        }
+        let before = contents(&log);
+        let size_before = log.size_bytes();
+        let Some(job) = log.plan_compaction(2_000, log.log_end_offset(), 1 << 20) else {
+            return;
+        };
+        let out = job.run(&mut |_| {}).expect("run");
+        assert!(
+            out.stats.bytes_written <= out.stats.bytes_read,
+            "{codec:?}: wrote {} bytes, read {}",
+            out.stats.bytes_written,
+            out.stats.bytes_read
+        );
+        log.finish_compaction(out, 2_000).expect("swap");
+        assert!(
+            log.size_bytes() <= size_before,
+            "{codec:?}: {size_before} bytes on disk before, {} after",
+            log.size_bytes()
+        );
+        // Every batch is still in the producers' codec (an emptied batch, kept only for
+        // its producer's sequence, has nothing to compress).
+        log.for_each_batch_header(|h| {
+            if h.records_count > 0 {
+                assert_eq!(
+                    h.compression().expect("codec"),
+                    codec,
+                    "batch at {}",
+                    h.base_offset
+                );
+            }
+        })
+        .expect("headers");
+        // What is left is the original records at their offsets, and every key's latest.
+        let after = contents(&log);
+        let original: HashMap<i64, _> = before.iter().map(|(o, k, v)| (*o, (k, v))).collect();
+        for (o, k, v) in &after {
+            assert_eq!(
+                original.get(o),
+                Some(&(k, v)),
+                "{codec:?}: offset {o} changed"
+            );
+        }
+        let mut latest: HashMap<&String, i64> = HashMap::new();
+        for (o, k, _) in &before {
+            latest.insert(k, *o);
+        }
+        let kept: std::collections::HashSet<i64> = after.iter().map(|(o, _, _)| *o).collect();
+        for (k, o) in latest {
+            assert!(
+                kept.contains(&o),
+                "{codec:?}: the latest record of {k} (offset {o}) is gone"
+            );
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+        #[test]
+        fn compaction_keeps_the_codec_and_never_grows_a_log(
+            codec in prop::sample::select(CODECS.to_vec()),
+            batches in prop::collection::vec(prop::collection::vec(record(), 1..20), 20..80),
+        ) {
+            run(codec, batches);
+        }
+    }
+
+    /// The case that grew a topic 14,600x: highly compressible zstd values, compacted
+    /// again and again as new values of the same keys arrive.
+    #[test]
+    fn repeated_passes_over_compressible_zstd_batches_do_not_inflate() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut log = PartitionLog::open(dir.path(), compacted_config(), None).expect("open");
+        let mut largest = 0;
+        for round in 0..60u8 {
+            // Nine keys every round supersedes, and one of its own that stays: every
+            // batch compacted is partly kept and rebuilt.
+            let mut records: Vec<_> = (0..9u8).map(|k| (k, Some((20_000, round)))).collect();
+            records.push((100 + round, Some((20_000, round))));
+            append(
+                &mut log,
+                &producer_batch(Compression::Zstd, &records),
+                0,
+                1_000,
+            )
+            .expect("append");
+            if let Some(job) = log.plan_compaction(2_000, log.log_end_offset(), 1 << 20) {
+                let out = job.run(&mut |_| {}).expect("run");
+                log.finish_compaction(out, 2_000).expect("swap");
+            }
+            largest = largest.max(log.size_bytes());
+        }
+        // Up to 69 live records of 20,000 bytes: 1.4 MB uncompressed, a few KiB as zstd.
+        assert!(largest < 64 * 1024, "the log reached {largest} bytes");
+    }
+}
+
+/// A transactional batch of producer 9 (epoch 0) holding `keys`, each valued `value`.
+fn txn_batch(sequence: i32, keys: &[&str], value: &str) -> Vec<u8> {
+    let mut b = BatchBuilder::new(0, 1_000)
+        .producer(9, 0, sequence)
+        .transactional(true);
+    for k in keys {
+        b.push(Record::new(
+            Some(k.as_bytes().to_vec()),
+            Some(value.as_bytes().to_vec()),
+        ));
+    }
+    b.build()
+}
+
+fn markers(log: &PartitionLog) -> Vec<(i64, fjord_storage::control::ControlType)> {
+    let mut out = Vec::new();
+    let mut offset = log.log_start_offset();
+    while offset < log.log_end_offset() {
+        let Some(range) = log.read(offset, 1 << 20, i64::MAX, true).expect("read") else {
+            break;
+        };
+        let bytes = range.read().expect("bytes");
+        for b in BatchIter::new(&bytes) {
+            let (r, h) = b.expect("batch");
+            if h.is_control() {
+                let kind = fjord_storage::control::control_type(&bytes[r])
+                    .expect("marker")
+                    .expect("a transaction marker");
+                out.push((h.base_offset, kind));
+            }
+            offset = h.next_offset();
+        }
+    }
+    out
+}
+
+#[test]
+fn aborted_transactions_are_removed_and_their_markers_expire() {
+    use fjord_storage::control::{marker_batch, ControlType};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = PartitionLog::open(dir.path(), compacted_config(), None).expect("open");
+    // Producer 9: an aborted transaction, then a committed one, then plain records enough
+    // to close the segments that hold them.
+    append(&mut log, &txn_batch(0, &["a", "b"], "aborted"), 0, 1_000).expect("append");
+    append(&mut log, &txn_batch(2, &["zz"], "aborted"), 0, 1_000).expect("append");
+    append(
+        &mut log,
+        &marker_batch(9, 0, ControlType::Abort, 0, 1_000),
+        0,
+        1_000,
+    )
+    .expect("abort");
+    append(&mut log, &txn_batch(3, &["c"], "committed"), 0, 1_000).expect("append");
+    append(
+        &mut log,
+        &marker_batch(9, 0, ControlType::Commit, 0, 1_000),
+        0,
+        1_000,
+    )
+    .expect("commit");
+    for i in 0..300 {
+        put(&mut log, &format!("plain-{}", i % 20), Some("x"), 1_000);
+    }
+    let before = contents(&log);
+    assert!(before
+        .iter()
+        .any(|(_, _, v)| v.as_deref() == Some("aborted")));
+    let abort_at = markers(&log)
+        .iter()
+        .find(|(_, k)| *k == ControlType::Abort)
+        .expect("abort marker")
+        .0;
+
+    assert!(compact(&mut log, 2_000));
+    let after = contents(&log);
+    assert!(
+        !after
+            .iter()
+            .any(|(_, _, v)| v.as_deref() == Some("aborted")),
+        "aborted records are gone"
+    );
+    assert!(
+        after
+            .iter()
+            .any(|(_, k, v)| k == "c" && v.as_deref() == Some("committed")),
+        "committed records stay"
+    );
+    assert!(
+        markers(&log).contains(&(abort_at, ControlType::Abort)),
+        "the abort marker stays for delete.retention.ms"
+    );
+
+    // After delete.retention.ms (10 s here) the abort marker goes; the commit marker,
+    // the producer's last batch, stays.
+    compact(&mut log, 20_000);
+    let left = markers(&log);
+    assert!(
+        !left.iter().any(|(_, k)| *k == ControlType::Abort),
+        "the abort marker expired: {left:?}"
+    );
+    assert!(left.iter().any(|(_, k)| *k == ControlType::Commit));
+    // Offsets and the log end never move.
+    assert_eq!(
+        contents(&log).last().map(|(o, _, _)| *o),
+        before.last().map(|(o, _, _)| *o)
+    );
+}
