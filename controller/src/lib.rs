@@ -13,6 +13,7 @@ pub mod balance;
 mod controller;
 pub mod decisions;
 pub mod error;
+pub mod internal_topics;
 pub mod limits;
 pub mod metadata;
 pub mod network;

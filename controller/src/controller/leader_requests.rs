@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use super::Controller;
 use crate::error::ControllerError;
+use crate::internal_topics;
 use crate::limits;
 use crate::metadata::quotas;
 use crate::metadata::{
@@ -245,13 +246,24 @@ impl Controller {
                 Ok(ControllerResponse::Elections(results))
             }
             ControllerRequest::AlterReassignments { changes } => {
-                match self
-                    .propose(MetadataCommand::AlterReassignments { changes })
-                    .await?
-                {
-                    CommandOutcome::Reassignments(r) => Ok(ControllerResponse::Reassignments(r)),
-                    other => Err(unexpected(other)),
+                let mut results = Vec::new();
+                let mut allowed = Vec::new();
+                for c in changes {
+                    match internal_topics::reassignment_refused(&md, &c) {
+                        Some(e) => results.push((c.topic, c.partition, Err(e))),
+                        None => allowed.push(c),
+                    }
                 }
+                if !allowed.is_empty() {
+                    match self
+                        .propose(MetadataCommand::AlterReassignments { changes: allowed })
+                        .await?
+                    {
+                        CommandOutcome::Reassignments(r) => results.extend(r),
+                        other => return Err(unexpected(other)),
+                    }
+                }
+                Ok(ControllerResponse::Reassignments(results))
             }
             ControllerRequest::AlterClientQuotas {
                 changes,
@@ -293,13 +305,30 @@ impl Controller {
                 validate_only,
             } => self.create_topics(&md, topics, validate_only).await,
             ControllerRequest::DeleteTopics { names } => {
-                match self
-                    .propose(MetadataCommand::DeleteTopics { names })
-                    .await?
-                {
-                    CommandOutcome::Topics(t) => Ok(ControllerResponse::Topics(t)),
-                    other => Err(unexpected(other)),
+                let (refused, names): (Vec<_>, Vec<_>) = names
+                    .into_iter()
+                    .map(|n| (internal_topics::deletion_refused(&md, &n), n))
+                    .partition(|(refusal, _)| refusal.is_some());
+                let mut outcomes: Vec<TopicOutcome> = refused
+                    .into_iter()
+                    .filter_map(|(refusal, name)| {
+                        refusal.map(|e| TopicOutcome {
+                            name,
+                            result: Err(e),
+                        })
+                    })
+                    .collect();
+                let names: Vec<String> = names.into_iter().map(|(_, n)| n).collect();
+                if !names.is_empty() {
+                    match self
+                        .propose(MetadataCommand::DeleteTopics { names })
+                        .await?
+                    {
+                        CommandOutcome::Topics(t) => outcomes.extend(t),
+                        other => return Err(unexpected(other)),
+                    }
                 }
+                Ok(ControllerResponse::Topics(outcomes))
             }
             ControllerRequest::CreatePartitions {
                 topic,
@@ -311,6 +340,9 @@ impl Controller {
                     .topics
                     .get(&topic)
                     .ok_or_else(|| MetadataError::UnknownTopic(topic.clone()))?;
+                if let Some(refused) = internal_topics::new_partitions_refused(&md, &topic) {
+                    return Err(refused.into());
+                }
                 let current = topic_state.partitions.len() as i32;
                 if count <= current {
                     return Err(MetadataError::InvalidPartitions(format!(
