@@ -67,6 +67,11 @@ pub struct ControllerConfig {
     /// and that has not come back within this is fenced at once. `None` waits out the
     /// session instead.
     pub disconnect_grace: Option<Duration>,
+    /// Whether this node, as the lowest-id voter with no Raft state, may create the
+    /// quorum. The node turns it off when its data directory shows it was in a cluster
+    /// before (its metadata directory was lost): then it waits to be sent the existing
+    /// metadata instead of starting a new, empty cluster.
+    pub may_bootstrap: bool,
 }
 
 /// How often automatic balancing looks for work.
@@ -200,6 +205,9 @@ impl Controller {
         let state_machine =
             StateMachineStore::open(db.open_tree("state_machine").map_err(storage_err)?)
                 .map_err(storage_err)?;
+        log_store
+            .reconcile(state_machine.snapshot_last().await)
+            .map_err(storage_err)?;
         let metadata = state_machine.subscribe();
 
         let election_ms = config.election_timeout.as_millis().max(50) as u64;
@@ -211,6 +219,15 @@ impl Controller {
             enable_pre_vote: Some(true),
             snapshot_policy: SnapshotPolicy::LogsSinceLast(10_000),
             max_in_snapshot_log_to_keep: 1_000,
+            // A follower whose metadata log lost entries it had acknowledged (a damaged
+            // tail cut on open, a lost `controller` directory) answers the leader with a
+            // conflict below what it matched before. Without this the leader's Raft core
+            // panics on that answer and the cluster loses its controller; with it, the
+            // leader searches that follower's log again and resends what it lacks. The
+            // entries stay committed (the quorum's value never moves back); a panic
+            // would not make them any safer, since a restarted leader forgets the old
+            // progress anyway.
+            allow_log_reversion: Some(true),
             ..Config::default()
         }
         .validate()
@@ -238,7 +255,12 @@ impl Controller {
             .is_initialized()
             .await
             .map_err(|e| ControllerError::Fatal(e.to_string()))?;
-        if !initialized && lowest_voter == Some(config.node_id) {
+        if !initialized && lowest_voter == Some(config.node_id) && !config.may_bootstrap {
+            warn!(
+                dir = %config.dir.display(),
+                "this node's metadata directory is empty but its data directory holds partition logs: not creating a new quorum; waiting for the running voters to send the metadata (if every voter lost its metadata, restore one from a backup)"
+            );
+        } else if !initialized && lowest_voter == Some(config.node_id) {
             let members: BTreeMap<NodeId, BasicNode> = config
                 .voters
                 .iter()

@@ -22,6 +22,7 @@ fn config(dir: &std::path::Path) -> ControllerConfig {
         max_partitions_per_broker: fjord_controller::limits::DEFAULT_MAX_PARTITIONS_PER_BROKER,
         rpc_links: Default::default(),
         disconnect_grace: None,
+        may_bootstrap: true,
     }
 }
 

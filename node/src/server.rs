@@ -93,6 +93,7 @@ pub async fn run(config: NodeConfig) -> Result<(), ServeError> {
             .and_then(|v| v.parse().ok())
             .unwrap_or(default)
     };
+    let may_bootstrap = check_metadata_dir(&config, &replicas)?;
     let controller = Controller::start(ControllerConfig {
         node_id: config.node_id as u64,
         dir: config.data_dir.join("controller"),
@@ -127,6 +128,7 @@ pub async fn run(config: NodeConfig) -> Result<(), ServeError> {
             fjord_controller::limits::DEFAULT_MAX_PARTITIONS_PER_BROKER,
         ),
         rpc_links: crate::security::peer_links(&security, config.node_id),
+        may_bootstrap,
     })
     .await
     .map_err(|e| ServeError::Controller(e.to_string()))?;
@@ -154,15 +156,13 @@ pub async fn run(config: NodeConfig) -> Result<(), ServeError> {
     ));
     tokio::spawn(reload_security(Arc::clone(&security), shutdown_rx.clone()));
     txn_service.set_broker(Arc::clone(&broker));
-    let recovered = controller.wait_for_recovery(Duration::from_secs(120)).await;
-    if !recovered {
-        warn!("metadata quorum not reachable yet; stray logs will not be cleaned up this run");
+    if !controller.wait_for_recovery(Duration::from_secs(120)).await {
+        warn!("the local metadata log was not replayed within 120 s; starting anyway");
     }
     let fetchers = Arc::new(FetcherManager::new(Arc::clone(&broker)));
     tokio::spawn(reconcile_metadata(
         Arc::clone(&broker),
         Arc::clone(&fetchers),
-        recovered,
     ));
     tokio::spawn(isr_sync::run(Arc::clone(&broker), shutdown_rx.clone()));
     tokio::spawn(crate::replica::cleaner::run(
@@ -351,15 +351,13 @@ async fn serve_rpc(
 }
 
 /// Applies every new metadata image to local partitions.
-async fn reconcile_metadata(broker: Arc<Broker>, fetchers: Arc<FetcherManager>, recovered: bool) {
+async fn reconcile_metadata(broker: Arc<Broker>, fetchers: Arc<FetcherManager>) {
     let mut rx = broker.controller.metadata();
     loop {
         let md = rx.borrow_and_update().clone();
         let replicas = Arc::clone(&broker.replicas);
         // Opening logs may scan segments: keep it off the async workers.
-        if let Ok(plan) =
-            tokio::task::spawn_blocking(move || replicas.apply_metadata(&md, recovered)).await
-        {
+        if let Ok(plan) = tokio::task::spawn_blocking(move || replicas.apply_metadata(&md)).await {
             if !broker.is_shutting_down() {
                 fetchers.apply(plan);
             }
@@ -369,6 +367,44 @@ async fn reconcile_metadata(broker: Arc<Broker>, fetchers: Arc<FetcherManager>, 
             return;
         }
     }
+}
+
+/// Whether this node may create a new metadata quorum if it has no Raft state. A data
+/// directory with partition logs but no metadata directory was part of a cluster whose
+/// metadata this node lost (a deleted or damaged `controller` directory). In a cluster of
+/// several voters the others still hold it and send it; a lone voter has nobody to get it
+/// from, and a new empty cluster would take every log for a stray, so it refuses to start
+/// and says what to do.
+fn check_metadata_dir(
+    config: &crate::config::NodeConfig,
+    replicas: &ReplicaManager,
+) -> Result<bool, ServeError> {
+    let metadata_dir = config.data_dir.join("controller");
+    if metadata_dir.join("state").exists() {
+        return Ok(true);
+    }
+    let logs = replicas.stored_partition_count();
+    if logs == 0 {
+        return Ok(true);
+    }
+    let me = config.node_id as u64;
+    if config.voters.len() == 1 && config.voters.contains_key(&me) {
+        return Err(ServeError::Controller(format!(
+            "{} holds {logs} partition logs, but the metadata directory {} is missing or empty: \
+             this single-voter cluster's metadata is lost, and starting would create a new, \
+             empty cluster that discards those logs. Restore {} from a backup, or, to start \
+             a new cluster without the old data, move the data directory aside",
+            config.data_dir.display(),
+            metadata_dir.display(),
+            metadata_dir.display(),
+        )));
+    }
+    warn!(
+        partition_logs = logs,
+        metadata_dir = %metadata_dir.display(),
+        "the metadata directory is missing but partition logs exist: rejoining the quorum to be sent the cluster metadata"
+    );
+    Ok(false)
 }
 
 /// The incarnation id this data directory's broker registers with. It stays the same
@@ -615,6 +651,10 @@ fn renew_lease(broker: &Arc<Broker>, sent: i64, metadata_index: u64, session_ms:
         let within = Duration::from_millis(crate::lease::lease_length_ms(session_ms) as u64);
         if broker.replicas.wait_applied(metadata_index, within).await {
             broker.lease.renew(sent, session_ms);
+            // The image now holds everything the controller knew: logs it does not place
+            // here really are strays.
+            let replicas = Arc::clone(&broker.replicas);
+            let _ = tokio::task::spawn_blocking(move || replicas.remove_stray_logs_once()).await;
         }
     });
 }

@@ -10,6 +10,7 @@ use fjord_storage::{LogConfig, PartitionLog};
 use openraft::entry::RaftEntry;
 use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
 use openraft::RaftLogReader;
+use tracing::warn;
 
 use crate::types::{Entry, LogId, TypeConfig, Vote};
 
@@ -63,6 +64,46 @@ impl RaftLogStore {
         Ok(RaftLogStore {
             inner: Arc::new(Mutex::new(inner)),
         })
+    }
+
+    /// Makes the stored positions agree with what survived on disk. Opening the log cut
+    /// any damaged tail (at the first batch that fails its checks), so the committed id
+    /// may point past the log's end, and the last snapshot may cover entries the log no
+    /// longer holds. Raft would then ask for entries that are gone and refuse to start.
+    /// Instead: a snapshot beyond the log becomes the log's start (everything up to it is
+    /// in the snapshot), and the committed id comes back to the last entry kept; the
+    /// leader sends the rest, as to any follower that is behind.
+    pub fn reconcile(&self, snapshot_last: Option<LogId>) -> io::Result<()> {
+        let mut inner = self.lock()?;
+        if let Some(snap) = snapshot_last {
+            if inner.last_log_id.is_none_or(|l| l.index() < snap.index()) {
+                warn!(
+                    log_end = ?inner.last_log_id.map(|l| l.index()),
+                    snapshot = snap.index(),
+                    "the metadata log ends before the last snapshot (its tail was damaged and cut); starting the log after the snapshot"
+                );
+                inner
+                    .log
+                    .truncate_fully_and_start_at(snap.index() as i64 + 1)
+                    .map_err(io_err)?;
+                write_json(&inner.state, KEY_LAST_PURGED, &snap)?;
+                inner.last_purged = Some(snap);
+                inner.last_log_id = Some(snap);
+            }
+        }
+        let committed = read_json::<Option<LogId>>(&inner.state, KEY_COMMITTED)?.flatten();
+        if let Some(c) = committed {
+            if inner.last_log_id.is_none_or(|l| l.index() < c.index()) {
+                warn!(
+                    committed = c.index(),
+                    log_end = ?inner.last_log_id.map(|l| l.index()),
+                    "the metadata log lost committed entries (its tail was damaged and cut); the leader will send them again"
+                );
+                write_json(&inner.state, KEY_COMMITTED, &inner.last_log_id)?;
+            }
+        }
+        inner.state.flush().map_err(io_err)?;
+        Ok(())
     }
 
     fn lock(&self) -> io::Result<MutexGuard<'_, Inner>> {

@@ -60,6 +60,11 @@ impl StateMachineStore {
         })
     }
 
+    /// The last entry the restored snapshot covers, if there is a snapshot.
+    pub async fn snapshot_last(&self) -> Option<LogId> {
+        self.inner.lock().await.last_applied
+    }
+
     pub fn subscribe(&self) -> watch::Receiver<Arc<ClusterMetadata>> {
         self.published.subscribe()
     }

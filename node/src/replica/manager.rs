@@ -27,6 +27,10 @@ pub struct ReplicaManager {
     closed: Mutex<bool>,
     /// Index of the last metadata image reconciled into local state.
     applied: watch::Sender<u64>,
+    /// The partitions that image places here, for the stray-log check.
+    hosted: Mutex<HashSet<TopicPartition>>,
+    /// Whether this process has removed stray logs: once, when its image has caught up.
+    strays_checked: std::sync::atomic::AtomicBool,
 }
 
 impl ReplicaManager {
@@ -42,7 +46,14 @@ impl ReplicaManager {
             partitions: RwLock::new(HashMap::new()),
             closed: Mutex::new(false),
             applied: watch::channel(0).0,
+            hosted: Mutex::new(HashSet::new()),
+            strays_checked: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// How many partition logs the data directory holds (0 if it cannot be listed).
+    pub fn stored_partition_count(&self) -> usize {
+        self.logs.existing_partitions().map_or(0, |p| p.len())
     }
 
     pub fn node_id(&self) -> i32 {
@@ -76,12 +87,12 @@ impl ReplicaManager {
     }
 
     /// Brings local partitions in line with `md`: opens logs of newly hosted partitions,
-    /// applies leadership and config changes, and deletes partitions of deleted topics.
-    /// `recovered` says the image holds everything committed before this node started, so
-    /// a local log with no topic in the image really was deleted.
+    /// applies leadership and config changes, and deletes partitions it opened that `md`
+    /// no longer places here. Logs on disk that no image placed here yet are left alone:
+    /// see [`ReplicaManager::remove_stray_logs_once`].
     /// Returns what this broker follows: for each leader, its rpc address and the
     /// partitions to fetch from it. After [`ReplicaManager::shutdown`] it does nothing.
-    pub fn apply_metadata(&self, md: &ClusterMetadata, recovered: bool) -> FollowPlan {
+    pub fn apply_metadata(&self, md: &ClusterMetadata) -> FollowPlan {
         let closed = self.closed.lock().unwrap_or_else(PoisonError::into_inner);
         if *closed {
             return FollowPlan::new();
@@ -164,9 +175,7 @@ impl ReplicaManager {
             info!(partition = %p.tp, "deleting partition no longer hosted here");
             p.delete();
         }
-        if recovered {
-            self.remove_stray_logs(&wanted);
-        }
+        *self.hosted.lock().unwrap_or_else(PoisonError::into_inner) = wanted;
         self.applied.send_replace(md.last_applied_index);
         follow
     }
@@ -192,6 +201,25 @@ impl ReplicaManager {
             .unwrap_or_else(|p| p.into_inner())
             .insert(tp.clone(), Arc::clone(&partition));
         Ok(partition)
+    }
+
+    /// Removes the logs on disk that the image does not place here (their topic was
+    /// deleted, or they moved away, while this node was down), once per process. Call it
+    /// only when the image has caught up with the active controller: a node whose image
+    /// is behind (a restart, a metadata log rebuilt from the leader) would otherwise
+    /// take every log of a topic it has not heard of yet for a stray.
+    pub fn remove_stray_logs_once(&self) {
+        use std::sync::atomic::Ordering;
+        let closed = self.closed.lock().unwrap_or_else(PoisonError::into_inner);
+        if *closed || self.strays_checked.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let wanted = self
+            .hosted
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        self.remove_stray_logs(&wanted);
     }
 
     fn remove_stray_logs(&self, wanted: &HashSet<TopicPartition>) {
@@ -272,12 +300,12 @@ mod tests {
     fn metadata_applied_after_shutdown_opens_no_log() {
         let dir = tempfile::tempdir().expect("tempdir");
         let replicas = ReplicaManager::open(1, dir.path(), BTreeMap::new()).expect("open");
-        replicas.apply_metadata(&md(1), true);
+        replicas.apply_metadata(&md(1));
         assert_eq!(replicas.all().len(), 3);
         replicas.shutdown();
         assert_eq!(marked_clean(dir.path()), vec![true; 3]);
 
-        let plan = replicas.apply_metadata(&md(2), true);
+        let plan = replicas.apply_metadata(&md(2));
         assert!(plan.is_empty());
         assert!(replicas.all().is_empty(), "a closed manager reopened logs");
         assert_eq!(
