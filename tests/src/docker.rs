@@ -119,7 +119,7 @@ pub struct ContainerCluster {
     cluster_net: String,
     client_net: String,
     pub nodes: Vec<ContainerNode>,
-    _config_dir: Option<tempfile::TempDir>,
+    config_dir: Option<tempfile::TempDir>,
 }
 
 /// Lets the image's unprivileged user (uid 10001) read a bind-mounted directory.
@@ -326,7 +326,7 @@ impl ContainerCluster {
             cluster_net,
             client_net,
             nodes,
-            _config_dir: config_dir,
+            config_dir,
         };
         for i in 0..c.nodes.len() {
             c.wait_ready(i as i32, Duration::from_secs(120));
@@ -515,6 +515,55 @@ impl ContainerCluster {
                 .unwrap_or_else(|e| panic!("reconnect {name}: {e}"));
         });
         self.node_mut(id).partitioned = false;
+    }
+
+    /// Runs `args` (e.g. `["fjord", "cluster", "status"]`) inside node `id`'s container, as
+    /// `kubectl exec` runs an operator's command in a pod (with the pod's environment, so
+    /// `fjord cluster` sends the cluster secret). Returns the exit code and the output.
+    pub fn exec(&self, id: i32, args: &[&str]) -> (i64, String) {
+        use bollard::exec::{CreateExecOptions, StartExecResults};
+        let name = self.node(id).container.clone();
+        self.rt.block_on(async {
+            let created = self
+                .docker
+                .create_exec(
+                    &name,
+                    CreateExecOptions {
+                        cmd: Some(args.to_vec()),
+                        attach_stdout: Some(true),
+                        attach_stderr: Some(true),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .unwrap_or_else(|e| panic!("exec in {name}: {e}"));
+            let mut out = String::new();
+            if let Ok(StartExecResults::Attached { mut output, .. }) =
+                self.docker.start_exec(&created.id, None).await
+            {
+                while let Some(Ok(chunk)) = output.next().await {
+                    out.push_str(&chunk.to_string());
+                }
+            }
+            let code = self
+                .docker
+                .inspect_exec(&created.id)
+                .await
+                .ok()
+                .and_then(|i| i.exit_code)
+                .unwrap_or(-1);
+            (code, out)
+        })
+    }
+
+    /// Replaces the chart's `fjord.toml` that every node mounts, as a `helm upgrade` that
+    /// changes the ConfigMap does: nodes read it when they next start.
+    pub fn rewrite_chart_config(&self, toml: &str) {
+        let dir = self
+            .config_dir
+            .as_ref()
+            .expect("the cluster runs the chart's config");
+        std::fs::write(dir.path().join("fjord.toml"), toml).expect("write fjord.toml");
     }
 
     /// The last `lines` lines the node logged.

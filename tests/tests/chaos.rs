@@ -19,6 +19,8 @@
 mod chart;
 #[path = "chaos/harness.rs"]
 mod harness;
+#[path = "chaos/scale_runbook.rs"]
+mod scale_runbook;
 
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -375,7 +377,7 @@ fn helm_rendered_secure_pods_survive_a_rolling_restart_in_statefulset_order() {
         Readers::Classic,
         |prefix| {
             Some(ChartConfig {
-                toml: chart_config(&helm, prefix, ChartSecurity::SETS),
+                toml: chart_config(&helm, prefix, 3, ChartSecurity::SETS),
                 aliases: vec![
                     "fjord-{}".into(),
                     "fjord-{}.fjord-headless.default.svc.cluster.local".into(),

@@ -19,22 +19,25 @@ pub fn helm() -> Option<std::path::PathBuf> {
     None
 }
 
-/// The `fjord.toml` the chart's ConfigMap gives every pod, with each pod's external
-/// listener advertised at its client-network address, and `sets` more chart values.
-pub fn chart_config(helm: &std::path::Path, client_prefix: &str, sets: &[&str]) -> String {
-    let addresses = (0..3)
+/// The `fjord.toml` the chart's ConfigMap gives every pod of a release of `pods` replicas,
+/// with each pod's external listener advertised at its client-network address, and `sets`
+/// more chart values.
+pub fn chart_config(
+    helm: &std::path::Path,
+    client_prefix: &str,
+    pods: usize,
+    sets: &[&str],
+) -> String {
+    let addresses = (0..pods)
         .map(|i| client_ip(client_prefix, i))
         .collect::<Vec<_>>()
         .join(",");
     let out = std::process::Command::new(helm)
         .args(["template", "fjord"])
         .arg(fjord_tests::repo_root().join("k8s/helm/fjord"))
-        .args([
-            "--show-only",
-            "templates/configmap.yaml",
-            "--set",
-            "replicas=3",
-        ])
+        .args(["--show-only", "templates/configmap.yaml"])
+        .arg("--set")
+        .arg(format!("replicas={pods}"))
         .args([
             "--set",
             "externalAccess.enabled=true",
