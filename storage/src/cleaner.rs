@@ -132,6 +132,12 @@ pub struct CompactionOutput {
     pub cleaned_up_to: i64,
     /// When the earliest tombstone this pass kept may be removed.
     pub next_tombstone_expiry_ms: Option<i64>,
+    /// Offsets of the abort markers this pass removed. Whoever keeps an index of aborted
+    /// transactions must drop theirs in the same step as the swap: a read_committed
+    /// client told a producer aborted at some offset skips that producer's batches until
+    /// it meets the abort marker, so an entry without its marker would hide the
+    /// producer's later, committed records.
+    pub removed_abort_markers: Vec<i64>,
     pub stats: CompactionStats,
 }
 
@@ -154,6 +160,8 @@ struct Transactions {
     aborted_batches: HashSet<i64>,
     /// Base offsets of abort markers.
     abort_markers: HashSet<i64>,
+    /// The abort markers the pass removed.
+    removed: std::cell::RefCell<Vec<i64>>,
 }
 
 /// 128 bits of key hash: two SipHashes with different prefixes, so a collision (which
@@ -265,6 +273,7 @@ impl CompactionJob {
                 throttle,
             )?);
         }
+        let removed_abort_markers = txns.removed.take();
         Ok(CompactionOutput {
             groups,
             inputs: self
@@ -274,6 +283,7 @@ impl CompactionJob {
                 .collect(),
             cleaned_up_to,
             next_tombstone_expiry_ms: stats.next_tombstone_expiry_ms,
+            removed_abort_markers,
             stats,
         })
     }
@@ -462,6 +472,7 @@ impl CompactionJob {
                         && self.abort_marker_expired(&header, keep_producer_batches, stats)
                     {
                         stats.abort_markers_removed += 1;
+                        txns.removed.borrow_mut().push(header.base_offset);
                         continue;
                     }
                     if txns.aborted_batches.contains(&header.base_offset) {

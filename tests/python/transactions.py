@@ -17,6 +17,10 @@ Subcommands (each takes --bootstrap-server):
                     acknowledged, aborted, unknown) to --out
   check-txn T       reads T read_committed and checks the fates in --out: no aborted
                     reads, no torn transactions, no lost acknowledged commits
+  compacted-aborts  on a compacted topic, an aborted transaction between two committed
+                    ones: read_committed sees the commits before and after the cleaner
+                    ran, and the cleaner removes the aborted records (read_uncommitted
+                    stops seeing them)
 """
 
 import argparse
@@ -374,6 +378,60 @@ def check_txn(bs, topic, fates_file):
     log("transactional checks passed")
 
 
+def compacted_aborts(bs):
+    topic = "compacted-txn"
+    admin = AdminClient({"bootstrap.servers": bs})
+    configs = {
+        "cleanup.policy": "compact",
+        "segment.bytes": "1048576",
+        "min.cleanable.dirty.ratio": "0.01",
+        "delete.retention.ms": "2000",
+    }
+    for f in admin.create_topics([NewTopic(topic, 1, 1, config=configs)]).values():
+        f.result()
+    p = Producer({"bootstrap.servers": bs, "transactional.id": "compact-app"})
+    p.init_transactions(30)
+    for fate, keys in (("commit-a", range(0, 10)), ("abort", range(10, 20)), ("commit-b", range(20, 30))):
+        p.begin_transaction()
+        for k in keys:
+            p.produce(topic, key=f"k{k}".encode(), value=fate.encode())
+        if fate == "abort":
+            p.flush(30)
+            p.abort_transaction(30)
+        else:
+            p.commit_transaction(30)
+
+    def values(isolation):
+        return sorted(v for _, _, v in read_all(bs, topic, isolation, idle_s=1.5) if v != "x" * 1000)
+
+    # Before cleaning: the active segment is never cleaned.
+    want = sorted(["commit-a"] * 10 + ["commit-b"] * 10)
+    before = values("read_committed")
+    assert before == want, f"read_committed before cleaning: {before}"
+    assert values("read_uncommitted").count("abort") == 10, "aborted records before cleaning"
+    # More than a segment of other keys, so the transactions sit in closed segments.
+    filler = Producer({"bootstrap.servers": bs, "enable.idempotence": True, "linger.ms": 20})
+    for i in range(1500):
+        filler.produce(topic, key=b"filler", value=b"x" * 1000)
+        filler.poll(0)
+    filler.flush(60)
+    deadline = time.time() + 120
+    while True:
+        seen = values("read_uncommitted")
+        if "abort" not in seen:
+            break
+        assert time.time() < deadline, f"the cleaner left {seen.count('abort')} aborted records"
+        time.sleep(1)
+    assert sorted(seen) == want, f"read_uncommitted after cleaning: {seen}"
+    # The abort marker goes delete.retention.ms (2 s) after its pass: read_committed must
+    # see every committed record throughout, before and after that.
+    until = time.time() + 8
+    while time.time() < until:
+        after = values("read_committed")
+        assert after == want, f"read_committed after cleaning: {after}"
+    log("compacted aborts ok: 20 committed kept, 10 aborted removed")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bootstrap-server", required=True)
@@ -399,6 +457,8 @@ def main():
         txn_workload(bs, a.args[0], float(a.args[1]), a.out)
     elif a.command == "check-txn":
         check_txn(bs, a.args[0], a.out)
+    elif a.command == "compacted-aborts":
+        compacted_aborts(bs)
     else:
         ap.error(f"unknown command {a.command}")
 

@@ -66,6 +66,54 @@ fn read_committed_sees_commits_and_never_aborts() {
     assert!(cli(&["txn", "list", "--state", "Ongoing"]).lines().count() == 1);
 }
 
+/// Issue 31: the cleaner removes an aborted transaction's records from a compacted topic,
+/// and read_committed readers see the same committed records before and after.
+#[test]
+fn the_cleaner_removes_aborted_transactions_from_a_compacted_topic() {
+    let node = Node::start_with(&["--override", "log.cleaner.backoff.ms=200"]);
+    let out = run_ok(&node.bootstrap(), &["compacted-aborts"], || node.log());
+    assert!(out.contains("compacted aborts ok"), "{out}");
+    // The abort marker was removed too, while the script was still reading.
+    let log = node.log();
+    assert!(
+        log.contains("abort_markers_removed=1"),
+        "the cleaner removed the abort marker:\n{log}"
+    );
+    // After a restart (transaction state from a snapshot that may predate the marker's
+    // removal) read_committed still sees both committed transactions.
+    let mut node = node;
+    node.restart();
+    let read = Command::new("kcat")
+        .args([
+            "-b",
+            &node.bootstrap(),
+            "-C",
+            "-t",
+            "compacted-txn",
+            "-o",
+            "beginning",
+        ])
+        .args([
+            "-e",
+            "-q",
+            "-f",
+            "%s\n",
+            "-X",
+            "isolation.level=read_committed",
+        ])
+        .output()
+        .expect("kcat");
+    let text = String::from_utf8_lossy(&read.stdout);
+    for fate in ["commit-a", "commit-b"] {
+        assert_eq!(
+            text.lines().filter(|l| *l == fate).count(),
+            10,
+            "{fate} after a restart"
+        );
+    }
+    assert!(!text.lines().any(|l| l == "abort"));
+}
+
 #[test]
 fn a_new_producer_fences_the_old_one() {
     let node = Node::start();

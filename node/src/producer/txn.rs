@@ -103,6 +103,14 @@ impl TxnIndex {
             .collect()
     }
 
+    /// Drops the aborted transactions whose abort marker is no longer in the log (the
+    /// cleaner removed it, or a snapshot is older than the log): a read_committed client
+    /// told of one would skip the producer's later batches, waiting for a marker that
+    /// never comes.
+    pub fn retain_aborted(&mut self, mut marker_present: impl FnMut(i64) -> bool) {
+        self.aborted.retain(|a| marker_present(a.last_offset));
+    }
+
     /// Forgets what no reader can need: ended transactions below the high watermark, and
     /// aborted ones wholly before the log start.
     pub fn prune(&mut self, high_watermark: i64, log_start_offset: i64) {
@@ -114,6 +122,19 @@ impl TxnIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn aborted_transactions_without_their_marker_are_dropped() {
+        let mut t = TxnIndex::default();
+        for (producer, first, marker) in [(1, 0, 5), (2, 6, 9)] {
+            t.on_data(producer, first);
+            t.on_marker(producer, ControlType::Abort, marker);
+        }
+        t.retain_aborted(|marker| marker != 5);
+        let left = t.aborted_between(0, 100);
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].producer_id, 2);
+    }
 
     #[test]
     fn open_transactions_hold_the_last_stable_offset() {

@@ -89,6 +89,8 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
                     kept = stats.records_kept,
                     removed = stats.records_removed,
                     tombstones_removed = stats.tombstones_removed,
+                    aborted_removed = stats.aborted_records_removed,
+                    abort_markers_removed = stats.abort_markers_removed,
                     elapsed_ms = started.elapsed().as_millis() as u64,
                     "compacted log"
                 ),

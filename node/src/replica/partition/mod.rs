@@ -126,7 +126,9 @@ fn load_state(log: &PartitionLog) -> (ProducerStateTable, TxnIndex, i64) {
         Some((offset, producers, txns))
             if (log.log_start_offset()..=log.log_end_offset()).contains(&offset) =>
         {
-            let (p, t) = replay(log, offset, producers, txns);
+            let (p, mut t) = replay(log, offset, producers, txns);
+            // The snapshot may predate a compaction that removed abort markers.
+            t.retain_aborted(|marker| abort_marker_at(log, marker));
             (p, t, offset)
         }
         _ => {
@@ -136,6 +138,24 @@ fn load_state(log: &PartitionLog) -> (ProducerStateTable, TxnIndex, i64) {
             let (p, t) = rebuild_state(log);
             (p, t, -1)
         }
+    }
+}
+
+/// Whether the log still holds a control batch at `offset` (an abort marker the index
+/// names). Unreadable counts as present: dropping a live entry would expose aborted data.
+fn abort_marker_at(log: &PartitionLog, offset: i64) -> bool {
+    let range = match log.read(offset, 1, i64::MAX, true) {
+        Ok(Some(range)) => range,
+        Ok(None) => return false,
+        Err(_) => return true,
+    };
+    let Ok(bytes) = range.read() else {
+        return true;
+    };
+    match fjord_storage::batch::BatchIter::new(&bytes).next() {
+        Some(Ok((_, h))) => h.base_offset <= offset && offset < h.next_offset() && h.is_control(),
+        Some(Err(_)) => true,
+        None => false,
     }
 }
 
@@ -579,7 +599,17 @@ impl Partition {
         output: fjord_storage::cleaner::CompactionOutput,
         now_ms: i64,
     ) -> Result<bool, ReplicaError> {
-        self.with_log(|log| Ok(log.finish_compaction(output, now_ms)?))
+        let removed: std::collections::HashSet<i64> =
+            output.removed_abort_markers.iter().copied().collect();
+        // One step under the lock: no fetch may see the index entry of an abort marker
+        // that is gone (see `CompactionOutput::removed_abort_markers`).
+        self.with_locked(|l| {
+            let swapped = l.log.finish_compaction(output, now_ms)?;
+            if swapped && !removed.is_empty() {
+                l.txns.retain_aborted(|marker| !removed.contains(&marker));
+            }
+            Ok(swapped)
+        })
     }
 
     pub fn offset_for_timestamp(&self, ts: i64) -> Result<Option<(i64, i64)>, ReplicaError> {
