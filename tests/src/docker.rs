@@ -73,6 +73,10 @@ pub struct ClusterSpec {
     /// (node, MiB): that node keeps its partition logs on a tmpfs of this size, so a test
     /// can fill its disk. Its Raft state stays on the container's own filesystem.
     pub small_log_disk: Option<(usize, u32)>,
+    /// That node keeps its partition logs on a disk the test can slow down
+    /// ([`ContainerCluster::throttle_disk`]). Without root and a loop device the cluster
+    /// starts without it ([`ContainerCluster::has_slow_disk`] says so).
+    pub slow_log_disk: Option<usize>,
 }
 
 #[derive(Clone, Debug)]
@@ -120,6 +124,7 @@ pub struct ContainerCluster {
     client_net: String,
     pub nodes: Vec<ContainerNode>,
     config_dir: Option<tempfile::TempDir>,
+    slow_disk: Option<(i32, crate::slow_disk::SlowDisk)>,
 }
 
 /// Lets the image's unprivileged user (uid 10001) read a bind-mounted directory.
@@ -187,6 +192,15 @@ impl ContainerCluster {
             readable_by_the_image_user(dir.path());
             dir
         });
+        let slow_disk =
+            spec.slow_log_disk
+                .and_then(|i| match crate::slow_disk::SlowDisk::new(1024, 10001) {
+                    Ok(disk) => Some((i as i32, disk)),
+                    Err(e) => {
+                        eprintln!("no slow disk for node {i}: {e}");
+                        None
+                    }
+                });
         let voters = (0..spec.nodes)
             .map(|i| format!("{i}@{cluster_prefix}.{}:9093", 10 + i))
             .collect::<Vec<_>>()
@@ -252,6 +266,14 @@ impl ContainerCluster {
                     ],
                     None,
                 ),
+            };
+            let binds = match slow_disk.as_ref().filter(|(n, _)| *n == i as i32) {
+                Some((_, disk)) => {
+                    let mut b: Vec<String> = binds.unwrap_or_default();
+                    b.push(format!("{}:/var/lib/fjord/logs", disk.path().display()));
+                    Some(b)
+                }
+                None => binds,
             };
             // Nodes prove they hold the cluster secret to each other, as the chart's
             // Secret and the compose file give it.
@@ -327,6 +349,7 @@ impl ContainerCluster {
             client_net,
             nodes,
             config_dir,
+            slow_disk,
         };
         for i in 0..c.nodes.len() {
             c.wait_ready(i as i32, Duration::from_secs(120));
@@ -564,6 +587,31 @@ impl ContainerCluster {
             .as_ref()
             .expect("the cluster runs the chart's config");
         std::fs::write(dir.path().join("fjord.toml"), toml).expect("write fjord.toml");
+    }
+
+    /// Whether node `id` keeps its logs on the disk [`Self::throttle_disk`] slows.
+    pub fn has_slow_disk(&self, id: i32) -> bool {
+        self.slow_disk.as_ref().is_some_and(|(n, _)| *n == id)
+    }
+
+    /// Limits node `id`'s writes to its slow disk to `bytes_per_sec` and `iops` (0 lifts
+    /// the limit). Every write waits for the device (the disk is mounted `sync`).
+    pub fn throttle_disk(&self, id: i32, bytes_per_sec: u64, iops: u64) {
+        let (_, disk) = self
+            .slow_disk
+            .as_ref()
+            .filter(|(n, _)| *n == id)
+            .expect("node has the slow disk");
+        let name = self.node(id).container.clone();
+        let container_id = self.rt.block_on(async {
+            self.docker
+                .inspect_container(&name, None)
+                .await
+                .ok()
+                .and_then(|c| c.id)
+                .unwrap_or_else(|| panic!("inspect {name}"))
+        });
+        disk.throttle(&container_id, bytes_per_sec, iops);
     }
 
     /// The last `lines` lines the node logged.

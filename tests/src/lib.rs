@@ -9,6 +9,7 @@ pub mod hostile;
 pub mod members;
 pub mod probes;
 pub mod secure;
+pub mod slow_disk;
 pub mod wire;
 
 use std::collections::BTreeMap;

@@ -514,3 +514,116 @@ fn full_disk_on_one_node_loses_and_corrupts_nothing() {
     run.progress(200);
     run.finish();
 }
+
+/// Issue 31: a slow disk on one node (every write synchronous, throttled at the device).
+/// Where that node follows, it falls behind and leaves the ISR while writes go on; where
+/// it leads, clients wait longer but lose nothing. Both are measured: how long until it
+/// left the ISR, and each partition's longest pause in acknowledged writes.
+#[test]
+fn slow_disk_on_one_node_slows_but_loses_nothing() {
+    let _t = turn();
+    const SLOW: i32 = 2;
+    let spec = ClusterSpec {
+        nodes: 3,
+        overrides: OVERRIDES.iter().map(|s| s.to_string()).collect(),
+        slow_log_disk: Some(SLOW as usize),
+        ..ClusterSpec::default()
+    };
+    let Some(run) = Run::start_spec("slow disk", &spec, Readers::Classic, |_| None) else {
+        return;
+    };
+    if !run.cluster.has_slow_disk(SLOW) {
+        let why = "SKIPPED: a slow disk needs root, a loop device and the blkio cgroup";
+        assert!(
+            std::env::var("FJORD_REQUIRE_SLOW_DISK").is_err(),
+            "FJORD_REQUIRE_SLOW_DISK is set: {why}"
+        );
+        eprintln!("{why}");
+        return;
+    }
+    let leaders: Vec<i32> = (0..PARTITIONS as usize).map(|p| run.leader(p)).collect();
+    eprintln!("chaos slow disk: partition leaders {leaders:?}; node {SLOW}'s disk goes slow");
+    let fault_at = run.history.events().last().map_or(0, |e| e.t_ms);
+    run.fault(format!(
+        "node {SLOW}'s log disk slowed to 32 KiB/s, 10 writes/s"
+    ));
+    run.cluster.throttle_disk(SLOW, 32 * 1024, 10);
+    let started = Instant::now();
+    // Where it follows, it leaves the ISR (replica.lag.time.max.ms is 3 s here).
+    wait_until(
+        &format!("node {SLOW} out of the ISR of the partitions it follows"),
+        Duration::from_secs(60),
+        || {
+            let v = run.cluster.status(0)?;
+            let t = v["topics"]
+                .as_array()?
+                .iter()
+                .find(|t| t["name"] == TOPIC)?
+                .clone();
+            t["partitions"]
+                .as_array()?
+                .iter()
+                .filter(|p| p["leader"] != SLOW)
+                .all(|p| {
+                    p["isr"]
+                        .as_array()
+                        .is_some_and(|i| !i.iter().any(|b| b == SLOW))
+                })
+                .then_some(())
+        },
+    );
+    let left_isr = started.elapsed();
+    // Writes go on meanwhile.
+    run.progress(600);
+    assert!(
+        run.cluster.status(SLOW).is_some(),
+        "node {SLOW} keeps answering with a slow disk"
+    );
+    run.cluster.throttle_disk(SLOW, 0, 0);
+    let heal_at = run.history.events().last().map_or(0, |e| e.t_ms);
+    run.heal(format!("node {SLOW}'s disk back to full speed"));
+    wait_until(
+        &format!("node {SLOW} back in every ISR"),
+        Duration::from_secs(120),
+        || {
+            let v = run.cluster.status(0)?;
+            let t = v["topics"]
+                .as_array()?
+                .iter()
+                .find(|t| t["name"] == TOPIC)?
+                .clone();
+            t["partitions"]
+                .as_array()?
+                .iter()
+                .all(|p| p["isr"].as_array().is_some_and(|i| i.len() == 3))
+                .then_some(())
+        },
+    );
+    let caught_up = started.elapsed();
+    let events = run.history.events();
+    let pauses: Vec<(i32, u64)> = (0..PARTITIONS)
+        .map(|p| {
+            let mut acks: Vec<u64> = events
+                .iter()
+                .filter(|e| e.kind == OpKind::Ack && e.partition == p)
+                .map(|e| e.t_ms)
+                .collect();
+            acks.sort_unstable();
+            (
+                p,
+                fjord_tests::checker::longest_gap(&acks, fault_at, heal_at),
+            )
+        })
+        .collect();
+    eprintln!(
+        "chaos slow disk: node {SLOW} left the ISR of the partitions it follows {:.1} s after the disk slowed, back in every ISR {:.1} s after; longest pause in acknowledged writes per partition (leader): {}",
+        left_isr.as_secs_f64(),
+        caught_up.as_secs_f64(),
+        pauses
+            .iter()
+            .map(|(p, gap)| format!("p{p} (node {}): {gap} ms", leaders[*p as usize]))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    run.finish();
+}
