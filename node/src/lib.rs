@@ -9,6 +9,7 @@ pub mod coordinator_shards;
 pub mod group;
 pub mod kafka;
 pub mod lease;
+pub mod log_levels;
 pub mod memory;
 pub mod producer;
 pub mod propagation;

@@ -690,3 +690,93 @@ fn retention_deletes_old_segments_on_a_running_node() {
         "deleted offsets are out of range"
     );
 }
+
+fn describe_loggers(w: &mut Wire, broker: &str) -> (i16, Vec<(String, String, i8)>) {
+    let r = w.call(
+        4,
+        &DescribeConfigsRequest::default().with_resources(vec![DescribeConfigsResource::default()
+            .with_resource_type(8)
+            .with_resource_name(StrBytes::from_string(broker.to_string()))
+            .with_configuration_keys(None)]),
+    );
+    let res = &r.results[0];
+    (
+        res.error_code,
+        res.configs
+            .iter()
+            .map(|c| {
+                (
+                    c.name.to_string(),
+                    c.value.as_ref().map(|v| v.to_string()).unwrap_or_default(),
+                    c.config_source,
+                )
+            })
+            .collect(),
+    )
+}
+
+/// KIP-412: BROKER_LOGGER configs describe and change this broker's log levels at
+/// runtime, and the change shows in what the broker logs.
+#[test]
+fn broker_logger_levels_change_at_runtime() {
+    let node = Node::start();
+    let mut w = Wire::connect(&node.bootstrap());
+    let (code, loggers) = describe_loggers(&mut w, "1");
+    assert_eq!(code, 0);
+    assert_eq!(
+        loggers[0],
+        ("root".to_string(), "INFO".to_string(), 6),
+        "root first, source DYNAMIC_BROKER_LOGGER_CONFIG"
+    );
+    assert_eq!(
+        describe_loggers(&mut w, "7").0,
+        42,
+        "another broker's loggers"
+    );
+
+    // Root at WARN: the INFO line of a topic creation is not logged any more.
+    assert_eq!(incremental(&mut w, 8, "1", &[("root", 0, Some("WARN"))]), 0);
+    create_topic(&node.bootstrap(), "quiet-topic", 1, &[]);
+    assert_eq!(
+        incremental(
+            &mut w,
+            8,
+            "1",
+            &[
+                ("root", 0, Some("INFO")),
+                ("fjord_node::replica", 0, Some("DEBUG"))
+            ]
+        ),
+        0
+    );
+    create_topic(&node.bootstrap(), "loud-topic", 1, &[]);
+    let log = node.log();
+    assert!(log.contains("loud-topic"), "INFO logged again");
+    assert!(
+        !log.contains("quiet-topic"),
+        "nothing at INFO while root was WARN"
+    );
+    let (_, loggers) = describe_loggers(&mut w, "1");
+    assert!(loggers.contains(&("fjord_node::replica".to_string(), "DEBUG".to_string(), 6)));
+
+    // DELETE returns a logger to the root's level; the root cannot be deleted; levels are
+    // log4j's names; nothing applies unless everything is valid.
+    assert_eq!(
+        incremental(&mut w, 8, "1", &[("fjord_node::replica", 1, None)]),
+        0
+    );
+    let (_, loggers) = describe_loggers(&mut w, "1");
+    assert!(!loggers.iter().any(|(n, _, _)| n == "fjord_node::replica"));
+    assert_eq!(incremental(&mut w, 8, "1", &[("root", 1, None)]), 42);
+    assert_eq!(
+        incremental(
+            &mut w,
+            8,
+            "1",
+            &[("openraft", 0, Some("DEBUG")), ("root", 0, Some("LOUD"))]
+        ),
+        40
+    );
+    let (_, loggers) = describe_loggers(&mut w, "1");
+    assert!(!loggers.iter().any(|(n, _, _)| n == "openraft"));
+}

@@ -131,25 +131,54 @@ fn report(result: Result<(), CliError>) -> ExitCode {
 
 fn init_logging(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("FJORD_LOG")
-        .or_else(|_| EnvFilter::try_from_default_env())
-        .unwrap_or_else(|_| {
-            // openraft logs every failed heartbeat with its whole error chain;
-            // the network layer reports each unreachable peer once instead.
-            EnvFilter::new("info,openraft=error,sled=warn,h2=warn,tower=warn,hyper=warn")
-        });
+    // openraft logs every failed heartbeat with its whole error chain; the network layer
+    // reports each unreachable peer once instead.
+    const DEFAULT: &str = "info,openraft=error,sled=warn,h2=warn,tower=warn,hyper=warn";
+    let directives = ["FJORD_LOG", "RUST_LOG"]
+        .iter()
+        .filter_map(|v| std::env::var(v).ok())
+        .find(|d| EnvFilter::try_new(d).is_ok())
+        .unwrap_or_else(|| DEFAULT.to_string());
+    let filter = EnvFilter::new(&directives);
     // Logs go to standard error, coloured only for a person at a terminal (and never
     // with NO_COLOR set): files, pipes, journald and `docker logs` get plain text.
     use std::io::IsTerminal as _;
     let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let fmt = tracing_subscriber::fmt()
-        .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(ansi)
         .with_target(false);
+    // The filter is reloadable: BROKER_LOGGER configs change levels at runtime.
+    fn reloader<L, S>(
+        handle: tracing_subscriber::reload::Handle<L, S>,
+    ) -> crate::log_levels::Reload
+    where
+        L: From<EnvFilter> + 'static,
+        S: 'static,
+        tracing_subscriber::reload::Handle<L, S>: Send + Sync,
+    {
+        Box::new(move |directives| {
+            let filter = EnvFilter::try_new(directives).map_err(|e| e.to_string())?;
+            handle.reload(filter).map_err(|e| e.to_string())
+        })
+    }
     match format {
-        LogFormat::Text => fmt.init(),
-        LogFormat::Json => fmt.json().flatten_event(true).init(),
+        LogFormat::Text => {
+            let builder = fmt.with_env_filter(filter).with_filter_reloading();
+            let handle = builder.reload_handle();
+            builder.init();
+            crate::log_levels::install(&directives, reloader(handle));
+        }
+        LogFormat::Json => {
+            let builder = fmt
+                .json()
+                .flatten_event(true)
+                .with_env_filter(filter)
+                .with_filter_reloading();
+            let handle = builder.reload_handle();
+            builder.init();
+            crate::log_levels::install(&directives, reloader(handle));
+        }
     }
 }
 

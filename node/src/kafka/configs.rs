@@ -177,6 +177,59 @@ fn broker_target(name: &str) -> Result<Option<i32>, KafkaError> {
     })
 }
 
+/// A BROKER_LOGGER resource names the broker whose loggers it means; a broker answers
+/// for its own only (Kafka's clients send it to that broker).
+fn logger_target(ctx: &RequestContext, name: &str) -> Result<(), KafkaError> {
+    match broker_target(name)? {
+        Some(id) if id == ctx.broker.node_id => Ok(()),
+        Some(id) => Err(err(
+            ResponseError::InvalidRequest,
+            format!(
+                "broker {} answers for its own loggers only; ask broker {id}",
+                ctx.broker.node_id
+            ),
+        )),
+        None => Err(err(
+            ResponseError::InvalidRequest,
+            "a BROKER_LOGGER resource names a broker id",
+        )),
+    }
+}
+
+fn logger_error(e: crate::log_levels::LogLevelError) -> KafkaError {
+    use crate::log_levels::LogLevelError;
+    let code = match e {
+        LogLevelError::InvalidLevel(_) | LogLevelError::InvalidLogger(_) => {
+            ResponseError::InvalidConfig
+        }
+        LogLevelError::RootRemoved => ResponseError::InvalidRequest,
+        LogLevelError::Unavailable | LogLevelError::Reload(_) => ResponseError::UnknownServerError,
+    };
+    err(code, e.to_string())
+}
+
+/// Kafka's DYNAMIC_BROKER_LOGGER_CONFIG config source (KIP-412).
+const LOGGER_SOURCE: i8 = 6;
+
+fn describe_loggers(
+    wanted: impl Fn(&str) -> bool,
+) -> Result<Vec<DescribeConfigsResourceResult>, KafkaError> {
+    Ok(crate::log_levels::describe()
+        .map_err(logger_error)?
+        .into_iter()
+        .filter(|(name, _)| wanted(name))
+        .map(|(name, level)| {
+            DescribeConfigsResourceResult::default()
+                .with_name(StrBytes::from_string(name))
+                .with_value(Some(StrBytes::from_string(level)))
+                .with_read_only(false)
+                .with_config_source(LOGGER_SOURCE)
+                .with_is_sensitive(false)
+                .with_config_type(ConfigType::String as i8)
+        })
+        .collect())
+}
+
 pub fn describe(ctx: &RequestContext, req: DescribeConfigsRequest) -> ResponseKind {
     let md = ctx.broker.metadata();
     let view = ctx.broker.view(&md);
@@ -193,89 +246,94 @@ pub fn describe(ctx: &RequestContext, req: DescribeConfigsRequest) -> ResponseKi
             let mut result = DescribeConfigsResult::default()
                 .with_resource_type(res.resource_type)
                 .with_resource_name(res.resource_name.clone());
-            let configs: Result<Vec<DescribeConfigsResourceResult>, KafkaError> =
-                match res.resource_type {
-                    TOPIC if !check.topic(Op::DescribeConfigs, &name) => {
-                        Err(authz::topic_denied(&name))
-                    }
-                    BROKER if !check.cluster(Op::DescribeConfigs) => Err(authz::cluster_denied()),
-                    TOPIC => match md.topics.get(&name) {
-                        None => Err(err(
-                            ResponseError::UnknownTopicOrPartition,
-                            format!("Topic {name} does not exist"),
-                        )),
-                        Some(t) => Ok(defs::TOPIC_CONFIGS
-                            .iter()
-                            .filter(|d| wanted(d.def.name))
-                            .map(|d| {
-                                entry(
-                                    &d.def,
-                                    view.topic(d, &t.configs),
-                                    false,
-                                    req.include_synonyms,
-                                    req.include_documentation,
-                                )
-                            })
-                            .collect()),
-                    },
-                    BROKER => match broker_target(&name) {
-                        Err(e) => Err(e),
-                        Ok(None) => Ok(md
-                            .cluster_configs
-                            .iter()
-                            .filter(|(k, _)| wanted(k))
-                            .filter_map(|(k, v)| {
-                                let d = defs::broker_def(k)?;
-                                let resolved = ResolvedConfig {
-                                    name: k.clone(),
-                                    value: v.clone(),
-                                    source: crate::config::ConfigSource::DynamicDefaultBrokerConfig,
-                                    synonyms: vec![(
-                                        k.clone(),
-                                        v.clone(),
-                                        crate::config::ConfigSource::DynamicDefaultBrokerConfig,
-                                    )],
-                                };
-                                Some(entry(
-                                    &d.def,
-                                    resolved,
-                                    false,
-                                    req.include_synonyms,
-                                    req.include_documentation,
-                                ))
-                            })
-                            .collect()),
-                        Ok(Some(id)) if id == ctx.broker.node_id => Ok(defs::BROKER_CONFIGS
-                            .iter()
-                            .filter(|d| wanted(d.def.name))
-                            .map(|d| {
-                                entry(
-                                    &d.def,
-                                    view.broker(d),
-                                    !d.dynamic,
-                                    req.include_synonyms,
-                                    req.include_documentation,
-                                )
-                            })
-                            .chain(security_entries(
-                                &ctx.broker.config.static_props,
-                                wanted,
+            let configs: Result<Vec<DescribeConfigsResourceResult>, KafkaError> = match res
+                .resource_type
+            {
+                TOPIC if !check.topic(Op::DescribeConfigs, &name) => {
+                    Err(authz::topic_denied(&name))
+                }
+                BROKER if !check.cluster(Op::DescribeConfigs) => Err(authz::cluster_denied()),
+                TOPIC => match md.topics.get(&name) {
+                    None => Err(err(
+                        ResponseError::UnknownTopicOrPartition,
+                        format!("Topic {name} does not exist"),
+                    )),
+                    Some(t) => Ok(defs::TOPIC_CONFIGS
+                        .iter()
+                        .filter(|d| wanted(d.def.name))
+                        .map(|d| {
+                            entry(
+                                &d.def,
+                                view.topic(d, &t.configs),
+                                false,
+                                req.include_synonyms,
+                                req.include_documentation,
+                            )
+                        })
+                        .collect()),
+                },
+                BROKER => match broker_target(&name) {
+                    Err(e) => Err(e),
+                    Ok(None) => Ok(md
+                        .cluster_configs
+                        .iter()
+                        .filter(|(k, _)| wanted(k))
+                        .filter_map(|(k, v)| {
+                            let d = defs::broker_def(k)?;
+                            let resolved = ResolvedConfig {
+                                name: k.clone(),
+                                value: v.clone(),
+                                source: crate::config::ConfigSource::DynamicDefaultBrokerConfig,
+                                synonyms: vec![(
+                                    k.clone(),
+                                    v.clone(),
+                                    crate::config::ConfigSource::DynamicDefaultBrokerConfig,
+                                )],
+                            };
+                            Some(entry(
+                                &d.def,
+                                resolved,
+                                false,
+                                req.include_synonyms,
                                 req.include_documentation,
                             ))
-                            .collect()),
-                        Ok(Some(id)) => Err(err(
-                            ResponseError::InvalidRequest,
-                            format!(
-                                "broker {} answers for its own configs only; ask broker {id}",
-                                ctx.broker.node_id
-                            ),
-                        )),
-                    },
-                    other => Err(err(
+                        })
+                        .collect()),
+                    Ok(Some(id)) if id == ctx.broker.node_id => Ok(defs::BROKER_CONFIGS
+                        .iter()
+                        .filter(|d| wanted(d.def.name))
+                        .map(|d| {
+                            entry(
+                                &d.def,
+                                view.broker(d),
+                                !d.dynamic,
+                                req.include_synonyms,
+                                req.include_documentation,
+                            )
+                        })
+                        .chain(security_entries(
+                            &ctx.broker.config.static_props,
+                            wanted,
+                            req.include_documentation,
+                        ))
+                        .collect()),
+                    Ok(Some(id)) => Err(err(
                         ResponseError::InvalidRequest,
-                        format!("unsupported resource type {other}"),
+                        format!(
+                            "broker {} answers for its own configs only; ask broker {id}",
+                            ctx.broker.node_id
+                        ),
                     )),
-                };
+                },
+                BROKER_LOGGER if !check.cluster(Op::DescribeConfigs) => {
+                    Err(authz::cluster_denied())
+                }
+                BROKER_LOGGER => logger_target(ctx, &name).and_then(|()| describe_loggers(wanted)),
+                other => Err(err(
+                    ResponseError::InvalidRequest,
+                    format!("unsupported resource type {other}"),
+                )),
+            };
             match configs {
                 Ok(c) => result.configs = c,
                 Err(e) => {
@@ -565,21 +623,66 @@ fn incremental_op(
     }
 }
 
+/// An IncrementalAlterConfigs of this broker's loggers: SET a level or DELETE back to the
+/// root's, all checked before any applies; in memory until the broker restarts.
+fn alter_loggers(
+    ctx: &RequestContext,
+    name: &str,
+    configs: &[incremental_alter_configs_request::AlterableConfig],
+    validate_only: bool,
+) -> Result<(), KafkaError> {
+    if !authz::Check::new(ctx).cluster(Op::AlterConfigs) {
+        return Err(authz::cluster_denied());
+    }
+    logger_target(ctx, name)?;
+    let changes = configs
+        .iter()
+        .map(|c| {
+            let logger = c.name.to_string();
+            match c.config_operation {
+                0 => c
+                    .value
+                    .as_ref()
+                    .map(|v| (logger.clone(), Some(v.to_string())))
+                    .ok_or_else(|| {
+                        err(
+                            ResponseError::InvalidRequest,
+                            format!("Null value not supported for SET of logger {logger}"),
+                        )
+                    }),
+                1 => Ok((logger, None)),
+                op => Err(err(
+                    ResponseError::InvalidRequest,
+                    format!("operation {op} does not apply to a logger; use SET or DELETE"),
+                )),
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    crate::log_levels::apply(&changes, validate_only).map_err(logger_error)
+}
+
 pub async fn incremental_alter(
     ctx: &RequestContext,
     req: IncrementalAlterConfigsRequest,
 ) -> ResponseKind {
     let md = ctx.broker.metadata();
     let view = ctx.broker.view(&md);
-    let changes = req
-        .resources
-        .into_iter()
-        .map(|r| Change {
-            resource_type: r.resource_type,
-            resource_name: r.resource_name,
-            configs: r.configs,
-        })
-        .collect();
+    // Loggers are this broker's own business; everything else goes through the
+    // controller. Answers keep the request's order.
+    let mut logger_results = HashMap::new();
+    let mut changes = Vec::new();
+    for (i, r) in req.resources.into_iter().enumerate() {
+        if r.resource_type == BROKER_LOGGER {
+            let result = alter_loggers(ctx, &r.resource_name, &r.configs, req.validate_only);
+            logger_results.insert(i, (r.resource_type, r.resource_name, result));
+        } else {
+            changes.push(Change {
+                resource_type: r.resource_type,
+                resource_name: r.resource_name,
+                configs: r.configs,
+            });
+        }
+    }
     let results = alter_each(
         ctx,
         changes,
@@ -593,6 +696,10 @@ pub async fn incremental_alter(
         },
     )
     .await;
+    let mut others = results.into_iter();
+    let results: Vec<_> = (0..logger_results.len() + others.len())
+        .filter_map(|i| logger_results.remove(&i).or_else(|| others.next()))
+        .collect();
     let responses = results
         .into_iter()
         .map(|(resource_type, resource_name, result)| {
