@@ -82,6 +82,7 @@ fn the_cleaner_removes_aborted_transactions_from_a_compacted_topic() {
     // After a restart (transaction state from a snapshot that may predate the marker's
     // removal) read_committed still sees both committed transactions.
     let mut node = node;
+    node.stop();
     node.restart();
     let read = Command::new("kcat")
         .args([
