@@ -171,6 +171,12 @@ fn a_drained_broker_gets_no_new_replica_from_any_path_until_undrained() {
     );
     println!("{out}");
     assert_eq!(on_broker(&boot, 4), Vec::<String>::new(), "drain emptied 4");
+    // Moved, not multiplied: every partition keeps its two replicas.
+    let grown: Vec<_> = partitions(&boot)
+        .into_iter()
+        .filter(|p| p.0 == "before" && p.3.len() != 2)
+        .collect();
+    assert!(grown.is_empty(), "drain changed replication factors: {grown:?}");
 
     // Placement by the controller: a new topic, the internal topics, new partitions.
     create_topic_rf(&boot, "after", 12, 3, &[]);

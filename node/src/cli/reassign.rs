@@ -571,11 +571,18 @@ pub fn drain(args: DrainArgs) -> Result<(), CliError> {
             outln!("Broker {node} holds no replicas and leads nothing.");
             return Ok(());
         }
-        let n = submit(&mut wire, &Plan::of(&moves).partitions, false)?;
+        let entries = Plan::of(&moves).partitions;
+        let n = submit(&mut wire, &entries, false)?;
         outln!("Moving {n} partitions off broker {node}.");
         if !args.wait {
             return Ok(());
         }
+        // Wait for these very moves to reach their targets before planning again. The
+        // node answering may list no reassignment yet for a moment after the controller
+        // accepted them; planning from its in-flight replica sets (old and new replicas
+        // together) would then ask for four replicas where there were three.
+        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()).as_secs());
+        wait_done(&mut wire, &entries, left)?;
     }
     let left: Vec<String> = layout(&mut wire)?
         .partitions

@@ -62,6 +62,23 @@ fn replicas_on(cluster: &ContainerCluster, brokers: &[i64]) -> Option<Vec<String
     Some(found)
 }
 
+/// Every partition's replica count, by `topic-partition`.
+fn replication_factors(
+    cluster: &ContainerCluster,
+) -> Option<std::collections::BTreeMap<String, usize>> {
+    let status = cluster.status(0)?;
+    let mut out = std::collections::BTreeMap::new();
+    for t in status["topics"].as_array()? {
+        for p in t["partitions"].as_array()? {
+            out.insert(
+                format!("{}-{}", t["name"], p["partition"]),
+                p["replicas"].as_array()?.len(),
+            );
+        }
+    }
+    Some(out)
+}
+
 fn under_replicated(cluster: &ContainerCluster) -> Option<usize> {
     let status = cluster.status(0)?;
     let mut n = 0;
@@ -156,6 +173,7 @@ fn chart_config_scales_from_five_to_three_pods_and_voters_and_back_under_load() 
 
     // k8s/scale.sh 3: drain the departing brokers, check none holds a replica, remove
     // their pods, and wait until nothing is under-replicated.
+    let factors = replication_factors(&run.cluster).expect("cluster status");
     for id in ["4", "3"] {
         run.fault(format!("drain broker {id}"));
         operator(
@@ -177,6 +195,13 @@ fn chart_config_scales_from_five_to_three_pods_and_voters_and_back_under_load() 
     assert!(
         left.is_empty(),
         "replicas left on drained brokers: {left:?}"
+    );
+    // A drain moves replicas; it never changes how many a partition has (a drain once
+    // planned from in-flight replica sets and asked for four).
+    assert_eq!(
+        replication_factors(&run.cluster).expect("cluster status"),
+        factors,
+        "replication factors after the drains"
     );
     run.cluster.rewrite_chart_config(&render(&prefix, 3, 3));
     for id in [4, 3] {
