@@ -28,7 +28,9 @@ fn batch(codec: Compression, n: usize) -> Vec<u8> {
         let seq = n * RECORDS_PER_BATCH + i;
         // Keys in a scattered order, so a key's latest value can be in any batch and
         // most batches end up partly kept (and rebuilt) by the pass.
-        let mixed = (seq as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(29);
+        let mixed = (seq as u64)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            .rotate_left(29);
         let key = format!("customer-{:05}", mixed % KEYS as u64);
         let mut value = format!(
             "{{\"id\":{seq},\"customer\":\"{key}\",\"status\":\"active\",\"balance\":{},\"notes\":\"",
@@ -39,7 +41,10 @@ fn batch(codec: Compression, n: usize) -> Vec<u8> {
         }
         value.truncate(VALUE_BYTES - 2);
         value.push_str("\"}");
-        b.push(Record::new(Some(key.into_bytes()), Some(value.into_bytes())));
+        b.push(Record::new(
+            Some(key.into_bytes()),
+            Some(value.into_bytes()),
+        ));
     }
     let plain = b.build();
     if codec == Compression::None {
@@ -86,9 +91,16 @@ fn run(codec: Compression) -> (u64, u64, f64) {
         .expect("a compaction is due");
     let out = job.run(&mut |_| {}).expect("compact");
     let read = out.stats.bytes_read;
-    assert!(log.finish_compaction(out, 2_000).expect("swap"), "swapped in");
+    assert!(
+        log.finish_compaction(out, 2_000).expect("swap"),
+        "swapped in"
+    );
     let secs = started.elapsed().as_secs_f64();
-    (before, log.size_bytes(), read as f64 / secs.max(1e-9) / (1 << 20) as f64)
+    (
+        before,
+        log.size_bytes(),
+        read as f64 / secs.max(1e-9) / (1 << 20) as f64,
+    )
 }
 
 fn main() {

@@ -2,16 +2,17 @@
 # What the front end's fairness limits cost (request bodies charged as they arrive,
 # shared fetch budget, connection limits, the rpc port's cluster handshake): the same
 # `fjord bench` client against a node of BASE (default 4cc85dc, the landing before them)
-# and one of this checkout, alternately in the same run (four rounds, which goes first
+# and one of this checkout, alternately in the same run (ROUNDS rounds, which goes first
 # alternating). Produce 1 KiB records for the same time (acks=1 on one node, and acks=all
 # on a 3-node RF 3 cluster), then read one topic end to end. Both binaries are built with
 # the image's profile (ci-image). Writes the table into docs/benchmarks.md between the
 # fairness markers.
-#   tests/bench/fairness.sh [SECONDS_PER_RUN] [BASE]      (default 10, 4cc85dc)
+#   tests/bench/fairness.sh [SECONDS_PER_RUN] [BASE] [ROUNDS]      (default 10, 4cc85dc, 4)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 seconds="${1:-10}"
 base="${2:-4cc85dc}"
+rounds="${3:-4}"
 out=tests/bench/out/fairness
 rm -rf "$out" && mkdir -p "$out"
 work="$(mktemp -d)"
@@ -25,15 +26,22 @@ trap cleanup EXIT
 
 triple="$(rustc -vV | sed -n 's/^host: //p')"
 target_dir="${CARGO_TARGET_DIR:-$PWD/target}"
-build() { # build SRC_DIR OUT: the image's build of fjord, copied to OUT
+# BASE builds into its own target directory: both trees' crates have the same names and
+# versions, so in one directory cargo takes the first tree's build as fresh for the
+# second, and "head" would be BASE again (runs before 2026-12-06 evening did exactly that).
+build() { # build SRC_DIR TARGET_DIR OUT: the image's build of fjord, copied to OUT
     (cd "$1" && OPENSSL_STATIC=1 RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" \
-        CARGO_TARGET_DIR="$target_dir" cargo build --quiet --profile ci-image \
+        CARGO_TARGET_DIR="$2" cargo build --quiet --profile ci-image \
         --target "$triple" -p fjord-node --bin fjord)
-    cp "$target_dir/$triple/ci-image/fjord" "$2"
+    cp "$2/$triple/ci-image/fjord" "$3"
 }
 git worktree add --quiet --detach "$work/base-src" "$base"
-build "$work/base-src" "$work/fjord-base"
-build "$PWD" "$work/fjord-head"
+build "$work/base-src" "$target_dir/bench-base" "$work/fjord-base"
+build "$PWD" "$target_dir" "$work/fjord-head"
+if cmp -s "$work/fjord-base" "$work/fjord-head"; then
+    echo "error: the two builds are the same binary" >&2
+    exit 1
+fi
 secret="fairness-bench-cluster-secret-0123"
 
 start() { # start VERSION NODES: a cluster of that binary; prints its bootstrap
@@ -74,7 +82,7 @@ bench() { # bench ROUND VERSION NODES MODE TOPIC
     tail -1 "$out/results.jsonl"
 }
 
-for round in 1 2 3 4; do
+for round in $(seq 1 "$rounds"); do
     order=(base head)
     [ $((round % 2)) = 0 ] && order=(head base)
     for nodes in 1 3; do
@@ -88,15 +96,15 @@ for round in 1 2 3 4; do
     done
 done
 
-python3 - "$out/results.jsonl" "$base" "$(git rev-parse --short HEAD)" <<'PY'
+python3 - "$out/results.jsonl" "$base" "$(git rev-parse --short HEAD)" "$rounds" <<'PY'
 import json, re, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
-base, head = sys.argv[2], sys.argv[3]
+base, head, rounds = sys.argv[2], sys.argv[3], sys.argv[4]
 lines = [
     "<!-- fairness:start -->",
     f"Measured with `tests/bench/fairness.sh`: the same `fjord bench` client against {base} "
     f"(before the fairness limits and the rpc handshake) and {head}, alternately in the same "
-    "run (which goes first alternating), four runs each, both built with the image's "
+    f"run (which goes first alternating), {rounds} runs each, both built with the image's "
     "profile; 1 KiB records, produce for the same time with two producers, then read the "
     "topic end to end; medians.",
     "",

@@ -176,7 +176,10 @@ fn a_drained_broker_gets_no_new_replica_from_any_path_until_undrained() {
         .into_iter()
         .filter(|p| p.0 == "before" && p.3.len() != 2)
         .collect();
-    assert!(grown.is_empty(), "drain changed replication factors: {grown:?}");
+    assert!(
+        grown.is_empty(),
+        "drain changed replication factors: {grown:?}"
+    );
 
     // Placement by the controller: a new topic, the internal topics, new partitions.
     create_topic_rf(&boot, "after", 12, 3, &[]);

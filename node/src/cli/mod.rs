@@ -149,9 +149,7 @@ fn init_logging(format: LogFormat) {
         .with_ansi(ansi)
         .with_target(false);
     // The filter is reloadable: BROKER_LOGGER configs change levels at runtime.
-    fn reloader<L, S>(
-        handle: tracing_subscriber::reload::Handle<L, S>,
-    ) -> crate::log_levels::Reload
+    fn reloader<L, S>(handle: tracing_subscriber::reload::Handle<L, S>) -> crate::log_levels::Reload
     where
         L: From<EnvFilter> + 'static,
         S: 'static,
