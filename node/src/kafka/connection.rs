@@ -113,16 +113,6 @@ pub async fn run(
     crate::admin::CONNECTIONS_OPEN.add(1);
     match &security.tls {
         None => {
-            // Nothing is allocated for a connection until it sends its first bytes (the
-            // read buffer, the session): a flood of idle connections costs the sockets
-            // and these waiting tasks only, and each still closes after
-            // connections.max.idle.ms.
-            if !first_bytes_within(&stream, &broker).await {
-                metrics::counter!("fjord_connections_closed_idle_total").increment(1);
-                debug!(%peer, %listener, "connection closed: idle before its first request");
-                crate::admin::CONNECTIONS_OPEN.add(-1);
-                return;
-            }
             let (rd, wr) = stream.into_split();
             let principal = Arc::from(ANONYMOUS);
             let session = Session::new(peer, listener, broker, Arc::clone(&security), principal);
@@ -163,21 +153,6 @@ pub async fn run(
         }
     }
     crate::admin::CONNECTIONS_OPEN.add(-1);
-}
-
-/// Waits until the connection has bytes to read (or has closed, which the reader then
-/// finds), for at most `connections.max.idle.ms`; false if it stayed silent that long.
-async fn first_bytes_within(stream: &TcpStream, broker: &Broker) -> bool {
-    match u64::try_from(broker.broker_i64("connections.max.idle.ms")) {
-        Ok(ms) => tokio::time::timeout(Duration::from_millis(ms), stream.readable())
-            .await
-            .is_ok(),
-        // -1: no idle limit.
-        Err(_) => {
-            let _ = stream.readable().await;
-            true
-        }
-    }
 }
 
 /// Serves one connection's requests until it closes.
