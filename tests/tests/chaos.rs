@@ -498,19 +498,7 @@ fn full_disk_on_one_node_loses_and_corrupts_nothing() {
             .expect("delete filler");
     assert!(deleted.iter().all(Result::is_ok), "{deleted:?}");
     run.heal("deleted the filler topic".into());
-    wait_until("node 2 back in every ISR", Duration::from_secs(120), || {
-        let v = run.cluster.status(0)?;
-        let t = v["topics"]
-            .as_array()?
-            .iter()
-            .find(|t| t["name"] == TOPIC)?
-            .clone();
-        t["partitions"]
-            .as_array()?
-            .iter()
-            .all(|p| p["isr"].as_array().is_some_and(|i| i.len() == 3))
-            .then_some(())
-    });
+    run.wait_full_isr("node 2 back in every ISR");
     run.progress(200);
     run.finish();
 }
@@ -554,14 +542,7 @@ fn slow_disk_on_one_node_slows_but_loses_nothing() {
         &format!("node {SLOW} out of the ISR of the partitions it follows"),
         Duration::from_secs(60),
         || {
-            let v = run.cluster.status(0)?;
-            let t = v["topics"]
-                .as_array()?
-                .iter()
-                .find(|t| t["name"] == TOPIC)?
-                .clone();
-            t["partitions"]
-                .as_array()?
+            run.partitions()?
                 .iter()
                 .filter(|p| p["leader"] != SLOW)
                 .all(|p| {
@@ -582,23 +563,7 @@ fn slow_disk_on_one_node_slows_but_loses_nothing() {
     run.cluster.throttle_disk(SLOW, 0, 0);
     let heal_at = run.history.events().last().map_or(0, |e| e.t_ms);
     run.heal(format!("node {SLOW}'s disk back to full speed"));
-    wait_until(
-        &format!("node {SLOW} back in every ISR"),
-        Duration::from_secs(120),
-        || {
-            let v = run.cluster.status(0)?;
-            let t = v["topics"]
-                .as_array()?
-                .iter()
-                .find(|t| t["name"] == TOPIC)?
-                .clone();
-            t["partitions"]
-                .as_array()?
-                .iter()
-                .all(|p| p["isr"].as_array().is_some_and(|i| i.len() == 3))
-                .then_some(())
-        },
-    );
+    run.wait_full_isr(&format!("node {SLOW} back in every ISR"));
     let caught_up = started.elapsed();
     let events = run.history.events();
     let pauses: Vec<(i32, u64)> = (0..PARTITIONS)

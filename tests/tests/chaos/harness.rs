@@ -212,6 +212,26 @@ impl Run {
         self.progress(200);
     }
 
+    /// The workload topic's partitions (leader, replicas, isr) as node 0 reports them.
+    pub fn partitions(&self) -> Option<Vec<serde_json::Value>> {
+        let v = self.cluster.status(0)?;
+        let t = v["topics"]
+            .as_array()?
+            .iter()
+            .find(|t| t["name"] == TOPIC)?;
+        t["partitions"].as_array().cloned()
+    }
+
+    /// Waits until every partition of the workload topic has all three replicas in sync.
+    pub fn wait_full_isr(&self, what: &str) {
+        wait_until(what, Duration::from_secs(120), || {
+            self.partitions()?
+                .iter()
+                .all(|p| p["isr"].as_array().is_some_and(|i| i.len() == 3))
+                .then_some(())
+        });
+    }
+
     pub fn leader(&self, partition: usize) -> i32 {
         wait_until(
             &format!("a leader for partition {partition}"),
