@@ -508,6 +508,7 @@ fn full_disk_on_one_node_loses_and_corrupts_nothing() {
 /// it leads, clients wait longer but lose nothing. Both are measured: how long until it
 /// left the ISR, and each partition's longest pause in acknowledged writes.
 #[test]
+#[ignore = "open finding (tests/chaos/RESULTS.md): with the slow disk on a node that leads a partition, the whole node stalled and never left the ISR; run with tests/chaos/run.sh --include-ignored slow_disk"]
 fn slow_disk_on_one_node_slows_but_loses_nothing() {
     let _t = turn();
     const SLOW: i32 = 2;
