@@ -161,7 +161,7 @@ struct Transactions {
     /// Base offsets of abort markers.
     abort_markers: HashSet<i64>,
     /// The abort markers the pass removed.
-    removed: std::cell::RefCell<Vec<i64>>,
+    removed: Vec<i64>,
 }
 
 /// 128 bits of key hash: two SipHashes with different prefixes, so a collision (which
@@ -234,7 +234,7 @@ impl CompactionJob {
         let mut stats = CompactionStats::default();
         let (latest, cleaned_up_to) = self.index_dirty_keys(&mut stats, throttle)?;
         let (last_batch_of_producer, transactional) = self.last_batch_of_each_producer()?;
-        let txns = if transactional {
+        let mut txns = if transactional {
             self.transactions(cleaned_up_to, &mut stats, throttle)?
         } else {
             Transactions::default()
@@ -253,7 +253,7 @@ impl CompactionJob {
                     &group,
                     &latest,
                     cleaned_up_to,
-                    (&last_batch_of_producer, &txns),
+                    (&last_batch_of_producer, &mut txns),
                     &mut stats,
                     throttle,
                 )?);
@@ -268,12 +268,12 @@ impl CompactionJob {
                 &group,
                 &latest,
                 cleaned_up_to,
-                (&last_batch_of_producer, &txns),
+                (&last_batch_of_producer, &mut txns),
                 &mut stats,
                 throttle,
             )?);
         }
-        let removed_abort_markers = txns.removed.take();
+        let removed_abort_markers = std::mem::take(&mut txns.removed);
         Ok(CompactionOutput {
             groups,
             inputs: self
@@ -382,21 +382,11 @@ impl CompactionJob {
         Ok(txns)
     }
 
-    /// Whether the abort marker with `header` may go now: it has been clean for
-    /// `delete.retention.ms` and is not its producer's last batch.
-    fn abort_marker_expired(
-        &self,
-        header: &BatchHeader,
-        last_batches: &HashSet<i64>,
-        stats: &mut CompactionStats,
-    ) -> bool {
-        if last_batches.contains(&header.base_offset) {
-            return false;
-        }
-        let cleaned_at = self
-            .state
-            .cleaned_at(header.base_offset)
-            .unwrap_or(self.now_ms);
+    /// Whether a tombstone or abort marker at `offset` has been clean for
+    /// `delete.retention.ms` (its clock starts when it joins the clean log: now, for a
+    /// dirty one). One that stays sets when the next pass is due.
+    fn retention_over(&self, offset: i64, stats: &mut CompactionStats) -> bool {
+        let cleaned_at = self.state.cleaned_at(offset).unwrap_or(self.now_ms);
         let expires = cleaned_at.saturating_add(self.settings.delete_retention_ms);
         if self.now_ms >= expires {
             return true;
@@ -422,19 +412,9 @@ impl CompactionJob {
         if latest.get(&key_hash(key)).is_some_and(|o| *o > r.offset) {
             return false;
         }
-        if r.value.is_none() {
-            // A tombstone's clock starts when it joins the clean log: now, for a dirty one.
-            let cleaned_at = self.state.cleaned_at(r.offset).unwrap_or(self.now_ms);
-            let expires = cleaned_at.saturating_add(self.settings.delete_retention_ms);
-            if self.now_ms >= expires {
-                stats.tombstones_removed += 1;
-                return false;
-            }
-            stats.next_tombstone_expiry_ms = Some(
-                stats
-                    .next_tombstone_expiry_ms
-                    .map_or(expires, |e| e.min(expires)),
-            );
+        if r.value.is_none() && self.retention_over(r.offset, stats) {
+            stats.tombstones_removed += 1;
+            return false;
         }
         true
     }
@@ -445,7 +425,7 @@ impl CompactionJob {
         group: &[&SegmentFile],
         latest: &HashMap<u128, i64>,
         cleaned_up_to: i64,
-        (keep_producer_batches, txns): (&HashSet<i64>, &Transactions),
+        (keep_producer_batches, txns): (&HashSet<i64>, &mut Transactions),
         stats: &mut CompactionStats,
         throttle: &mut dyn FnMut(u64),
     ) -> Result<(i64, Vec<i64>)> {
@@ -468,11 +448,14 @@ impl CompactionJob {
                 let (header, bytes) = item?;
                 throttle(bytes.len() as u64);
                 if header.base_offset < cleaned_up_to {
+                    // An abort marker that is its producer's last batch keeps the
+                    // producer's epoch in the log: it stays.
                     if txns.abort_markers.contains(&header.base_offset)
-                        && self.abort_marker_expired(&header, keep_producer_batches, stats)
+                        && !keep_producer_batches.contains(&header.base_offset)
+                        && self.retention_over(header.base_offset, stats)
                     {
                         stats.abort_markers_removed += 1;
-                        txns.removed.borrow_mut().push(header.base_offset);
+                        txns.removed.push(header.base_offset);
                         continue;
                     }
                     if txns.aborted_batches.contains(&header.base_offset) {
