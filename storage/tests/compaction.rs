@@ -38,8 +38,8 @@ fn put(log: &mut PartitionLog, key: &str, value: Option<&str>, now: i64) -> i64 
         .first_offset
 }
 
-/// Every record of the log as (offset, key, value).
-fn contents(log: &PartitionLog) -> Vec<(i64, String, Option<String>)> {
+/// Every batch of the log, in order, as (header, bytes).
+fn batches(log: &PartitionLog) -> Vec<(fjord_storage::BatchHeader, Vec<u8>)> {
     let mut out = Vec::new();
     let mut offset = log.log_start_offset();
     while offset < log.log_end_offset() {
@@ -49,17 +49,26 @@ fn contents(log: &PartitionLog) -> Vec<(i64, String, Option<String>)> {
         let bytes = range.read().expect("bytes");
         for b in BatchIter::new(&bytes) {
             let (r, h) = b.expect("batch");
-            for rec in decode_records(&bytes[r]).expect("records") {
-                out.push((
-                    rec.offset,
-                    String::from_utf8_lossy(rec.key.as_deref().unwrap_or_default()).into_owned(),
-                    rec.value.map(|v| String::from_utf8_lossy(&v).into_owned()),
-                ));
-            }
             offset = h.next_offset();
+            out.push((h, bytes[r].to_vec()));
         }
     }
     out
+}
+
+/// Every record of the log as (offset, key, value).
+fn contents(log: &PartitionLog) -> Vec<(i64, String, Option<String>)> {
+    batches(log)
+        .iter()
+        .flat_map(|(_, bytes)| decode_records(bytes).expect("records"))
+        .map(|rec| {
+            (
+                rec.offset,
+                String::from_utf8_lossy(rec.key.as_deref().unwrap_or_default()).into_owned(),
+                rec.value.map(|v| String::from_utf8_lossy(&v).into_owned()),
+            )
+        })
+        .collect()
 }
 
 fn compact(log: &mut PartitionLog, now: i64) -> bool {
@@ -481,25 +490,16 @@ fn txn_batch(sequence: i32, keys: &[&str], value: &str) -> Vec<u8> {
 }
 
 fn markers(log: &PartitionLog) -> Vec<(i64, fjord_storage::control::ControlType)> {
-    let mut out = Vec::new();
-    let mut offset = log.log_start_offset();
-    while offset < log.log_end_offset() {
-        let Some(range) = log.read(offset, 1 << 20, i64::MAX, true).expect("read") else {
-            break;
-        };
-        let bytes = range.read().expect("bytes");
-        for b in BatchIter::new(&bytes) {
-            let (r, h) = b.expect("batch");
-            if h.is_control() {
-                let kind = fjord_storage::control::control_type(&bytes[r])
-                    .expect("marker")
-                    .expect("a transaction marker");
-                out.push((h.base_offset, kind));
-            }
-            offset = h.next_offset();
-        }
-    }
-    out
+    batches(log)
+        .iter()
+        .filter(|(h, _)| h.is_control())
+        .map(|(h, bytes)| {
+            let kind = fjord_storage::control::control_type(bytes)
+                .expect("marker")
+                .expect("a transaction marker");
+            (h.base_offset, kind)
+        })
+        .collect()
 }
 
 #[test]
