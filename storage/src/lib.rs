@@ -6,6 +6,7 @@
 //! about networking: the broker hands it validated bytes and asks for byte ranges back.
 
 pub mod batch;
+pub mod blocking;
 pub mod builder;
 pub mod checkpoint;
 pub mod cleaner;

@@ -5,6 +5,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use fjord_storage::batch::{validate_records, BatchIter};
+use fjord_storage::blocking::{call, off_workers};
 use fjord_storage::builder::{decode_records, BatchBuilder, Record};
 use fjord_storage::{LogConfig, PartitionLog};
 use openraft::entry::RaftEntry;
@@ -181,7 +182,7 @@ impl RaftLogReader<TypeConfig> for RaftLogStore {
             Bound::Excluded(e) => Some(*e),
             Bound::Unbounded => None,
         };
-        self.lock()?.entries(start, end)
+        call(|| self.lock()?.entries(start, end))
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, io::Error> {
@@ -205,11 +206,13 @@ impl RaftLogStorage<TypeConfig> for RaftLogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), io::Error> {
-        let inner = self.lock()?;
-        write_json(&inner.state, KEY_VOTE, vote)?;
-        // A vote must survive a crash, or a node could vote twice in one term.
-        inner.state.flush().map_err(io_err)?;
-        Ok(())
+        off_workers(|| {
+            let inner = self.lock()?;
+            write_json(&inner.state, KEY_VOTE, vote)?;
+            // A vote must survive a crash, or a node could vote twice in one term.
+            inner.state.flush().map_err(io_err)?;
+            Ok(())
+        })
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {
@@ -231,7 +234,7 @@ impl RaftLogStorage<TypeConfig> for RaftLogStore {
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,
     {
-        let result = (|| {
+        let result = off_workers(|| {
             let mut inner = self.lock()?;
             let mut buf = Vec::new();
             let mut last = None;
@@ -254,7 +257,7 @@ impl RaftLogStorage<TypeConfig> for RaftLogStore {
                 .map_err(io_err)?;
             inner.last_log_id = last;
             Ok(())
-        })();
+        });
         let reported = result
             .as_ref()
             .map(|_| ())
@@ -264,48 +267,52 @@ impl RaftLogStorage<TypeConfig> for RaftLogStore {
     }
 
     async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> Result<(), io::Error> {
-        let mut inner = self.lock()?;
-        let keep_until = last_log_id
-            .as_ref()
-            .map(|l| l.index() as i64 + 1)
-            .unwrap_or(0);
-        let start = inner.log.log_start_offset();
-        if keep_until <= start {
-            inner
-                .log
-                .truncate_fully_and_start_at(start)
-                .map_err(io_err)?;
-        } else {
-            inner.log.truncate_to(keep_until).map_err(io_err)?;
-        }
-        inner.last_log_id = inner.read_last_entry_id()?;
-        Ok(())
+        call(|| {
+            let mut inner = self.lock()?;
+            let keep_until = last_log_id
+                .as_ref()
+                .map(|l| l.index() as i64 + 1)
+                .unwrap_or(0);
+            let start = inner.log.log_start_offset();
+            if keep_until <= start {
+                inner
+                    .log
+                    .truncate_fully_and_start_at(start)
+                    .map_err(io_err)?;
+            } else {
+                inner.log.truncate_to(keep_until).map_err(io_err)?;
+            }
+            inner.last_log_id = inner.read_last_entry_id()?;
+            Ok(())
+        })
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), io::Error> {
-        let mut inner = self.lock()?;
-        write_json(&inner.state, KEY_LAST_PURGED, &log_id)?;
-        inner.state.flush().map_err(io_err)?;
-        let new_start = log_id.index() as i64 + 1;
-        if new_start > inner.log.log_end_offset() {
-            inner
-                .log
-                .truncate_fully_and_start_at(new_start)
-                .map_err(io_err)?;
-        } else {
-            inner
-                .log
-                .advance_log_start_offset(new_start)
-                .map_err(io_err)?;
-        }
-        inner.last_purged = Some(log_id);
-        if inner
-            .last_log_id
-            .as_ref()
-            .is_none_or(|l| l.index() < log_id.index())
-        {
-            inner.last_log_id = Some(log_id);
-        }
-        Ok(())
+        off_workers(|| {
+            let mut inner = self.lock()?;
+            write_json(&inner.state, KEY_LAST_PURGED, &log_id)?;
+            inner.state.flush().map_err(io_err)?;
+            let new_start = log_id.index() as i64 + 1;
+            if new_start > inner.log.log_end_offset() {
+                inner
+                    .log
+                    .truncate_fully_and_start_at(new_start)
+                    .map_err(io_err)?;
+            } else {
+                inner
+                    .log
+                    .advance_log_start_offset(new_start)
+                    .map_err(io_err)?;
+            }
+            inner.last_purged = Some(log_id);
+            if inner
+                .last_log_id
+                .as_ref()
+                .is_none_or(|l| l.index() < log_id.index())
+            {
+                inner.last_log_id = Some(log_id);
+            }
+            Ok(())
+        })
     }
 }

@@ -26,12 +26,12 @@ impl Partition {
     pub fn become_follower(&self, leader: i32, epoch: i32) {
         // Under the log lock, for the same reason as in `become_leader`. A deleted
         // partition has no log left to protect, so the flags are set regardless.
-        let was_leader = {
+        let was_leader = fjord_storage::blocking::call(|| {
             let _guard = self.lock();
             self.leader_epoch.store(epoch, Ordering::Release);
             self.leader_id.store(leader, Ordering::Release);
             self.is_leader.swap(false, Ordering::AcqRel)
-        };
+        });
         *self.leader_state.lock().unwrap_or_else(|p| p.into_inner()) = None;
         // Wake writes waiting for replication: they must fail now, not be answered by a
         // high watermark this replica learns from the new leader.

@@ -3,6 +3,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use bytes::Bytes;
 use fjord_storage::batch::ValidatedBatches;
+use fjord_storage::blocking;
 use fjord_storage::{
     AppendInfo, LogConfig, PartitionLog, PendingMetaWrite, StorageError, TopicPartition,
 };
@@ -289,15 +290,19 @@ impl Partition {
         self.log.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Runs `f` on the log under the partition lock. Both may block on the disk (the
+    /// lock because another call holds it while writing), so this is a disk call.
     fn with_locked<T>(
         &self,
         f: impl FnOnce(&mut Locked) -> Result<T, ReplicaError>,
     ) -> Result<T, ReplicaError> {
-        let mut guard = self.lock();
-        match guard.as_mut() {
-            Some(locked) => f(locked),
-            None => Err(ReplicaError::UnknownTopicOrPartition),
-        }
+        blocking::call(|| {
+            let mut guard = self.lock();
+            match guard.as_mut() {
+                Some(locked) => f(locked),
+                None => Err(ReplicaError::UnknownTopicOrPartition),
+            }
+        })
     }
 
     fn with_log<T>(
@@ -569,7 +574,7 @@ impl Partition {
             Ok(log.read(offset, max_bytes, limit, min_one)?)
         })?;
         let records = match range {
-            Some(r) => Bytes::from(r.read()?),
+            Some(r) => Bytes::from(blocking::call(|| r.read())?),
             None => Bytes::new(),
         };
         Ok(FetchResult {
@@ -726,7 +731,10 @@ impl Partition {
     /// Flushes and closes the log (clean shutdown). Later calls see an unknown partition.
     pub fn close(&self) {
         let hw = self.high_watermark();
-        if let Some(mut locked) = self.lock().take() {
+        blocking::call(|| {
+            let Some(mut locked) = self.lock().take() else {
+                return;
+            };
             if locked.log.log_end_offset() != locked.snapshot_offset {
                 write_snapshot(&mut locked, 0);
             }
@@ -735,17 +743,19 @@ impl Partition {
             if let Err(e) = result {
                 warn!(partition = %self.tp, error = %e, "closing log failed");
             }
-        }
+        });
     }
 
     /// Closes the log and deletes its directory.
     pub fn delete(&self) {
         self.is_leader.store(false, Ordering::Release);
         self.hw_tx.send_modify(|_| {});
-        if let Some(Locked { log, .. }) = self.lock().take() {
-            if let Err(e) = log.delete() {
-                warn!(partition = %self.tp, error = %e, "deleting log failed");
+        blocking::call(|| {
+            if let Some(Locked { log, .. }) = self.lock().take() {
+                if let Err(e) = log.delete() {
+                    warn!(partition = %self.tp, error = %e, "deleting log failed");
+                }
             }
-        }
+        });
     }
 }
