@@ -6,6 +6,8 @@
 //! - Unauthenticated connections claiming ~330 KiB SaslAuthenticate frames blocked every
 //!   login.
 //! - Twenty connections pipelining fetches they never read left consumers with 0 bytes.
+//! - Requests pipelined behind one that waits were read and handled at once (up to 64 a
+//!   connection), where Kafka reads a connection's next request only after answering.
 //! - Idle connections were never closed.
 //! - 19,990 connections from one address used up every file descriptor; nothing limited
 //!   connections per address, in total, or per second.
@@ -21,7 +23,14 @@ use fjord_tests::secure::{self, users_file, SASL_AUTHENTICATION_FAILED};
 use fjord_tests::wire::Wire;
 use fjord_tests::{client_config, create_topic, topic_name, wait_until, Node};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::{ApiVersionsRequest, BrokerId, FetchRequest, MetadataRequest};
+use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{
+    ApiVersionsRequest, BrokerId, FetchRequest, GroupId, JoinGroupRequest, MetadataRequest,
+    ProduceRequest, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
 const MIB: u64 = 1 << 20;
@@ -132,6 +141,85 @@ fn answers(s: TcpStream, within: Duration) -> bool {
     s.set_read_timeout(Some(within)).expect("timeout");
     let mut w = Wire::from_stream(s);
     w.try_call(3, &ApiVersionsRequest::default()).is_some()
+}
+
+/// Before: a request pipelined behind one that waits (here a JoinGroup held for the
+/// group's initial rebalance delay) was read and handled at once, so requests waited in
+/// the node's memory, up to 64 a connection. Now, as in Kafka, a connection's next request
+/// is read only once the one before it is answered.
+#[test]
+fn pipelined_requests_wait_in_the_socket_until_the_one_before_is_answered() {
+    const DELAY_MS: u64 = 3000;
+    let delay = format!("group.initial.rebalance.delay.ms={DELAY_MS}");
+    let node = Node::start_with(&["--override", &delay]);
+    let topic = "pipelined";
+    create_topic(&node.bootstrap(), topic, 1, &[]);
+    let mut wire = Wire::connect(&node.bootstrap());
+    wire.find_coordinator("pipelined-group", 0)
+        .expect("the coordinator is found");
+
+    // JoinGroup v3 needs no member id: a new group holds it for the whole delay.
+    let join = JoinGroupRequest::default()
+        .with_group_id(GroupId(StrBytes::from_static_str("pipelined-group")))
+        .with_session_timeout_ms(10_000)
+        .with_rebalance_timeout_ms(10_000)
+        .with_protocol_type(StrBytes::from_static_str("consumer"))
+        .with_protocols(vec![
+            JoinGroupRequestProtocol::default().with_name(StrBytes::from_static_str("range"))
+        ]);
+    let produce = ProduceRequest::default()
+        .with_acks(1)
+        .with_timeout_ms(10_000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_static_str(topic)))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(fjord_tests::record_batch(
+                    1,
+                    10,
+                    1_700_000_000_000,
+                    None,
+                )))])]);
+    let sent = Instant::now();
+    let join_id = wire.send(3, &join);
+    let produce_id = wire.send(7, &produce);
+
+    // The node cannot answer the JoinGroup before the delay has passed since it read it,
+    // so until well inside the delay the Produce behind it must not have been handled.
+    let consumer: BaseConsumer = client_config(&node.bootstrap())
+        .set("group.id", "pipelined-observer")
+        .create()
+        .expect("consumer");
+    let inside_delay = Duration::from_millis(DELAY_MS * 2 / 3);
+    let mut looks = 0;
+    while sent.elapsed() < inside_delay {
+        let (_, end) = consumer
+            .fetch_watermarks(topic, 0, Duration::from_secs(5))
+            .expect("watermarks");
+        if sent.elapsed() < inside_delay {
+            looks += 1;
+            assert_eq!(
+                end, 0,
+                "the pipelined Produce was handled while the JoinGroup before it waited"
+            );
+        }
+    }
+    assert!(
+        looks > 0,
+        "the log end was never looked at inside the delay"
+    );
+
+    let joined = wire.receive::<JoinGroupRequest>(3, join_id);
+    assert_eq!(joined.error_code, 0, "{joined:?}");
+    let produced = wire.receive::<ProduceRequest>(7, produce_id);
+    assert_eq!(produced.responses[0].partition_responses[0].error_code, 0);
+    let (_, end) = consumer
+        .fetch_watermarks(topic, 0, Duration::from_secs(5))
+        .expect("watermarks");
+    assert_eq!(
+        end, 1,
+        "the Produce was handled after the JoinGroup was answered"
+    );
 }
 
 /// Before: the first header took all of queued.max.request.bytes (100 MiB), and every
