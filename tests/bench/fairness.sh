@@ -8,6 +8,8 @@
 # the image's profile (ci-image). Writes the table into docs/benchmarks.md between the
 # fairness markers.
 #   tests/bench/fairness.sh [SECONDS_PER_RUN] [BASE] [ROUNDS]      (default 10, 4cc85dc, 4)
+# SECTION names the table's markers in docs/benchmarks.md (default fairness) and
+# BASE_NOTE says what BASE lacks, so one change's table does not replace another's.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 seconds="${1:-10}"
@@ -96,14 +98,15 @@ for round in $(seq 1 "$rounds"); do
     done
 done
 
-python3 - "$out/results.jsonl" "$base" "$(git rev-parse --short HEAD)" "$rounds" <<'PY'
+python3 - "$out/results.jsonl" "$base" "$(git rev-parse --short HEAD)" "$rounds" \
+    "${SECTION:-fairness}" "${BASE_NOTE:-before the fairness limits and the rpc handshake}" <<'PY'
 import json, re, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
-base, head, rounds = sys.argv[2], sys.argv[3], sys.argv[4]
+base, head, rounds, section, note = sys.argv[2:7]
 lines = [
-    "<!-- fairness:start -->",
+    f"<!-- {section}:start -->",
     f"Measured with `tests/bench/fairness.sh`: the same `fjord bench` client against {base} "
-    f"(before the fairness limits and the rpc handshake) and {head}, alternately in the same "
+    f"({note}) and {head}, alternately in the same "
     f"run (which goes first alternating), {rounds} runs each, both built with the image's "
     "profile; 1 KiB records, produce for the same time with two producers, then read the "
     "topic end to end; medians.",
@@ -122,15 +125,15 @@ for nodes, label in ((1, "1 node, acks=1"), (3, "3 nodes, RF 3, acks=all")):
         b, h = med["base"], med["head"]
         lines.append(f"| {label}, {mode} | {b[0]:,.0f} rec/s ({b[1]:.1f} MB/s) | "
                      f"{h[0]:,.0f} rec/s ({h[1]:.1f} MB/s) | {h[0] / b[0]:.2f} |")
-lines.append("<!-- fairness:end -->")
+lines.append(f"<!-- {section}:end -->")
 table = "\n".join(lines)
 print(table)
 path = "docs/benchmarks.md"
 doc = open(path).read()
-if "<!-- fairness:start -->" in doc:
-    doc = re.sub(r"<!-- fairness:start -->.*<!-- fairness:end -->", lambda _: table, doc,
-                 flags=re.S)
+start, end = f"<!-- {section}:start -->", f"<!-- {section}:end -->"
+if start in doc:
+    doc = re.sub(re.escape(start) + ".*" + re.escape(end), lambda _: table, doc, flags=re.S)
 else:
-    doc += "\n## What the fairness limits cost\n\n" + table + "\n"
+    doc += f"\n## Same-run comparison: {section}\n\n" + table + "\n"
 open(path, "w").write(doc)
 PY
