@@ -2,6 +2,7 @@ mod common;
 
 use common::{append, batch, small_config};
 use fjord_storage::batch::{validate, BatchIter};
+use fjord_storage::builder::{BatchBuilder, Record};
 use fjord_storage::{LogConfig, PartitionLog, StorageError};
 
 fn append_n(log: &mut PartitionLog, n: usize, ts: i64) {
@@ -272,7 +273,30 @@ fn timestamp_lookup() {
         Some((18, 1_060))
     );
     assert_eq!(log.offset_for_timestamp(5_000).expect("lookup"), None);
-    assert_eq!(log.max_timestamp_and_offset(), Some((1_192, 59)));
+    assert_eq!(
+        log.max_timestamp_and_offset().expect("lookup"),
+        Some((1_192, 59))
+    );
+}
+
+/// KAFKA-16310: MAX_TIMESTAMP names the record holding the largest timestamp, not the
+/// last offset of its batch (librdkafka 0081 expected 1 and got 2).
+#[test]
+fn max_timestamp_names_the_record_not_its_batch() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut log = PartitionLog::open(dir.path(), small_config(), None).expect("open");
+    append_n(&mut log, 2, 1_000); // offsets 0..=5
+    let mut b = BatchBuilder::new(0, 5_000);
+    for delta in [0, 400, 100] {
+        let mut r = Record::new(None, Some(b"v".to_vec()));
+        r.timestamp_delta = delta;
+        b.push(r);
+    }
+    append(&mut log, &b.build(), 1, 5_000).expect("append"); // offsets 6..=8
+    assert_eq!(
+        log.max_timestamp_and_offset().expect("lookup"),
+        Some((5_400, 7))
+    );
 }
 
 #[test]

@@ -31,6 +31,43 @@ fn records(n: usize, ts: i64, producer: Option<(i64, i16, i32)>) -> Bytes {
     fjord_tests::record_batch(n, 2, ts, producer)
 }
 
+/// One batch whose records carry these timestamps, in this order.
+fn batch_with_times(times: &[i64]) -> Bytes {
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
+    let records: Vec<Record> = times
+        .iter()
+        .enumerate()
+        .map(|(i, ts)| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            sequence: i as i32 - 1,
+            timestamp: *ts,
+            key: None,
+            value: Some(Bytes::from_static(b"v")),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = bytes::BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &records,
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .expect("encode");
+    buf.freeze()
+}
+
 fn produce(w: &mut Wire, topic: &str, partition: i32, recs: Bytes) -> (i16, i64) {
     let req = ProduceRequest::default()
         .with_acks(-1)
@@ -127,6 +164,43 @@ fn fetch_long_polls_until_data_arrives_and_never_sends_null_records() {
     assert_eq!(oor.responses[0].partitions[0].error_code, 1);
 }
 
+/// KIP-227: a fetch at session epoch 0 or -1 is a full fetch whatever session id it
+/// names (kafka-go sends id -1, epoch -1 and got FETCH_SESSION_ID_NOT_FOUND with no
+/// data); only an incremental fetch (epoch > 0) can name a session that is not there.
+#[test]
+fn full_fetches_are_served_whatever_session_they_name() {
+    let node = Node::start();
+    create_topic(&node.bootstrap(), "sessions", 1, &[]);
+    let mut w = Wire::connect(&node.bootstrap());
+    let id = topic_id(&mut w, "sessions");
+    assert_eq!(
+        produce(&mut w, "sessions", 0, records(3, 1_700_000_000_000, None)).0,
+        0
+    );
+    for (session_id, epoch) in [(0, -1), (0, 0), (-1, -1), (7, 0), (7, -1)] {
+        let req = fetch_req("sessions", id, 0, 0)
+            .with_session_id(session_id)
+            .with_session_epoch(epoch);
+        let resp = w.call(12, &req);
+        assert_eq!(resp.error_code, 0, "session {session_id} epoch {epoch}");
+        let p = &resp.responses[0].partitions[0];
+        assert!(
+            p.records.as_ref().is_some_and(|r| !r.is_empty()),
+            "session {session_id} epoch {epoch}: a full fetch answers with the records"
+        );
+    }
+    for (session_id, epoch) in [(7, 1), (0, 3)] {
+        let req = fetch_req("sessions", id, 0, 0)
+            .with_session_id(session_id)
+            .with_session_epoch(epoch);
+        assert_eq!(
+            w.call(12, &req).error_code,
+            70,
+            "session {session_id} epoch {epoch}: FETCH_SESSION_ID_NOT_FOUND"
+        );
+    }
+}
+
 #[test]
 fn offsets_apis_follow_kafka() {
     let node = Node::start();
@@ -162,6 +236,20 @@ fn offsets_apis_follow_kafka() {
         list_offset(&mut w, 7, "offsets", -3),
         (0, 19, 1_340),
         "max timestamp"
+    );
+    // KAFKA-16310: the record holding the largest timestamp, not its batch's last offset.
+    create_topic(&node.bootstrap(), "max-timestamp", 1, &[]);
+    let (err, base) = produce(
+        &mut w,
+        "max-timestamp",
+        0,
+        batch_with_times(&[5_000, 9_000, 6_000]),
+    );
+    assert_eq!((err, base), (0, 0));
+    assert_eq!(
+        list_offset(&mut w, 7, "max-timestamp", -3),
+        (0, 1, 9_000),
+        "max timestamp inside a batch"
     );
 
     let epochs = w.call(

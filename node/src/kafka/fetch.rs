@@ -50,9 +50,11 @@ struct Plan {
 }
 
 pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> Reply {
-    if req.session_id != 0 {
-        // Fjord answers every fetch in full and hands out no sessions (session id 0), so
-        // a session id can only be stale: tell the client to start over.
+    if req.session_epoch > 0 {
+        // Fjord answers every fetch in full and hands out no sessions (KIP-227: session
+        // id 0), so an incremental fetch names a session that does not exist: tell the
+        // client to start over. Epoch 0 or -1 asks for a full fetch, which is served
+        // whatever session id comes with it, as Kafka does (it closes that session).
         return ResponseKind::Fetch(
             FetchResponse::default().with_error_code(ResponseError::FetchSessionIdNotFound.code()),
         )

@@ -643,10 +643,14 @@ impl PartitionLog {
         Ok(None)
     }
 
-    /// The largest timestamp in the log and the offset holding it (ListOffsets
-    /// MAX_TIMESTAMP).
-    pub fn max_timestamp_and_offset(&self) -> Option<(i64, i64)> {
-        self.segments
+    /// The largest timestamp in the log and the offset of the first record holding it
+    /// (ListOffsets MAX_TIMESTAMP). Segments track it per batch (the batch's last
+    /// offset); the record is found by reading that batch, as Kafka does since
+    /// KAFKA-16310: a batch of records 0..=2 whose largest timestamp is on record 1
+    /// answers 1, not 2.
+    pub fn max_timestamp_and_offset(&self) -> Result<Option<(i64, i64)>> {
+        let Some((timestamp, batch_last)) = self
+            .segments
             .values()
             .filter(|s| s.max_timestamp() >= 0)
             .map(|s| (s.max_timestamp(), s.offset_of_max_timestamp()))
@@ -654,6 +658,29 @@ impl PartitionLog {
                 Some(a) if a.0 >= cur.0 => Some(a),
                 _ => Some(cur),
             })
+        else {
+            return Ok(None);
+        };
+        let Some(range) = self.read(batch_last, 1, self.log_end_offset(), true)? else {
+            return Ok(Some((timestamp, batch_last)));
+        };
+        let bytes = range.read()?;
+        let Some(item) = batch::BatchIter::new(&bytes).next() else {
+            return Ok(Some((timestamp, batch_last)));
+        };
+        let (batch_range, header) = item?;
+        if header.base_offset > batch_last || header.last_offset() < batch_last {
+            return Ok(Some((timestamp, batch_last)));
+        }
+        // Under LogAppendTime every record carries the batch's time: its first record.
+        if header.timestamp_type() == TimestampType::LogAppendTime {
+            return Ok(Some((timestamp, header.base_offset)));
+        }
+        let offset = crate::builder::decode_records(&bytes[batch_range])?
+            .iter()
+            .find(|r| r.timestamp == timestamp)
+            .map_or(batch_last, |r| r.offset);
+        Ok(Some((timestamp, offset)))
     }
 
     /// `(epoch, end_offset)` for OffsetForLeaderEpoch.

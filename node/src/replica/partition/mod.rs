@@ -625,7 +625,7 @@ impl Partition {
 
     pub fn max_timestamp(&self) -> Result<Option<(i64, i64)>, ReplicaError> {
         let hw = self.high_watermark();
-        let found = self.with_log(|log| Ok(log.max_timestamp_and_offset()))?;
+        let found = self.with_log(|log| Ok(log.max_timestamp_and_offset()?))?;
         Ok(found.filter(|(_, offset)| *offset < hw))
     }
 
