@@ -597,3 +597,52 @@ fn every_metric_has_help_and_logs_have_no_colour_codes() {
     assert!(log.contains("Kafka listener ready"), "{log}");
     assert!(!log.contains('\u{1b}'), "colour codes in a log file");
 }
+
+/// Issue 33: a wrong address used to mean a 30 s wait and then "Broker transport failure",
+/// with no address and no cause. Each command now reports within about 5 s, naming the
+/// address and what went wrong, and exits 1: librdkafka-based commands (`topic list`)
+/// and the ones that speak the protocol themselves (`group list`, `acl list`) alike.
+#[test]
+fn connection_failures_are_reported_fast_with_the_address_and_the_cause() {
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").to_string()
+    };
+    // Accepted by the kernel's backlog, never answered.
+    let silent_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let silent = silent_listener.local_addr().expect("addr").to_string();
+    let run = |args: &[&str], bootstrap: &str| {
+        let started = std::time::Instant::now();
+        let out = Command::new(fjord_bin())
+            .args(args)
+            .args(["--bootstrap-server", bootstrap])
+            .env_remove("FJORD_BOOTSTRAP_SERVER")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run fjord");
+        (out, started.elapsed())
+    };
+    for args in [
+        &["topic", "list"][..],
+        &["group", "list"][..],
+        &["acl", "list"][..],
+    ] {
+        for (bootstrap, cause) in [
+            (closed.as_str(), "Connection refused"),
+            (silent.as_str(), "no answer within 5000 ms"),
+        ] {
+            let (out, took) = run(args, bootstrap);
+            let err = stderr(&out);
+            assert_eq!(out.status.code(), Some(1), "{args:?} {bootstrap}: {err}");
+            assert!(
+                took < Duration::from_secs(7),
+                "{args:?} {bootstrap}: reported after {took:?}"
+            );
+            assert!(
+                err.contains(bootstrap) && err.contains(cause),
+                "{args:?} {bootstrap}: the error names the address and '{cause}': {err}"
+            );
+        }
+    }
+    drop(silent_listener);
+}

@@ -29,7 +29,15 @@ impl ConnectArgs {
     }
 
     /// The client config with a command's own `defaults`, which `--property` overrides.
+    /// The first call of a process also checks that the cluster answers (see
+    /// [`Self::check_reachable`]), so a wrong address fails fast with its cause.
     pub fn config_with(&self, defaults: &[(&str, String)]) -> Result<ClientConfig, CliError> {
+        let c = self.base_config(defaults)?;
+        self.check_reachable_once(&c)?;
+        Ok(c)
+    }
+
+    fn base_config(&self, defaults: &[(&str, String)]) -> Result<ClientConfig, CliError> {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", &self.bootstrap_server);
         c.set("client.id", "fjord-cli");
@@ -78,7 +86,117 @@ impl ConnectArgs {
     pub fn timeout(&self) -> Duration {
         Duration::from_millis(self.timeout_ms)
     }
+
+    /// Checks, once per process, that the cluster answers with these connection
+    /// settings (for commands that speak the protocol themselves).
+    pub fn ensure_reachable(&self) -> Result<(), CliError> {
+        self.check_reachable_once(&self.base_config(&[])?)
+    }
+
+    /// Checks, once per process, that the cluster answers: see [`Self::check_reachable`].
+    fn check_reachable_once(&self, config: &ClientConfig) -> Result<(), CliError> {
+        static CHECKED: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+        CHECKED
+            .get_or_init(|| self.check_reachable(config).map_err(|e| e.to_string()))
+            .clone()
+            .map_err(CliError::Kafka)
+    }
+
+    /// Asks the cluster for its metadata with these connection settings and at most
+    /// [`REACH_WITHIN`] of patience. librdkafka would otherwise retry for the command's
+    /// whole timeout and then say only "Broker transport failure"; its first error
+    /// names the address and the cause (connection refused, connection setup timed out,
+    /// SSL handshake failed and why, SASL authentication failed, or a disconnect that
+    /// hints at the wrong `security.protocol`), and that is what the user sees.
+    pub fn check_reachable(&self, config: &ClientConfig) -> Result<(), CliError> {
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        let within = self.timeout().min(REACH_WITHIN);
+        let mut probe = config.clone();
+        probe.set(
+            "socket.connection.setup.timeout.ms",
+            within.as_millis().max(1000).to_string(),
+        );
+        // A consumer needs no group to ask for metadata.
+        probe.remove("group.id");
+        let capture = FirstError::default();
+        let consumer: BaseConsumer<FirstError> = probe
+            .create_with_context(capture)
+            .map_err(|e| CliError::Usage(format!("client settings: {e}")))?;
+        match consumer.fetch_metadata(None, within) {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                // Error reports wait in the client's event queue until it is polled.
+                let _ = consumer.poll(Duration::ZERO);
+                let cause = consumer
+                    .context()
+                    .first()
+                    .unwrap_or_else(|| format!("no answer within {} ms ({e})", within.as_millis()));
+                Err(CliError::Kafka(format!(
+                    "cannot reach the cluster at {}: {cause}",
+                    self.bootstrap_server
+                )))
+            }
+        }
+    }
 }
+
+/// How long a command waits for the cluster to answer at all before it reports why not.
+pub const REACH_WITHIN: Duration = Duration::from_secs(5);
+
+/// Keeps librdkafka's first error report, which names the broker and the cause.
+#[derive(Default)]
+struct FirstError(std::sync::Mutex<Option<String>>);
+
+impl FirstError {
+    fn first(&self) -> Option<String> {
+        self.0.lock().ok().and_then(|f| f.clone())
+    }
+}
+
+impl rdkafka::ClientContext for FirstError {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        use rdkafka::types::RDKafkaErrorCode;
+        // "1/1 brokers are down" follows the error that says why; keep the why.
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
+            return;
+        }
+        if let Ok(mut first) = self.0.lock() {
+            first.get_or_insert_with(|| {
+                if reason.is_empty() {
+                    error.to_string()
+                } else {
+                    reason.to_string()
+                }
+            });
+        }
+    }
+
+    /// librdkafka logs a failed connection (facility FAIL) as it happens, with the
+    /// broker's address and the cause; its error events wait for a poll.
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
+        use rdkafka::config::RDKafkaLogLevel;
+        let serious = matches!(
+            level,
+            RDKafkaLogLevel::Emerg
+                | RDKafkaLogLevel::Alert
+                | RDKafkaLogLevel::Critical
+                | RDKafkaLogLevel::Error
+                | RDKafkaLogLevel::Warning
+        );
+        if fac == "FAIL" && serious {
+            // "[thrd:host:port/bootstrap]: host:port/bootstrap: Connect to ... failed: ..."
+            let message = log_message
+                .split_once("]: ")
+                .filter(|(thread, _)| thread.starts_with("[thrd:"))
+                .map_or(log_message, |(_, rest)| rest);
+            if let Ok(mut first) = self.0.lock() {
+                first.get_or_insert_with(|| message.to_string());
+            }
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for FirstError {}
 
 /// Parses `KEY=VALUE` flags into pairs.
 pub fn key_values(items: &[String], flag: &str) -> Result<Vec<(String, String)>, CliError> {

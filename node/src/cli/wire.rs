@@ -130,6 +130,7 @@ impl Wire {
     /// Connects to the first reachable of `addrs` (comma-separated), with the security
     /// `connect`'s properties ask for.
     pub fn connect(addrs: &str, connect: &ConnectArgs) -> Result<Wire, CliError> {
+        connect.ensure_reachable()?;
         let security = Security::from_args(connect)?;
         let timeout = connect.timeout();
         let mut last = None;
