@@ -423,6 +423,39 @@ fn configs_use_kafka_names_defaults_and_sources() {
         42,
         "read-only broker config"
     );
+    // What Kafka changes at runtime, Kafka's tools may change here too (sarama's
+    // TestFuncAdminIncrementalAlterConfigs, librdkafka 0081), on one broker or all.
+    for (resource, key, value) in [
+        ("1", "log.cleaner.backoff.ms", "20000"),
+        ("", "log.cleaner.dedupe.buffer.size", "67108864"),
+        ("1", "log.cleaner.io.max.bytes.per.second", "52428800"),
+        ("1", "sasl.kerberos.min.time.before.relogin", "58000"),
+    ] {
+        assert_eq!(
+            incremental(&mut w, 4, resource, &[(key, 0, Some(value))]),
+            0,
+            "{key} on broker '{resource}'"
+        );
+    }
+    let backoff = w.call(
+        4,
+        &DescribeConfigsRequest::default().with_resources(vec![DescribeConfigsResource::default()
+            .with_resource_type(4)
+            .with_resource_name(StrBytes::from_static_str("1"))
+            .with_configuration_keys(Some(vec![StrBytes::from_static_str(
+                "log.cleaner.backoff.ms",
+            )]))]),
+    );
+    let c = &backoff.results[0].configs[0];
+    assert_eq!(
+        (
+            c.value.as_ref().map(|v| v.as_str()),
+            c.config_source,
+            c.read_only
+        ),
+        (Some("20000"), 1, false),
+        "a per-broker dynamic value, alterable"
+    );
 
     // Legacy AlterConfigs replaces all overrides.
     let r = w.call(

@@ -226,9 +226,9 @@ pub static BROKER_CONFIGS: &[BrokerConfigDef] = &[
     broker(def("log.cleaner.min.compaction.lag.ms", ConfigType::Long, "0", Check::Range(0, i64::MAX), "Default min.compaction.lag.ms of topics."), true),
     broker(def("log.cleaner.max.compaction.lag.ms", ConfigType::Long, LONG_MAX, Check::Range(1, i64::MAX), "Default max.compaction.lag.ms of topics."), true),
     broker(def("log.cleaner.enable", ConfigType::Boolean, "true", Check::Any, "Run the log cleaner, which compacts topics with cleanup.policy=compact."), false),
-    broker(def("log.cleaner.backoff.ms", ConfigType::Long, "15000", Check::Range(0, i64::MAX), "How long the cleaner rests when no log needs compacting."), false),
-    broker(def("log.cleaner.io.max.bytes.per.second", ConfigType::Double, "104857600", Check::DoubleRange(0.0, f64::MAX), "The cleaner's read plus write budget. Kafka leaves it unlimited; Fjord bounds it (100 MiB/s) so compaction cannot starve producers."), false),
-    broker(def("log.cleaner.dedupe.buffer.size", ConfigType::Long, "134217728", Check::Range(1, i64::MAX), "Memory for the key index of one compaction pass (24 bytes per key)."), false),
+    broker(def("log.cleaner.backoff.ms", ConfigType::Long, "15000", Check::Range(0, i64::MAX), "How long the cleaner rests when no log needs compacting."), true),
+    broker(def("log.cleaner.io.max.bytes.per.second", ConfigType::Double, "104857600", Check::DoubleRange(0.0, f64::MAX), "The cleaner's read plus write budget. Kafka leaves it unlimited; Fjord bounds it (100 MiB/s) so compaction cannot starve producers."), true),
+    broker(def("log.cleaner.dedupe.buffer.size", ConfigType::Long, "134217728", Check::Range(1, i64::MAX), "Memory for the key index of one compaction pass (24 bytes per key)."), true),
     broker(def("log.cleaner.min.cleanable.ratio", ConfigType::Double, "0.5", Check::DoubleRange(0.0, 1.0), "Default min.cleanable.dirty.ratio of topics."), true),
     broker(def("producer.id.expiration.ms", ConfigType::Int, "86400000", Check::Range(1, i32::MAX as i64), "Forget an idle idempotent producer's sequence state after this long."), true),
     broker(def("fsync.before.ack", ConfigType::Boolean, "false", Check::Any, "Fjord: fsync every append before acknowledging it (stronger than Kafka's default, slower)."), false),
@@ -270,6 +270,13 @@ pub static BROKER_CONFIGS: &[BrokerConfigDef] = &[
     broker(def("transaction.max.timeout.ms", ConfigType::Int, "900000", Check::Range(1, i32::MAX as i64), "Largest transaction.timeout.ms a producer may ask for."), false),
     broker(def("transaction.abort.timed.out.transaction.cleanup.interval.ms", ConfigType::Int, "10000", Check::Range(1, i32::MAX as i64), "How often the coordinator looks for transactions past their timeout and aborts them."), false),
     broker(def("transactional.id.expiration.ms", ConfigType::Int, "604800000", Check::Range(1, i32::MAX as i64), "How long an idle transactional id is remembered."), false),
+    // Kafka's SASL/GSSAPI settings, dynamic in Kafka: accepted so Kafka's tools can set
+    // and read them, with no effect, since Fjord has no Kerberos (GSSAPI) mechanism.
+    broker(def("sasl.kerberos.service.name", ConfigType::String, "", Check::Any, "Kafka's Kerberos service name. Fjord has no GSSAPI mechanism: accepted for Kafka's tools, no effect."), true),
+    broker(def("sasl.kerberos.kinit.cmd", ConfigType::String, "/usr/bin/kinit", Check::Any, "Kafka's Kerberos kinit command. Fjord has no GSSAPI mechanism: accepted for Kafka's tools, no effect."), true),
+    broker(def("sasl.kerberos.min.time.before.relogin", ConfigType::Long, "60000", Check::Range(0, i64::MAX), "Kafka's Kerberos relogin sleep. Fjord has no GSSAPI mechanism: accepted for Kafka's tools, no effect."), true),
+    broker(def("sasl.kerberos.ticket.renew.jitter", ConfigType::Double, "0.05", Check::DoubleRange(0.0, f64::MAX), "Kafka's Kerberos ticket renewal jitter. Fjord has no GSSAPI mechanism: accepted for Kafka's tools, no effect."), true),
+    broker(def("sasl.kerberos.ticket.renew.window.factor", ConfigType::Double, "0.8", Check::DoubleRange(0.0, f64::MAX), "Kafka's Kerberos ticket renewal window. Fjord has no GSSAPI mechanism: accepted for Kafka's tools, no effect."), true),
     broker(def("controller.quorum.request.timeout.ms", ConfigType::Int, "30000", Check::Range(100, i32::MAX as i64), "How long a metadata write may wait for the quorum."), false),
 ];
 
