@@ -453,8 +453,8 @@ fn configs_use_kafka_names_defaults_and_sources() {
             c.config_source,
             c.read_only
         ),
-        (Some("20000"), 1, false),
-        "a per-broker dynamic value, alterable"
+        (Some("20000"), 2, false),
+        "DYNAMIC_BROKER_CONFIG, alterable"
     );
 
     // Legacy AlterConfigs replaces all overrides.
