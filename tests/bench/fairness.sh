@@ -77,11 +77,27 @@ bench() { # bench ROUND VERSION NODES MODE TOPIC
     local extra=(--duration "$seconds" --producers 2 --acks "$acks" --replication-factor "$rf")
     [ "$mode" = consume ] && extra=()
     sync # earlier runs' dirty pages must not land in this one
+    local cpu_before cpu_after
+    cpu_before="$(broker_cpu_ticks)"
     "$work/fjord-$version" bench "$mode" --bootstrap-server 127.0.0.1:19401 --topic "$topic" \
         --partitions 6 --record-size 1024 "${extra[@]}" --json 2>/dev/null | tail -1 |
-        sed "s/^{/{\"version\": \"$version\", \"nodes\": $nodes, \"mode\": \"$mode\", \"round\": $round, /" \
-            >>"$out/results.jsonl"
+        sed "s/^{/{\"version\": \"$version\", \"nodes\": $nodes, \"mode\": \"$mode\", \"round\": $round, \"broker_cpu_ticks\": CPU, /" \
+            >"$out/last.json"
+    cpu_after="$(broker_cpu_ticks)"
+    sed "s/CPU/$((cpu_after - cpu_before))/" "$out/last.json" >>"$out/results.jsonl"
     tail -1 "$out/results.jsonl"
+}
+
+# CPU the brokers used (user + system, in clock ticks): throughput on this 2-core
+# machine swings with scheduling, while CPU spent per record is what a change costs.
+broker_cpu_ticks() {
+    local total=0 p fields
+    for p in ${pids[@]+"${pids[@]}"}; do
+        # utime and stime are the 14th and 15th fields, after the ")" ending the name.
+        fields="$(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null)" || continue
+        total=$((total + $(echo "$fields" | awk '{print $12 + $13}')))
+    done
+    echo "$total"
 }
 
 for round in $(seq 1 "$rounds"); do
@@ -111,9 +127,10 @@ lines = [
     "profile; 1 KiB records, produce for the same time with two producers, then read the "
     "topic end to end; medians.",
     "",
-    f"| scenario | {base} | {head} | ratio |",
-    "|---|---|---|---|",
+    f"| scenario | {base} | {head} | ratio | broker CPU per record, {base} | {head} | ratio |",
+    "|---|---|---|---|---|---|---|",
 ]
+tick_us = 1e6 / int(__import__("os").sysconf("SC_CLK_TCK"))
 for nodes, label in ((1, "1 node, acks=1"), (3, "3 nodes, RF 3, acks=all")):
     for mode in ("produce", "consume"):
         med = {}
@@ -121,10 +138,14 @@ for nodes, label in ((1, "1 node, acks=1"), (3, "3 nodes, RF 3, acks=all")):
             vals = [r for r in rows if r["mode"] == mode and r["nodes"] == nodes
                     and r["version"] == version]
             med[version] = (statistics.median(r["records_per_sec"] for r in vals),
-                            statistics.median(r["mb_per_sec"] for r in vals))
+                            statistics.median(r["mb_per_sec"] for r in vals),
+                            statistics.median(r.get("broker_cpu_ticks", 0) * tick_us
+                                              / max(r["records"], 1) for r in vals))
         b, h = med["base"], med["head"]
+        cpu_ratio = f"{h[2] / b[2]:.2f}" if b[2] > 0 else "-"
         lines.append(f"| {label}, {mode} | {b[0]:,.0f} rec/s ({b[1]:.1f} MB/s) | "
-                     f"{h[0]:,.0f} rec/s ({h[1]:.1f} MB/s) | {h[0] / b[0]:.2f} |")
+                     f"{h[0]:,.0f} rec/s ({h[1]:.1f} MB/s) | {h[0] / b[0]:.2f} | "
+                     f"{b[2]:.2f} µs | {h[2]:.2f} µs | {cpu_ratio} |")
 lines.append(f"<!-- {section}:end -->")
 table = "\n".join(lines)
 print(table)
