@@ -699,9 +699,7 @@ pub fn record_batch(
     ts: i64,
     producer: Option<(i64, i16, i32)>,
 ) -> bytes::Bytes {
-    use kafka_protocol::records::{
-        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-    };
+    use kafka_protocol::records::{Record, TimestampType};
     let (pid, epoch, seq) = producer.unwrap_or((-1, -1, -1));
     let records: Vec<Record> = (0..n)
         .map(|i| Record {
@@ -725,10 +723,16 @@ pub fn record_batch(
             headers: Default::default(),
         })
         .collect();
+    encode_batch(&records)
+}
+
+/// `records` as uncompressed v2 batches (one, when their offsets and sequences agree).
+pub fn encode_batch(records: &[kafka_protocol::records::Record]) -> bytes::Bytes {
+    use kafka_protocol::records::{Compression, RecordBatchEncoder, RecordEncodeOptions};
     let mut buf = bytes::BytesMut::new();
     RecordBatchEncoder::encode(
         &mut buf,
-        &records,
+        records,
         &RecordEncodeOptions {
             version: 2,
             compression: Compression::None,

@@ -33,9 +33,7 @@ fn records(n: usize, ts: i64, producer: Option<(i64, i16, i32)>) -> Bytes {
 
 /// One batch whose records carry these timestamps, in this order.
 fn batch_with_times(times: &[i64]) -> Bytes {
-    use kafka_protocol::records::{
-        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-    };
+    use kafka_protocol::records::{Record, TimestampType};
     let records: Vec<Record> = times
         .iter()
         .enumerate()
@@ -55,17 +53,7 @@ fn batch_with_times(times: &[i64]) -> Bytes {
             headers: Default::default(),
         })
         .collect();
-    let mut buf = bytes::BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .expect("encode");
-    buf.freeze()
+    fjord_tests::encode_batch(&records)
 }
 
 fn produce(w: &mut Wire, topic: &str, partition: i32, recs: Bytes) -> (i16, i64) {
