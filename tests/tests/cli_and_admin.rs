@@ -646,3 +646,46 @@ fn connection_failures_are_reported_fast_with_the_address_and_the_cause() {
     }
     drop(silent_listener);
 }
+
+/// Issue 33: idempotent scripts written for kafka-topics.sh use `--if-not-exists` and
+/// `--if-exists`, and older console-tool habits `--broker-list`; all three failed before.
+#[test]
+fn topic_commands_take_kafkas_idempotence_flags_and_broker_list() {
+    let node = Node::start();
+    let code = |args: &[&str]| {
+        let out = fjord(&node, args, None);
+        (out.status.code(), stdout(&out), stderr(&out))
+    };
+    let create = ["topic", "create", "again", "--partitions", "1"];
+    assert_eq!(code(&create).0, Some(0));
+    let (status, _, err) = code(&create);
+    assert_eq!(status, Some(1), "a second create still fails: {err}");
+    let (status, out, err) = code(&[&create[..], &["--if-not-exists"]].concat());
+    assert_eq!(
+        (status, out.as_str()),
+        (Some(0), ""),
+        "--if-not-exists: {err}"
+    );
+
+    let listed = Command::new(fjord_bin())
+        .args(["topic", "list", "--broker-list", &node.bootstrap()])
+        .env_remove("FJORD_BOOTSTRAP_SERVER")
+        .output()
+        .expect("run fjord");
+    assert!(
+        listed.status.success() && stdout(&listed).lines().any(|l| l == "again"),
+        "--broker-list: {}",
+        stderr(&listed)
+    );
+
+    let delete = ["topic", "delete", "again"];
+    assert_eq!(code(&delete).0, Some(0));
+    let (status, _, err) = code(&delete);
+    assert_eq!(
+        status,
+        Some(1),
+        "deleting a missing topic still fails: {err}"
+    );
+    let (status, out, err) = code(&[&delete[..], &["--if-exists"]].concat());
+    assert_eq!((status, out.as_str()), (Some(0), ""), "--if-exists: {err}");
+}

@@ -7,8 +7,14 @@ use super::CliError;
 /// Connection flags shared by every client subcommand, named like Kafka's tools.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ConnectArgs {
-    /// Kafka bootstrap servers, HOST:PORT[,HOST:PORT...].
-    #[arg(long, env = "FJORD_BOOTSTRAP_SERVER", default_value = "127.0.0.1:9092")]
+    /// Kafka bootstrap servers, HOST:PORT[,HOST:PORT...] (`--broker-list`, the older
+    /// console tools' name, works too).
+    #[arg(
+        long,
+        visible_alias = "broker-list",
+        env = "FJORD_BOOTSTRAP_SERVER",
+        default_value = "127.0.0.1:9092"
+    )]
     pub bootstrap_server: String,
     /// Extra librdkafka client properties, KEY=VALUE (repeatable): security.protocol,
     /// sasl.mechanism, sasl.username, sasl.password, ssl.ca.location, ...

@@ -1,5 +1,6 @@
 //! `fjord topic ...`: topic administration over the Kafka Admin API.
 
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::incremental_alter_configs_request::{
@@ -34,6 +35,9 @@ pub enum TopicCommand {
         /// Topic config, KEY=VALUE (repeatable), e.g. --config retention.ms=60000.
         #[arg(long = "config", value_name = "KEY=VALUE")]
         configs: Vec<String>,
+        /// Succeed without a word if the topic exists already (kafka-topics.sh's flag).
+        #[arg(long)]
+        if_not_exists: bool,
     },
     /// List topics.
     List {
@@ -55,6 +59,9 @@ pub enum TopicCommand {
         #[command(flatten)]
         connect: ConnectArgs,
         name: String,
+        /// Succeed without a word if there is no such topic (kafka-topics.sh's flag).
+        #[arg(long)]
+        if_exists: bool,
     },
     /// Add partitions to a topic.
     AddPartitions {
@@ -122,6 +129,7 @@ pub fn run(cmd: TopicCommand) -> Result<(), CliError> {
             partitions,
             replication_factor,
             configs,
+            if_not_exists,
         } => {
             let configs = key_values(&configs, "--config")?
                 .into_iter()
@@ -144,6 +152,9 @@ pub fn run(cmd: TopicCommand) -> Result<(), CliError> {
                 .with_timeout_ms(timeout_ms(&connect));
             let resp = wire(&connect)?.call(5, &req)?;
             for t in &resp.topics {
+                if if_not_exists && t.error_code == ResponseError::TopicAlreadyExists.code() {
+                    return Ok(());
+                }
                 broker_error(&name, t.error_code, t.error_message.as_deref())?;
             }
             outln!("Created topic {name}.");
@@ -233,12 +244,19 @@ pub fn run(cmd: TopicCommand) -> Result<(), CliError> {
             }
             Ok(())
         }
-        TopicCommand::Delete { connect, name } => {
+        TopicCommand::Delete {
+            connect,
+            name,
+            if_exists,
+        } => {
             let req = DeleteTopicsRequest::default()
                 .with_topic_names(vec![TopicName(StrBytes::from_string(name.clone()))])
                 .with_timeout_ms(timeout_ms(&connect));
             let resp = wire(&connect)?.call(5, &req)?;
             for r in &resp.responses {
+                if if_exists && r.error_code == ResponseError::UnknownTopicOrPartition.code() {
+                    return Ok(());
+                }
                 broker_error(&name, r.error_code, r.error_message.as_deref())?;
             }
             outln!("Deleted topic {name}.");
