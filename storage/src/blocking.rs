@@ -59,7 +59,7 @@ pub fn off_workers<T>(f: impl FnOnce() -> T) -> T {
 }
 
 /// Whether a disk call was slow within the last [`SLOW_SPELL`].
-pub fn in_slow_spell() -> bool {
+fn in_slow_spell() -> bool {
     let until = SLOW_UNTIL_MS.load(Ordering::Relaxed);
     until != 0 && now_ms() < until
 }

@@ -114,7 +114,7 @@ impl ConnectArgs {
     /// names the address and the cause (connection refused, connection setup timed out,
     /// SSL handshake failed and why, SASL authentication failed, or a disconnect that
     /// hints at the wrong `security.protocol`), and that is what the user sees.
-    pub fn check_reachable(&self, config: &ClientConfig) -> Result<(), CliError> {
+    fn check_reachable(&self, config: &ClientConfig) -> Result<(), CliError> {
         use rdkafka::consumer::{BaseConsumer, Consumer};
         let within = self.timeout().min(REACH_WITHIN);
         let mut probe = config.clone();
@@ -147,7 +147,7 @@ impl ConnectArgs {
 }
 
 /// How long a command waits for the cluster to answer at all before it reports why not.
-pub const REACH_WITHIN: Duration = Duration::from_secs(5);
+const REACH_WITHIN: Duration = Duration::from_secs(5);
 
 /// Keeps librdkafka's first error report, which names the broker and the cause.
 #[derive(Default)]
