@@ -500,7 +500,17 @@ impl Controller {
         for (broker_id, epoch, why) in doomed {
             // A controller without its quorum retries every tick; say so once.
             let retry = self.liveness().fence_failing.contains(&broker_id);
-            if retry {
+            let stopped = self
+                .current()
+                .brokers
+                .get(&broker_id)
+                .is_some_and(|b| b.stopping);
+            if stopped {
+                info!(
+                    broker = broker_id,
+                    why, "unlisting the broker that shut down"
+                );
+            } else if retry {
                 debug!(broker = broker_id, why, "fencing the broker again");
             } else {
                 warn!(broker = broker_id, why, "fencing the broker");

@@ -9,7 +9,8 @@ use std::collections::BTreeSet;
 use crate::attachments::Attachments;
 use crate::metadata::{ClusterMetadata, Election, MetadataError, PartitionState};
 
-/// Brokers that are registered and unfenced but have not heartbeated within
+/// Brokers that are registered and listed (unfenced, or stopping after a controlled
+/// shutdown, which this unlists) but have not heartbeated within
 /// `session_timeout_ms` of `now_ms`. `last_heartbeat_ms` holds the latest heartbeat
 /// time of each broker as seen by this controller; a broker missing from it counts as
 /// heard at `grace_start_ms` (when this controller took office), so a new controller
@@ -25,7 +26,7 @@ pub fn brokers_to_fence(
 ) -> Vec<(i32, i64)> {
     md.brokers
         .values()
-        .filter(|b| !b.fenced)
+        .filter(|b| b.is_listed())
         .filter(|b| {
             let last = last_heartbeat_ms
                 .get(&b.id)
@@ -37,7 +38,7 @@ pub fn brokers_to_fence(
         .collect()
 }
 
-/// Brokers that are registered and unfenced, lost every `Attach` stream to this
+/// Brokers that are registered and listed (as in [`brokers_to_fence`]), lost every `Attach` stream to this
 /// controller at least `grace_ms` ago, and have not heartbeated since: their process is
 /// gone (a live broker reattaches, or at least heartbeats, within the grace). Frozen or
 /// cut-off brokers close no stream and are left to [`brokers_to_fence`].
@@ -50,7 +51,7 @@ pub fn brokers_disconnected(
 ) -> Vec<(i32, i64)> {
     md.brokers
         .values()
-        .filter(|b| !b.fenced)
+        .filter(|b| b.is_listed())
         .filter(|b| {
             disconnected(
                 attachments,
@@ -287,10 +288,31 @@ mod tests {
                     rack: None,
                     rpc_address: String::new(),
                     fenced: *fenced,
+                    stopping: false,
                 },
             );
         }
         md
+    }
+
+    #[test]
+    fn a_stopping_broker_is_unlisted_once_its_process_is_gone_or_silent() {
+        let mut md = md(&[(1, true), (2, true)]);
+        if let Some(b) = md.brokers.get_mut(&1) {
+            b.stopping = true;
+        }
+        let mut att = Attachments::default();
+        for (id, epoch) in [(1, 10), (2, 20)] {
+            att.opened(id, epoch);
+            att.closed(id, epoch, 1_000);
+        }
+        let none = HashMap::new();
+        // Only the stopping one: 2 is fenced for good and left alone.
+        assert_eq!(
+            brokers_disconnected(&md, &att, &none, 1_500, 500),
+            vec![(1, 10)]
+        );
+        assert_eq!(brokers_to_fence(&md, &none, 0, 9_001, 9_000), vec![(1, 10)]);
     }
 
     #[test]

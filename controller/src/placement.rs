@@ -209,6 +209,7 @@ mod tests {
                     rack: Some(format!("r{id}")),
                     rpc_address: String::new(),
                     fenced: *fenced,
+                    stopping: false,
                 },
             );
         }

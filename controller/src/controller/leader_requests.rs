@@ -119,7 +119,7 @@ impl Controller {
                 self.liveness()
                     .shutting_down
                     .insert((broker_id, broker_epoch));
-                self.propose(MetadataCommand::FenceBroker {
+                self.propose(MetadataCommand::ControlledShutdown {
                     broker_id,
                     epoch: broker_epoch,
                 })

@@ -39,19 +39,22 @@ pub fn apply_command(
         }
         MetadataCommand::FenceBroker { broker_id, epoch } => {
             match md.brokers.get_mut(broker_id) {
-                Some(b) if b.epoch == *epoch && !b.fenced => {
-                    b.fenced = true;
-                    info!(broker = broker_id, epoch, "broker fenced");
-                    let fenced = *broker_id;
-                    let moved = reelect(md, |p| p.leader == fenced);
-                    shrink_isr(md, fenced);
-                    info!(
-                        broker = broker_id,
-                        partitions = moved,
-                        "leadership moved off fenced broker"
-                    );
+                Some(b) if b.epoch == *epoch && !b.fenced => fence(md, *broker_id, false),
+                Some(b) if b.epoch == *epoch && b.stopping => {
+                    b.stopping = false;
+                    info!(broker = broker_id, epoch, "stopped broker no longer listed");
                 }
                 _ => {}
+            }
+            CommandOutcome::Done
+        }
+        MetadataCommand::ControlledShutdown { broker_id, epoch } => {
+            if md
+                .brokers
+                .get(broker_id)
+                .is_some_and(|b| b.epoch == *epoch && !b.fenced)
+            {
+                fence(md, *broker_id, true);
             }
             CommandOutcome::Done
         }
@@ -476,6 +479,29 @@ fn unclean_allowed(md: &ClusterMetadata, topic: &TopicState) -> bool {
 /// Re-elects leaders of the partitions selected by `affected`, against the current set of
 /// live brokers, moving leadership off drained brokers where another in-sync replica can
 /// lead. Returns how many partitions changed leader.
+/// Fences `broker` (a registered, unfenced broker): its leaderships move and it leaves
+/// every ISR. `stopping` keeps it listed to clients until it is gone (controlled
+/// shutdown).
+fn fence(md: &mut ClusterMetadata, broker: i32, stopping: bool) {
+    if let Some(b) = md.brokers.get_mut(&broker) {
+        b.fenced = true;
+        b.stopping = stopping;
+    }
+    let epoch = md.brokers.get(&broker).map(|b| b.epoch);
+    if stopping {
+        info!(broker, epoch, "broker fenced for its controlled shutdown");
+    } else {
+        info!(broker, epoch, "broker fenced");
+    }
+    let moved = reelect(md, |p| p.leader == broker);
+    shrink_isr(md, broker);
+    info!(
+        broker,
+        partitions = moved,
+        "leadership moved off fenced broker"
+    );
+}
+
 fn reelect(md: &mut ClusterMetadata, affected: impl Fn(&PartitionState) -> bool) -> usize {
     let live: BTreeSet<i32> = md
         .brokers

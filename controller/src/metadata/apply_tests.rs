@@ -81,6 +81,67 @@ fn assignments_must_name_registered_brokers_once() {
 }
 
 #[test]
+fn a_broker_in_controlled_shutdown_leads_nothing_but_stays_listed_until_it_is_gone() {
+    let mut md = ClusterMetadata::default();
+    register(&mut md, 1, 1);
+    register(&mut md, 2, 2);
+    apply_command(
+        &mut md,
+        &MetadataCommand::CreateTopics {
+            topics: vec![spec("pair", vec![vec![1, 2]])],
+        },
+        3,
+    );
+    let epoch = md.brokers[&1].epoch;
+    apply_command(
+        &mut md,
+        &MetadataCommand::ControlledShutdown {
+            broker_id: 1,
+            epoch,
+        },
+        4,
+    );
+    let pair = md.partition("pair", 0).cloned().expect("pair");
+    assert_eq!((pair.leader, pair.isr.clone()), (2, vec![2]), "moved off");
+    assert!(!md.is_live(1), "fenced: it may lead nothing");
+    assert!(
+        md.brokers[&1].is_listed(),
+        "but clients are still told of it"
+    );
+    // Its process is gone: the controller's FenceBroker for the same epoch unlists it.
+    apply_command(
+        &mut md,
+        &MetadataCommand::FenceBroker {
+            broker_id: 1,
+            epoch,
+        },
+        5,
+    );
+    assert!(!md.brokers[&1].is_listed());
+    assert_eq!(md.partition("pair", 0).map(|p| p.leader), Some(2));
+    // Registering again starts unfenced and not stopping.
+    register(&mut md, 1, 6);
+    assert!(md.brokers[&1].is_listed() && !md.brokers[&1].stopping);
+}
+
+#[test]
+fn a_controlled_shutdown_of_an_old_registration_does_nothing() {
+    let mut md = ClusterMetadata::default();
+    register(&mut md, 1, 1);
+    let old = md.brokers[&1].epoch;
+    register(&mut md, 1, 2);
+    apply_command(
+        &mut md,
+        &MetadataCommand::ControlledShutdown {
+            broker_id: 1,
+            epoch: old,
+        },
+        3,
+    );
+    assert!(md.is_live(1) && !md.brokers[&1].stopping);
+}
+
+#[test]
 fn fencing_moves_leadership_and_registration_restores_it() {
     let mut md = ClusterMetadata::default();
     register(&mut md, 1, 1);

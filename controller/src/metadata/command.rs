@@ -71,6 +71,13 @@ pub enum MetadataCommand {
         broker_id: i32,
         epoch: i64,
     },
+    /// The broker asked to shut down: fenced as by [`MetadataCommand::FenceBroker`], but
+    /// still listed to clients until a `FenceBroker` for the same epoch (its process is
+    /// gone, or its session ran out). Ignored unless `epoch` is still its epoch.
+    ControlledShutdown {
+        broker_id: i32,
+        epoch: i64,
+    },
     /// The fenced broker is heartbeating again under the same registration.
     UnfenceBroker {
         broker_id: i32,
@@ -261,6 +268,9 @@ impl std::fmt::Display for MetadataCommand {
             MetadataCommand::RegisterBroker(r) => write!(f, "RegisterBroker({})", r.broker_id),
             MetadataCommand::FenceBroker { broker_id, epoch } => {
                 write!(f, "FenceBroker({broker_id}, epoch {epoch})")
+            }
+            MetadataCommand::ControlledShutdown { broker_id, epoch } => {
+                write!(f, "ControlledShutdown({broker_id}, epoch {epoch})")
             }
             MetadataCommand::UnfenceBroker { broker_id, epoch } => {
                 write!(f, "UnfenceBroker({broker_id}, epoch {epoch})")

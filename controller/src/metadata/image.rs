@@ -18,6 +18,13 @@ pub struct BrokerState {
     pub rack: Option<String>,
     pub rpc_address: String,
     pub fenced: bool,
+    /// Fenced by its own controlled shutdown and not yet gone. Like a Kafka broker in
+    /// controlled shutdown it stays listed to clients (Metadata) while it stops, so that
+    /// requests a client already queued at it are answered NOT_LEADER_OR_FOLLOWER
+    /// rather than dropped with a connection the client closes because its broker
+    /// vanished. It leads nothing and is in no ISR.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stopping: bool,
 }
 
 impl BrokerState {
@@ -30,7 +37,13 @@ impl BrokerState {
             rack: reg.rack.clone(),
             rpc_address: reg.rpc_address.clone(),
             fenced: false,
+            stopping: false,
         }
+    }
+
+    /// Whether clients are told of this broker (Metadata): unfenced, or still stopping.
+    pub fn is_listed(&self) -> bool {
+        !self.fenced || self.stopping
     }
 
     /// The listener a client connected through, matched by listener name.

@@ -162,7 +162,7 @@ pub async fn handle(ctx: &RequestContext, req: MetadataRequest) -> ResponseKind 
 fn brokers(md: &ClusterMetadata, listener: &str) -> Vec<MetadataResponseBroker> {
     md.brokers
         .values()
-        .filter(|b| !b.fenced)
+        .filter(|b| b.is_listed())
         .filter_map(|b| {
             let l = b.listener(listener)?;
             Some(
