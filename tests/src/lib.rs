@@ -635,6 +635,11 @@ pub fn client_config(bootstrap: &str) -> rdkafka::ClientConfig {
     let mut c = rdkafka::ClientConfig::new();
     c.set("bootstrap.servers", bootstrap);
     c.set("log_level", "3");
+    // librdkafka's debug contexts (e.g. `broker,topic,msg`), to read how a client lived
+    // through a fault; the checker's producer prints them with the test's clock.
+    if let Ok(contexts) = std::env::var("FJORD_CLIENT_DEBUG") {
+        c.set("debug", contexts).set("log_level", "7");
+    }
     for (k, v) in client_security(bootstrap) {
         c.set(k, v);
     }

@@ -112,7 +112,17 @@ struct Recorder {
     failures: Arc<Mutex<Vec<String>>>,
 }
 
-impl ClientContext for Recorder {}
+impl ClientContext for Recorder {
+    /// librdkafka's own log, printed with the test's clock so that it lines up with the
+    /// history and the node logs (`FJORD_CLIENT_DEBUG` turns on its debug contexts).
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
+        eprintln!(
+            "[client {} {} {level:?} {fac}] {log_message}",
+            self.process,
+            now_ms()
+        );
+    }
+}
 
 impl ProducerContext for Recorder {
     type DeliveryOpaque = ();
