@@ -148,7 +148,6 @@ fn answers(s: TcpStream, within: Duration) -> bool {
 /// the node's memory, up to 64 a connection. Now, as in Kafka, a connection's next request
 /// is read only once the one before it is answered.
 #[test]
-#[ignore = "open finding (issue 30): reading one request at a time made SIGTERM failover of a partition leader slower for librdkafka (5 of 11 fault-matrix runs at 0.8-1.3 s, against 1 of 8 before), so connections still overlap up to 64 waits"]
 fn pipelined_requests_wait_in_the_socket_until_the_one_before_is_answered() {
     const DELAY_MS: u64 = 3000;
     let delay = format!("group.initial.rebalance.delay.ms={DELAY_MS}");

@@ -1,13 +1,15 @@
-//! One client connection: read frames, handle requests in order, write responses in
-//! order. Malformed input closes this connection only, with a log line.
+//! One client connection: read a frame, handle it, write its response, and only then
+//! read the next, as Kafka's socket server does (it mutes a connection while its request
+//! is in flight). Requests a client pipelines wait in the socket, not in the node: a
+//! connection holds at most one request and one answer, whatever the client sends.
+//! Malformed input closes this connection only, with a log line.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures::stream::FuturesOrdered;
-use futures::{FutureExt, StreamExt};
+use futures::FutureExt;
 use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -23,23 +25,11 @@ use super::{api_versions, metrics_labels, throttle};
 use crate::broker::Broker;
 use crate::quota::connections::Slot;
 
-/// Requests whose responses may be outstanding at once on one connection; beyond this
-/// the connection stops reading until responses drain (backpressure).
-const MAX_IN_FLIGHT: usize = 64;
-
-/// Request bytes admitted and not yet answered on one connection. Past this the
-/// connection stops reading (one frame is always admitted, so a large request still
-/// passes): a client pipelining large produce requests against a slow ISR holds the
-/// connection's memory to about this much.
-const MAX_IN_FLIGHT_BYTES: usize = 32 * 1024 * 1024;
-
 /// Socket reads are buffered this much, so small requests cost one read each.
 const READ_BUFFER: usize = 8 * 1024;
 
 /// A response to write (or `None`: nothing to send), once its request is handled.
 type Response = std::pin::Pin<Box<dyn std::future::Future<Output = Option<Outgoing>> + Send>>;
-/// A response with the size of the request it answers.
-type Answer = (usize, Option<Outgoing>);
 
 /// An encoded response, and how long the client is throttled after it (KIP-219: the
 /// connection is not read again until then).
@@ -49,53 +39,6 @@ struct Outgoing {
     /// Close the connection once this is written (a failed authentication).
     close: bool,
 }
-type Pending = std::pin::Pin<Box<dyn std::future::Future<Output = Answer> + Send>>;
-
-/// The admission state of one connection's pipeline.
-#[derive(Default)]
-struct Pipeline {
-    requests: usize,
-    bytes: usize,
-    /// A Fetch is in flight; it is always alone (see [`Pipeline::admits`]).
-    fetching: bool,
-}
-
-impl Pipeline {
-    /// Whether another frame may be read now.
-    fn open(&self) -> bool {
-        !self.fetching
-            && self.requests < MAX_IN_FLIGHT
-            && (self.requests == 0 || self.bytes < MAX_IN_FLIGHT_BYTES)
-    }
-
-    /// Whether `frame` may start now. A Fetch answer holds up to fetch.max.bytes read
-    /// from the log, so it waits until it is the only request in flight: like Kafka,
-    /// which handles one request per connection at a time, a client that pipelines
-    /// fetches and reads no answers gets one answer's worth of memory, not one per
-    /// request. Real consumers keep one fetch per broker in flight, so nothing waits.
-    fn admits(&self, frame: &Bytes) -> bool {
-        !is_fetch(frame) || self.requests == 0
-    }
-
-    fn started(&mut self, frame: &Bytes) {
-        self.requests += 1;
-        self.bytes += frame.len();
-        self.fetching |= is_fetch(frame);
-    }
-
-    fn answered(&mut self, len: usize) {
-        self.requests -= 1;
-        self.bytes -= len;
-        if self.requests == 0 {
-            self.fetching = false;
-        }
-    }
-}
-
-fn is_fetch(frame: &Bytes) -> bool {
-    frame.get(..2) == Some(&(ApiKey::Fetch as i16).to_be_bytes()[..])
-}
-
 /// How long a client has to complete its TLS handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -178,8 +121,8 @@ where
         Arc::clone(&broker.request_pool),
         frame_limit(&session),
     );
-    let mut pending: FuturesOrdered<Pending> = FuturesOrdered::new();
-    let mut pipeline = Pipeline::default();
+    // The answer being waited for; no frame is read while there is one.
+    let mut in_flight: Option<Response> = None;
     // connections.max.idle.ms: a connection with nothing read, nothing in flight and
     // nothing written for this long is closed, as Kafka's selector does.
     let idle_limit = u64::try_from(broker.broker_i64("connections.max.idle.ms"))
@@ -191,8 +134,6 @@ where
             .max(0) as u64,
     );
     let mut active_at = tokio::time::Instant::now();
-    // A Fetch read while other requests were in flight, waiting for them to finish.
-    let mut waiting: Option<Admitted> = None;
     debug!(%peer, %listener, "connection opened");
 
     // A throttled client's next request is not read before this (KIP-219).
@@ -201,15 +142,9 @@ where
         if muted_until.is_some_and(|t| t <= tokio::time::Instant::now()) {
             muted_until = None;
         }
-        if let Some(frame) = waiting.take_if(|f| pipeline.admits(&f.frame)) {
-            match start(frame, &mut pipeline, &mut pending, &mut session).await {
-                Ok(throttle_ms) => mute(&mut muted_until, throttle_ms),
-                Err(reason) => break Some(reason),
-            }
-        }
         frames.set_max_frame(frame_limit(&session));
         frames.allow_bare_frames(session.expects_raw_token());
-        let idle = pending.is_empty() && waiting.is_none() && !frames.mid_frame();
+        let idle = in_flight.is_none() && !frames.mid_frame();
         let idle_deadline = idle_limit.filter(|_| idle).map(|d| active_at + d);
         tokio::select! {
             () = sleep_until(muted_until), if muted_until.is_some() => {}
@@ -218,7 +153,7 @@ where
                 debug!(%peer, %listener, "closing idle connection (connections.max.idle.ms)");
                 break None;
             }
-            frame = frames.next(), if waiting.is_none() && pipeline.open() && muted_until.is_none() => {
+            frame = frames.next(), if in_flight.is_none() && muted_until.is_none() => {
                 let frame = match frame {
                     Ok(None) => break None,
                     Err(super::incoming::FrameError::Io(e)) if is_disconnect(&e) => break None,
@@ -226,17 +161,16 @@ where
                     Ok(Some(f)) => f,
                 };
                 active_at = tokio::time::Instant::now();
-                if !pipeline.admits(&frame.frame) {
-                    waiting = Some(frame);
-                    continue;
-                }
-                match start(frame, &mut pipeline, &mut pending, &mut session).await {
-                    Ok(throttle_ms) => mute(&mut muted_until, throttle_ms),
+                match start(frame, &mut session).await {
+                    Ok((answer, throttle_ms)) => {
+                        in_flight = answer;
+                        mute(&mut muted_until, throttle_ms);
+                    }
                     Err(reason) => break Some(reason),
                 }
             }
-            Some((len, response)) = pending.next() => {
-                pipeline.answered(len);
+            response = answer(&mut in_flight), if in_flight.is_some() => {
+                in_flight = None;
                 active_at = tokio::time::Instant::now();
                 if let Some(Outgoing { mut frame, throttle_ms, close }) = response {
                     if close && !failed_auth_delay.is_zero() {
@@ -260,13 +194,10 @@ where
             }
         }
     };
-    // Answer what was already accepted before closing, so a well-formed request ahead
-    // of the bad one still gets its response.
-    while let Some((_, response)) = pending.next().await {
-        if let Some(Outgoing { mut frame, .. }) = response {
-            if write_frame(&mut wr, &mut frame).await.is_err() {
-                break;
-            }
+    // Answer what was already accepted before closing.
+    if let Some(pending) = in_flight {
+        if let Some(Outgoing { mut frame, .. }) = pending.await {
+            let _ = write_frame(&mut wr, &mut frame).await;
         }
     }
     match &close_reason {
@@ -312,26 +243,26 @@ async fn sleep_until(t: Option<tokio::time::Instant>) {
     }
 }
 
-/// Handles one admitted frame and queues its answer. `Err` closes the connection. The
+/// Handles one admitted frame: its answer to wait for and write (`None`: nothing to
+/// send, for acks=0) and the throttle it earned; `Err` closes the connection. The
 /// frame's share of the request pool is given back once it has been handled: what
 /// remains in flight (a response being waited for) no longer holds the request.
 async fn start(
     admitted: Admitted,
-    pipeline: &mut Pipeline,
-    pending: &mut FuturesOrdered<Pending>,
     session: &mut Session,
-) -> Result<u64, String> {
+) -> Result<(Option<Response>, u64), String> {
     let Admitted { frame, permit } = admitted;
-    let len = frame.len();
-    pipeline.started(&frame);
     let handled = handle_frame(frame, session).await;
     drop(permit);
-    let (response, throttle_ms) = handled?;
-    match response {
-        Some(p) => pending.push_back(Box::pin(p.map(move |r| (len, r)))),
-        None => pipeline.answered(len),
+    handled
+}
+
+/// Waits for the answer in flight (the caller only asks while there is one).
+async fn answer(in_flight: &mut Option<Response>) -> Option<Outgoing> {
+    match in_flight {
+        Some(pending) => pending.await,
+        None => std::future::pending().await,
     }
-    Ok(throttle_ms)
 }
 
 /// A response that is already encoded.
@@ -530,45 +461,5 @@ mod tests {
             .expect("read");
         assert_eq!(got, body);
         drop(served);
-    }
-
-    fn frame(api: ApiKey, len: usize) -> Bytes {
-        let mut f = vec![0u8; len.max(2)];
-        f[..2].copy_from_slice(&(api as i16).to_be_bytes());
-        Bytes::from(f)
-    }
-
-    #[test]
-    fn a_fetch_waits_until_it_is_alone_and_nothing_passes_it() {
-        let mut p = Pipeline::default();
-        let produce = frame(ApiKey::Produce, 100);
-        let fetch = frame(ApiKey::Fetch, 100);
-        p.started(&produce);
-        assert!(p.open());
-        assert!(!p.admits(&fetch), "a fetch behind a produce waits");
-        p.answered(produce.len());
-        assert!(p.admits(&fetch));
-        p.started(&fetch);
-        assert!(!p.open(), "nothing is read behind a fetch");
-        p.answered(fetch.len());
-        assert!(p.open());
-    }
-
-    #[test]
-    fn request_bytes_bound_the_pipeline_but_one_frame_always_passes() {
-        let mut p = Pipeline::default();
-        let big = frame(ApiKey::Produce, MAX_IN_FLIGHT_BYTES + 1);
-        assert!(p.open() && p.admits(&big));
-        p.started(&big);
-        assert!(
-            !p.open(),
-            "past the byte budget the connection stops reading"
-        );
-        p.answered(big.len());
-        for _ in 0..MAX_IN_FLIGHT {
-            assert!(p.open());
-            p.started(&frame(ApiKey::Produce, 10));
-        }
-        assert!(!p.open(), "and past the request count");
     }
 }
