@@ -79,7 +79,9 @@ bench() { # bench ROUND VERSION NODES MODE TOPIC
     sync # earlier runs' dirty pages must not land in this one
     local cpu_before cpu_after
     cpu_before="$(broker_cpu_ticks)"
-    "$work/fjord-$version" bench "$mode" --bootstrap-server 127.0.0.1:19401 --topic "$topic" \
+    # The client is head's for both: what is compared is the broker, and a client that
+    # batches differently changes the broker's work per record.
+    "$work/fjord-head" bench "$mode" --bootstrap-server 127.0.0.1:19401 --topic "$topic" \
         --partitions 6 --record-size 1024 "${extra[@]}" --json 2>/dev/null | tail -1 |
         sed "s/^{/{\"version\": \"$version\", \"nodes\": $nodes, \"mode\": \"$mode\", \"round\": $round, \"broker_cpu_ticks\": CPU, /" \
             >"$out/last.json"
@@ -121,7 +123,7 @@ rows = [json.loads(l) for l in open(sys.argv[1])]
 base, head, rounds, section, note = sys.argv[2:7]
 lines = [
     f"<!-- {section}:start -->",
-    f"Measured with `tests/bench/fairness.sh`: the same `fjord bench` client against {base} "
+    f"Measured with `tests/bench/fairness.sh`: the same `fjord bench` client (head's) against {base} "
     f"({note}) and {head}, alternately in the same "
     f"run (which goes first alternating), {rounds} runs each, both built with the image's "
     "profile; 1 KiB records, produce for the same time with two producers, then read the "
