@@ -58,10 +58,11 @@ pub async fn run(config: NodeConfig) -> Result<(), ServeError> {
         version = env!("CARGO_PKG_VERSION"),
         "starting Fjord node"
     );
-    for key in config.unknown_props() {
+    for (key, hint) in config.unknown_props_with_hints() {
         warn!(
             key,
-            "the configuration {key} was supplied but isn't a known config"
+            "{}: it was supplied but nothing reads it",
+            crate::config::unknown_message(key, hint)
         );
     }
     // Certificates and users load before anything binds: a bad file fails the start.

@@ -196,7 +196,15 @@ fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
         print!("{}", config.describe());
-        return ExitCode::SUCCESS;
+        let unknown = config.unknown_props_with_hints();
+        for (key, hint) in &unknown {
+            eprintln!("error: {}", crate::config::unknown_message(key, *hint));
+        }
+        return if unknown.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(2)
+        };
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -4,7 +4,8 @@
 
 pub mod defs;
 mod node;
+mod properties;
 mod resolve;
 
-pub use node::{ListenerSpec, LogFormat, NodeConfig, ServeArgs};
+pub use node::{unknown_message, ListenerSpec, LogFormat, NodeConfig, ServeArgs};
 pub use resolve::{ConfigSource, ConfigView, ResolvedConfig};

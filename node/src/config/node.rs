@@ -32,7 +32,8 @@ pub struct ServeArgs {
     /// Every voter's RPC address, ID@host:port,... (default: this node alone).
     #[arg(long, env = "FJORD_VOTERS", value_name = "LIST")]
     pub voters: Option<String>,
-    /// TOML file of settings; keys use Kafka's property names.
+    /// File of settings with Kafka's property names: TOML, or Kafka's own
+    /// `server.properties` format when the name ends in `.properties`.
     #[arg(long, env = "FJORD_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Rack (zone) of this broker (Kafka's broker.rack).
@@ -54,7 +55,8 @@ pub struct ServeArgs {
     /// Set any Kafka property, e.g. --override num.partitions=3 (repeatable).
     #[arg(long = "override", value_name = "KEY=VALUE")]
     pub overrides: Vec<String>,
-    /// Check the settings, print them as resolved, and exit (0 when valid, 2 when not).
+    /// Check the settings, print them as resolved, and exit: 0 when valid, 2 when not
+    /// (a bad value, or a property nothing reads, named with the closest known one).
     #[arg(long)]
     pub check_config: bool,
     /// Log lines as human-readable text or as one JSON object per line.
@@ -146,6 +148,72 @@ fn flatten(prefix: &str, value: &toml::Value, out: &mut BTreeMap<String, String>
             out.insert(prefix.to_string(), other.to_string());
         }
     }
+}
+
+/// The settings of a config file: Kafka's properties format for `*.properties`
+/// (`server.properties` as Kafka reads it), TOML otherwise.
+fn read_config_file(path: &std::path::Path) -> Result<BTreeMap<String, String>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
+    if path.extension().is_some_and(|e| e == "properties") {
+        return super::properties::parse(&text)
+            .map_err(|e| format!("config file {}: {e}", path.display()));
+    }
+    let value: toml::Value = toml::from_str(&text).map_err(|e| {
+        format!(
+            "config file {} is not valid TOML: {e}(a Kafka properties file is read as such \
+             when its name ends in .properties)",
+            path.display()
+        )
+    })?;
+    let mut props = BTreeMap::new();
+    flatten("", &value, &mut props);
+    Ok(props)
+}
+
+/// Kafka's KRaft files name controller listeners (`controller.listener.names`); Fjord's
+/// controller speaks on its rpc listener, which peers also use for replication. So those
+/// listeners are taken out of the Kafka listeners, and the first one becomes the rpc
+/// listener unless one is given: `controller.quorum.voters` then points at the right
+/// port, as it does in Kafka.
+fn take_controller_listeners(
+    props: &mut BTreeMap<String, String>,
+    rpc_given: bool,
+) -> Result<(), String> {
+    let Some(names) = props.get("controller.listener.names").cloned() else {
+        return Ok(());
+    };
+    let names: Vec<String> = names
+        .split(',')
+        .map(|n| n.trim().to_uppercase())
+        .filter(|n| !n.is_empty())
+        .collect();
+    let is_controller = |entry: &str| {
+        entry
+            .split_once("://")
+            .is_some_and(|(name, _)| names.contains(&name.trim().to_uppercase()))
+    };
+    for key in ["listeners", "advertised.listeners"] {
+        let Some(spec) = props.get(key).cloned() else {
+            continue;
+        };
+        let (controller, kafka): (Vec<&str>, Vec<&str>) = spec
+            .split(',')
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+            .partition(|e| is_controller(e));
+        if key == "listeners" && !rpc_given && !props.contains_key("rpc.listener") {
+            if let Some((_, addr)) = controller.first().and_then(|c| c.split_once("://")) {
+                let (host, port) = addr
+                    .rsplit_once(':')
+                    .ok_or_else(|| format!("controller listener '{addr}' has no port"))?;
+                let host = if host.is_empty() { "0.0.0.0" } else { host };
+                props.insert("rpc.listener".into(), format!("{host}:{port}"));
+            }
+        }
+        props.insert(key.into(), kafka.join(","));
+    }
+    Ok(())
 }
 
 fn parse_listeners(
@@ -257,11 +325,7 @@ impl NodeConfig {
     pub fn load(args: &ServeArgs) -> Result<Self, String> {
         let mut props = BTreeMap::new();
         if let Some(path) = &args.config {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
-            let value: toml::Value = toml::from_str(&text)
-                .map_err(|e| format!("config file {} is not valid TOML: {e}", path.display()))?;
-            flatten("", &value, &mut props);
+            props = read_config_file(path)?;
         }
         for o in &args.overrides {
             let (k, v) = o
@@ -289,6 +353,7 @@ impl NodeConfig {
             .filter_map(|o| o.split_once('=').map(|(k, _)| k.trim()))
             .collect();
         apply_node_section(&mut props, node_id, &overridden);
+        take_controller_listeners(&mut props, args.rpc_listener.is_some())?;
         if props.get("log.dirs").is_some_and(|d| d.contains(',')) {
             return Err("log.dirs: Fjord keeps one data directory per node".into());
         }
@@ -440,38 +505,129 @@ impl NodeConfig {
             self.rack.as_deref().unwrap_or(""),
         );
         for (k, v) in &self.static_props {
-            out.push_str(&format!("{k} = {v}\n"));
-        }
-        for k in self.unknown_props() {
-            out.push_str(&format!("# warning: unknown property {k}\n"));
+            if !SHOWN_RESOLVED.contains(&k.as_str()) {
+                out.push_str(&format!("{k} = {v}\n"));
+            }
         }
         out
     }
 
-    /// Known-unknown properties: Kafka warns about these at start-up, and so do we.
+    /// Properties that nothing reads: a misspelling, or a Kafka setting Fjord does not
+    /// know. Kafka only warns about these at start-up, and so does `fjord serve`;
+    /// `--check-config` fails on them.
     pub fn unknown_props(&self) -> Vec<&str> {
-        const NODE_KEYS: &[&str] = &[
-            "data.dir",
-            "listeners",
-            "advertised.listeners",
-            "rpc.listener",
-            "rpc.advertised.listener",
-            "admin.listener",
-            "controller.quorum.voters",
-            "listener.security.protocol.map",
-            "broker.id",
-        ];
         self.static_props
             .keys()
             .map(String::as_str)
-            .filter(|k| {
-                defs::broker_def(k).is_none()
-                    && !NODE_KEYS.contains(k)
-                    && !crate::security::KEYS.contains(k)
-                    && !k.starts_with("listener.name.")
-            })
+            .filter(|k| !is_known_key(k))
             .collect()
     }
+
+    /// [`unknown_props`](Self::unknown_props), each with the known name it is closest
+    /// to, if one is close.
+    pub fn unknown_props_with_hints(&self) -> Vec<(&str, Option<&'static str>)> {
+        self.unknown_props()
+            .into_iter()
+            .map(|k| (k, did_you_mean(k)))
+            .collect()
+    }
+}
+
+/// "unknown property K" with its did-you-mean, as start-up and `--check-config` say it.
+pub fn unknown_message(key: &str, hint: Option<&str>) -> String {
+    match hint {
+        Some(h) => format!("unknown property {key} (did you mean {h}?)"),
+        None => format!("unknown property {key}"),
+    }
+}
+
+/// Keys `describe` prints from the resolved settings above the properties.
+const SHOWN_RESOLVED: &[&str] = &[
+    "node.id",
+    "data.dir",
+    "listeners",
+    "advertised.listeners",
+    "rpc.listener",
+    "rpc.advertised.listener",
+    "admin.listener",
+    "controller.quorum.voters",
+    "broker.rack",
+];
+
+/// Keys of the node's own settings, read by [`NodeConfig::load`].
+const NODE_KEYS: &[&str] = &[
+    "data.dir",
+    "listeners",
+    "advertised.listeners",
+    "rpc.listener",
+    "rpc.advertised.listener",
+    "admin.listener",
+    "controller.quorum.voters",
+    "listener.security.protocol.map",
+    "broker.id",
+    "controller.listener.names",
+    "rpc.allow.unauthenticated",
+    "rpc.auth.secret.file",
+];
+
+/// Kafka broker settings that a Kafka `server.properties` carries and that mean nothing
+/// in Fjord's design, accepted so that such a file loads as it is. Every node is both
+/// broker and controller (`process.roles`), and the controller and replication use the
+/// rpc listener (`inter.broker.listener.name`, `controller.quorum.bootstrap.servers`:
+/// voters join with `fjord cluster add-voter`). Threads and socket buffers are sized by
+/// the async runtime and the kernel, and logs recover as they are opened.
+const KAFKA_WITHOUT_EFFECT: &[&str] = &[
+    "process.roles",
+    "controller.quorum.bootstrap.servers",
+    "inter.broker.listener.name",
+    "num.network.threads",
+    "num.io.threads",
+    "socket.send.buffer.bytes",
+    "socket.receive.buffer.bytes",
+    "num.recovery.threads.per.data.dir",
+    "share.coordinator.state.topic.replication.factor",
+    "share.coordinator.state.topic.min.isr",
+    "group.coordinator.rebalance.protocols",
+    "metadata.log.dir",
+];
+
+fn is_known_key(k: &str) -> bool {
+    defs::broker_def(k).is_some()
+        || NODE_KEYS.contains(&k)
+        || KAFKA_WITHOUT_EFFECT.contains(&k)
+        || crate::security::KEYS.contains(&k)
+        || k.starts_with("listener.name.")
+}
+
+/// The known key closest to `unknown` by edit distance, if it is a likely misspelling
+/// (at most 3 edits, and fewer than a third of the key).
+fn did_you_mean(unknown: &str) -> Option<&'static str> {
+    let known = defs::BROKER_CONFIGS
+        .iter()
+        .map(|d| d.def.name)
+        .chain(NODE_KEYS.iter().copied())
+        .chain(KAFKA_WITHOUT_EFFECT.iter().copied())
+        .chain(crate::security::KEYS.iter().copied());
+    known
+        .map(|k| (edit_distance(unknown, k), k))
+        .filter(|(d, _)| *d <= 3 && *d * 3 < unknown.len().max(1))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k)
+}
+
+/// Levenshtein distance over bytes (property names are ASCII).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = prev[j] + usize::from(ca != cb);
+            cur[j + 1] = substitution.min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
 }
 
 #[cfg(test)]
@@ -543,6 +699,108 @@ mod tests {
             assert_eq!(c.advertised_listeners[0].host, format!("fjord-{id}.fjord"));
             assert!(c.unknown_props().is_empty(), "{:?}", c.unknown_props());
         }
+    }
+
+    /// Kafka 4's sample config/server.properties, as it ships (comments left out).
+    pub(crate) const KAFKA_SERVER_PROPERTIES: &str = "process.roles=broker,controller
+node.id=1
+controller.quorum.bootstrap.servers=localhost:9093
+listeners=PLAINTEXT://:9092,CONTROLLER://:9093
+inter.broker.listener.name=PLAINTEXT
+advertised.listeners=PLAINTEXT://localhost:9092,CONTROLLER://localhost:9093
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL
+num.network.threads=3
+num.io.threads=8
+socket.send.buffer.bytes=102400
+socket.receive.buffer.bytes=102400
+socket.request.max.bytes=104857600
+log.dirs=/tmp/kraft-combined-logs
+num.partitions=1
+num.recovery.threads.per.data.dir=1
+offsets.topic.replication.factor=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+log.retention.hours=168
+log.segment.bytes=1073741824
+log.retention.check.interval.ms=300000
+";
+
+    #[test]
+    fn kafkas_server_properties_loads_with_its_controller_listener_as_the_rpc_port() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let file = dir.path().join("server.properties");
+        std::fs::write(&file, KAFKA_SERVER_PROPERTIES).expect("write");
+        let c = NodeConfig::load(&ServeArgs {
+            config: Some(file),
+            ..ServeArgs::default()
+        })
+        .expect("load");
+        assert_eq!(c.node_id, 1);
+        assert_eq!(c.data_dir, PathBuf::from("/tmp/kraft-combined-logs"));
+        let names: Vec<&str> = c.listeners.iter().map(|l| l.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["PLAINTEXT"],
+            "the controller listener is not a Kafka one"
+        );
+        assert_eq!(c.listeners[0].bind_addr(), "0.0.0.0:9092");
+        assert_eq!(c.advertised_listeners[0].host, "localhost");
+        assert_eq!(c.advertised_listeners.len(), 1);
+        assert_eq!(c.rpc_listener, "0.0.0.0:9093");
+        assert_eq!(c.static_props["log.retention.hours"], "168");
+        assert!(c.unknown_props().is_empty(), "{:?}", c.unknown_props());
+        let described = c.describe();
+        for key in ["listeners", "node.id", "controller.quorum.voters"] {
+            let lines = described
+                .lines()
+                .filter(|l| l.starts_with(&format!("{key} = ")))
+                .count();
+            assert_eq!(lines, 1, "{key} once:\n{described}");
+        }
+    }
+
+    #[test]
+    fn unknown_properties_are_named_with_the_closest_known_one() {
+        let c = NodeConfig::load(&ServeArgs {
+            overrides: vec![
+                "log.retention.hour=5".into(),
+                "num.partition=2".into(),
+                "completely.made.up.setting=1".into(),
+            ],
+            ..ServeArgs::default()
+        })
+        .expect("load");
+        let hints = c.unknown_props_with_hints();
+        assert_eq!(
+            hints,
+            vec![
+                ("completely.made.up.setting", None),
+                ("log.retention.hour", Some("log.retention.hours")),
+                ("num.partition", Some("num.partitions")),
+            ]
+        );
+        assert_eq!(
+            unknown_message("num.partition", Some("num.partitions")),
+            "unknown property num.partition (did you mean num.partitions?)"
+        );
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("", "abc"), 3);
+    }
+
+    #[test]
+    fn a_toml_error_says_how_properties_files_are_read() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let file = dir.path().join("server.conf");
+        std::fs::write(&file, "listeners=PLAINTEXT://:9092\n").expect("write");
+        let err = NodeConfig::load(&ServeArgs {
+            config: Some(file),
+            ..ServeArgs::default()
+        })
+        .expect_err("not TOML");
+        assert!(err.contains(".properties"), "{err}");
     }
 
     #[test]
