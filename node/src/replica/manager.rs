@@ -100,6 +100,7 @@ impl ReplicaManager {
         let view = self.view(md);
         let mut wanted: HashSet<TopicPartition> = HashSet::new();
         let mut follow = FollowPlan::new();
+        let mut changes = LeadershipChanges::default();
 
         for topic in md.topics.values() {
             let config = view.log_config(&topic.configs);
@@ -145,9 +146,19 @@ impl ReplicaManager {
                         isr: &p.isr,
                         partition_epoch: p.partition_epoch,
                     };
-                    partition.become_leader(self.node_id, p.leader_epoch, set, now_ms())
+                    partition
+                        .become_leader(self.node_id, p.leader_epoch, set, now_ms())
+                        .map(|took| {
+                            if took {
+                                changes.led.push(format!("{tp} (epoch {})", p.leader_epoch));
+                            }
+                        })
                 } else {
-                    partition.become_follower(p.leader, p.leader_epoch);
+                    if partition.become_follower(p.leader, p.leader_epoch) {
+                        changes
+                            .left
+                            .push(format!("{tp} (to {}, epoch {})", p.leader, p.leader_epoch));
+                    }
                     if let Some(leader) = md.brokers.get(&p.leader).filter(|b| !b.fenced) {
                         let entry = follow
                             .entry(leader.id)
@@ -161,6 +172,7 @@ impl ReplicaManager {
                 }
             }
         }
+        changes.log();
         // Partitions no longer hosted here: the topic was deleted or moved away.
         let doomed: Vec<Arc<Partition>> = {
             let mut map = self.partitions.write().unwrap_or_else(|p| p.into_inner());
@@ -257,10 +269,71 @@ impl ReplicaManager {
     }
 }
 
+/// The leaderships one metadata image moved onto or off this node. A few are logged one
+/// line each; more (a restart, a controlled shutdown, an internal topic created) make one
+/// INFO summary, with each partition at DEBUG: operators asked for a restart to read as
+/// one event, not a line per partition.
+#[derive(Default)]
+struct LeadershipChanges {
+    led: Vec<String>,
+    left: Vec<String>,
+}
+
+/// Up to this many changes are logged one line each.
+const LEADERSHIP_LINES: usize = 4;
+
+impl LeadershipChanges {
+    fn log(&self) {
+        let total = self.led.len() + self.left.len();
+        if total == 0 {
+            return;
+        }
+        if total <= LEADERSHIP_LINES {
+            for p in &self.led {
+                info!(partition = %p, "became leader");
+            }
+            for p in &self.left {
+                info!(partition = %p, "became follower");
+            }
+            return;
+        }
+        info!(
+            now_leading = self.led.len(),
+            now_following = self.left.len(),
+            leading = %summary(&self.led),
+            following = %summary(&self.left),
+            "leadership changed for {total} partitions"
+        );
+    }
+}
+
+/// The first few items and how many more.
+fn summary(items: &[String]) -> String {
+    const SHOWN: usize = 3;
+    let mut s = items
+        .iter()
+        .take(SHOWN)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if items.len() > SHOWN {
+        s.push_str(&format!(" and {} more", items.len() - SHOWN));
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use fjord_controller::metadata::{PartitionState, TopicState};
+
+    #[test]
+    fn a_summary_names_the_first_partitions_and_counts_the_rest() {
+        let items: Vec<String> = (0..5).map(|i| format!("t-{i}")).collect();
+        assert_eq!(summary(&items[..2]), "t-0, t-1");
+        assert_eq!(summary(&items), "t-0, t-1, t-2 and 2 more");
+        assert_eq!(summary(&[]), "");
+    }
 
     fn md(index: u64) -> ClusterMetadata {
         let mut md = ClusterMetadata {

@@ -3,7 +3,7 @@
 use std::sync::atomic::Ordering;
 
 use fjord_storage::batch::ValidatedBatches;
-use tracing::info;
+use tracing::{debug, info};
 
 use super::{markers_of, rebuild_state, track_batch, Partition};
 use crate::producer::snapshot;
@@ -23,7 +23,8 @@ use crate::replica::ReplicaError;
 impl Partition {
     /// Follows `leader` at `epoch`. Nothing is truncated here: the first fetch carries
     /// the last epoch this log has, and the leader answers with where it diverges.
-    pub fn become_follower(&self, leader: i32, epoch: i32) {
+    /// Whether this replica led until now (the caller logs the change).
+    pub fn become_follower(&self, leader: i32, epoch: i32) -> bool {
         // Under the log lock, for the same reason as in `become_leader`. A deleted
         // partition has no log left to protect, so the flags are set regardless.
         let was_leader = fjord_storage::blocking::call(|| {
@@ -37,8 +38,9 @@ impl Partition {
         // high watermark this replica learns from the new leader.
         self.hw_tx.send_modify(|_| {});
         if was_leader {
-            info!(partition = %self.tp, epoch, leader, "became follower");
+            debug!(partition = %self.tp, epoch, leader, "became follower");
         }
+        was_leader
     }
 
     pub fn leader_id(&self) -> i32 {

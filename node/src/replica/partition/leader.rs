@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::watch;
-use tracing::info;
+use tracing::debug;
 
 use super::{LeaderState, Partition};
 use crate::replica::{FetchResult, ReplicaError};
@@ -43,16 +43,18 @@ impl Partition {
         self.leader_state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Takes (or keeps) leadership at `epoch` with this replica set. Followers start
-    /// unknown, so the high watermark only moves once every in-sync follower has fetched.
+    /// Takes (or keeps) leadership at `epoch` with this replica set; whether it took it
+    /// now (the caller logs the change). Followers start unknown, so the high watermark
+    /// only moves once every in-sync follower has fetched.
     pub fn become_leader(
         &self,
         node_id: i32,
         epoch: i32,
         set: ReplicaSet<'_>,
         now_ms: i64,
-    ) -> Result<(), ReplicaError> {
-        if self.leader_epoch() != epoch || !self.is_leader() {
+    ) -> Result<bool, ReplicaError> {
+        let taking_over = self.leader_epoch() != epoch || !self.is_leader();
+        if taking_over {
             // Under the log lock: a fetch answer from the previous leader checks these
             // flags under the same lock, so none of it lands after the new epoch starts.
             self.with_log(|log| {
@@ -70,12 +72,12 @@ impl Partition {
                 self.is_leader.store(true, Ordering::Release);
                 Ok(())
             })?;
-            info!(partition = %self.tp, epoch, isr = ?set.isr, "became leader");
+            debug!(partition = %self.tp, epoch, isr = ?set.isr, "became leader");
         } else if let Some(state) = self.leader_state().as_mut() {
             state.update_from_metadata(set.replicas, set.isr, set.partition_epoch, now_ms);
         }
         self.maybe_advance_high_watermark();
-        Ok(())
+        Ok(taking_over)
     }
 
     /// Recomputes the high watermark from the ISR's log end offsets.
