@@ -689,3 +689,91 @@ fn topic_commands_take_kafkas_idempotence_flags_and_broker_list() {
     let (status, out, err) = code(&[&delete[..], &["--if-exists"]].concat());
     assert_eq!((status, out.as_str()), (Some(0), ""), "--if-exists: {err}");
 }
+
+/// Issue 33: Kafka's console-tool properties were handed to librdkafka, which refused
+/// them as unknown settings; now they work as kafka-console-producer.sh and
+/// kafka-console-consumer.sh take them, in Kafka's output format.
+#[test]
+fn console_tool_properties_work_as_kafkas() {
+    let node = Node::start();
+    let run = |args: &[&str], input: Option<&str>| {
+        let out = fjord(&node, args, input);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        stdout(&out)
+    };
+    run(&["topic", "create", "props", "--partitions", "1"], None);
+    run(
+        &[
+            "produce",
+            "--topic",
+            "props",
+            "--property",
+            "parse.key=true",
+            "--property",
+            "key.separator=:",
+        ],
+        Some("k1:first\nk2:second\n"),
+    );
+    let consume = |props: &[&str]| {
+        let mut args = vec![
+            "consume",
+            "--topic",
+            "props",
+            "--from-beginning",
+            "--max-messages",
+            "2",
+        ];
+        for p in props {
+            args.extend(["--property", p]);
+        }
+        run(&args, None)
+    };
+    let all = consume(&[
+        "print.timestamp=true",
+        "print.partition=true",
+        "print.offset=true",
+        "print.headers=true",
+        "print.key=true",
+    ]);
+    let lines: Vec<Vec<&str>> = all.lines().map(|l| l.split('\t').collect()).collect();
+    assert_eq!(lines.len(), 2, "{all}");
+    for (i, (key, value)) in [("k1", "first"), ("k2", "second")].iter().enumerate() {
+        let f = &lines[i];
+        assert!(
+            f[0].strip_prefix("CreateTime:")
+                .is_some_and(|ms| ms.parse::<i64>().is_ok_and(|ms| ms > 1_600_000_000_000)),
+            "{all}"
+        );
+        assert_eq!(
+            &f[1..],
+            &[
+                "Partition:0",
+                &format!("Offset:{i}"),
+                "NO_HEADERS",
+                key,
+                value
+            ],
+            "{all}"
+        );
+    }
+    assert_eq!(
+        consume(&["print.key=true", "key.separator= | ", "print.value=false"]),
+        "k1\nk2\n"
+    );
+    assert_eq!(
+        consume(&["print.key=true", "key.separator= => "]),
+        "k1 => first\nk2 => second\n"
+    );
+    let refused = fjord(
+        &node,
+        &[
+            "consume",
+            "--topic",
+            "props",
+            "--property",
+            "print.key=maybe",
+        ],
+        None,
+    );
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+}

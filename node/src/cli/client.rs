@@ -52,9 +52,34 @@ impl ConnectArgs {
             c.set(*k, v);
         }
         for (k, v) in self.client_properties()? {
-            c.set(k, v);
+            if !CONSOLE_PROPERTIES.contains(&k.as_str()) {
+                c.set(k, v);
+            }
         }
         Ok(c)
+    }
+
+    /// A console-tool property (`--property print.key=true`), as given: not trimmed,
+    /// since separators may be blanks. `None` when not given.
+    pub fn console_property(&self, key: &str) -> Result<Option<String>, CliError> {
+        debug_assert!(CONSOLE_PROPERTIES.contains(&key));
+        Ok(key_values(&self.properties, "--property")?
+            .into_iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| unescape_separator(&v)))
+    }
+
+    /// A boolean console-tool property; `default` when not given.
+    pub fn console_flag(&self, key: &str, default: bool) -> Result<bool, CliError> {
+        match self.console_property(key)? {
+            None => Ok(default),
+            Some(v) if v.trim().eq_ignore_ascii_case("true") => Ok(true),
+            Some(v) if v.trim().eq_ignore_ascii_case("false") => Ok(false),
+            Some(v) => Err(CliError::Usage(format!(
+                "--property {key}={v}: expected true or false"
+            ))),
+        }
     }
 
     /// The client properties of `--command-config` and `--property`, the latter last.
@@ -205,6 +230,31 @@ impl rdkafka::ClientContext for FirstError {
 impl rdkafka::consumer::ConsumerContext for FirstError {}
 
 /// Parses `KEY=VALUE` flags into pairs.
+/// The properties of Kafka's console producer and consumer (its line reader and
+/// message formatter), which are the tool's own settings, not the client's: they are
+/// not passed to librdkafka, which would refuse them as unknown.
+pub const CONSOLE_PROPERTIES: &[&str] = &[
+    "parse.key",
+    "key.separator",
+    "print.timestamp",
+    "print.key",
+    "print.value",
+    "print.partition",
+    "print.offset",
+    "print.headers",
+    "line.separator",
+    "headers.separator",
+    "null.literal",
+];
+
+/// `\t`, `\n` and `\r` written out in a separator mean the character, as a shell user
+/// types `key.separator=\t`.
+fn unescape_separator(v: &str) -> String {
+    v.replace("\\t", "\t")
+        .replace("\\n", "\n")
+        .replace("\\r", "\r")
+}
+
 pub fn key_values(items: &[String], flag: &str) -> Result<Vec<(String, String)>, CliError> {
     items
         .iter()

@@ -79,6 +79,7 @@ pub fn run(args: ConsumeArgs) -> Result<(), CliError> {
             "a group assigns partitions itself: drop --partition or the group".into(),
         ));
     }
+    let format = Format::from_args(&args)?;
     let stop = StopSignal::install()?;
     let consumer = match &group {
         Some(g) => subscribe(&args, g)?,
@@ -104,35 +105,7 @@ pub fn run(args: ConsumeArgs) -> Result<(), CliError> {
         let msg = msg?;
         last = Instant::now();
         seen += 1;
-        let sep = &args.separator;
-        if args.print_offset {
-            write!(out, "{}:{}{sep}", msg.partition(), msg.offset())?;
-        }
-        if args.print_timestamp {
-            write!(out, "{}{sep}", msg.timestamp().to_millis().unwrap_or(-1))?;
-        }
-        if args.print_headers {
-            let mut parts = Vec::new();
-            if let Some(h) = msg.headers() {
-                for header in h.iter() {
-                    parts.push(format!(
-                        "{}={}",
-                        header.key,
-                        String::from_utf8_lossy(header.value.unwrap_or_default())
-                    ));
-                }
-            }
-            write!(out, "{}{sep}", parts.join(","))?;
-        }
-        if args.print_key {
-            write!(
-                out,
-                "{}{sep}",
-                String::from_utf8_lossy(msg.key().unwrap_or_default())
-            )?;
-        }
-        out.write_all(msg.payload().unwrap_or_default())?;
-        out.write_all(b"\n")?;
+        format.write(&mut out, &msg)?;
         out.flush()?;
         if group.is_some() {
             // Committed only once printed: a crash re-prints rather than skips.
@@ -153,6 +126,159 @@ pub fn run(args: ConsumeArgs) -> Result<(), CliError> {
             Err(CliError::Stopped(signal))
         }
         None => Ok(()),
+    }
+}
+
+/// How records are printed: with Fjord's flags, the chosen fields joined by
+/// `--separator`; with Kafka's console-consumer properties (`--property print.key=true`
+/// and the like), as Kafka's default formatter prints them: `CreateTime:<ms>`,
+/// `Partition:<n>`, `Offset:<n>`, headers as `k:v` joined by `headers.separator`, key and
+/// value (`null.literal` for a missing one), joined by `key.separator`, each record ended
+/// by `line.separator`.
+struct Format {
+    kafka: bool,
+    timestamp: bool,
+    partition: bool,
+    offset: bool,
+    headers: bool,
+    key: bool,
+    value: bool,
+    separator: String,
+    line_separator: String,
+    headers_separator: String,
+    null_literal: String,
+}
+
+impl Format {
+    fn from_args(args: &ConsumeArgs) -> Result<Self, CliError> {
+        let c = &args.connect;
+        let mut kafka = false;
+        for p in [
+            "print.timestamp",
+            "print.key",
+            "print.value",
+            "print.partition",
+            "print.offset",
+            "print.headers",
+            "key.separator",
+            "line.separator",
+        ] {
+            kafka |= c.console_property(p)?.is_some();
+        }
+        let text = |key: &str, default: &str| -> Result<String, CliError> {
+            Ok(c.console_property(key)?
+                .unwrap_or_else(|| default.to_string()))
+        };
+        Ok(Format {
+            kafka,
+            timestamp: args.print_timestamp || c.console_flag("print.timestamp", false)?,
+            // Fjord's --print-offset prints both as partition:offset.
+            partition: c.console_flag("print.partition", false)?,
+            offset: args.print_offset || c.console_flag("print.offset", false)?,
+            headers: args.print_headers || c.console_flag("print.headers", false)?,
+            key: args.print_key || c.console_flag("print.key", false)?,
+            value: c.console_flag("print.value", true)?,
+            separator: if kafka {
+                text("key.separator", "\t")?
+            } else {
+                args.separator.clone()
+            },
+            line_separator: text("line.separator", "\n")?,
+            headers_separator: text("headers.separator", ",")?,
+            null_literal: text("null.literal", "null")?,
+        })
+    }
+
+    fn write(&self, out: &mut impl Write, msg: &impl Message) -> std::io::Result<()> {
+        let mut fields: Vec<Vec<u8>> = Vec::new();
+        let bytes = |b: Option<&[u8]>| {
+            b.map_or_else(|| self.null_literal.as_bytes().to_vec(), <[u8]>::to_vec)
+        };
+        if self.kafka {
+            if self.timestamp {
+                fields.push(kafka_timestamp(msg.timestamp()).into_bytes());
+            }
+            if self.partition {
+                fields.push(format!("Partition:{}", msg.partition()).into_bytes());
+            }
+            if self.offset {
+                fields.push(format!("Offset:{}", msg.offset()).into_bytes());
+            }
+        } else {
+            if self.offset {
+                fields.push(format!("{}:{}", msg.partition(), msg.offset()).into_bytes());
+            }
+            if self.timestamp {
+                fields.push(
+                    msg.timestamp()
+                        .to_millis()
+                        .unwrap_or(-1)
+                        .to_string()
+                        .into_bytes(),
+                );
+            }
+        }
+        if self.headers {
+            let (pair, none) = if self.kafka {
+                (":", "NO_HEADERS")
+            } else {
+                ("=", "")
+            };
+            let parts: Vec<String> = msg
+                .headers()
+                .map(|h| {
+                    h.iter()
+                        .map(|header| {
+                            let value = header.value.map_or_else(
+                                || self.null_literal.clone(),
+                                |v| String::from_utf8_lossy(v).into_owned(),
+                            );
+                            format!("{}{pair}{value}", header.key)
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let joined = if parts.is_empty() {
+                none.to_string()
+            } else {
+                parts.join(if self.kafka {
+                    &self.headers_separator
+                } else {
+                    ","
+                })
+            };
+            fields.push(joined.into_bytes());
+        }
+        if self.key {
+            fields.push(if self.kafka {
+                bytes(msg.key())
+            } else {
+                msg.key().unwrap_or_default().to_vec()
+            });
+        }
+        if self.value || !self.kafka {
+            fields.push(if self.kafka {
+                bytes(msg.payload())
+            } else {
+                msg.payload().unwrap_or_default().to_vec()
+            });
+        }
+        for (i, f) in fields.iter().enumerate() {
+            if i > 0 {
+                out.write_all(self.separator.as_bytes())?;
+            }
+            out.write_all(f)?;
+        }
+        out.write_all(self.line_separator.as_bytes())
+    }
+}
+
+/// A timestamp as Kafka's console consumer prints it.
+fn kafka_timestamp(t: rdkafka::Timestamp) -> String {
+    match t {
+        rdkafka::Timestamp::CreateTime(ms) => format!("CreateTime:{ms}"),
+        rdkafka::Timestamp::LogAppendTime(ms) => format!("LogAppendTime:{ms}"),
+        rdkafka::Timestamp::NotAvailable => "NO_TIMESTAMP".to_string(),
     }
 }
 

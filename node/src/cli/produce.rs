@@ -70,11 +70,22 @@ pub fn run(args: ProduceArgs) -> Result<(), CliError> {
     let producer: ThreadedProducer<Deliveries> =
         config.create_with_context(Deliveries::default())?;
     let headers = key_values(&args.headers, "--header")?;
+    // Kafka's console producer: `--property parse.key=true` splits each line at
+    // `key.separator` (a tab unless given).
+    let key_separator = match &args.key_separator {
+        Some(sep) => Some(sep.clone()),
+        None if args.connect.console_flag("parse.key", false)? => Some(
+            args.connect
+                .console_property("key.separator")?
+                .unwrap_or_else(|| "\t".to_string()),
+        ),
+        None => None,
+    };
     let stdin = std::io::stdin();
     let mut count = 0u64;
     for line in stdin.lock().lines() {
         let line = line?;
-        let (key, value) = match &args.key_separator {
+        let (key, value) = match &key_separator {
             Some(sep) => match line.split_once(sep.as_str()) {
                 Some((k, v)) => (Some(k.to_string()), v.to_string()),
                 None => {
