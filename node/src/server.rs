@@ -32,8 +32,11 @@ pub enum ServeError {
         #[source]
         source: std::io::Error,
     },
-    #[error("cannot open the data directory: {0}")]
-    Storage(String),
+    #[error("cannot open the data directory {}: {reason}", path.display())]
+    Storage {
+        path: std::path::PathBuf,
+        reason: String,
+    },
     #[error("cannot start the controller: {0}")]
     Controller(String),
     #[error("security settings: {0}")]
@@ -78,14 +81,18 @@ pub async fn run(config: NodeConfig) -> Result<(), ServeError> {
     let rpc_listener = bind("rpc listener", &config.rpc_listener).await?;
     let admin_listener = bind("admin listener", &config.admin_listener).await?;
 
-    std::fs::create_dir_all(&config.data_dir).map_err(|e| ServeError::Storage(e.to_string()))?;
+    let data_dir_error = |reason: String| ServeError::Storage {
+        path: config.data_dir.clone(),
+        reason,
+    };
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| data_dir_error(e.to_string()))?;
     let replicas = Arc::new(
         ReplicaManager::open(
             config.node_id,
             &config.data_dir,
             config.static_props.clone(),
         )
-        .map_err(|e| ServeError::Storage(e.to_string()))?,
+        .map_err(|e| data_dir_error(e.to_string()))?,
     );
     let view_props = config.static_props.clone();
     let prop = |name: &str, default: u64| -> u64 {

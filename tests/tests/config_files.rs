@@ -167,3 +167,31 @@ fn check_config_fails_on_what_nothing_reads_and_names_the_closest_key() {
         "{stderr}"
     );
 }
+
+/// Before: "cannot open the data directory: File exists (os error 17)", with no path.
+#[test]
+fn a_data_directory_that_cannot_be_used_is_named() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let not_a_dir = tmp.path().join("a-file");
+    std::fs::write(&not_a_dir, "").expect("write");
+    let out = run(&[
+        "serve",
+        "--data-dir",
+        not_a_dir.to_str().expect("utf-8"),
+        "--listeners",
+        "PLAINTEXT://127.0.0.1:0",
+        "--rpc-listener",
+        "127.0.0.1:0",
+        "--admin-listener",
+        "127.0.0.1:0",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "cannot open the data directory {}",
+            not_a_dir.display()
+        )),
+        "{stderr}"
+    );
+}
