@@ -764,6 +764,31 @@ fn console_tool_properties_work_as_kafkas() {
         consume(&["print.key=true", "key.separator= => "]),
         "k1 => first\nk2 => second\n"
     );
+    // Fjord's own --print-timestamp is for people (ISO-8601 UTC), raw on request.
+    let timestamps = |extra: &[&str]| {
+        let mut args = vec![
+            "consume",
+            "--topic",
+            "props",
+            "--from-beginning",
+            "--max-messages",
+            "1",
+            "--print-timestamp",
+        ];
+        args.extend(extra);
+        let out = run(&args, None);
+        out.split('\t').next().unwrap_or_default().to_string()
+    };
+    let iso = timestamps(&[]);
+    assert!(
+        iso.len() == 24 && iso.starts_with("20") && iso.ends_with('Z') && iso.contains('T'),
+        "{iso}"
+    );
+    let raw = timestamps(&["--raw-timestamps"]);
+    assert!(
+        raw.parse::<i64>().is_ok_and(|ms| ms > 1_600_000_000_000),
+        "{raw}"
+    );
     let refused = fjord(
         &node,
         &[

@@ -48,9 +48,12 @@ pub struct ConsumeArgs {
     /// Print each record's partition and offset.
     #[arg(long)]
     print_offset: bool,
-    /// Print each record's timestamp.
+    /// Print each record's timestamp, in ISO-8601 UTC.
     #[arg(long)]
     print_timestamp: bool,
+    /// With --print-timestamp: epoch milliseconds instead, for scripts.
+    #[arg(long)]
+    raw_timestamps: bool,
     /// Separator between printed fields.
     #[arg(long, default_value = "\t")]
     separator: String,
@@ -138,6 +141,7 @@ pub fn run(args: ConsumeArgs) -> Result<(), CliError> {
 struct Format {
     kafka: bool,
     timestamp: bool,
+    raw_timestamps: bool,
     partition: bool,
     offset: bool,
     headers: bool,
@@ -172,6 +176,7 @@ impl Format {
         Ok(Format {
             kafka,
             timestamp: args.print_timestamp || c.console_flag("print.timestamp", false)?,
+            raw_timestamps: args.raw_timestamps,
             // Fjord's --print-offset prints both as partition:offset.
             partition: c.console_flag("print.partition", false)?,
             offset: args.print_offset || c.console_flag("print.offset", false)?,
@@ -209,13 +214,13 @@ impl Format {
                 fields.push(format!("{}:{}", msg.partition(), msg.offset()).into_bytes());
             }
             if self.timestamp {
-                fields.push(
-                    msg.timestamp()
-                        .to_millis()
-                        .unwrap_or(-1)
-                        .to_string()
-                        .into_bytes(),
-                );
+                let ms = msg.timestamp().to_millis().unwrap_or(-1);
+                let shown = if self.raw_timestamps {
+                    ms.to_string()
+                } else {
+                    crate::time::iso8601_ms(ms)
+                };
+                fields.push(shown.into_bytes());
             }
         }
         if self.headers {

@@ -99,7 +99,11 @@ fn describe(connect: &ConnectArgs, txn_id: &str) -> Result<(), CliError> {
     outln!("state:            {}", t.transaction_state);
     outln!("timeout ms:       {}", t.transaction_timeout_ms);
     if t.transaction_start_time_ms >= 0 {
-        outln!("started at ms:    {}", t.transaction_start_time_ms);
+        outln!(
+            "started at:       {} ({} ms)",
+            crate::time::iso8601_ms(t.transaction_start_time_ms),
+            t.transaction_start_time_ms
+        );
     }
     for topic in &t.topics {
         let parts: Vec<String> = topic.partitions.iter().map(|p| p.to_string()).collect();
