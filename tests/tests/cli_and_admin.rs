@@ -802,3 +802,102 @@ fn console_tool_properties_work_as_kafkas() {
     );
     assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
 }
+
+/// Issue 33: there was no command for DeleteRecords (kafka-delete-records.sh), though
+/// the broker serves it.
+#[test]
+fn records_delete_moves_the_log_start_as_kafka_delete_records_does() {
+    let node = Node::start();
+    let run = |args: &[&str], input: Option<&str>| {
+        let out = fjord(&node, args, input);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        stdout(&out)
+    };
+    run(&["topic", "create", "trim", "--partitions", "2"], None);
+    let produce = |p: &str, lines: &str| {
+        run(
+            &["produce", "--topic", "trim", "--partition", p],
+            Some(lines),
+        );
+    };
+    produce("0", "a\nb\nc\nd\ne\n");
+    produce("1", "x\ny\nz\n");
+    let low_watermarks = |out: &str| -> Vec<(String, String)> {
+        out.lines()
+            .skip(1)
+            .map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                (f[1].to_string(), f[2].to_string())
+            })
+            .collect()
+    };
+    let one = run(
+        &[
+            "records",
+            "delete",
+            "--topic",
+            "trim",
+            "--partition",
+            "0",
+            "--before-offset",
+            "3",
+        ],
+        None,
+    );
+    assert_eq!(low_watermarks(&one), [("0".into(), "3".into())], "{one}");
+    let read = run(
+        &[
+            "consume",
+            "--topic",
+            "trim",
+            "--partition",
+            "0",
+            "--offset",
+            "earliest",
+            "--max-messages",
+            "2",
+            "--print-offset",
+        ],
+        None,
+    );
+    assert_eq!(read, "0:3\td\n0:4\te\n");
+
+    let tmp = tempfile::tempdir().expect("tmp");
+    let file = tmp.path().join("offsets.json");
+    std::fs::write(
+        &file,
+        r#"{"version": 1, "partitions": [{"topic": "trim", "partition": 1, "offset": -1}]}"#,
+    )
+    .expect("write");
+    let all = run(
+        &[
+            "records",
+            "delete",
+            "--offset-json-file",
+            file.to_str().expect("utf-8"),
+        ],
+        None,
+    );
+    assert_eq!(low_watermarks(&all), [("1".into(), "3".into())], "{all}");
+
+    let beyond = fjord(
+        &node,
+        &[
+            "records",
+            "delete",
+            "--topic",
+            "trim",
+            "--partition",
+            "0",
+            "--before-offset",
+            "99",
+        ],
+        None,
+    );
+    assert_eq!(beyond.status.code(), Some(1));
+    assert!(
+        stderr(&beyond).contains("trim-0"),
+        "past the high watermark is refused: {}",
+        stderr(&beyond)
+    );
+}

@@ -19,6 +19,7 @@ mod group;
 mod produce;
 mod quota;
 mod reassign;
+mod records;
 mod topic;
 mod txn;
 mod user;
@@ -58,6 +59,9 @@ enum Command {
     /// List, describe and delete consumer groups, and reset their offsets.
     #[command(subcommand)]
     Group(group::GroupCommand),
+    /// Delete records before an offset (kafka-delete-records.sh).
+    #[command(subcommand)]
+    Records(records::RecordsCommand),
     /// List and describe transactions.
     #[command(subcommand)]
     Txn(txn::TxnCommand),
@@ -102,6 +106,7 @@ pub fn main() -> ExitCode {
         Command::Topic(cmd) => report(topic::run(cmd)),
         Command::Produce(args) => report(produce::run(args)),
         Command::Consume(args) => report(consume::run(args)),
+        Command::Records(cmd) => report(records::run(cmd)),
         Command::Cluster(cmd) => report(cluster::run(cmd)),
         Command::Group(cmd) => report(group::run(cmd)),
         Command::Txn(cmd) => report(txn::run(cmd)),
