@@ -803,10 +803,10 @@ fn console_tool_properties_work_as_kafkas() {
     assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
 }
 
-/// Issue 33: there was no command for DeleteRecords (kafka-delete-records.sh), though
-/// the broker serves it.
+/// Issue 33: there was no command for DeleteRecords (kafka-delete-records.sh) or for
+/// offsets by time (kafka-get-offsets.sh), though the broker serves both.
 #[test]
-fn records_delete_moves_the_log_start_as_kafka_delete_records_does() {
+fn records_delete_and_topic_offsets_work_as_kafkas_tools() {
     let node = Node::start();
     let run = |args: &[&str], input: Option<&str>| {
         let out = fjord(&node, args, input);
@@ -831,6 +831,22 @@ fn records_delete_moves_the_log_start_as_kafka_delete_records_does() {
             })
             .collect()
     };
+    let newest = run(
+        &[
+            "topic",
+            "offsets",
+            "trim",
+            "--time",
+            "max-timestamp",
+            "--partitions",
+            "1",
+        ],
+        None,
+    );
+    assert!(
+        ["trim:1:0\n", "trim:1:1\n", "trim:1:2\n"].contains(&newest.as_str()),
+        "a record with the largest timestamp: {newest}"
+    );
     let one = run(
         &[
             "records",
@@ -879,6 +895,32 @@ fn records_delete_moves_the_log_start_as_kafka_delete_records_does() {
         None,
     );
     assert_eq!(low_watermarks(&all), [("1".into(), "3".into())], "{all}");
+
+    // kafka-get-offsets.sh's view of the same partitions.
+    let offsets = |extra: &[&str]| run(&[&["topic", "offsets", "trim"], extra].concat(), None);
+    assert_eq!(offsets(&[]), "trim:0:5\ntrim:1:3\n");
+    assert_eq!(offsets(&["--time", "earliest"]), "trim:0:3\ntrim:1:3\n");
+    assert_eq!(
+        offsets(&["--time", "-2", "--partitions", "0"]),
+        "trim:0:3\n"
+    );
+    assert_eq!(offsets(&["--time", "0", "--partitions", "0"]), "trim:0:3\n");
+    assert_eq!(
+        offsets(&["--time", "4102444800000", "--partitions", "0"]),
+        "trim:0:-1\n",
+        "no record at or after 2100"
+    );
+    let no_partition = fjord(
+        &node,
+        &["topic", "offsets", "trim", "--partitions", "7"],
+        None,
+    );
+    assert_eq!(
+        no_partition.status.code(),
+        Some(1),
+        "{}",
+        stderr(&no_partition)
+    );
 
     let beyond = fjord(
         &node,

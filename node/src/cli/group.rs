@@ -194,7 +194,7 @@ pub(super) fn coordinator_of(
 
 /// Offsets of partitions by timestamp (`EARLIEST`, `LATEST` or a time), asked of each
 /// partition's leader.
-fn log_offsets(
+pub(super) fn log_offsets(
     connect: &ConnectArgs,
     partitions: &[(String, i32)],
     timestamp: i64,

@@ -16,6 +16,7 @@ mod cluster;
 mod consume;
 mod elect;
 mod group;
+mod offsets;
 mod produce;
 mod quota;
 mod reassign;

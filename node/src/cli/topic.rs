@@ -44,6 +44,21 @@ pub enum TopicCommand {
         #[command(flatten)]
         connect: ConnectArgs,
     },
+    /// Offsets of a topic's partitions by time, as kafka-get-offsets.sh prints them
+    /// (topic:partition:offset).
+    Offsets {
+        #[command(flatten)]
+        connect: ConnectArgs,
+        /// Topic name.
+        name: String,
+        /// Only these partitions, e.g. 0,2.
+        #[arg(long)]
+        partitions: Option<String>,
+        /// latest (-1), earliest (-2), max-timestamp (-3), or epoch milliseconds: the
+        /// first offset whose timestamp is at or after it.
+        #[arg(long, default_value = "latest", allow_hyphen_values = true)]
+        time: String,
+    },
     /// Show partitions, leaders, replicas, ISR and non-default configs.
     Describe {
         #[command(flatten)]
@@ -160,6 +175,12 @@ pub fn run(cmd: TopicCommand) -> Result<(), CliError> {
             outln!("Created topic {name}.");
             Ok(())
         }
+        TopicCommand::Offsets {
+            connect,
+            name,
+            partitions,
+            time,
+        } => super::offsets::run(&connect, &name, partitions.as_deref(), &time),
         TopicCommand::List { connect } => {
             let client = admin(&connect)?;
             let md = client.inner().fetch_metadata(None, connect.timeout())?;
