@@ -3,9 +3,11 @@
 //! defaults and validation.
 
 pub mod defs;
+mod keys;
 mod node;
 mod properties;
 mod resolve;
 
-pub use node::{unknown_message, ListenerSpec, LogFormat, NodeConfig, ServeArgs};
+pub use keys::unknown_message;
+pub use node::{ListenerSpec, LogFormat, NodeConfig, ServeArgs};
 pub use resolve::{ConfigSource, ConfigView, ResolvedConfig};
