@@ -30,6 +30,27 @@ pub fn fjord_cli() -> Command {
     c
 }
 
+/// Runs a `fjord` client command against `node` (through `FJORD_BOOTSTRAP_SERVER`),
+/// with `stdin` as its standard input, and returns what it printed and its status.
+pub fn run_cli(node: &Node, args: &[&str], stdin: Option<&str>) -> std::process::Output {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = Command::new(fjord_bin())
+        .args(args)
+        .env("FJORD_BOOTSTRAP_SERVER", node.bootstrap())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn fjord");
+    let mut input = child.stdin.take().expect("stdin");
+    if let Some(s) = stdin {
+        input.write_all(s.as_bytes()).expect("write stdin");
+    }
+    drop(input);
+    child.wait_with_output().expect("fjord output")
+}
+
 /// The `fjord` binary under test: `$FJORD_BIN`, or `target/<profile>/fjord` next to
 /// the test executable.
 pub fn fjord_bin() -> PathBuf {
