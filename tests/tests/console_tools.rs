@@ -13,17 +13,20 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// Runs a command that must succeed, and returns what it printed.
+fn ok_stdout(node: &Node, args: &[&str], input: Option<&str>) -> String {
+    let out = fjord(node, args, input);
+    assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    stdout(&out)
+}
+
 /// Issue 33: Kafka's console-tool properties were handed to librdkafka, which refused
 /// them as unknown settings; now they work as kafka-console-producer.sh and
 /// kafka-console-consumer.sh take them, in Kafka's output format.
 #[test]
 fn console_tool_properties_work_as_kafkas() {
     let node = Node::start();
-    let run = |args: &[&str], input: Option<&str>| {
-        let out = fjord(&node, args, input);
-        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
-        stdout(&out)
-    };
+    let run = |args: &[&str], input: Option<&str>| ok_stdout(&node, args, input);
     run(&["topic", "create", "props", "--partitions", "1"], None);
     run(
         &[
@@ -131,11 +134,7 @@ fn console_tool_properties_work_as_kafkas() {
 #[test]
 fn records_delete_and_topic_offsets_work_as_kafkas_tools() {
     let node = Node::start();
-    let run = |args: &[&str], input: Option<&str>| {
-        let out = fjord(&node, args, input);
-        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
-        stdout(&out)
-    };
+    let run = |args: &[&str], input: Option<&str>| ok_stdout(&node, args, input);
     run(&["topic", "create", "trim", "--partitions", "2"], None);
     let produce = |p: &str, lines: &str| {
         run(

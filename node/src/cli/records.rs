@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use rdkafka::admin::{AdminClient, AdminOptions};
+use rdkafka::admin::AdminClient;
 use rdkafka::client::DefaultClientContext;
 use rdkafka::{Offset, TopicPartitionList};
 use serde::Deserialize;
@@ -60,9 +60,7 @@ pub fn run(cmd: RecordsCommand) -> Result<(), CliError> {
         before_offset,
         offset_json_file,
     } = cmd;
-    let admin: AdminClient<DefaultClientContext> = connect
-        .config_with(&[("allow.auto.create.topics", "false".into())])?
-        .create()?;
+    let admin = super::topic::admin(&connect)?;
     let wanted: Vec<(String, i32, i64)> = match (offset_json_file, topic) {
         (Some(path), _) => {
             let text = std::fs::read_to_string(&path)
@@ -96,10 +94,8 @@ pub fn run(cmd: RecordsCommand) -> Result<(), CliError> {
         };
         tpl.add_partition_offset(topic, *partition, at)?;
     }
-    let options = AdminOptions::new()
-        .request_timeout(Some(connect.timeout()))
-        .operation_timeout(Some(connect.timeout()));
-    let result = futures::executor::block_on(admin.delete_records(&tpl, &options))?;
+    let result =
+        futures::executor::block_on(admin.delete_records(&tpl, &super::topic::options(&connect)))?;
     let mut failed = Vec::new();
     outln!("{:<40} {:>9} {:>14}", "TOPIC", "PARTITION", "LOW-WATERMARK");
     for e in result.elements() {

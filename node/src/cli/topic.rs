@@ -99,7 +99,7 @@ pub enum TopicCommand {
     },
 }
 
-fn admin(connect: &ConnectArgs) -> Result<AdminClient<DefaultClientContext>, CliError> {
+pub(super) fn admin(connect: &ConnectArgs) -> Result<AdminClient<DefaultClientContext>, CliError> {
     // Describing a topic must never create it (librdkafka's admin handle would ask the
     // broker to auto-create any topic it looks up).
     Ok(connect
@@ -130,7 +130,7 @@ fn broker_error(topic: &str, code: i16, message: Option<&str>) -> Result<(), Cli
     }))
 }
 
-fn options(connect: &ConnectArgs) -> AdminOptions {
+pub(super) fn options(connect: &ConnectArgs) -> AdminOptions {
     AdminOptions::new()
         .request_timeout(Some(connect.timeout()))
         .operation_timeout(Some(connect.timeout()))
