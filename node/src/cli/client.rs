@@ -24,6 +24,10 @@ pub struct ConnectArgs {
     /// (`--property` flags win over it).
     #[arg(long, env = "FJORD_COMMAND_CONFIG", value_name = "FILE")]
     pub command_config: Option<std::path::PathBuf>,
+    /// A client profile (`fjord profile create`): its bootstrap.servers and client
+    /// properties, under --bootstrap-server, --command-config and --property.
+    #[arg(long, env = "FJORD_PROFILE", value_name = "NAME")]
+    pub profile: Option<String>,
     /// Give up on the cluster after this long.
     #[arg(long, default_value_t = 30_000, value_name = "MS")]
     pub timeout_ms: u64,
@@ -52,7 +56,8 @@ impl ConnectArgs {
             c.set(*k, v);
         }
         for (k, v) in self.client_properties()? {
-            if !CONSOLE_PROPERTIES.contains(&k.as_str()) {
+            // The bootstrap address is `bootstrap_server`, where a profile's is the default.
+            if !CONSOLE_PROPERTIES.contains(&k.as_str()) && k != "bootstrap.servers" {
                 c.set(k, v);
             }
         }
@@ -82,9 +87,13 @@ impl ConnectArgs {
         }
     }
 
-    /// The client properties of `--command-config` and `--property`, the latter last.
+    /// The client properties of the profile, `--command-config` and `--property`, in
+    /// that order (a later one wins).
     pub fn client_properties(&self) -> Result<Vec<(String, String)>, CliError> {
         let mut out = Vec::new();
+        if let Some(name) = self.profile.as_deref().filter(|n| !n.is_empty()) {
+            out.extend(super::profile::load(name)?);
+        }
         if let Some(path) = &self.command_config {
             let text = std::fs::read_to_string(path).map_err(|e| {
                 CliError::Usage(format!("--command-config {}: {e}", path.display()))

@@ -13,11 +13,13 @@ mod acl;
 mod bench;
 mod client;
 mod cluster;
+mod config;
 mod consume;
 mod elect;
 mod group;
 mod offsets;
 mod produce;
+mod profile;
 mod quota;
 mod reassign;
 mod records;
@@ -54,6 +56,10 @@ enum Command {
     Produce(produce::ProduceArgs),
     /// Console consumer: print records to standard output.
     Consume(consume::ConsumeArgs),
+    /// Describe and alter the configs of topics, brokers, broker loggers, users and
+    /// client ids (kafka-configs.sh).
+    #[command(subcommand)]
+    Config(config::ConfigCommand),
     /// Inspect the metadata quorum and brokers, and change the voter set.
     #[command(subcommand)]
     Cluster(cluster::ClusterCommand),
@@ -75,6 +81,9 @@ enum Command {
     /// Create, delete and list SCRAM users.
     #[command(subcommand)]
     User(user::UserCommand),
+    /// Named client settings (bootstrap servers, security) for --profile / FJORD_PROFILE.
+    #[command(subcommand)]
+    Profile(profile::ProfileCommand),
     /// Measure throughput and latency: produce, consume, or both end to end.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -101,6 +110,12 @@ impl From<rdkafka::error::KafkaError> for CliError {
 }
 
 pub fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args_os()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    if let Err(e) = profile::apply_bootstrap_default(&args) {
+        return report(Err(e));
+    }
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(args),
@@ -108,12 +123,14 @@ pub fn main() -> ExitCode {
         Command::Produce(args) => report(produce::run(args)),
         Command::Consume(args) => report(consume::run(args)),
         Command::Records(cmd) => report(records::run(cmd)),
+        Command::Config(cmd) => report(config::run(cmd)),
         Command::Cluster(cmd) => report(cluster::run(cmd)),
         Command::Group(cmd) => report(group::run(cmd)),
         Command::Txn(cmd) => report(txn::run(cmd)),
         Command::Quota(cmd) => report(quota::run(cmd)),
         Command::Acl(cmd) => report(acl::run(cmd)),
         Command::User(cmd) => report(user::run(cmd)),
+        Command::Profile(cmd) => report(profile::run(cmd)),
         Command::Bench(cmd) => report(bench::run(cmd)),
     }
 }

@@ -106,7 +106,7 @@ fn check(code: i16, message: Option<&StrBytes>, what: &str) -> Result<(), CliErr
     )))
 }
 
-fn describe(connect: &ConnectArgs, entity: &EntityArgs) -> Result<(), CliError> {
+pub(super) fn describe(connect: &ConnectArgs, entity: &EntityArgs) -> Result<(), CliError> {
     let components = sides(entity)
         .into_iter()
         .map(|(kind, name)| {
@@ -155,7 +155,7 @@ fn describe(connect: &ConnectArgs, entity: &EntityArgs) -> Result<(), CliError> 
     Ok(())
 }
 
-fn alter(
+pub(super) fn alter(
     connect: &ConnectArgs,
     entity: &EntityArgs,
     add: Option<&str>,

@@ -11,10 +11,11 @@ use kafka_protocol::messages::{
     IncrementalAlterConfigsRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
-use rdkafka::admin::{AdminClient, AdminOptions, ConfigSource, ResourceSpecifier};
+use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::client::DefaultClientContext;
 
 use super::client::{key_values, topic_error, ConnectArgs};
+use super::config::{config_line, describe_configs, Entity, DEFAULT_CONFIG};
 use super::wire::Wire;
 use super::CliError;
 
@@ -59,7 +60,7 @@ pub enum TopicCommand {
         #[arg(long, default_value = "latest", allow_hyphen_values = true)]
         time: String,
     },
-    /// Show partitions, leaders, replicas, ISR and non-default configs.
+    /// Show partitions, leaders, replicas, ISR and the configs not at their default.
     Describe {
         #[command(flatten)]
         connect: ConnectArgs,
@@ -68,6 +69,9 @@ pub enum TopicCommand {
         /// Only partitions whose ISR is smaller than their replica set.
         #[arg(long)]
         under_replicated_partitions: bool,
+        /// Also list every config, defaults included, with its source and synonyms.
+        #[arg(long)]
+        all_configs: bool,
     },
     /// Delete a topic.
     Delete {
@@ -195,6 +199,7 @@ pub fn run(cmd: TopicCommand) -> Result<(), CliError> {
             connect,
             name,
             under_replicated_partitions,
+            all_configs,
         } => {
             let client = admin(&connect)?;
             let md = client
@@ -233,25 +238,33 @@ pub fn run(cmd: TopicCommand) -> Result<(), CliError> {
                     .first()
                     .map(|p| p.replicas().len())
                     .unwrap_or(0);
-                let spec = ResourceSpecifier::Topic(t.name());
-                let described = futures::executor::block_on(
-                    client.describe_configs([&spec], &options(&connect)),
-                )?;
-                let mut overrides = Vec::new();
-                for r in described.into_iter().flatten() {
-                    for e in r.entries {
-                        if e.source == ConfigSource::DynamicTopic {
-                            overrides.push(format!("{}={}", e.name, e.value.unwrap_or_default()));
-                        }
-                    }
-                }
+                // As kafka-topics.sh: every config not at its default, wherever it was
+                // set (the topic, a broker's dynamic or static config).
+                let configs = describe_configs(&connect, &Entity::Topic(t.name().to_string()))?;
+                let set: Vec<String> = configs
+                    .iter()
+                    .filter(|c| c.config_source != DEFAULT_CONFIG)
+                    .map(|c| {
+                        let value = if c.is_sensitive {
+                            None
+                        } else {
+                            c.value.as_deref()
+                        };
+                        format!("{}={}", c.name, value.unwrap_or("null"))
+                    })
+                    .collect();
                 outln!(
                     "Topic: {}\tPartitionCount: {}\tReplicationFactor: {}\tConfigs: {}",
                     t.name(),
                     t.partitions().len(),
                     rf,
-                    overrides.join(",")
+                    set.join(",")
                 );
+                if all_configs {
+                    for c in &configs {
+                        outln!("\tConfig: {}", config_line(c));
+                    }
+                }
                 for p in t.partitions() {
                     outln!(
                         "\tTopic: {}\tPartition: {}\tLeader: {}\tReplicas: {}\tIsr: {}",

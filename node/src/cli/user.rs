@@ -100,7 +100,7 @@ fn check_results(results: &[(StrBytes, i16, Option<StrBytes>)]) -> Result<(), Cl
     Ok(())
 }
 
-fn create(
+pub(super) fn create(
     connect: &ConnectArgs,
     name: &str,
     password: &str,
@@ -147,7 +147,7 @@ fn alter(wire: &mut Wire, req: AlterUserScramCredentialsRequest) -> Result<(), C
     )
 }
 
-fn delete(connect: &ConnectArgs, name: &str, names: &[String]) -> Result<(), CliError> {
+pub(super) fn delete(connect: &ConnectArgs, name: &str, names: &[String]) -> Result<(), CliError> {
     let mut wire = Wire::connect(&connect.bootstrap_server, connect)?;
     let wanted = if names.is_empty() {
         // Every mechanism the user has.
@@ -202,6 +202,40 @@ fn list(connect: &ConnectArgs) -> Result<(), CliError> {
             })
             .collect();
         outln!("{}\t{}", r.user, mechs.join(", "));
+    }
+    Ok(())
+}
+
+/// A user's SCRAM mechanisms and iterations, as kafka-configs.sh prints them; nothing
+/// for a user without credentials.
+pub(super) fn describe_credentials(connect: &ConnectArgs, name: &str) -> Result<(), CliError> {
+    let resp = Wire::connect(&connect.bootstrap_server, connect)?.call(
+        0,
+        &DescribeUserScramCredentialsRequest::default().with_users(Some(vec![
+            UserName::default().with_name(StrBytes::from_string(name.to_string()))
+        ])),
+    )?;
+    if resp.error_code != 0 {
+        check_results(&[(StrBytes::default(), resp.error_code, resp.error_message)])?;
+    }
+    for r in resp.results {
+        if r.error_code == kafka_protocol::error::ResponseError::ResourceNotFound.code() {
+            continue;
+        }
+        check_results(&[(r.user.clone(), r.error_code, r.error_message.clone())])?;
+        let mechs: Vec<String> = r
+            .credential_infos
+            .iter()
+            .filter_map(|c| {
+                Mechanism::from_code(c.mechanism)
+                    .map(|m| format!("{}=iterations={}", m.name(), c.iterations))
+            })
+            .collect();
+        outln!(
+            "SCRAM credential configs for user-principal '{}' are {}",
+            r.user,
+            mechs.join(", ")
+        );
     }
     Ok(())
 }

@@ -5,7 +5,7 @@
 pub mod defs;
 mod keys;
 mod node;
-mod properties;
+pub mod properties;
 mod resolve;
 
 pub use keys::unknown_message;
