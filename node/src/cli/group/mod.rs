@@ -1,6 +1,10 @@
 //! `fjord group ...`: consumer group administration, like `kafka-consumer-groups.sh`.
 //! Spoken directly in the Kafka protocol (see `wire`), so it shows exactly what the
-//! coordinator answers and works against any Kafka-compatible cluster.
+//! coordinator answers and works against any Kafka-compatible cluster. Resetting and
+//! deleting committed offsets is in `offsets`, planned by the pure functions of `plan`.
+
+mod offsets;
+mod plan;
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -8,13 +12,10 @@ use std::time::{Duration, Instant};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
-use kafka_protocol::messages::offset_commit_request::{
-    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
-};
 use kafka_protocol::messages::{
     BrokerId, ConsumerGroupDescribeRequest, DeleteGroupsRequest, DescribeGroupsRequest,
     FindCoordinatorRequest, GroupId, ListGroupsRequest, ListOffsetsRequest, MetadataRequest,
-    MetadataResponse, OffsetCommitRequest, OffsetFetchRequest, TopicName,
+    MetadataResponse, OffsetFetchRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -37,7 +38,8 @@ pub enum GroupCommand {
     Describe {
         #[command(flatten)]
         connect: ConnectArgs,
-        group: String,
+        #[command(flatten)]
+        group: GroupArg,
         /// List members and their assigned partitions instead of offsets.
         #[arg(long)]
         members: bool,
@@ -50,41 +52,36 @@ pub enum GroupCommand {
         groups: Vec<String>,
     },
     /// Move an inactive group's committed offsets. Shows the plan; --execute applies it.
-    ResetOffsets {
-        #[command(flatten)]
-        connect: ConnectArgs,
-        group: String,
-        #[arg(long)]
-        topic: String,
-        /// Partitions to reset (default: all of the topic's).
-        #[arg(long, value_delimiter = ',')]
-        partitions: Vec<i32>,
-        #[command(flatten)]
-        target: ResetTarget,
-        /// Commit the new offsets (without it, only print them).
-        #[arg(long)]
-        execute: bool,
-    },
+    ResetOffsets(offsets::ResetArgs),
+    /// Delete a group's committed offsets of some topics or partitions (OffsetDelete).
+    DeleteOffsets(offsets::DeleteOffsetsArgs),
 }
 
+/// The group a command is about: positional, as the other `fjord group` commands take
+/// it, or `--group`, as kafka-consumer-groups.sh does, so its command lines work too.
 #[derive(clap::Args, Debug)]
-#[group(required = true, multiple = false)]
-pub struct ResetTarget {
-    /// The log start offset.
-    #[arg(long)]
-    to_earliest: bool,
-    /// The log end offset.
-    #[arg(long)]
-    to_latest: bool,
-    /// This offset (clamped to the log).
-    #[arg(long)]
-    to_offset: Option<i64>,
-    /// The committed offset moved by N (negative moves back).
-    #[arg(long, allow_hyphen_values = true)]
-    shift_by: Option<i64>,
-    /// The first offset with a timestamp at or after this (milliseconds since the epoch).
-    #[arg(long)]
-    to_timestamp: Option<i64>,
+pub struct GroupArg {
+    /// The consumer group.
+    #[arg(value_name = "GROUP", required_unless_present = "group_flag")]
+    group: Option<String>,
+    /// The consumer group (instead of GROUP, as kafka-consumer-groups.sh takes it).
+    #[arg(
+        long = "group",
+        id = "group_flag",
+        value_name = "GROUP",
+        conflicts_with = "group"
+    )]
+    group_flag: Option<String>,
+}
+
+impl GroupArg {
+    fn name(&self) -> &str {
+        // clap requires exactly one of the two.
+        self.group
+            .as_deref()
+            .or(self.group_flag.as_deref())
+            .unwrap_or_default()
+    }
 }
 
 const EARLIEST: i64 = -2;
@@ -149,11 +146,16 @@ pub(super) fn metadata(
     connect: &ConnectArgs,
     topics: Option<&[String]>,
 ) -> Result<MetadataResponse, CliError> {
-    let req = MetadataRequest::default().with_topics(topics.map(|ts| {
-        ts.iter()
-            .map(|t| MetadataRequestTopic::default().with_name(Some(TopicName(str(t)))))
-            .collect()
-    }));
+    // Admin tools look topics up; they must not create them (Kafka's admin client never
+    // asks to), or a typo, or a deleted topic a group still has commits for, would
+    // become a new topic.
+    let req = MetadataRequest::default()
+        .with_allow_auto_topic_creation(false)
+        .with_topics(topics.map(|ts| {
+            ts.iter()
+                .map(|t| MetadataRequestTopic::default().with_name(Some(TopicName(str(t)))))
+                .collect()
+        }));
     Wire::connect(&connect.bootstrap_server, connect)?.call(12, &req)
 }
 
@@ -264,16 +266,10 @@ pub fn run(cmd: GroupCommand) -> Result<(), CliError> {
             connect,
             group,
             members,
-        } => describe(&connect, &group, members),
+        } => describe(&connect, group.name(), members),
         GroupCommand::Delete { connect, groups } => delete(&connect, &groups),
-        GroupCommand::ResetOffsets {
-            connect,
-            group,
-            topic,
-            partitions,
-            target,
-            execute,
-        } => reset_offsets(&connect, &group, &topic, partitions, &target, execute),
+        GroupCommand::ResetOffsets(args) => offsets::reset(&args),
+        GroupCommand::DeleteOffsets(args) => offsets::delete(&args),
     }
 }
 
@@ -524,113 +520,4 @@ fn delete(connect: &ConnectArgs, groups: &[String]) -> Result<(), CliError> {
     } else {
         Err(CliError::Kafka(failed.join("; ")))
     }
-}
-
-fn reset_offsets(
-    connect: &ConnectArgs,
-    group: &str,
-    topic: &str,
-    partitions: Vec<i32>,
-    target: &ResetTarget,
-    execute: bool,
-) -> Result<(), CliError> {
-    let md = metadata(connect, Some(&[topic.to_string()]))?;
-    let all: Vec<i32> = md
-        .topics
-        .iter()
-        .filter(|t| t.error_code == 0)
-        .flat_map(|t| t.partitions.iter().map(|p| p.partition_index))
-        .collect();
-    if all.is_empty() {
-        return Err(CliError::Kafka(format!("topic {topic} does not exist")));
-    }
-    let chosen: Vec<(String, i32)> = if partitions.is_empty() {
-        all.iter().map(|p| (topic.to_string(), *p)).collect()
-    } else {
-        if let Some(p) = partitions.iter().find(|p| !all.contains(p)) {
-            return Err(CliError::Usage(format!("{topic} has no partition {p}")));
-        }
-        partitions.iter().map(|p| (topic.to_string(), *p)).collect()
-    };
-    let earliest = log_offsets(connect, &chosen, EARLIEST)?;
-    let latest = log_offsets(connect, &chosen, LATEST)?;
-    let committed = if target.shift_by.is_some() {
-        fetch_committed(connect, group)?
-    } else {
-        BTreeMap::new()
-    };
-    let by_time = match target.to_timestamp {
-        Some(ts) => log_offsets(connect, &chosen, ts)?,
-        None => BTreeMap::new(),
-    };
-    let mut plan = Vec::new();
-    for tp in &chosen {
-        let (lo, hi) = match (earliest.get(tp), latest.get(tp)) {
-            (Some(lo), Some(hi)) => (*lo, *hi),
-            _ => {
-                return Err(CliError::Kafka(format!(
-                    "cannot read the offsets of {}-{}",
-                    tp.0, tp.1
-                )))
-            }
-        };
-        let wanted = if target.to_earliest {
-            lo
-        } else if target.to_latest {
-            hi
-        } else if let Some(o) = target.to_offset {
-            o
-        } else if let Some(n) = target.shift_by {
-            committed.get(tp).copied().unwrap_or(lo) + n
-        } else {
-            // No record at or after the time: the end of the log, as Kafka does.
-            by_time.get(tp).copied().filter(|o| *o >= 0).unwrap_or(hi)
-        };
-        plan.push((tp.clone(), wanted.clamp(lo, hi)));
-    }
-    outln!("{:<30} {:>9} {:>15}", "TOPIC", "PARTITION", "NEW-OFFSET");
-    for ((t, p), o) in &plan {
-        outln!("{t:<30} {p:>9} {o:>15}");
-    }
-    if !execute {
-        outln!("(dry run: add --execute to commit these offsets)");
-        return Ok(());
-    }
-    let req = OffsetCommitRequest::default()
-        .with_group_id(GroupId(str(group)))
-        .with_generation_id_or_member_epoch(-1)
-        .with_member_id(StrBytes::default())
-        .with_topics(vec![OffsetCommitRequestTopic::default()
-            .with_name(TopicName(str(topic)))
-            .with_partitions(
-                plan.iter()
-                    .map(|((_, p), o)| {
-                        OffsetCommitRequestPartition::default()
-                            .with_partition_index(*p)
-                            .with_committed_offset(*o)
-                            .with_committed_leader_epoch(-1)
-                    })
-                    .collect(),
-            )]);
-    until_ready(connect, || {
-        let resp = coordinator(connect, group)?.call(8, &req)?;
-        for t in &resp.topics {
-            for p in &t.partitions {
-                if ResponseError::try_from_code(p.error_code)
-                    == Some(ResponseError::UnknownMemberId)
-                {
-                    return Err(CliError::Kafka(format!(
-                        "group {group} has active members; stop its consumers before resetting offsets"
-                    )));
-                }
-                check(
-                    p.error_code,
-                    &format!("committing {}-{}", t.name.0, p.partition_index),
-                )?;
-            }
-        }
-        Ok(())
-    })?;
-    outln!("Committed new offsets for group {group}.");
-    Ok(())
 }
