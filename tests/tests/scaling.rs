@@ -189,6 +189,8 @@ fn joining_brokers_get_replicas_and_a_drained_broker_leaves_without_loss() {
     let after = replica_counts(&first, "scale");
     println!("replicas per broker: before {before:?}, after {after:?}\n{plan}");
     assert_eq!(after.len(), 5, "every broker holds replicas: {after:?}");
+    // Issue 33: a long move reports its progress (partitions, bytes copied, time).
+    assert!(plan.contains(" partitions moved"), "{plan}");
     let (min, max) = (
         after.values().min().copied().unwrap_or(0),
         after.values().max().copied().unwrap_or(0),

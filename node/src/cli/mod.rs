@@ -17,6 +17,7 @@ mod config;
 mod consume;
 mod elect;
 mod group;
+mod move_progress;
 mod offsets;
 mod produce;
 mod profile;

@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use super::client::ConnectArgs;
 use super::cluster::{registered, set_drained, AdminArgs};
+use super::move_progress::{Moving, Reporter};
 use super::wire::Wire;
 use super::CliError;
 
@@ -321,9 +322,18 @@ fn set_throttle(wire: &mut Wire, rate: Option<i64>) -> Result<(), CliError> {
 
 /// Partitions of `entries` not yet at their target, as lines for a person.
 fn pending(wire: &mut Wire, entries: &[PlanEntry]) -> Result<Vec<String>, CliError> {
+    Ok(pending_moves(wire, entries)?.0)
+}
+
+/// [`pending`]'s lines, and the partitions of them whose new replicas are copying.
+fn pending_moves(
+    wire: &mut Wire,
+    entries: &[PlanEntry],
+) -> Result<(Vec<String>, Vec<Moving>), CliError> {
     let now = layout(wire)?;
     let running = ongoing(wire)?;
     let mut out = Vec::new();
+    let mut moving = Vec::new();
     for e in entries {
         let key = (e.topic.clone(), e.partition);
         let current = now
@@ -331,10 +341,27 @@ fn pending(wire: &mut Wire, entries: &[PlanEntry]) -> Result<Vec<String>, CliErr
             .iter()
             .find(|p| p.topic == e.topic && p.partition == e.partition);
         match (running.get(&key), current) {
-            (Some((adding, removing)), _) => out.push(format!(
-                "{}-{}: in progress (adding {adding:?}, removing {removing:?})",
-                e.topic, e.partition
-            )),
+            (Some((adding, removing)), current) => {
+                out.push(format!(
+                    "{}-{}: in progress (adding {adding:?}, removing {removing:?})",
+                    e.topic, e.partition
+                ));
+                let holding = current
+                    .map(|p| {
+                        p.replicas
+                            .iter()
+                            .filter(|r| !adding.contains(r))
+                            .copied()
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                moving.push(Moving {
+                    topic: e.topic.clone(),
+                    partition: e.partition,
+                    holding,
+                    adding: adding.clone(),
+                });
+            }
             (None, Some(p)) if p.replicas != e.replicas => out.push(format!(
                 "{}-{}: replicas are {:?}, not {:?}",
                 e.topic, e.partition, p.replicas, e.replicas
@@ -343,15 +370,22 @@ fn pending(wire: &mut Wire, entries: &[PlanEntry]) -> Result<Vec<String>, CliErr
             _ => {}
         }
     }
-    Ok(out)
+    Ok((out, moving))
 }
 
-fn wait_done(wire: &mut Wire, entries: &[PlanEntry], timeout: Option<u64>) -> Result<(), CliError> {
+/// Waits until every move of `entries` is done, reporting progress as it goes.
+fn wait_done(
+    wire: &mut Wire,
+    connect: &ConnectArgs,
+    entries: &[PlanEntry],
+    timeout: Option<u64>,
+) -> Result<(), CliError> {
     let started = Instant::now();
-    let mut last = usize::MAX;
+    let mut progress = Reporter::new(connect);
     loop {
-        let left = pending(wire, entries)?;
+        let (left, moving) = pending_moves(wire, entries)?;
         if left.is_empty() {
+            progress.done(entries.len());
             outln!(
                 "All {} reassignments are done ({:.1} s).",
                 entries.len(),
@@ -360,6 +394,7 @@ fn wait_done(wire: &mut Wire, entries: &[PlanEntry], timeout: Option<u64>) -> Re
             return Ok(());
         }
         if timeout.is_some_and(|t| started.elapsed() >= Duration::from_secs(t)) {
+            progress.finish();
             return Err(CliError::Kafka(format!(
                 "{} of {} reassignments still running after {} s; they continue in the cluster (check with fjord cluster reassign --verify)",
                 left.len(),
@@ -367,14 +402,7 @@ fn wait_done(wire: &mut Wire, entries: &[PlanEntry], timeout: Option<u64>) -> Re
                 started.elapsed().as_secs()
             )));
         }
-        if left.len() != last {
-            outln!(
-                "{} of {} reassignments still running...",
-                left.len(),
-                entries.len()
-            );
-            last = left.len();
-        }
+        progress.report(entries.len() - left.len(), entries.len(), &moving);
         std::thread::sleep(Duration::from_millis(500)); // polling interval, not synchronization
     }
 }
@@ -582,7 +610,7 @@ pub fn drain(args: DrainArgs) -> Result<(), CliError> {
         // accepted them; planning from its in-flight replica sets (old and new replicas
         // together) would then ask for four replicas where there were three.
         let left = deadline.map(|d| d.saturating_duration_since(Instant::now()).as_secs());
-        wait_done(&mut wire, &entries, left)?;
+        wait_done(&mut wire, &args.connect, &entries, left)?;
     }
     let left: Vec<String> = layout(&mut wire)?
         .partitions
@@ -644,7 +672,12 @@ pub fn balance(args: BalanceArgs) -> Result<(), CliError> {
         if !args.wait {
             return Ok(());
         }
-        wait_done(&mut wire, &plan.partitions, args.wait_timeout)?;
+        wait_done(
+            &mut wire,
+            &args.connect,
+            &plan.partitions,
+            args.wait_timeout,
+        )?;
     }
     // Replicas are where the plan wants them: move leadership to the preferred replicas
     // now rather than at the next automatic leader rebalance (also when no replica had

@@ -75,6 +75,35 @@ impl Meter {
     }
 }
 
+/// Where a run ends, for the share done and the time left in its progress lines.
+#[derive(Clone, Copy, Debug)]
+pub enum Goal {
+    Records(u64),
+    Time(Duration),
+}
+
+impl Goal {
+    /// `" [42%, about 12.0 s left]"` after `records` in `elapsed`; empty without a goal.
+    fn suffix(self, records: u64, elapsed: Duration) -> String {
+        let (done, left) = match self {
+            Goal::Records(0) => return String::new(),
+            Goal::Records(total) => {
+                let rate = records as f64 / elapsed.as_secs_f64().max(1e-9);
+                let left = (total.saturating_sub(records) as f64 / rate.max(1e-9)).min(1e9);
+                (records as f64 / total as f64, left)
+            }
+            Goal::Time(d) => (
+                elapsed.as_secs_f64() / d.as_secs_f64().max(1e-9),
+                d.saturating_sub(elapsed).as_secs_f64(),
+            ),
+        };
+        format!(
+            " [{:.0}%, about {left:.1} s left]",
+            (done * 100.0).min(100.0)
+        )
+    }
+}
+
 /// Prints one progress line to standard error per `interval` until dropped.
 pub struct Progress {
     stop: Arc<AtomicBool>,
@@ -82,7 +111,7 @@ pub struct Progress {
 }
 
 impl Progress {
-    pub fn start(label: &'static str, meter: Arc<Meter>, interval: Duration) -> Self {
+    pub fn start(label: &'static str, meter: Arc<Meter>, interval: Duration, goal: Goal) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
         let thread = std::thread::spawn(move || {
@@ -115,6 +144,7 @@ impl Progress {
                         ));
                     }
                 }
+                line.push_str(&goal.suffix(r, started.elapsed()));
                 eprintln!("{line}");
                 (records, bytes, at) = (r, b, Instant::now());
             }
@@ -134,6 +164,25 @@ impl Drop for Progress {
             let _ = t.join();
         }
     }
+}
+
+#[cfg(test)]
+#[test]
+fn goals_give_the_share_done_and_the_time_left() {
+    let s = Duration::from_secs;
+    assert_eq!(
+        Goal::Records(1000).suffix(250, s(5)),
+        " [25%, about 15.0 s left]"
+    );
+    assert_eq!(
+        Goal::Time(s(60)).suffix(7, s(15)),
+        " [25%, about 45.0 s left]"
+    );
+    assert_eq!(Goal::Records(0).suffix(7, s(15)), "");
+    assert_eq!(
+        Goal::Records(10).suffix(20, s(1)),
+        " [100%, about 0.0 s left]"
+    );
 }
 
 fn ms(micros: u64) -> f64 {

@@ -19,7 +19,7 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::Offset;
 
 use self::consumer::Assignment;
-use self::meter::{Meter, Progress, Summary};
+use self::meter::{Goal, Meter, Progress, Summary};
 use super::client::ConnectArgs;
 use super::CliError;
 
@@ -183,6 +183,15 @@ impl BenchArgs {
         Duration::from_millis(self.reporting_interval.max(100))
     }
 
+    /// Where a producing run ends: the records of [`Self::producer_plans`], or a time.
+    fn goal(&self) -> Goal {
+        match (self.num_records, self.duration) {
+            (Some(r), _) => Goal::Records(r),
+            (None, Some(d)) => Goal::Time(Duration::from_secs_f64(d)),
+            (None, None) => Goal::Records(1_000_000),
+        }
+    }
+
     fn producer_plans(&self, stamp: bool) -> Vec<producer::Plan> {
         let n = self.producers as u64;
         let total = match (self.num_records, self.duration) {
@@ -305,7 +314,7 @@ fn produce(args: &BenchArgs) -> Result<Summary, CliError> {
     let meter = Arc::new(Meter::default());
     let plans = args.producer_plans(false);
     let started = Instant::now();
-    let progress = Progress::start("produce", Arc::clone(&meter), args.interval());
+    let progress = Progress::start("produce", Arc::clone(&meter), args.interval(), args.goal());
     run_producers(args, plans, &meter)?;
     drop(progress);
     Ok(Summary::of("produce", &meter, started.elapsed()))
@@ -404,7 +413,11 @@ fn consume(args: &BenchArgs) -> Result<Summary, CliError> {
         .duration
         .map(|d| Instant::now() + Duration::from_secs_f64(d));
     let started = Instant::now();
-    let progress = Progress::start("consume", Arc::clone(&meter), args.interval());
+    let goal = match args.duration {
+        Some(d) => Goal::Time(Duration::from_secs_f64(d)),
+        None => Goal::Records(target),
+    };
+    let progress = Progress::start("consume", Arc::clone(&meter), args.interval(), goal);
     let handles = spawn_consumers(args, assignments(args, &starts, false), &meter, &stop)?;
     let last = wait_consumed(&meter, args.connect.timeout(), deadline, |r| {
         target > 0 && r >= target
@@ -433,7 +446,7 @@ fn e2e(args: &BenchArgs) -> Result<Vec<Summary>, CliError> {
     let stop = Arc::new(AtomicBool::new(false));
     let handles = spawn_consumers(args, assignments(args, &starts, true), &consumed, &stop)?;
     let started = Instant::now();
-    let progress = Progress::start("e2e", Arc::clone(&consumed), args.interval());
+    let progress = Progress::start("e2e", Arc::clone(&consumed), args.interval(), args.goal());
     let result = run_producers(args, args.producer_plans(true), &produced);
     let produce_elapsed = started.elapsed();
     let target = produced.records();
