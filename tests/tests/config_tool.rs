@@ -364,6 +364,12 @@ fn profiles_pick_the_cluster_and_its_client_settings() {
         String::from_utf8_lossy(&elsewhere.stderr).contains("127.0.0.1:1"),
         "{elsewhere:?}"
     );
+    // Kafka's --command-config gives the bootstrap address too.
+    let config = dir.path().join("client.properties");
+    std::fs::write(&config, format!("bootstrap.servers={}\n", node.bootstrap())).expect("write");
+    let config = config.display().to_string();
+    let listed = ok(run(&["topic", "list", "--command-config", &config], &[]));
+    assert!(listed.contains("via-profile"), "{listed}");
     let missing = run(&["topic", "list", "--profile", "nope"], &[]);
     assert_eq!(missing.status.code(), Some(2));
     assert!(

@@ -95,16 +95,7 @@ impl ConnectArgs {
             out.extend(super::profile::load(name)?);
         }
         if let Some(path) = &self.command_config {
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                CliError::Usage(format!("--command-config {}: {e}", path.display()))
-            })?;
-            let lines: Vec<String> = text
-                .lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty() && !l.starts_with('#'))
-                .map(str::to_string)
-                .collect();
-            out.extend(key_values(&lines, "--command-config")?);
+            out.extend(read_command_config(path)?);
         }
         out.extend(key_values(&self.properties, "--property")?);
         Ok(out
@@ -178,6 +169,15 @@ impl ConnectArgs {
             }
         }
     }
+}
+
+/// A `--command-config` file, read as Kafka's tools read it (Java properties rules).
+pub fn read_command_config(path: &std::path::Path) -> Result<Vec<(String, String)>, CliError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| CliError::Usage(format!("--command-config {}: {e}", path.display())))?;
+    let props = crate::config::properties::parse(&text)
+        .map_err(|e| CliError::Usage(format!("--command-config {}: {e}", path.display())))?;
+    Ok(props.into_iter().collect())
 }
 
 /// How long a command waits for the cluster to answer at all before it reports why not.

@@ -9,7 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::client::key_values;
+use super::client::{key_values, read_command_config};
 use super::CliError;
 
 #[derive(clap::Subcommand, Debug)]
@@ -81,50 +81,66 @@ pub fn load(name: &str) -> Result<Vec<(String, String)>, CliError> {
     Ok(props.into_iter().collect())
 }
 
-/// Makes the chosen profile's `bootstrap.servers` the default bootstrap address, before
-/// the command line is parsed: an explicit `--bootstrap-server` or FJORD_BOOTSTRAP_SERVER
-/// still wins. Errors name the profile and its file.
+/// Makes `bootstrap.servers` of the command-config, else of the chosen profile, the
+/// default bootstrap address, before the command line is parsed: an explicit
+/// `--bootstrap-server` or FJORD_BOOTSTRAP_SERVER still wins. Errors name the file.
 pub fn apply_bootstrap_default(args: &[String]) -> Result<(), CliError> {
     // A node and the profile commands themselves take no profile.
     if matches!(args.get(1).map(String::as_str), Some("serve" | "profile")) {
         return Ok(());
     }
-    let Some(name) = chosen(args) else {
-        return Ok(());
-    };
-    let explicit = args.iter().any(|a| {
-        ["--bootstrap-server", "--broker-list"]
-            .iter()
-            .any(|f| a == f || a.starts_with(&format!("{f}=")))
-    });
+    let explicit = flag_value(args, "--bootstrap-server").is_some()
+        || flag_value(args, "--broker-list").is_some();
     if explicit || std::env::var_os(BOOTSTRAP_ENV).is_some() {
         return Ok(());
     }
-    if let Some((_, servers)) = load(&name)?
-        .into_iter()
-        .find(|(k, _)| k == "bootstrap.servers")
-    {
-        // Safe: this runs first thing in main, before any other thread exists.
+    let bootstrap = |props: Vec<(String, String)>| {
+        props
+            .into_iter()
+            .rev()
+            .find(|(k, _)| k == "bootstrap.servers")
+            .map(|(_, v)| v)
+    };
+    let from_file = match flag_value(args, "--command-config").or_else(|| env(COMMAND_CONFIG_ENV)) {
+        Some(path) => bootstrap(read_command_config(Path::new(&path))?),
+        None => None,
+    };
+    let servers = match (
+        from_file,
+        flag_value(args, "--profile").or_else(|| env(PROFILE_ENV)),
+    ) {
+        (Some(s), _) => Some(s),
+        (None, Some(name)) => bootstrap(load(&name)?),
+        (None, None) => None,
+    };
+    if let Some(servers) = servers {
+        // Sound: this runs first thing in main, before any other thread exists.
         std::env::set_var(BOOTSTRAP_ENV, servers);
     }
     Ok(())
 }
 
-/// The profile named by `--profile NAME` / `--profile=NAME`, else by FJORD_PROFILE.
-fn chosen(args: &[String]) -> Option<String> {
+const COMMAND_CONFIG_ENV: &str = "FJORD_COMMAND_CONFIG";
+
+fn env(key: &str) -> Option<String> {
+    std::env::var(key).ok().filter(|v| !v.is_empty())
+}
+
+/// The value of `--flag VALUE` or `--flag=VALUE` in the command line (before `--`).
+fn flag_value(args: &[String], flag: &str) -> Option<String> {
     let mut it = args.iter();
     while let Some(a) = it.next() {
         if a == "--" {
             break;
         }
-        if a == "--profile" {
+        if a == flag {
             return it.next().cloned();
         }
-        if let Some(v) = a.strip_prefix("--profile=") {
+        if let Some(v) = a.strip_prefix(flag).and_then(|v| v.strip_prefix('=')) {
             return Some(v.to_string());
         }
     }
-    std::env::var(PROFILE_ENV).ok().filter(|v| !v.is_empty())
+    None
 }
 
 fn is_secret(key: &str) -> bool {
@@ -275,15 +291,32 @@ mod tests {
     }
 
     #[test]
-    fn the_profile_flag_wins_over_the_environment() {
+    fn flags_are_found_in_both_spellings() {
         let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         assert_eq!(
-            chosen(&args(&["fjord", "topic", "list", "--profile", "prod"])),
+            flag_value(
+                &args(&["fjord", "topic", "list", "--profile", "prod"]),
+                "--profile"
+            ),
             Some("prod".to_string())
         );
         assert_eq!(
-            chosen(&args(&["fjord", "topic", "list", "--profile=dev"])),
+            flag_value(
+                &args(&["fjord", "topic", "list", "--profile=dev"]),
+                "--profile"
+            ),
             Some("dev".to_string())
+        );
+        assert_eq!(
+            flag_value(
+                &args(&["fjord", "produce", "--", "--profile=x"]),
+                "--profile"
+            ),
+            None
+        );
+        assert_eq!(
+            flag_value(&args(&["fjord", "x", "--profiles=x"]), "--profile"),
+            None
         );
         assert!(path_of("../etc/passwd").is_err());
         assert!(path_of(".hidden").is_err());
