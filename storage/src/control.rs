@@ -45,17 +45,35 @@ pub fn marker_batch(
     builder.build()
 }
 
+/// A transaction marker as its control record holds it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Marker {
+    pub kind: ControlType,
+    /// The epoch of the coordinator that wrote it (-1 when the record has none): a
+    /// partition refuses later markers from older coordinators, as Kafka does.
+    pub coordinator_epoch: i32,
+}
+
 /// The kind of a control batch, read from its first record's key. `None` for control
 /// types other than transaction markers (Kafka has others; none end a transaction).
 pub fn control_type(batch: &[u8]) -> Result<Option<ControlType>> {
+    Ok(marker(batch)?.map(|m| m.kind))
+}
+
+/// The transaction marker of a control batch: its kind from the first record's key and
+/// its coordinator epoch from the value. `None` for other control types.
+pub fn marker(batch: &[u8]) -> Result<Option<Marker>> {
     let header = BatchHeader::parse(batch)?;
     if !header.is_control() {
         return Err(StorageError::CorruptBatch("not a control batch".into()));
     }
     let records = decode_records(batch)?;
-    let key = records
+    let first = records
         .first()
-        .and_then(|r| r.key.as_deref())
+        .ok_or_else(|| StorageError::CorruptBatch("control batch without a record".into()))?;
+    let key = first
+        .key
+        .as_deref()
         .ok_or_else(|| StorageError::CorruptBatch("control batch without a key".into()))?;
     if key.len() < 4 {
         return Err(StorageError::CorruptBatch(format!(
@@ -63,11 +81,21 @@ pub fn control_type(batch: &[u8]) -> Result<Option<ControlType>> {
             key.len()
         )));
     }
-    Ok(match i16::from_be_bytes([key[2], key[3]]) {
-        0 => Some(ControlType::Abort),
-        1 => Some(ControlType::Commit),
-        _ => None,
-    })
+    let kind = match i16::from_be_bytes([key[2], key[3]]) {
+        0 => ControlType::Abort,
+        1 => ControlType::Commit,
+        _ => return Ok(None),
+    };
+    // A value too short to hold the epoch fences nothing; it still ends the transaction,
+    // which is what matters to readers, so it is not treated as corrupt.
+    let coordinator_epoch = match first.value.as_deref() {
+        Some([_, _, a, b, c, d, ..]) => i32::from_be_bytes([*a, *b, *c, *d]),
+        _ => -1,
+    };
+    Ok(Some(Marker {
+        kind,
+        coordinator_epoch,
+    }))
 }
 
 #[cfg(test)]
@@ -83,6 +111,13 @@ mod tests {
             assert!(h.is_control() && h.is_transactional());
             assert_eq!((h.producer_id, h.producer_epoch), (42, 3));
             assert_eq!(control_type(&b).expect("decodes"), Some(kind));
+            assert_eq!(
+                marker(&b).expect("decodes"),
+                Some(Marker {
+                    kind,
+                    coordinator_epoch: 7
+                })
+            );
         }
     }
 

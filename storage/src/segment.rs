@@ -534,11 +534,11 @@ impl Segment {
         }
     }
 
-    /// Like [`Segment::for_each_header`], with the kind of each transaction marker (read
-    /// from the file; markers are a few dozen bytes).
+    /// Like [`Segment::for_each_header`], with each transaction marker (read from the
+    /// file; markers are a few dozen bytes).
     pub fn for_each_header_and_marker(
         &self,
-        mut f: impl FnMut(&BatchHeader, Option<crate::control::ControlType>),
+        mut f: impl FnMut(&BatchHeader, Option<crate::control::Marker>),
     ) -> Result<()> {
         for item in self.headers_from(0) {
             let (pos, h) = item?;
@@ -547,7 +547,7 @@ impl Segment {
                 self.file
                     .read_exact_at(&mut buf, pos)
                     .map_err(|e| StorageError::io(self.log_path.as_ref(), e))?;
-                crate::control::control_type(&buf)?
+                crate::control::marker(&buf)?
             } else {
                 None
             };

@@ -71,6 +71,9 @@ impl From<&ReplicaError> for KafkaError {
             ReplicaError::Producer(crate::producer::ProducerError::OutOfOrderSequence {
                 ..
             }) => ResponseError::OutOfOrderSequenceNumber,
+            ReplicaError::Producer(crate::producer::ProducerError::CoordinatorFenced {
+                ..
+            }) => ResponseError::TransactionCoordinatorFenced,
         };
         KafkaError::new(code, e.to_string())
     }

@@ -18,11 +18,30 @@ pub struct BatchMeta {
     pub timestamp: i64,
 }
 
-#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 struct ProducerEntry {
     epoch: i16,
     batches: VecDeque<BatchMeta>,
     last_timestamp: i64,
+    /// The coordinator epoch of the producer's last marker here (-1: none yet). Snapshots
+    /// written before it was kept read as -1, which fences nothing.
+    #[serde(default = "no_coordinator_epoch")]
+    coordinator_epoch: i32,
+}
+
+fn no_coordinator_epoch() -> i32 {
+    -1
+}
+
+impl Default for ProducerEntry {
+    fn default() -> Self {
+        ProducerEntry {
+            epoch: 0,
+            batches: VecDeque::new(),
+            last_timestamp: 0,
+            coordinator_epoch: no_coordinator_epoch(),
+        }
+    }
 }
 
 /// One producer as DescribeProducers reports it.
@@ -32,6 +51,7 @@ pub struct ProducerSummary {
     pub epoch: i16,
     pub last_sequence: i32,
     pub last_timestamp: i64,
+    pub coordinator_epoch: i32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,6 +68,8 @@ pub enum ProducerError {
     InvalidProducerEpoch { current: i16, got: i16 },
     #[error("out of order sequence number: expected {expected}, got {got}")]
     OutOfOrderSequence { expected: i32, got: i32 },
+    #[error("coordinator epoch {got} is older than the {current} of the last marker")]
+    CoordinatorFenced { current: i32, got: i32 },
 }
 
 fn next_seq(seq: i32) -> i32 {
@@ -148,16 +170,54 @@ impl ProducerStateTable {
         entry.last_timestamp = entry.last_timestamp.max(batch.timestamp);
     }
 
-    /// A transaction marker from `pid` at `epoch`. A coordinator that aborts a timed-out
-    /// transaction bumps the epoch to fence its producer, so a newer epoch replaces the
-    /// old one (and its sequences).
-    pub fn record_marker(&mut self, pid: i64, epoch: i16, timestamp: i64) {
+    /// Whether a marker from `pid` at `epoch`, written by a coordinator at
+    /// `coordinator_epoch`, may be appended: Kafka refuses one from an older producer
+    /// epoch (the transaction was already ended under a newer one) and one from an older
+    /// coordinator than the last marker's (a coordinator that lost its partition).
+    pub fn check_marker(
+        &self,
+        pid: i64,
+        epoch: i16,
+        coordinator_epoch: i32,
+    ) -> Result<(), ProducerError> {
+        let Some(entry) = self.producers.get(&pid) else {
+            return Ok(());
+        };
+        if epoch < entry.epoch {
+            return Err(ProducerError::InvalidProducerEpoch {
+                current: entry.epoch,
+                got: epoch,
+            });
+        }
+        if coordinator_epoch < entry.coordinator_epoch {
+            return Err(ProducerError::CoordinatorFenced {
+                current: entry.coordinator_epoch,
+                got: coordinator_epoch,
+            });
+        }
+        Ok(())
+    }
+
+    /// A transaction marker from `pid` at `epoch` (with its coordinator's epoch, when the
+    /// batch is a transaction marker). A coordinator that aborts a timed-out transaction
+    /// bumps the epoch to fence its producer, so a newer epoch replaces the old one (and
+    /// its sequences).
+    pub fn record_marker(
+        &mut self,
+        pid: i64,
+        epoch: i16,
+        timestamp: i64,
+        coordinator_epoch: Option<i32>,
+    ) {
         let entry = self.producers.entry(pid).or_default();
         if epoch > entry.epoch {
             entry.epoch = epoch;
             entry.batches.clear();
         }
         entry.last_timestamp = entry.last_timestamp.max(timestamp);
+        if let Some(c) = coordinator_epoch {
+            entry.coordinator_epoch = c;
+        }
     }
 
     /// The epoch this partition knows for `pid`, if any.
@@ -175,6 +235,7 @@ impl ProducerStateTable {
                 epoch: e.epoch,
                 last_sequence: e.batches.back().map_or(-1, |b| b.last_seq),
                 last_timestamp: e.last_timestamp,
+                coordinator_epoch: e.coordinator_epoch,
             })
             .collect()
     }
@@ -243,6 +304,36 @@ mod tests {
         ));
         assert_eq!(t.check(1, 4, 0, 0), Ok(SequenceCheck::Append));
         assert!(t.check(1, 4, 7, 7).is_err());
+    }
+
+    #[test]
+    fn markers_from_older_epochs_or_coordinators_are_refused() {
+        let mut t = ProducerStateTable::default();
+        assert_eq!(t.check_marker(1, 0, -1), Ok(()), "an unknown producer");
+        t.record(1, 2, meta(0, 1, 0));
+        assert_eq!(t.describe()[0].coordinator_epoch, -1, "no marker yet");
+        assert_eq!(t.check_marker(1, 2, -1), Ok(()));
+        t.record_marker(1, 2, 10, Some(5));
+        assert_eq!(t.describe()[0].coordinator_epoch, 5);
+        assert!(matches!(
+            t.check_marker(1, 1, 9),
+            Err(ProducerError::InvalidProducerEpoch { .. })
+        ));
+        assert_eq!(
+            t.check_marker(1, 2, 4),
+            Err(ProducerError::CoordinatorFenced { current: 5, got: 4 })
+        );
+        assert_eq!(t.check_marker(1, 3, 5), Ok(()));
+        // A data batch without a marker leaves the coordinator epoch as it was.
+        t.record_marker(1, 2, 20, None);
+        assert_eq!(t.describe()[0].coordinator_epoch, 5);
+    }
+
+    #[test]
+    fn snapshots_without_coordinator_epochs_read_as_none() {
+        let old = r#"{"producers":{"7":{"epoch":1,"batches":[],"last_timestamp":3}}}"#;
+        let t: ProducerStateTable = serde_json::from_str(old).expect("parses");
+        assert_eq!(t.describe()[0].coordinator_epoch, -1);
     }
 
     #[test]

@@ -607,12 +607,12 @@ impl PartitionLog {
     }
 
     /// Like [`PartitionLog::for_each_batch_header`], for the batches at or after `from`,
-    /// with the kind of each transaction marker (used to rebuild transaction state, in
-    /// full or after a snapshot).
+    /// with each transaction marker (used to rebuild transaction state, in full or after
+    /// a snapshot).
     pub fn for_each_batch_and_marker(
         &self,
         from: i64,
-        mut f: impl FnMut(&BatchHeader, Option<crate::control::ControlType>),
+        mut f: impl FnMut(&BatchHeader, Option<crate::control::Marker>),
     ) -> Result<()> {
         let start = self.log_start_offset;
         let first_segment = self
@@ -621,9 +621,9 @@ impl PartitionLog {
             .next_back()
             .map_or(i64::MIN, |(base, _)| *base);
         for seg in self.segments.range(first_segment..).map(|(_, s)| s) {
-            seg.for_each_header_and_marker(|h, kind| {
+            seg.for_each_header_and_marker(|h, marker| {
                 if h.last_offset() >= start && h.base_offset >= from {
-                    f(h, kind)
+                    f(h, marker)
                 }
             })?;
         }

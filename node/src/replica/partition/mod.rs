@@ -26,7 +26,7 @@ use crate::producer::snapshot;
 use crate::producer::{
     AbortedTxn, BatchMeta, ProducerStateTable, ProducerSummary, SequenceCheck, TxnIndex,
 };
-use fjord_storage::control::{marker_batch, ControlType};
+use fjord_storage::control::{marker_batch, ControlType, Marker};
 
 /// What the partition lock guards: the log and the producer and transaction state
 /// derived from it, which must change together.
@@ -71,22 +71,27 @@ fn track_batch(
     producers: &mut ProducerStateTable,
     txns: &mut TxnIndex,
     h: &fjord_storage::BatchHeader,
-    marker: Option<ControlType>,
+    marker: Option<Marker>,
 ) {
     if !h.has_producer_id() {
         return;
     }
     if h.is_control() {
-        producers.record_marker(h.producer_id, h.producer_epoch, h.max_timestamp);
-        if let Some(kind) = marker {
-            txns.on_marker(h.producer_id, kind, h.base_offset);
+        producers.record_marker(
+            h.producer_id,
+            h.producer_epoch,
+            h.max_timestamp,
+            marker.map(|m| m.coordinator_epoch),
+        );
+        if let Some(m) = marker {
+            txns.on_marker(h.producer_id, m.kind, h.base_offset);
         }
         return;
     }
     if h.base_sequence >= 0 {
         producers.record(h.producer_id, h.producer_epoch, batch_meta(h));
     } else {
-        producers.record_marker(h.producer_id, h.producer_epoch, h.max_timestamp);
+        producers.record_marker(h.producer_id, h.producer_epoch, h.max_timestamp, None);
     }
     if h.is_transactional() {
         txns.on_data(h.producer_id, h.base_offset);
@@ -175,8 +180,9 @@ fn write_snapshot(locked: &mut Locked, now_ms: i64) {
     }
 }
 
-/// The kind of each control batch among `records`, in batch order (None for data).
-fn markers_of(records: &ValidatedBatches<'_>) -> Vec<Option<ControlType>> {
+/// The transaction marker of each control batch among `records`, in batch order (None
+/// for data).
+fn markers_of(records: &ValidatedBatches<'_>) -> Vec<Option<Marker>> {
     records
         .batches()
         .iter()
@@ -185,7 +191,7 @@ fn markers_of(records: &ValidatedBatches<'_>) -> Vec<Option<ControlType>> {
                 return None;
             }
             let bytes = &records.bytes()[*position..*position + h.total_size()];
-            fjord_storage::control::control_type(bytes).ok().flatten()
+            fjord_storage::control::marker(bytes).ok().flatten()
         })
         .collect()
 }
@@ -493,7 +499,8 @@ impl Partition {
 
     /// Writes a transaction marker for `producer_id` (the coordinator's WriteTxnMarkers).
     /// A marker from an older epoch than this partition knows is refused: the producer
-    /// was fenced and a newer coordinator decision already ended its transaction.
+    /// was fenced and a newer coordinator decision already ended its transaction. So is
+    /// one from an older coordinator than the last marker's (see `check_marker`).
     pub fn write_marker(
         &self,
         producer_id: i64,
@@ -508,23 +515,19 @@ impl Partition {
             if !self.is_leader() {
                 return Err(ReplicaError::NotLeaderOrFollower);
             }
-            if let Some(current) = l.producers.epoch_of(producer_id) {
-                if producer_epoch < current {
-                    return Err(ReplicaError::Producer(
-                        crate::producer::ProducerError::InvalidProducerEpoch {
-                            current,
-                            got: producer_epoch,
-                        },
-                    ));
-                }
-            }
+            l.producers
+                .check_marker(producer_id, producer_epoch, coordinator_epoch)?;
             let leader_epoch = self.leader_epoch();
             let info = l.log.append_as_leader(&validated, leader_epoch, now_ms)?;
             // The same bookkeeping as a marker replicated to a follower.
             if let Some((_, h)) = validated.batches().first() {
                 let mut placed = *h;
                 placed.base_offset = info.first_offset;
-                track_batch(&mut l.producers, &mut l.txns, &placed, Some(kind));
+                let marker = Marker {
+                    kind,
+                    coordinator_epoch,
+                };
+                track_batch(&mut l.producers, &mut l.txns, &placed, Some(marker));
             }
             self.log_end_offset
                 .store(l.log.log_end_offset(), Ordering::Release);

@@ -111,4 +111,26 @@ fn markers_end_transactions_and_the_state_survives_reopening() {
     ));
     assert_eq!(p.last_stable_offset(), p.log_end_offset());
     assert_eq!(read_committed(&p).1.len(), 2);
+
+    // The last marker's coordinator epoch fences older coordinators, also after a reopen
+    // (from the snapshot, or rebuilt from the markers in the log).
+    p.close();
+    for with_snapshot in [true, false] {
+        if !with_snapshot {
+            snapshot::remove(dir.path());
+        }
+        let p = leader(dir.path());
+        assert!(
+            matches!(
+                p.write_marker(5, 1, ControlType::Abort, 0, 0),
+                Err(ReplicaError::Producer(ProducerError::CoordinatorFenced {
+                    current: 1,
+                    got: 0
+                }))
+            ),
+            "snapshot used: {with_snapshot}"
+        );
+        assert_eq!(p.describe_producers()[0].coordinator_epoch, 1);
+        p.close();
+    }
 }
