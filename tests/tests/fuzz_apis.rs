@@ -63,6 +63,7 @@ fn default_body(api: ApiKey, version: i16) -> Option<Vec<u8>> {
         DescribeProducers => DescribeProducersRequest,
         DescribeTransactions => DescribeTransactionsRequest,
         ListTransactions => ListTransactionsRequest,
+        WriteTxnMarkers => WriteTxnMarkersRequest,
         DescribeClientQuotas => DescribeClientQuotasRequest,
         AlterClientQuotas => AlterClientQuotasRequest,
         DescribeUserScramCredentials => DescribeUserScramCredentialsRequest,

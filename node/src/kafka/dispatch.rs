@@ -10,7 +10,7 @@ use super::{
     acls, api_versions, cluster, config_resources, configs, consumer_groups, elections, fetch,
     find_coordinator, group_admin, groups, leader_epoch, list_offsets, log_dirs, metadata,
     offset_commit, produce, producer_id, quorum, quotas, reassignments, records, scram_users,
-    topic_partitions, topics, txn, txn_admin,
+    topic_partitions, topics, txn, txn_admin, txn_markers,
 };
 
 /// A handler's answer. Work that must happen in request order (appends, metadata writes)
@@ -69,6 +69,7 @@ pub async fn dispatch(ctx: &RequestContext, request: RequestKind) -> Reply {
         RequestKind::DescribeProducers(r) => txn_admin::describe_producers(ctx, r).into(),
         RequestKind::DescribeTransactions(r) => txn_admin::describe(ctx, r).into(),
         RequestKind::ListTransactions(r) => txn_admin::list(ctx, r).into(),
+        RequestKind::WriteTxnMarkers(r) => txn_markers::write(ctx, r).await.into(),
         RequestKind::DescribeClientQuotas(r) => quotas::describe(ctx, r).into(),
         RequestKind::CreateAcls(r) => acls::create(ctx, r).await.into(),
         RequestKind::DescribeAcls(r) => acls::describe(ctx, r).into(),

@@ -42,6 +42,7 @@ mod topic_partitions;
 mod topics;
 mod txn;
 mod txn_admin;
+mod txn_markers;
 pub mod versions;
 
 pub use listener::serve;

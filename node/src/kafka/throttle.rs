@@ -320,6 +320,7 @@ mod tests {
             DescribeProducers => DescribeProducersResponse,
             DescribeTransactions => DescribeTransactionsResponse,
             ListTransactions => ListTransactionsResponse,
+            WriteTxnMarkers => WriteTxnMarkersResponse,
             DescribeClientQuotas => DescribeClientQuotasResponse,
             AlterClientQuotas => AlterClientQuotasResponse,
             DescribeUserScramCredentials => DescribeUserScramCredentialsResponse,

@@ -46,6 +46,9 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeProducers, 0, 0),
     (ApiKey::DescribeTransactions, 0, 0),
     (ApiKey::ListTransactions, 0, 1),
+    // From admins only (kafka-transactions.sh abort); v0 is gone from Kafka 4 and v2
+    // belongs to KIP-890 part 2, which is not served.
+    (ApiKey::WriteTxnMarkers, 1, 1),
     (ApiKey::DescribeClientQuotas, 0, 1),
     (ApiKey::AlterClientQuotas, 0, 1),
     // After v0 of SaslHandshake the SASL tokens travel bare, outside Kafka's framing;
@@ -136,6 +139,7 @@ mod tests {
         check::<EndTxnRequest, EndTxnResponse>(ApiKey::EndTxn);
         check::<TxnOffsetCommitRequest, TxnOffsetCommitResponse>(ApiKey::TxnOffsetCommit);
         check::<DescribeProducersRequest, DescribeProducersResponse>(ApiKey::DescribeProducers);
+        check::<WriteTxnMarkersRequest, WriteTxnMarkersResponse>(ApiKey::WriteTxnMarkers);
         check::<DescribeTransactionsRequest, DescribeTransactionsResponse>(
             ApiKey::DescribeTransactions,
         );

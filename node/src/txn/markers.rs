@@ -17,8 +17,7 @@ use super::state::{TxnMeta, TxnState};
 use crate::broker::Broker;
 use crate::group::OFFSETS_TOPIC;
 use crate::kafka::errors::KafkaError;
-use crate::producer::ProducerError;
-use crate::replica::{ReplicaError, Replication};
+use crate::replica::Replication;
 use crate::time::now_ms;
 
 /// How long a marker waits for its partition's in-sync replicas.
@@ -106,8 +105,29 @@ async fn write_remote(broker: &Broker, address: &str, request: MarkerRequest) ->
     }
 }
 
-/// Writes markers on partitions this broker leads: one Kafka error code per partition.
+/// Writes the coordinator's markers on partitions this broker leads: one Kafka error
+/// code per partition, 0 where the transaction needs nothing more written.
 pub async fn write_local(broker: &Broker, request: MarkerRequest) -> Vec<((String, i32), i16)> {
+    write_strict(broker, request)
+        .await
+        .into_iter()
+        .map(|(tp, code)| {
+            let done = match ResponseError::try_from_code(code) {
+                // A deleted partition has no transaction left to end.
+                Some(ResponseError::UnknownTopicOrPartition) => true,
+                // A newer epoch already wrote here: a later decision superseded this one.
+                Some(ResponseError::InvalidProducerEpoch) => true,
+                _ => code == 0,
+            };
+            (tp, if done { 0 } else { code })
+        })
+        .collect()
+}
+
+/// Writes markers on partitions this broker leads with Kafka's error code per partition,
+/// as a client's WriteTxnMarkers is answered: UNKNOWN_TOPIC_OR_PARTITION,
+/// NOT_LEADER_OR_FOLLOWER, INVALID_PRODUCER_EPOCH, TRANSACTION_COORDINATOR_FENCED, ...
+pub async fn write_strict(broker: &Broker, request: MarkerRequest) -> Vec<((String, i32), i16)> {
     let kind = if request.commit {
         ControlType::Commit
     } else {
@@ -148,6 +168,9 @@ async fn write_one(
     kind: ControlType,
     coordinator_epoch: i32,
 ) -> Result<(), ResponseError> {
+    if broker.metadata().partition(topic, partition).is_none() {
+        return Err(ResponseError::UnknownTopicOrPartition);
+    }
     if topic == OFFSETS_TOPIC {
         let shard = broker
             .groups
@@ -157,26 +180,20 @@ async fn write_one(
             .write_marker(producer_id, producer_epoch, kind, coordinator_epoch)
             .await;
     }
-    if broker.metadata().partition(topic, partition).is_none() {
-        return Ok(());
-    }
     let replica = broker
         .replicas
         .get(topic, partition)
         .filter(|r| r.is_leader())
         .ok_or(ResponseError::NotLeaderOrFollower)?;
-    let appended = match replica.write_marker(
-        producer_id,
-        producer_epoch,
-        kind,
-        coordinator_epoch,
-        now_ms(),
-    ) {
-        Ok(a) => a,
-        // A newer epoch already wrote here: a later decision superseded this one.
-        Err(ReplicaError::Producer(ProducerError::InvalidProducerEpoch { .. })) => return Ok(()),
-        Err(e) => return Err(KafkaError::from(&e).code),
-    };
+    let appended = replica
+        .write_marker(
+            producer_id,
+            producer_epoch,
+            kind,
+            coordinator_epoch,
+            now_ms(),
+        )
+        .map_err(|e| KafkaError::from(&e).code)?;
     match replica
         .await_replication(
             appended.info.last_offset + 1,

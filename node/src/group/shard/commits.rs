@@ -155,10 +155,9 @@ impl Shard {
             crate::time::now_ms(),
         ) {
             Ok(a) => a,
-            Err(crate::replica::ReplicaError::Producer(
-                crate::producer::ProducerError::InvalidProducerEpoch { .. },
-            )) => return Ok(()),
-            Err(_) => return Err(ResponseError::NotLeaderOrFollower),
+            // Kafka's code (INVALID_PRODUCER_EPOCH, TRANSACTION_COORDINATOR_FENCED, ...):
+            // the coordinator takes a superseded marker as done, a client is told.
+            Err(e) => return Err(crate::kafka::errors::KafkaError::from(&e).code),
         };
         let outcome = self
             .core
