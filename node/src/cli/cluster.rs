@@ -1,5 +1,7 @@
 //! `fjord cluster ...`: the metadata quorum and brokers, over the admin HTTP port (Kafka
-//! has no API with these semantics).
+//! has no API with these semantics), and the brokers' log dirs over the Kafka protocol.
+
+mod log_dirs;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -58,6 +60,9 @@ pub enum ClusterCommand {
     Balance(super::reassign::BalanceArgs),
     /// Run preferred or unclean leader elections (like kafka-leader-election.sh).
     ElectLeaders(super::elect::ElectArgs),
+    /// Each broker's log dirs with the size, offset lag and future flag of every
+    /// partition in them (like kafka-log-dirs.sh --describe; --json prints its JSON).
+    LogDirs(log_dirs::LogDirsArgs),
 }
 
 /// One HTTP/1.1 request; returns status and body.
@@ -217,6 +222,7 @@ pub fn run(cmd: ClusterCommand) -> Result<(), CliError> {
         ClusterCommand::Undrain(args) => super::reassign::undrain(args),
         ClusterCommand::Balance(args) => super::reassign::balance(args),
         ClusterCommand::ElectLeaders(args) => super::elect::run(args),
+        ClusterCommand::LogDirs(args) => log_dirs::run(args),
     }
 }
 

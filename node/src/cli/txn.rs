@@ -1,5 +1,10 @@
 //! `fjord txn ...`: transactions as their coordinators see them, like
-//! `kafka-transactions.sh list|describe`. Spoken directly in the Kafka protocol.
+//! `kafka-transactions.sh list|describe`, and hanging ones found and aborted
+//! (`find-hanging|abort`). Spoken directly in the Kafka protocol.
+
+mod abort;
+mod hanging;
+mod producers;
 
 use std::collections::BTreeMap;
 
@@ -29,6 +34,13 @@ pub enum TxnCommand {
         connect: ConnectArgs,
         transactional_id: String,
     },
+    /// Find transactions open on partitions that their coordinator will never end: they
+    /// hold the last stable offset, so read_committed consumers stop there. Like
+    /// kafka-transactions.sh find-hanging.
+    FindHanging(hanging::FindHangingArgs),
+    /// Abort a (hanging) transaction on one partition by writing its ABORT marker there.
+    /// Like kafka-transactions.sh abort.
+    Abort(abort::AbortArgs),
 }
 
 pub fn run(cmd: TxnCommand) -> Result<(), CliError> {
@@ -38,6 +50,8 @@ pub fn run(cmd: TxnCommand) -> Result<(), CliError> {
             connect,
             transactional_id,
         } => describe(&connect, &transactional_id),
+        TxnCommand::FindHanging(args) => hanging::run(args),
+        TxnCommand::Abort(args) => abort::run(args),
     }
 }
 
