@@ -595,3 +595,33 @@ fn slow_disk_on_one_node_slows_but_loses_nothing() {
     );
     run.finish();
 }
+
+/// Issue 33: the compose SASL_SSL example runs from its header as written (certificates,
+/// secret, compose up, kcat and fjord with the shipped admin.properties), by
+/// tests/chaos/compose-sasl-ssl.sh against the same image.
+#[test]
+fn compose_sasl_ssl_example_runs_from_its_header() {
+    let _t = turn();
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    if fjord_tests::docker::docker_or_skip(&rt).is_none() {
+        return;
+    }
+    let script = fjord_tests::repo_root().join("tests/chaos/compose-sasl-ssl.sh");
+    let bin_dir = fjord_tests::fjord_bin()
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .expect("the fjord binary's folder");
+    let out = std::process::Command::new("bash")
+        .arg(&script)
+        .env("FJORD_IMAGE", fjord_tests::docker::image())
+        .env("FJORD_BIN_DIR", bin_dir)
+        .output()
+        .expect("run compose-sasl-ssl.sh");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("lines ran as written"), "{text}");
+}
