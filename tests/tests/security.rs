@@ -120,6 +120,8 @@ fn sessions_expire_and_reauthentication_keeps_the_same_principal() {
     let mut w = Wire::connect(&node.bootstrap());
     let login = w.login_plain("alice", "alice-secret");
     assert_eq!(login.error_code, 0);
+    // Issue 32: success carries a null message, as Kafka's does, not "".
+    assert_eq!(login.error_message, None);
     assert!(
         login.session_lifetime_ms > 0 && login.session_lifetime_ms <= 3000,
         "KIP-368: the session lifetime is announced ({})",

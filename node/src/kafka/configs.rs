@@ -244,6 +244,7 @@ pub fn describe(ctx: &RequestContext, req: DescribeConfigsRequest) -> ResponseKi
                 .map(|k| k.iter().map(|s| s.to_string()).collect());
             let wanted = |n: &str| keys.as_ref().is_none_or(|k| k.iter().any(|x| x == n));
             let mut result = DescribeConfigsResult::default()
+                .with_error_message(None)
                 .with_resource_type(res.resource_type)
                 .with_resource_name(res.resource_name.clone());
             let configs: Result<Vec<DescribeConfigsResourceResult>, KafkaError> = match res
@@ -527,6 +528,7 @@ pub async fn alter(ctx: &RequestContext, req: AlterConfigsRequest) -> ResponseKi
         .into_iter()
         .map(|(resource_type, resource_name, result)| {
             let mut r = alter_configs_response::AlterConfigsResourceResponse::default()
+                .with_error_message(None)
                 .with_resource_type(resource_type)
                 .with_resource_name(resource_name);
             if let Err(e) = result {
@@ -704,6 +706,7 @@ pub async fn incremental_alter(
         .into_iter()
         .map(|(resource_type, resource_name, result)| {
             let mut r = incremental_alter_configs_response::AlterConfigsResourceResponse::default()
+                .with_error_message(None)
                 .with_resource_type(resource_type)
                 .with_resource_name(resource_name);
             if let Err(e) = result {

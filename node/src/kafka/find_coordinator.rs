@@ -50,12 +50,14 @@ pub async fn handle(ctx: &RequestContext, req: FindCoordinatorRequest) -> Respon
         };
         found.push((key, answer));
     }
-    let mut response = FindCoordinatorResponse::default();
+    let mut response = FindCoordinatorResponse::default().with_error_message(None);
     if version >= 4 {
         response.coordinators = found
             .into_iter()
             .map(|(key, answer)| {
-                let mut c = Coordinator::default().with_key(StrBytes::from_string(key));
+                let mut c = Coordinator::default()
+                    .with_error_message(None)
+                    .with_key(StrBytes::from_string(key));
                 match answer {
                     Ok((node, host, port)) => {
                         c.node_id = BrokerId(node);

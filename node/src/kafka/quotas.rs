@@ -117,7 +117,9 @@ pub fn describe(ctx: &RequestContext, req: DescribeClientQuotasRequest) -> Respo
         .map(entry_of)
         .collect();
     ResponseKind::DescribeClientQuotas(
-        DescribeClientQuotasResponse::default().with_entries(Some(entries)),
+        DescribeClientQuotasResponse::default()
+            .with_error_message(None)
+            .with_entries(Some(entries)),
     )
 }
 
@@ -222,8 +224,9 @@ pub async fn alter(ctx: &RequestContext, req: AlterClientQuotasRequest) -> Respo
             results
                 .into_iter()
                 .map(|(entity, err)| {
-                    let mut entry =
-                        alter_client_quotas_response::EntryData::default().with_entity(entity);
+                    let mut entry = alter_client_quotas_response::EntryData::default()
+                        .with_error_message(None)
+                        .with_entity(entity);
                     if let Some(err) = err {
                         entry.error_code = err.code();
                         entry.error_message = Some(StrBytes::from_string(err.message));

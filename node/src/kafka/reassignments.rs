@@ -77,7 +77,7 @@ pub async fn alter(ctx: &RequestContext, req: AlterPartitionReassignmentsRequest
             }
         }
     }
-    let mut resp = AlterPartitionReassignmentsResponse::default();
+    let mut resp = AlterPartitionReassignmentsResponse::default().with_error_message(None);
     if ctx.version() >= 1 {
         resp.allow_replication_factor_change = req.allow_replication_factor_change;
     }
@@ -91,9 +91,9 @@ pub async fn alter(ctx: &RequestContext, req: AlterPartitionReassignmentsRequest
             Ok(ControllerResponse::Reassignments(results)) => {
                 for (topic, partition, result) in results {
                     let r = match result {
-                        Ok(()) => {
-                            ReassignablePartitionResponse::default().with_partition_index(partition)
-                        }
+                        Ok(()) => ReassignablePartitionResponse::default()
+                            .with_partition_index(partition)
+                            .with_error_message(None),
                         Err(e) => partition_error(partition, &KafkaError::from(&e)),
                     };
                     answers.entry(topic).or_default().push(r);
@@ -170,6 +170,8 @@ pub fn list(ctx: &RequestContext, req: ListPartitionReassignmentsRequest) -> Res
         }
     }
     ResponseKind::ListPartitionReassignments(
-        ListPartitionReassignmentsResponse::default().with_topics(topics),
+        ListPartitionReassignmentsResponse::default()
+            .with_error_message(None)
+            .with_topics(topics),
     )
 }

@@ -27,7 +27,7 @@ fn fail(code: ResponseError, msg: impl Into<String>) -> KafkaError {
 }
 
 pub fn describe(ctx: &RequestContext, req: DescribeUserScramCredentialsRequest) -> ResponseKind {
-    let response = DescribeUserScramCredentialsResponse::default();
+    let response = DescribeUserScramCredentialsResponse::default().with_error_message(None);
     if let Err(e) = authz::cluster(ctx, authz::Op::Describe) {
         return ResponseKind::DescribeUserScramCredentials(
             response
@@ -55,6 +55,7 @@ pub fn describe(ctx: &RequestContext, req: DescribeUserScramCredentialsRequest) 
             .iter()
             .map(|(user, creds)| {
                 DescribeUserScramCredentialsResult::default()
+                    .with_error_message(None)
                     .with_user(StrBytes::from_string(user.clone()))
                     .with_credential_infos(info(creds))
             })
@@ -71,7 +72,9 @@ pub fn describe(ctx: &RequestContext, req: DescribeUserScramCredentialsRequest) 
                 .iter()
                 .filter(|u| done.insert(u.name.to_string()))
                 .map(|u| {
-                    let r = DescribeUserScramCredentialsResult::default().with_user(u.name.clone());
+                    let r = DescribeUserScramCredentialsResult::default()
+                        .with_error_message(None)
+                        .with_user(u.name.clone());
                     if duplicated.contains(u.name.as_str()) {
                         return r
                             .with_error_code(ResponseError::DuplicateResource.code())
@@ -242,6 +245,7 @@ pub async fn alter(ctx: &RequestContext, req: AlterUserScramCredentialsRequest) 
         .iter()
         .map(|name| {
             let mut r = AlterUserScramCredentialsResult::default()
+                .with_error_message(None)
                 .with_user(StrBytes::from_string(name.clone()));
             if let Some(e) = users.get(name).and_then(|o| o.error.clone()) {
                 r.error_code = e.code();

@@ -240,7 +240,8 @@ impl Session {
                 return fail(ResponseError::SaslAuthenticationFailed, e.to_string());
             }
         };
-        let mut response = SaslAuthenticateResponse::default();
+        // Kafka's success carries a null message, not "".
+        let mut response = SaslAuthenticateResponse::default().with_error_message(None);
         match step {
             Step::Challenge(next, challenge) => {
                 *exchange = Some(Box::new(next));
