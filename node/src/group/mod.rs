@@ -7,6 +7,7 @@ pub mod coordinator;
 pub mod offsets;
 pub mod records;
 pub mod shard;
+pub mod share;
 pub mod state;
 pub mod subscription;
 
