@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::metadata::acls::{AclBinding, AclFilter};
+use crate::metadata::features::FeatureUpdate;
 use crate::metadata::quotas::QuotaChange;
 use crate::metadata::{
     BrokerRegistration, ConfigOp, ConfigResource, MetadataError, Reassignment, ScramUpsert,
@@ -122,6 +123,12 @@ pub enum ControllerRequest {
     },
     DeleteAcls {
         filters: Vec<AclFilter>,
+    },
+    /// UpdateFeatures (KIP-584), checked against the finalized levels by the active
+    /// controller.
+    UpdateFeatures {
+        updates: Vec<FeatureUpdate>,
+        validate_only: bool,
     },
 }
 

@@ -299,3 +299,142 @@ fn broker_logger_levels_change_at_runtime() {
     let (_, loggers) = describe_loggers(&mut w, "1");
     assert!(!loggers.iter().any(|(n, _, _)| n == "openraft"));
 }
+
+/// Issue 32, item 2: GROUP config resources (type 32), refused before as an unsupported
+/// resource type. Kafka's names and the brokers' bounds; set before the group exists,
+/// listed by ListConfigResources, and used by a live KIP-848 group at its next heartbeat.
+#[test]
+fn group_configs_are_described_bounded_and_applied_to_live_groups() {
+    const GROUP: i8 = 32;
+    let node = Node::start();
+    create_topic(&node.bootstrap(), "gc", 1, &[]);
+    let mut w = Wire::connect(&node.bootstrap());
+    let describe = |w: &mut Wire| -> Vec<(String, String, i8)> {
+        let r = w.call(
+            4,
+            &DescribeConfigsRequest::default()
+                .with_include_synonyms(true)
+                .with_resources(vec![DescribeConfigsResource::default()
+                    .with_resource_type(GROUP)
+                    .with_resource_name(StrBytes::from_static_str("gc-group"))
+                    .with_configuration_keys(None)]),
+        );
+        assert_eq!(r.results[0].error_code, 0, "{:?}", r.results[0]);
+        r.results[0]
+            .configs
+            .iter()
+            .map(|c| {
+                (
+                    c.name.to_string(),
+                    c.value.as_deref().unwrap_or("").to_string(),
+                    c.config_source,
+                )
+            })
+            .collect()
+    };
+    let before = describe(&mut w);
+    let find = |all: &[(String, String, i8)], name: &str| {
+        all.iter()
+            .find(|(n, _, _)| n == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("{name} in {all:?}"))
+    };
+    // Defaults come from the brokers' group.consumer.* (DEFAULT_CONFIG, 5).
+    assert_eq!(
+        find(&before, "consumer.heartbeat.interval.ms"),
+        ("consumer.heartbeat.interval.ms".into(), "5000".into(), 5)
+    );
+    assert_eq!(find(&before, "consumer.session.timeout.ms").1, "45000");
+    assert_eq!(find(&before, "share.auto.offset.reset").1, "latest");
+
+    let alter = |w: &mut Wire, key: &str, value: &str| -> (i16, Option<String>) {
+        let r = w.call(
+            1,
+            &IncrementalAlterConfigsRequest::default().with_resources(vec![
+                AlterConfigsResource::default()
+                    .with_resource_type(GROUP)
+                    .with_resource_name(StrBytes::from_static_str("gc-group"))
+                    .with_configs(vec![AlterableConfig::default()
+                        .with_name(StrBytes::from_string(key.to_string()))
+                        .with_config_operation(0)
+                        .with_value(Some(StrBytes::from_string(value.to_string())))]),
+            ]),
+        );
+        (
+            r.responses[0].error_code,
+            r.responses[0].error_message.as_ref().map(|m| m.to_string()),
+        )
+    };
+    let invalid = kafka_protocol::error::ResponseError::InvalidConfig.code();
+    // Outside group.consumer.min/max.heartbeat.interval.ms (5000..15000), unknown names,
+    // and a heartbeat no shorter than the session are refused.
+    for (key, value) in [
+        ("consumer.heartbeat.interval.ms", "1000"),
+        ("consumer.heartbeat.interval.ms", "soon"),
+        ("consumer.session.timeout.ms", "90000"),
+        ("consumer.no.such.setting", "1"),
+        ("share.auto.offset.reset", "sometimes"),
+    ] {
+        let (code, message) = alter(&mut w, key, value);
+        assert_eq!(code, invalid, "{key}={value}: {message:?}");
+        assert!(message.is_some());
+    }
+    assert_eq!(
+        alter(&mut w, "share.auto.offset.reset", "by_duration:PT1H").0,
+        0
+    );
+    assert_eq!(alter(&mut w, "consumer.heartbeat.interval.ms", "7000").0, 0);
+    let after = describe(&mut w);
+    assert_eq!(
+        find(&after, "consumer.heartbeat.interval.ms"),
+        ("consumer.heartbeat.interval.ms".into(), "7000".into(), 8),
+        "GROUP_CONFIG (8)"
+    );
+    let listed = w.call(
+        1,
+        &ListConfigResourcesRequest::default().with_resource_types(vec![GROUP]),
+    );
+    assert!(
+        listed
+            .config_resources
+            .iter()
+            .any(|r| r.resource_name.as_str() == "gc-group"),
+        "{listed:?}"
+    );
+
+    // A member of the (new) group is told the group's own interval.
+    let coordinator = fjord_tests::wait_until(
+        "the group's coordinator",
+        std::time::Duration::from_secs(30),
+        || w.find_coordinator("gc-group", 0).ok(),
+    );
+    assert!(coordinator >= 0);
+    let hb = fjord_tests::wait_until(
+        "a heartbeat the coordinator answers",
+        std::time::Duration::from_secs(30),
+        || {
+            let r = w.call(
+                0,
+                &ConsumerGroupHeartbeatRequest::default()
+                    .with_group_id(GroupId(StrBytes::from_static_str("gc-group")))
+                    .with_member_id(StrBytes::from_static_str("gc-member-1"))
+                    .with_member_epoch(0)
+                    .with_rebalance_timeout_ms(30_000)
+                    .with_subscribed_topic_names(Some(vec![TopicName(StrBytes::from_static_str(
+                        "gc",
+                    ))]))
+                    .with_topic_partitions(Some(vec![])),
+            );
+            (r.error_code == 0).then_some(r)
+        },
+    );
+    assert_eq!(hb.heartbeat_interval_ms, 7000);
+
+    // The CLI shows it as kafka-configs.sh --entity-type groups does.
+    let out = fjord_tests::run_cli(&node, &["config", "describe", "--group", "gc-group"], None);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("consumer.heartbeat.interval.ms=7000 source=GROUP_CONFIG"),
+        "{text}"
+    );
+}

@@ -64,6 +64,7 @@ fn default_body(api: ApiKey, version: i16) -> Option<Vec<u8>> {
         DescribeTransactions => DescribeTransactionsRequest,
         ListTransactions => ListTransactionsRequest,
         WriteTxnMarkers => WriteTxnMarkersRequest,
+        UpdateFeatures => UpdateFeaturesRequest,
         DescribeClientQuotas => DescribeClientQuotasRequest,
         AlterClientQuotas => AlterClientQuotasRequest,
         DescribeUserScramCredentials => DescribeUserScramCredentialsRequest,

@@ -12,7 +12,7 @@ use super::Controller;
 use crate::error::ControllerError;
 use crate::internal_topics;
 use crate::limits;
-use crate::metadata::quotas;
+use crate::metadata::{features, quotas};
 use crate::metadata::{
     ClusterMetadata, CommandOutcome, MetadataCommand, MetadataError, NewTopicSpec, TopicOutcome,
 };
@@ -285,6 +285,17 @@ impl Controller {
             }
             ControllerRequest::AlterScramCredentials { upserts, deletions } => {
                 self.propose_done(MetadataCommand::AlterScramCredentials { upserts, deletions })
+                    .await
+            }
+            ControllerRequest::UpdateFeatures {
+                updates,
+                validate_only,
+            } => {
+                let levels = features::validate(&md, &updates)?;
+                if validate_only {
+                    return Ok(ControllerResponse::Done);
+                }
+                self.propose_done(MetadataCommand::UpdateFeatures { levels })
                     .await
             }
             ControllerRequest::CreateAcls { acls } => {

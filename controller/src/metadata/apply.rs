@@ -180,6 +180,7 @@ pub fn apply_command(
                 },
                 ConfigResource::Broker(None) => &mut md.cluster_configs,
                 ConfigResource::Broker(Some(id)) => md.broker_configs.entry(*id).or_default(),
+                ConfigResource::Group(id) => md.group_configs.entry(id.clone()).or_default(),
             };
             if *replace {
                 target.clear();
@@ -194,6 +195,8 @@ pub fn apply_command(
                     }
                 }
             }
+            // A group without overrides leaves no trace in the image.
+            md.group_configs.retain(|_, c| !c.is_empty());
             info!(?resource, changes = ops.len(), "configs altered");
             CommandOutcome::Done
         }
@@ -338,6 +341,13 @@ pub fn apply_command(
         MetadataCommand::CreateAcls { acls } => {
             md.acls.extend(acls.iter().cloned());
             info!(count = acls.len(), "ACLs created");
+            CommandOutcome::Done
+        }
+        MetadataCommand::UpdateFeatures { levels } => {
+            md.feature_levels
+                .extend(levels.iter().map(|(k, v)| (k.clone(), *v)));
+            md.features_epoch = i64::try_from(index).unwrap_or(i64::MAX);
+            info!(?levels, "feature levels finalized");
             CommandOutcome::Done
         }
         MetadataCommand::DeleteAcls { filters } => {

@@ -47,6 +47,9 @@ pub enum ConfigResource {
     Topic(String),
     /// `None` is the cluster-wide default broker resource (Kafka's empty name).
     Broker(Option<i32>),
+    /// A group's own settings (KIP-848's GROUP resource), which may be set before the
+    /// group exists.
+    Group(String),
 }
 
 /// One config change. List appends and subtracts are resolved to `Set` at the edge,
@@ -151,6 +154,11 @@ pub enum MetadataCommand {
     DeleteAcls {
         filters: Vec<AclFilter>,
     },
+    /// Sets finalized feature levels (UpdateFeatures), validated by the active controller
+    /// (`features::validate`); 0 turns a feature off.
+    UpdateFeatures {
+        levels: BTreeMap<String, i16>,
+    },
 }
 
 /// One credential to set: `user`'s for `mechanism` (`SCRAM-SHA-256` or `SCRAM-SHA-512`).
@@ -224,6 +232,10 @@ pub enum MetadataError {
     /// The request breaks a limit of the cluster (Kafka's POLICY_VIOLATION).
     #[error("{0}")]
     PolicyViolation(String),
+    /// An UpdateFeatures level that is unsupported or may not be reached from the
+    /// current one (Kafka's INVALID_UPDATE_VERSION).
+    #[error("{0}")]
+    InvalidFeatureUpdate(String),
 }
 
 /// The per-topic result of a batched topic command.
@@ -328,6 +340,7 @@ impl std::fmt::Display for MetadataCommand {
             MetadataCommand::DeleteAcls { filters } => {
                 write!(f, "DeleteAcls({} filters)", filters.len())
             }
+            MetadataCommand::UpdateFeatures { levels } => write!(f, "UpdateFeatures({levels:?})"),
         }
     }
 }

@@ -147,6 +147,17 @@ pub struct ClusterMetadata {
     /// a drained broker stays drained across restarts and re-registrations.
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub drained_brokers: BTreeSet<i32>,
+    /// Group config overrides (resource type GROUP) by group id.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub group_configs: BTreeMap<String, BTreeMap<String, String>>,
+    /// Feature levels set by UpdateFeatures (KIP-584); unset ones run their defaults
+    /// (`features::SUPPORTED`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub feature_levels: BTreeMap<String, i16>,
+    /// The log index of the last feature change (ApiVersions' finalized_features_epoch);
+    /// 0 while every feature runs its default.
+    #[serde(default)]
+    pub features_epoch: i64,
 }
 
 /// What the cluster keeps of a SCRAM password (RFC 5802): enough to check a client's

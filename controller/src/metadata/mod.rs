@@ -7,6 +7,7 @@
 pub mod acls;
 mod apply;
 mod command;
+pub mod features;
 mod image;
 pub mod quotas;
 pub mod reassign;

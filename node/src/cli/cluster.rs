@@ -1,6 +1,7 @@
 //! `fjord cluster ...`: the metadata quorum and brokers, over the admin HTTP port (Kafka
 //! has no API with these semantics), and the brokers' log dirs over the Kafka protocol.
 
+mod features;
 mod log_dirs;
 
 use std::io::{Read, Write};
@@ -63,6 +64,9 @@ pub enum ClusterCommand {
     /// Each broker's log dirs with the size, offset lag and future flag of every
     /// partition in them (like kafka-log-dirs.sh --describe; --json prints its JSON).
     LogDirs(log_dirs::LogDirsArgs),
+    /// Feature versions: each one's supported range and finalized level, or change them
+    /// with --upgrade/--downgrade (like kafka-features.sh describe|upgrade|downgrade).
+    Features(features::FeaturesArgs),
 }
 
 /// One HTTP/1.1 request; returns status and body.
@@ -223,6 +227,7 @@ pub fn run(cmd: ClusterCommand) -> Result<(), CliError> {
         ClusterCommand::Balance(args) => super::reassign::balance(args),
         ClusterCommand::ElectLeaders(args) => super::elect::run(args),
         ClusterCommand::LogDirs(args) => log_dirs::run(args),
+        ClusterCommand::Features(args) => features::run(args),
     }
 }
 

@@ -1,5 +1,5 @@
 //! `fjord config ...`: every entity's configs, like `kafka-configs.sh --describe|--alter`.
-//! Topics, brokers (one, or the cluster-wide default) and broker loggers go through
+//! Topics, brokers (one, or the cluster-wide default), broker loggers and groups go through
 //! DescribeConfigs and IncrementalAlterConfigs; users and client ids through the client
 //! quota APIs, and users' SCRAM credentials through the SCRAM APIs, as Kafka's tool does.
 
@@ -53,8 +53,8 @@ pub enum ConfigCommand {
 /// `--entity-default`, or one of the short forms.
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct EntityArgs {
-    /// topics, brokers, broker-loggers, users or clients.
-    #[arg(long, value_parser = ["topics", "brokers", "broker-loggers", "users", "clients"])]
+    /// topics, brokers, broker-loggers, groups, users or clients.
+    #[arg(long, value_parser = ["topics", "brokers", "broker-loggers", "groups", "users", "clients"])]
     entity_type: Option<String>,
     #[arg(long)]
     entity_name: Option<String>,
@@ -73,6 +73,9 @@ pub struct EntityArgs {
     /// Short for --entity-type broker-loggers --entity-name ID.
     #[arg(long)]
     broker_logger: Option<String>,
+    /// Short for --entity-type groups --entity-name GROUP.
+    #[arg(long)]
+    group: Option<String>,
     /// Short for --entity-type users --entity-name USER.
     #[arg(long)]
     user: Option<String>,
@@ -88,6 +91,8 @@ pub(super) enum Entity {
     /// A broker id, or `None` for the cluster-wide default.
     Broker(Option<i32>),
     BrokerLogger(i32),
+    /// A group's own settings (KIP-848 group configs).
+    Group(String),
     /// A user, or `None` for the default of every user.
     User(Option<String>),
     /// A client id, or `None` for the default of every client id.
@@ -100,6 +105,7 @@ pub(super) const DEFAULT_CONFIG: i8 = 5;
 const TOPIC: i8 = 2;
 const BROKER: i8 = 4;
 const BROKER_LOGGER: i8 = 8;
+const GROUP: i8 = 32;
 
 impl EntityArgs {
     pub(super) fn resolve(&self) -> Result<Entity, CliError> {
@@ -120,6 +126,7 @@ impl EntityArgs {
             ("topics", &self.topic),
             ("brokers", &self.broker),
             ("broker-loggers", &self.broker_logger),
+            ("groups", &self.group),
             ("users", &self.user),
             ("clients", &self.client),
         ];
@@ -133,7 +140,7 @@ impl EntityArgs {
         }
         let [(kind, name)] = given.as_slice() else {
             return Err(usage(
-                "name one entity: --topic, --broker, --broker-defaults, --broker-logger, \
+                "name one entity: --topic, --broker, --broker-defaults, --broker-logger, --group, \
                  --user, --client, or --entity-type with --entity-name/--entity-default",
             ));
         };
@@ -148,6 +155,8 @@ impl EntityArgs {
             ("brokers", None) => Ok(Entity::Broker(None)),
             ("broker-loggers", Some(n)) => Ok(Entity::BrokerLogger(broker_id(n)?)),
             ("broker-loggers", None) => Err(usage("broker loggers are named by a broker id")),
+            ("groups", Some(n)) => Ok(Entity::Group(n.clone())),
+            ("groups", None) => Err(usage("groups have no default entity; name a group")),
             ("users", n) => Ok(Entity::User(n.clone())),
             (_, n) => Ok(Entity::Client(n.clone())),
         }
@@ -282,6 +291,7 @@ fn resource(entity: &Entity) -> Result<(i8, String), CliError> {
         Entity::Topic(t) => Ok((TOPIC, t.clone())),
         Entity::Broker(id) => Ok((BROKER, id.map(|i| i.to_string()).unwrap_or_default())),
         Entity::BrokerLogger(id) => Ok((BROKER_LOGGER, id.to_string())),
+        Entity::Group(g) => Ok((GROUP, g.clone())),
         Entity::User(_) | Entity::Client(_) => {
             Err(usage("users and clients have quotas, not config resources"))
         }
@@ -341,6 +351,7 @@ fn describe_title(entity: &Entity) -> String {
         Entity::Broker(Some(id)) => format!("broker {id}"),
         Entity::Broker(None) => "brokers in the cluster".into(),
         Entity::BrokerLogger(id) => format!("broker-logger {id}"),
+        Entity::Group(g) => format!("group {g}"),
         Entity::User(u) => format!("user {}", u.as_deref().unwrap_or("<default>")),
         Entity::Client(c) => format!("client {}", c.as_deref().unwrap_or("<default>")),
     }
@@ -353,6 +364,7 @@ fn set_on_entity(entity: &Entity, source: i8) -> bool {
         Entity::Broker(Some(_)) => source == 2,
         Entity::Broker(None) => source == 3,
         Entity::BrokerLogger(_) => true,
+        Entity::Group(_) => source == 8,
         Entity::User(_) | Entity::Client(_) => false,
     }
 }

@@ -101,13 +101,34 @@ pub fn group_config(broker: &Broker) -> GroupConfig {
     }
 }
 
-/// KIP-848 settings from the broker config (Kafka's `group.consumer.*`).
-pub fn consumer_group_config(broker: &Broker) -> ConsumerGroupConfig {
-    let md = broker.metadata();
-    let view = broker.view(&md);
+/// KIP-848 settings of `group`: its own group configs (the GROUP config resource), else
+/// the broker's `group.consumer.*`.
+pub fn consumer_group_config(broker: &Broker, group: &str) -> ConsumerGroupConfig {
+    consumer_group_config_in(broker, &broker.metadata(), group)
+}
+
+fn consumer_group_config_in(
+    broker: &Broker,
+    md: &ClusterMetadata,
+    group: &str,
+) -> ConsumerGroupConfig {
+    let view = broker.view(md);
+    let own = |name: &str, broker_key: &str| {
+        md.group_configs
+            .get(group)
+            .and_then(|c| c.get(name))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| view.broker_i64(broker_key))
+    };
     ConsumerGroupConfig {
-        session_timeout_ms: view.broker_i64("group.consumer.session.timeout.ms"),
-        heartbeat_interval_ms: view.broker_i64("group.consumer.heartbeat.interval.ms"),
+        session_timeout_ms: own(
+            "consumer.session.timeout.ms",
+            "group.consumer.session.timeout.ms",
+        ),
+        heartbeat_interval_ms: own(
+            "consumer.heartbeat.interval.ms",
+            "group.consumer.heartbeat.interval.ms",
+        ),
         max_size: usize::try_from(view.broker_i64("group.consumer.max.size")).unwrap_or(usize::MAX),
     }
 }
@@ -180,7 +201,6 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
             grown: resized,
             any: topics_changed,
         } = sizes.update(&md);
-        let consumer_config = consumer_group_config(&broker);
         let catalog = MetadataCatalog {
             md: &md,
             authorizer: &broker.security.authorizer,
@@ -193,7 +213,7 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
                 shard.consumer_topics_changed(&catalog);
             }
             shard.tick(now);
-            shard.consumer_tick(&consumer_config, now);
+            shard.consumer_tick(&|group| consumer_group_config_in(&broker, &md, group), now);
         }
         let interval = Duration::from_millis(
             broker

@@ -14,6 +14,7 @@ use super::context::RequestContext;
 const TOPIC: i8 = 2;
 const BROKER: i8 = 4;
 const CLIENT_METRICS: i8 = 16;
+const GROUP: i8 = 32;
 
 pub fn list(ctx: &RequestContext, req: ListConfigResourcesRequest) -> ResponseKind {
     let mut resp = ListConfigResourcesResponse::default();
@@ -25,14 +26,14 @@ pub fn list(ctx: &RequestContext, req: ListConfigResourcesRequest) -> ResponseKi
     let types: Vec<i8> = if ctx.version() == 0 {
         vec![CLIENT_METRICS]
     } else if req.resource_types.is_empty() {
-        vec![TOPIC, BROKER, CLIENT_METRICS]
+        vec![TOPIC, BROKER, CLIENT_METRICS, GROUP]
     } else {
         req.resource_types
     };
-    // Fjord has no group or broker-logger configs to list.
+    // Broker loggers are not config resources one can list.
     if types
         .iter()
-        .any(|t| ![TOPIC, BROKER, CLIENT_METRICS].contains(t))
+        .any(|t| ![TOPIC, BROKER, CLIENT_METRICS, GROUP].contains(t))
     {
         resp.error_code = ResponseError::InvalidRequest.code();
         return ResponseKind::ListConfigResources(resp);
@@ -43,6 +44,8 @@ pub fn list(ctx: &RequestContext, req: ListConfigResourcesRequest) -> ResponseKi
         match t {
             TOPIC => out.extend(md.topics.keys().map(|n| resource(n.clone(), TOPIC))),
             BROKER => out.extend(md.brokers.keys().map(|id| resource(id.to_string(), BROKER))),
+            // Groups whose configs were set (a group config may precede its group).
+            GROUP => out.extend(md.group_configs.keys().map(|g| resource(g.clone(), GROUP))),
             // Fjord holds no client-metrics subscriptions (KIP-714): none to list.
             _ => {}
         }

@@ -1,4 +1,5 @@
-//! DescribeConfigs, AlterConfigs and IncrementalAlterConfigs for topics and brokers,
+//! DescribeConfigs, AlterConfigs and IncrementalAlterConfigs for topics, brokers, broker
+//! loggers and groups (`group_configs`),
 //! with Kafka's config names, defaults, sources and synonyms.
 
 use std::collections::{BTreeMap, HashMap};
@@ -19,6 +20,7 @@ use kafka_protocol::protocol::StrBytes;
 use super::authz::{self, Op};
 use super::context::RequestContext;
 use super::errors::KafkaError;
+use super::group_configs::{self, GROUP};
 use super::topics::validate_topic_configs;
 use crate::config::defs::{self, ConfigDef, ConfigType};
 use crate::config::{ConfigSource, ConfigView, ResolvedConfig};
@@ -330,6 +332,18 @@ pub fn describe(ctx: &RequestContext, req: DescribeConfigsRequest) -> ResponseKi
                     Err(authz::cluster_denied())
                 }
                 BROKER_LOGGER => logger_target(ctx, &name).and_then(|()| describe_loggers(wanted)),
+                GROUP if !check.group(Op::DescribeConfigs, &name) => Err(err(
+                    ResponseError::GroupAuthorizationFailed,
+                    format!("not authorized to describe the configs of group {name}"),
+                )),
+                GROUP => Ok(group_configs::describe(
+                    &view,
+                    &md,
+                    &name,
+                    wanted,
+                    req.include_synonyms,
+                    req.include_documentation,
+                )),
                 other => Err(err(
                     ResponseError::InvalidRequest,
                     format!("unsupported resource type {other}"),
@@ -391,6 +405,11 @@ fn resource_of(
             }
         }
         BROKER => Ok(ConfigResource::Broker(broker_target(name)?)),
+        GROUP if name.is_empty() => Err(err(
+            ResponseError::InvalidRequest,
+            "a GROUP resource names a group id",
+        )),
+        GROUP => Ok(ConfigResource::Group(name.to_string())),
         other => Err(err(
             ResponseError::InvalidRequest,
             format!("unsupported resource type {other}"),
@@ -427,6 +446,10 @@ async fn submit(
             }
         }
         ConfigResource::Broker(_) => validate_broker_ops(&ops)?,
+        ConfigResource::Group(g) => {
+            let md = ctx.broker.metadata();
+            group_configs::validate(&ctx.broker.view(&md), &md, g, &ops)?;
+        }
     }
     ctx.broker
         .submit_everywhere(ControllerRequest::AlterConfigs {
@@ -476,6 +499,12 @@ async fn alter_each<C>(
                 }
                 BROKER | BROKER_LOGGER if !check.cluster(Op::AlterConfigs) => {
                     return Err(authz::cluster_denied())
+                }
+                GROUP if !check.group(Op::AlterConfigs, &name) => {
+                    return Err(err(
+                        ResponseError::GroupAuthorizationFailed,
+                        format!("not authorized to alter the configs of group {name}"),
+                    ))
                 }
                 _ => {}
             }
@@ -558,6 +587,7 @@ fn current_value(
             view.topic_value(key, &overrides)
         }
         ConfigResource::Broker(_) => view.broker_value(key),
+        ConfigResource::Group(g) => group_configs::value(view, md, g, key),
     }
 }
 
@@ -565,6 +595,7 @@ fn config_type(resource: &ConfigResource, key: &str) -> Option<ConfigType> {
     match resource {
         ConfigResource::Topic(_) => defs::topic_def(key).map(|d| d.def.ty),
         ConfigResource::Broker(_) => defs::broker_def(key).map(|d| d.def.ty),
+        ConfigResource::Group(_) => group_configs::config_type(key),
     }
 }
 

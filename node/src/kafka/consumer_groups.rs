@@ -34,6 +34,14 @@ pub fn heartbeat(ctx: &RequestContext, req: ConsumerGroupHeartbeatRequest) -> Re
     let version = ctx.version();
     let group_id = req.group_id.0.to_string();
     let check = authz::Check::new(ctx);
+    if !super::features::consumer_protocol_enabled(&ctx.broker.metadata()) {
+        // As Kafka with group.version 0: the protocol is off cluster-wide.
+        return error_response(
+            ResponseError::UnsupportedVersion,
+            Some("the consumer group protocol is off: group.version is 0"),
+        )
+        .into();
+    }
     if !check.group(Op::Read, &group_id) {
         return error_response(ResponseError::GroupAuthorizationFailed, None).into();
     }
@@ -79,7 +87,7 @@ pub fn heartbeat(ctx: &RequestContext, req: ConsumerGroupHeartbeatRequest) -> Re
         Ok(s) => s,
         Err(e) => return error_response(e, None).into(),
     };
-    let config = consumer_group_config(&ctx.broker);
+    let config = consumer_group_config(&ctx.broker, &group_id);
     let interval = i32::try_from(config.heartbeat_interval_ms).unwrap_or(i32::MAX);
     let outcome = shard.consumer_heartbeat(
         &group_id,

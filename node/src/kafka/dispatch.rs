@@ -7,8 +7,8 @@ use kafka_protocol::messages::{RequestKind, ResponseKind};
 
 use super::context::RequestContext;
 use super::{
-    acls, api_versions, cluster, config_resources, configs, consumer_groups, elections, fetch,
-    find_coordinator, group_admin, groups, leader_epoch, list_offsets, log_dirs, metadata,
+    acls, api_versions, cluster, config_resources, configs, consumer_groups, elections, features,
+    fetch, find_coordinator, group_admin, groups, leader_epoch, list_offsets, log_dirs, metadata,
     offset_commit, produce, producer_id, quorum, quotas, reassignments, records, scram_users,
     topic_partitions, topics, txn, txn_admin, txn_markers,
 };
@@ -70,6 +70,7 @@ pub async fn dispatch(ctx: &RequestContext, request: RequestKind) -> Reply {
         RequestKind::DescribeTransactions(r) => txn_admin::describe(ctx, r).into(),
         RequestKind::ListTransactions(r) => txn_admin::list(ctx, r).into(),
         RequestKind::WriteTxnMarkers(r) => txn_markers::write(ctx, r).await.into(),
+        RequestKind::UpdateFeatures(r) => features::update(ctx, r).await.into(),
         RequestKind::DescribeClientQuotas(r) => quotas::describe(ctx, r).into(),
         RequestKind::CreateAcls(r) => acls::create(ctx, r).await.into(),
         RequestKind::DescribeAcls(r) => acls::describe(ctx, r).into(),

@@ -108,6 +108,7 @@ impl From<&MetadataError> for KafkaError {
             }
             MetadataError::NoReassignmentInProgress => ResponseError::NoReassignmentInProgress,
             MetadataError::PolicyViolation(_) => ResponseError::PolicyViolation,
+            MetadataError::InvalidFeatureUpdate(_) => ResponseError::InvalidUpdateVersion,
         };
         KafkaError::new(code, e.to_string())
     }

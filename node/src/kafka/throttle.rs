@@ -321,6 +321,7 @@ mod tests {
             DescribeTransactions => DescribeTransactionsResponse,
             ListTransactions => ListTransactionsResponse,
             WriteTxnMarkers => WriteTxnMarkersResponse,
+            UpdateFeatures => UpdateFeaturesResponse,
             DescribeClientQuotas => DescribeClientQuotasResponse,
             AlterClientQuotas => AlterClientQuotasResponse,
             DescribeUserScramCredentials => DescribeUserScramCredentialsResponse,

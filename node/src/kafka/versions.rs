@@ -49,6 +49,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     // From admins only (kafka-transactions.sh abort); v0 is gone from Kafka 4 and v2
     // belongs to KIP-890 part 2, which is not served.
     (ApiKey::WriteTxnMarkers, 1, 1),
+    (ApiKey::UpdateFeatures, 0, 2),
     (ApiKey::DescribeClientQuotas, 0, 1),
     (ApiKey::AlterClientQuotas, 0, 1),
     // After v0 of SaslHandshake the SASL tokens travel bare, outside Kafka's framing;
@@ -140,6 +141,7 @@ mod tests {
         check::<TxnOffsetCommitRequest, TxnOffsetCommitResponse>(ApiKey::TxnOffsetCommit);
         check::<DescribeProducersRequest, DescribeProducersResponse>(ApiKey::DescribeProducers);
         check::<WriteTxnMarkersRequest, WriteTxnMarkersResponse>(ApiKey::WriteTxnMarkers);
+        check::<UpdateFeaturesRequest, UpdateFeaturesResponse>(ApiKey::UpdateFeatures);
         check::<DescribeTransactionsRequest, DescribeTransactionsResponse>(
             ApiKey::DescribeTransactions,
         );

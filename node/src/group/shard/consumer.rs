@@ -169,9 +169,10 @@ impl Shard {
     }
 
     /// Expires silent members of the consumer groups here.
-    pub fn consumer_tick(&self, config: &ConsumerGroupConfig, now_ms: i64) {
+    /// Expires members of every group, each by its own config (`config_of` a group id).
+    pub fn consumer_tick(&self, config_of: &dyn Fn(&str) -> ConsumerGroupConfig, now_ms: i64) {
         self.step_consumer_groups(|g| {
-            let removed = g.tick(config, now_ms);
+            let removed = g.tick(&config_of(&g.id), now_ms);
             for r in &removed {
                 info!(group = %g.id, member = %r.member_id, reason = r.reason, "member removed from the consumer group");
             }
