@@ -1,7 +1,14 @@
 //! The Kafka APIs a single node serves, exercised at the wire level across versions:
 //! fetch long-poll and empty record sets, ListOffsets, DeleteRecords,
 //! OffsetForLeaderEpoch, CreatePartitions, DescribeCluster, Metadata,
-//! CreateTopics/DeleteTopics errors, pipelining and idempotent produce.
+//! CreateTopics/DeleteTopics errors, pipelining and idempotent produce. Feature versions
+//! (`features`) and null error messages over every API (`error_messages`) are modules of
+//! this binary, so CI links it once.
+
+#[path = "protocol_apis/error_messages.rs"]
+mod error_messages;
+#[path = "protocol_apis/features.rs"]
+mod features;
 
 use std::time::Duration;
 
