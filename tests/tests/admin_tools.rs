@@ -4,6 +4,30 @@
 //! (`txn_tools`), and the console tools' properties, kafka-delete-records.sh and
 //! kafka-get-offsets.sh (`console_tools`). One test binary, so CI links it once.
 
+use std::process::Output;
+
+use fjord_tests::{run_cli, Node};
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Runs a command that must succeed, and returns what it printed.
+fn ok_stdout(node: &Node, args: &[&str]) -> String {
+    ok_stdout_with(node, args, None)
+}
+
+/// [`ok_stdout`] with `input` on the command's standard input.
+fn ok_stdout_with(node: &Node, args: &[&str], input: Option<&str>) -> String {
+    let out = run_cli(node, args, input);
+    assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    stdout(&out)
+}
+
 #[path = "admin_tools/config_tool.rs"]
 mod config_tool;
 #[path = "admin_tools/console_tools.rs"]

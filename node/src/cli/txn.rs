@@ -8,12 +8,10 @@ mod producers;
 
 use std::collections::BTreeMap;
 
-use kafka_protocol::messages::{
-    DescribeTransactionsRequest, ListTransactionsRequest, TransactionalId,
-};
+use kafka_protocol::messages::ListTransactionsRequest;
 
 use super::client::ConnectArgs;
-use super::group::{broker_addresses, check, coordinator_of, metadata, str, until_ready};
+use super::group::{broker_addresses, check, metadata, str, until_ready};
 use super::wire::Wire;
 use super::CliError;
 
@@ -92,21 +90,8 @@ fn list(connect: &ConnectArgs, state: Option<String>) -> Result<(), CliError> {
 }
 
 fn describe(connect: &ConnectArgs, txn_id: &str) -> Result<(), CliError> {
-    let t = until_ready(connect, || {
-        let mut w = coordinator_of(connect, txn_id, 1)?;
-        let resp = w.call(
-            0,
-            &DescribeTransactionsRequest::default()
-                .with_transactional_ids(vec![TransactionalId(str(txn_id))]),
-        )?;
-        let t = resp
-            .transaction_states
-            .into_iter()
-            .next()
-            .ok_or_else(|| CliError::Kafka("empty DescribeTransactions answer".into()))?;
-        check(t.error_code, &format!("describing {txn_id}"))?;
-        Ok(t)
-    })?;
+    let t = hanging::describe(connect, txn_id)?
+        .ok_or_else(|| CliError::Kafka(format!("describing {txn_id}: TransactionalIdNotFound")))?;
     outln!("transactional id: {txn_id}");
     outln!("producer id:      {}", t.producer_id.0);
     outln!("producer epoch:   {}", t.producer_epoch);

@@ -4,21 +4,8 @@
 
 use std::process::Output;
 
+use super::{ok_stdout, stdout};
 use fjord_tests::{run_cli as fjord, Node};
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn ok_stdout(node: &Node, args: &[&str]) -> String {
-    let out = fjord(node, args, None);
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout(&out)
-}
 
 /// The line of config `name` in a describe output.
 fn line_of<'a>(out: &'a str, name: &str) -> Option<&'a str> {

@@ -1,24 +1,8 @@
 //! Kafka's console tools and offset tools as `fjord` runs them: the console producer's
 //! and consumer's properties, kafka-delete-records.sh and kafka-get-offsets.sh.
 
-use std::process::Output;
-
+use super::{ok_stdout_with as ok_stdout, stderr};
 use fjord_tests::{run_cli as fjord, Node};
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// Runs a command that must succeed, and returns what it printed.
-fn ok_stdout(node: &Node, args: &[&str], input: Option<&str>) -> String {
-    let out = fjord(node, args, input);
-    assert!(out.status.success(), "{args:?}: {}", stderr(&out));
-    stdout(&out)
-}
 
 /// Issue 33: Kafka's console-tool properties were handed to librdkafka, which refused
 /// them as unknown settings; now they work as kafka-console-producer.sh and

@@ -3,26 +3,12 @@
 //! (--to-datetime, --by-duration), --export and --from-file, and OffsetDelete.
 
 use std::collections::BTreeMap;
-use std::process::{Child, Output, Stdio};
+use std::process::{Child, Stdio};
 use std::time::Duration;
 
+use super::{ok_stdout, stderr, stdout};
 use fjord_tests::{client_config, fjord_bin, run_cli as fjord, wait_until, Node};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// Runs a command that must succeed, and returns what it printed.
-fn ok_stdout(node: &Node, args: &[&str]) -> String {
-    let out = fjord(node, args, None);
-    assert!(out.status.success(), "{args:?}: {}", stderr(&out));
-    stdout(&out)
-}
 
 /// Writes `count` records to one partition with the console producer.
 fn produce(node: &Node, topic: &str, partition: i32, count: usize) {

@@ -2,9 +2,9 @@
 //! kafka-log-dirs.sh (`fjord cluster log-dirs`) and kafka-transactions.sh's
 //! find-hanging and abort (`fjord txn find-hanging|abort`), against a real node.
 
-use std::process::Output;
 use std::time::Duration;
 
+use super::{ok_stdout, stderr, stdout};
 use fjord_tests::certs::Certs;
 use fjord_tests::secure::{self, fjord_ok, sasl_props, users_file, AUTHORIZER};
 use fjord_tests::wire::Wire;
@@ -20,21 +20,6 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// Runs a command that must succeed, and returns what it printed.
-fn ok_stdout(node: &Node, args: &[&str]) -> String {
-    let out = fjord(node, args, None);
-    assert!(out.status.success(), "{args:?}: {}", stderr(&out));
-    stdout(&out)
-}
 
 /// Runs a command that must fail, and returns its error output.
 fn err_stderr(node: &Node, args: &[&str]) -> String {

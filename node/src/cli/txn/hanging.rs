@@ -154,7 +154,10 @@ fn transactional_ids(
 }
 
 /// The coordinator's view of `txn_id`; `None` when it does not know the id.
-fn describe(connect: &ConnectArgs, txn_id: &str) -> Result<Option<TransactionState>, CliError> {
+pub(super) fn describe(
+    connect: &ConnectArgs,
+    txn_id: &str,
+) -> Result<Option<TransactionState>, CliError> {
     until_ready(connect, || {
         let resp = coordinator_of(connect, txn_id, 1)?.call(
             0,
