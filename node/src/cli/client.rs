@@ -1,4 +1,4 @@
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
 
@@ -153,19 +153,32 @@ impl ConnectArgs {
         let consumer: BaseConsumer<FirstError> = probe
             .create_with_context(capture)
             .map_err(|e| CliError::Usage(format!("client settings: {e}")))?;
-        match consumer.fetch_metadata(None, within) {
-            Ok(_) => Ok(()),
-            Err(e) => {
-                // Error reports wait in the client's event queue until it is polled.
-                let _ = consumer.poll(Duration::ZERO);
-                let cause = consumer
-                    .context()
-                    .first()
+        // Asked in short steps, so a cause that persists (connection refused, a failed
+        // handshake) is reported after FAIL_AFTER rather than at the end of `within`.
+        let deadline = Instant::now() + within;
+        let mut failing_since: Option<Instant> = None;
+        loop {
+            let step = deadline
+                .saturating_duration_since(Instant::now())
+                .min(REACH_STEP);
+            let e = match consumer.fetch_metadata(None, step) {
+                Ok(_) => return Ok(()),
+                Err(e) => e,
+            };
+            // Error reports wait in the client's event queue until it is polled.
+            let _ = consumer.poll(Duration::ZERO);
+            let cause = consumer.context().first();
+            if cause.is_some() {
+                failing_since.get_or_insert_with(Instant::now);
+            }
+            let settled = failing_since.is_some_and(|t| t.elapsed() >= FAIL_AFTER);
+            if settled || Instant::now() >= deadline {
+                let cause = cause
                     .unwrap_or_else(|| format!("no answer within {} ms ({e})", within.as_millis()));
-                Err(CliError::Kafka(format!(
+                return Err(CliError::Kafka(format!(
                     "cannot reach the cluster at {}: {cause}",
                     self.bootstrap_server
-                )))
+                )));
             }
         }
     }
@@ -182,6 +195,11 @@ pub fn read_command_config(path: &std::path::Path) -> Result<Vec<(String, String
 
 /// How long a command waits for the cluster to answer at all before it reports why not.
 const REACH_WITHIN: Duration = Duration::from_secs(5);
+/// How long a known cause of failure (refused, TLS or SASL failure) may persist before it
+/// is reported: long enough to ride out a node that is just starting.
+const FAIL_AFTER: Duration = Duration::from_secs(1);
+/// How often the reachability check asks again.
+const REACH_STEP: Duration = Duration::from_millis(200);
 
 /// Keeps librdkafka's first error report, which names the broker and the cause.
 #[derive(Default)]
