@@ -157,6 +157,11 @@ fn admin_endpoints_report_health_metrics_and_cluster() {
 
 /// The last line of `fjord bench … --json`, parsed.
 fn bench(node: &Node, args: &[&str]) -> serde_json::Value {
+    bench_with_progress(node, args).0
+}
+
+/// [`bench`], and the progress lines it wrote to standard error.
+fn bench_with_progress(node: &Node, args: &[&str]) -> (serde_json::Value, String) {
     let mut full = vec!["bench"];
     full.extend_from_slice(args);
     full.push("--json");
@@ -169,7 +174,8 @@ fn bench(node: &Node, args: &[&str]) -> serde_json::Value {
     );
     let out = stdout(&o);
     let last = out.lines().last().expect("a JSON line");
-    serde_json::from_str(last).unwrap_or_else(|e| panic!("{e}: {last}"))
+    let json = serde_json::from_str(last).unwrap_or_else(|e| panic!("{e}: {last}"));
+    (json, stderr(&o))
 }
 
 #[test]
@@ -210,12 +216,14 @@ fn bench_measures_produce_consume_and_end_to_end() {
     assert_eq!(c["bytes"], 2_000_000, "{c}");
 
     // End to end: the consumers see exactly this run's records, with their latency.
-    let e = bench(
+    let (e, progress) = bench_with_progress(
         &node,
         &[
             &["e2e"][..],
             &common,
             &[
+                "--reporting-interval",
+                "200",
                 "--num-records",
                 "5000",
                 "--throughput",
@@ -234,6 +242,13 @@ fn bench_measures_produce_consume_and_end_to_end() {
     assert_eq!(e["e2e_latency_ms"]["count"], 5000, "{e}");
     assert_eq!(e["produce"]["records"], 5000, "{e}");
     assert!(f(&e["e2e_latency_ms"], "p99") > 0.0, "{e}");
+    // Issue 33: progress lines say how far the run is and how long is left.
+    assert!(
+        progress
+            .lines()
+            .any(|l| l.starts_with("e2e") && l.contains("%, about")),
+        "{progress}"
+    );
 
     let bad = fjord(
         &node,

@@ -63,6 +63,12 @@ pub struct ReassignArgs {
     /// leader (sets leader.replication.throttled.rate; --verify removes it).
     #[arg(long, value_name = "BYTES_PER_SEC")]
     pub throttle: Option<i64>,
+    /// With --execute: wait until every move is done, reporting progress.
+    #[arg(long, requires = "execute")]
+    pub wait: bool,
+    /// With --wait: give up (exit non-zero, moves keep running) after this many seconds.
+    #[arg(long, value_name = "SECONDS", requires = "wait")]
+    pub wait_timeout: Option<u64>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -468,7 +474,21 @@ pub fn reassign(args: ReassignArgs) -> Result<(), CliError> {
             outln!("Throttle: {rate} bytes/s per leader for reassignment traffic.");
         }
         let n = submit(&mut wire, &plan.partitions, false)?;
-        outln!("Started {n} partition reassignments. Check them with --verify.");
+        if !args.wait {
+            outln!("Started {n} partition reassignments. Check them with --verify.");
+            return Ok(());
+        }
+        outln!("Started {n} partition reassignments.");
+        wait_done(
+            &mut wire,
+            &args.connect,
+            &plan.partitions,
+            args.wait_timeout,
+        )?;
+        if args.throttle.is_some() {
+            set_throttle(&mut wire, None)?;
+            outln!("Throttle removed.");
+        }
         Ok(())
     } else if args.verify {
         let left = pending(&mut wire, &plan.partitions)?;
