@@ -539,10 +539,7 @@ impl ConsumerGroup {
                 }
             }
         }
-        let resolved: BTreeMap<String, (Uuid, i32)> = names
-            .into_iter()
-            .filter_map(|n| catalog.by_name(&n).map(|t| (n, (t.id, t.partitions))))
-            .collect();
+        let resolved = resolve_topics(names, catalog);
         if resolved == self.subscribed {
             return false;
         }
@@ -679,11 +676,28 @@ impl ConsumerGroup {
 
     /// Topic names by id, for answers that name topics.
     pub fn topic_names(&self) -> HashMap<Uuid, String> {
-        self.subscribed
-            .iter()
-            .map(|(name, (id, _))| (*id, name.clone()))
-            .collect()
+        names_by_id(&self.subscribed)
     }
+}
+
+/// Subscribed topic names resolved against the catalog: name -> (id, partition count).
+/// Topics that do not exist are left out. Consumer and share groups both keep this.
+pub fn resolve_topics(
+    names: impl IntoIterator<Item = String>,
+    catalog: &dyn TopicCatalog,
+) -> BTreeMap<String, (Uuid, i32)> {
+    names
+        .into_iter()
+        .filter_map(|n| catalog.by_name(&n).map(|t| (n, (t.id, t.partitions))))
+        .collect()
+}
+
+/// Topic names by id of resolved subscriptions, for answers that name topics.
+pub fn names_by_id(subscribed: &BTreeMap<String, (Uuid, i32)>) -> HashMap<Uuid, String> {
+    subscribed
+        .iter()
+        .map(|(name, (id, _))| (*id, name.clone()))
+        .collect()
 }
 
 /// Kafka matches the whole topic name against the pattern (Java's `matches`).

@@ -12,7 +12,8 @@ use uuid::Uuid;
 
 use super::assignor::{self, ShareMemberSpec};
 use crate::group::consumer::{
-    Assignment, MemberId, Removed, TopicCatalog, LEAVE_EPOCH, MAX_SUBSCRIBED_TOPICS,
+    names_by_id, resolve_topics, Assignment, MemberId, Removed, TopicCatalog, LEAVE_EPOCH,
+    MAX_SUBSCRIBED_TOPICS,
 };
 
 /// Kafka's `group.share.*` coordinator settings.
@@ -267,19 +268,12 @@ impl ShareGroup {
     }
 
     fn resolve_subscriptions(&mut self, catalog: &dyn TopicCatalog) -> bool {
-        let names: BTreeSet<&String> = self
+        let names: BTreeSet<String> = self
             .members
             .values()
-            .flat_map(|m| m.subscribed_topic_names.iter())
+            .flat_map(|m| m.subscribed_topic_names.iter().cloned())
             .collect();
-        let resolved: BTreeMap<String, (Uuid, i32)> = names
-            .into_iter()
-            .filter_map(|n| {
-                catalog
-                    .by_name(n)
-                    .map(|t| (n.clone(), (t.id, t.partitions)))
-            })
-            .collect();
+        let resolved = resolve_topics(names, catalog);
         if resolved == self.subscribed {
             return false;
         }
@@ -354,10 +348,7 @@ impl ShareGroup {
 
     /// Topic names by id, for answers that name topics.
     pub fn topic_names(&self) -> HashMap<Uuid, String> {
-        self.subscribed
-            .iter()
-            .map(|(name, (id, _))| (*id, name.clone()))
-            .collect()
+        names_by_id(&self.subscribed)
     }
 }
 
