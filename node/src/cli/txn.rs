@@ -31,6 +31,9 @@ pub enum TxnCommand {
         #[command(flatten)]
         connect: ConnectArgs,
         transactional_id: String,
+        /// Print the start time as epoch milliseconds instead of ISO-8601, for scripts.
+        #[arg(long)]
+        raw_timestamps: bool,
     },
     /// Find transactions open on partitions that their coordinator will never end: they
     /// hold the last stable offset, so read_committed consumers stop there. Like
@@ -47,7 +50,8 @@ pub fn run(cmd: TxnCommand) -> Result<(), CliError> {
         TxnCommand::Describe {
             connect,
             transactional_id,
-        } => describe(&connect, &transactional_id),
+            raw_timestamps,
+        } => describe(&connect, &transactional_id, raw_timestamps),
         TxnCommand::FindHanging(args) => hanging::run(args),
         TxnCommand::Abort(args) => abort::run(args),
     }
@@ -89,7 +93,7 @@ fn list(connect: &ConnectArgs, state: Option<String>) -> Result<(), CliError> {
     Ok(())
 }
 
-fn describe(connect: &ConnectArgs, txn_id: &str) -> Result<(), CliError> {
+fn describe(connect: &ConnectArgs, txn_id: &str, raw_timestamps: bool) -> Result<(), CliError> {
     let t = hanging::describe(connect, txn_id)?
         .ok_or_else(|| CliError::Kafka(format!("describing {txn_id}: TransactionalIdNotFound")))?;
     outln!("transactional id: {txn_id}");
@@ -98,11 +102,12 @@ fn describe(connect: &ConnectArgs, txn_id: &str) -> Result<(), CliError> {
     outln!("state:            {}", t.transaction_state);
     outln!("timeout ms:       {}", t.transaction_timeout_ms);
     if t.transaction_start_time_ms >= 0 {
-        outln!(
-            "started at:       {} ({} ms)",
-            crate::time::iso8601_ms(t.transaction_start_time_ms),
-            t.transaction_start_time_ms
-        );
+        let started = if raw_timestamps {
+            t.transaction_start_time_ms.to_string()
+        } else {
+            crate::time::iso8601_ms(t.transaction_start_time_ms)
+        };
+        outln!("started at:       {started}");
     }
     for topic in &t.topics {
         let parts: Vec<String> = topic.partitions.iter().map(|p| p.to_string()).collect();

@@ -282,6 +282,23 @@ fn abort_refuses_stale_epochs_and_unknown_partitions() {
     let producer = txn_producer(&node, "ender");
     producer.begin_transaction().expect("begin");
     send_one(&producer, "ended", "committed");
+    // An open transaction's start, for a person (ISO-8601) or a script (epoch ms).
+    let started = |extra: &[&str]| -> String {
+        let out = ok_stdout(&node, &[&["txn", "describe", "ender"][..], extra].concat());
+        out.lines()
+            .find_map(|l| l.strip_prefix("started at:"))
+            .unwrap_or_else(|| panic!("a start time in {out}"))
+            .trim()
+            .to_string()
+    };
+    let iso = started(&[]);
+    assert!(
+        iso.len() == 24 && iso.ends_with('Z') && iso.contains('T'),
+        "{iso}"
+    );
+    assert!(started(&["--raw-timestamps"])
+        .parse::<i64>()
+        .is_ok_and(|ms| ms > 0));
     producer
         .commit_transaction(Duration::from_secs(15))
         .expect("commit");
