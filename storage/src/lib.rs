@@ -19,6 +19,7 @@ pub mod index;
 pub mod log;
 pub mod manager;
 mod partition_meta;
+mod read_pool;
 pub mod segment;
 pub mod validate;
 mod writeback;

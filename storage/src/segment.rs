@@ -22,6 +22,18 @@ pub struct FileRange {
 }
 
 impl FileRange {
+    /// The range's bytes in a reused buffer, for answers to fetches (see `read_pool`).
+    pub fn read_shared(&self) -> Result<bytes::Bytes> {
+        let len = usize::try_from(self.len).map_err(|_| {
+            StorageError::io(
+                self.path.as_ref(),
+                std::io::Error::new(std::io::ErrorKind::InvalidInput, "range too large"),
+            )
+        })?;
+        crate::read_pool::read_at(&self.file, self.position, len)
+            .map_err(|e| StorageError::io(self.path.as_ref(), e))
+    }
+
     pub fn read(&self) -> Result<Vec<u8>> {
         let mut buf = vec![0u8; self.len as usize];
         self.file

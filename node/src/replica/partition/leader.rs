@@ -165,7 +165,7 @@ impl Partition {
         let range =
             self.with_log(|log| Ok(log.read(offset, max_bytes, i64::MAX, min_one_batch)?))?;
         let records = match range {
-            Some(r) => Bytes::from(r.read()?),
+            Some(r) => r.read_shared()?,
             None => Bytes::new(),
         };
         Ok(FetchResult {

@@ -577,7 +577,7 @@ impl Partition {
             Ok(log.read(offset, max_bytes, limit, min_one)?)
         })?;
         let records = match range {
-            Some(r) => Bytes::from(blocking::call(|| r.read())?),
+            Some(r) => blocking::call(|| r.read_shared())?,
             None => Bytes::new(),
         };
         Ok(FetchResult {
