@@ -13,5 +13,7 @@ pub mod subscription;
 
 #[cfg(test)]
 mod state_tests;
+#[cfg(test)]
+mod test_rng;
 
 pub use coordinator::{partition_for, GroupCoordinator, OFFSETS_TOPIC};

@@ -397,17 +397,7 @@ fn a_group_survives_a_round_trip_through_its_record() {
     assert_eq!(back.restore(0), g);
 }
 
-/// xorshift: deterministic, seedable, no dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: usize) -> usize {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 % n.max(1) as u64) as usize
-    }
-}
+use crate::group::test_rng::Rng;
 
 /// Random joins, leaves, crashes, lagging heartbeats and growing topics, with obedient
 /// clients: no partition is ever owned by two live clients, and once everyone heartbeats

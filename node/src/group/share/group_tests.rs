@@ -377,17 +377,7 @@ fn a_lapsed_member_s_records_go_to_the_others() {
     );
 }
 
-/// xorshift: deterministic, seedable, no dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: usize) -> usize {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 % n.max(1) as u64) as usize
-    }
-}
+use crate::group::test_rng::Rng;
 
 /// Random joins, leaves, crashes and growing topics: once every live member has
 /// heartbeated, each is at the group epoch, knows exactly its target, and every
