@@ -14,6 +14,7 @@ use tokio::sync::watch;
 
 use super::consumer::{ConsumerGroupConfig, TopicCatalog, TopicInfo};
 use super::shard::Shard;
+use super::share::{AutoOffsetReset, ShareGroupConfig, SharePartitionConfig};
 use super::state::GroupConfig;
 use crate::broker::Broker;
 use crate::coordinator_shards::{CoordinatorShard, ShardCore, ShardMap};
@@ -131,6 +132,74 @@ fn consumer_group_config_in(
         ),
         max_size: usize::try_from(view.broker_i64("group.consumer.max.size")).unwrap_or(usize::MAX),
     }
+}
+
+/// Share group settings of `group` (KIP-932): its own `share.*` group configs, else the
+/// broker's `group.share.*`.
+pub fn share_group_config(broker: &Broker, group: &str) -> ShareGroupConfig {
+    share_group_config_in(broker, &broker.metadata(), group)
+}
+
+fn share_group_config_in(broker: &Broker, md: &ClusterMetadata, group: &str) -> ShareGroupConfig {
+    let view = broker.view(md);
+    let own = |name: &str, broker_key: &str| {
+        group_config_i64(md, group, name).unwrap_or_else(|| view.broker_i64(broker_key))
+    };
+    ShareGroupConfig {
+        session_timeout_ms: own("share.session.timeout.ms", "group.share.session.timeout.ms"),
+        heartbeat_interval_ms: i32::try_from(own(
+            "share.heartbeat.interval.ms",
+            "group.share.heartbeat.interval.ms",
+        ))
+        .unwrap_or(i32::MAX),
+        max_size: usize::try_from(view.broker_i64("group.share.max.size")).unwrap_or(usize::MAX),
+    }
+}
+
+/// What the partition leaders need of share group `group` to run its share-partitions:
+/// the record lock duration and delivery count limit (the group's own configs, else the
+/// broker's), the in-flight window (broker-wide) and where a partition without state
+/// starts (`share.auto.offset.reset`, latest unless the group says otherwise;
+/// `by_duration:` is left to the caller, which reads the raw group config for it).
+pub fn share_partition_settings(
+    broker: &Broker,
+    group: &str,
+) -> (SharePartitionConfig, AutoOffsetReset) {
+    let md = broker.metadata();
+    let view = broker.view(&md);
+    let own = |name: &str, broker_key: &str| {
+        group_config_i64(&md, group, name).unwrap_or_else(|| view.broker_i64(broker_key))
+    };
+    let config = SharePartitionConfig {
+        max_record_locks: usize::try_from(
+            view.broker_i64("group.share.partition.max.record.locks"),
+        )
+        .unwrap_or(crate::group::share::DEFAULT_MAX_RECORD_LOCKS),
+        delivery_count_limit: i16::try_from(own(
+            "share.delivery.count.limit",
+            "group.share.delivery.count.limit",
+        ))
+        .unwrap_or(crate::group::share::DEFAULT_DELIVERY_COUNT_LIMIT),
+        record_lock_duration_ms: own(
+            "share.record.lock.duration.ms",
+            "group.share.record.lock.duration.ms",
+        ),
+    };
+    let reset = md
+        .group_configs
+        .get(group)
+        .and_then(|c| c.get("share.auto.offset.reset"))
+        .and_then(|v| AutoOffsetReset::parse(v.trim()))
+        .unwrap_or_default();
+    (config, reset)
+}
+
+/// A numeric group config `name` of `group`, if the group sets one.
+fn group_config_i64(md: &ClusterMetadata, group: &str, name: &str) -> Option<i64> {
+    md.group_configs
+        .get(group)
+        .and_then(|c| c.get(name))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 /// The cluster's topics as consumer group assignors see them, and who may see which.
