@@ -26,6 +26,8 @@ pub struct Broker {
     pub producer_ids: Arc<ProducerIdManager>,
     pub groups: Arc<GroupCoordinator>,
     pub txns: Arc<crate::txn::TxnCoordinator>,
+    /// KIP-932: the share-partition state this broker stores in `__share_group_state`.
+    pub share_state: Arc<crate::share_state::ShareStateCoordinator>,
     /// Whether this broker may still trust that it owns what its metadata says it leads.
     pub lease: Arc<Lease>,
     /// `queued.max.request.bytes`: memory for request frames, node-wide.
@@ -85,6 +87,11 @@ impl Broker {
             groups: Arc::new(GroupCoordinator::new(
                 Arc::clone(&replicas),
                 Arc::clone(&lease),
+            )),
+            share_state: Arc::new(crate::share_state::ShareStateCoordinator::new(
+                Arc::clone(&replicas),
+                Arc::clone(&lease),
+                rpc_links.clone(),
             )),
             txns: Arc::new(crate::txn::TxnCoordinator::new(
                 Arc::clone(&replicas),

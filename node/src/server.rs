@@ -145,14 +145,14 @@ pub async fn run(config: NodeConfig) -> Result<(), ServeError> {
     // directory and no other process of it can be alive.
     let incarnation = data_dir_incarnation(&config.data_dir);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let txn_service = crate::txn::service::TxnService::default();
+    let peer_services = PeerServices::default();
     let rpc_task = tokio::spawn(serve_rpc(
         rpc_listener,
         crate::security::rpc_server_tls(&security),
         security.rpc_secret.clone(),
         controller.clone(),
         ReplicationService::new(Arc::clone(&replicas), controller.metadata()),
-        txn_service.clone(),
+        peer_services.clone(),
         shutdown_rx.clone(),
     ));
 
@@ -163,7 +163,7 @@ pub async fn run(config: NodeConfig) -> Result<(), ServeError> {
         Arc::clone(&security),
     ));
     tokio::spawn(reload_security(Arc::clone(&security), shutdown_rx.clone()));
-    txn_service.set_broker(Arc::clone(&broker));
+    peer_services.set_broker(&broker);
     if !controller.wait_for_recovery(Duration::from_secs(120)).await {
         warn!("the local metadata log was not replayed within 120 s; starting anyway");
     }
@@ -182,6 +182,10 @@ pub async fn run(config: NodeConfig) -> Result<(), ServeError> {
         shutdown_rx.clone(),
     ));
     tokio::spawn(crate::txn::coordinator::run(
+        Arc::clone(&broker),
+        shutdown_rx.clone(),
+    ));
+    tokio::spawn(crate::share_state::coordinator::run(
         Arc::clone(&broker),
         shutdown_rx.clone(),
     ));
@@ -313,13 +317,28 @@ async fn wait_for_signal() {
     }
 }
 
+/// Broker-to-broker gRPC services. They serve before the broker exists (the controller
+/// needs the server first), so it is handed to them once made.
+#[derive(Clone, Default)]
+struct PeerServices {
+    transactions: crate::txn::service::TxnService,
+    share_state: crate::share_state::service::ShareStateService,
+}
+
+impl PeerServices {
+    fn set_broker(&self, broker: &Arc<Broker>) {
+        self.transactions.set_broker(Arc::clone(broker));
+        self.share_state.set_broker(Arc::clone(broker));
+    }
+}
+
 async fn serve_rpc(
     listener: TcpListener,
     tls: Option<fjord_proto::tls::ServerTls>,
     secret: Option<fjord_proto::peer::ClusterSecret>,
     controller: Controller,
     replication: ReplicationService,
-    transactions: crate::txn::service::TxnService,
+    peer_services: PeerServices,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let addr = listener
@@ -338,7 +357,8 @@ async fn serve_rpc(
         .max_frame_size(fjord_proto::HTTP2_MAX_FRAME)
         .add_service(controller.grpc().into_server())
         .add_service(replication.into_server())
-        .add_service(transactions.into_server());
+        .add_service(peer_services.transactions.into_server())
+        .add_service(peer_services.share_state.into_server());
     let stop = async move {
         let _ = shutdown.wait_for(|s| *s).await;
     };

@@ -4,7 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use fjord_controller::{ClusterMetadata, CreateTopicRequest};
+use fjord_controller::{
+    ClusterMetadata, ControllerRequest, ControllerResponse, CreateTopicRequest,
+};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{
@@ -15,8 +17,10 @@ use tracing::info;
 
 use super::authz::{self, Op};
 use super::context::RequestContext;
-use super::topics::create_via_controller;
+use super::errors::KafkaError;
+use crate::broker::Broker;
 use crate::group::{partition_for, OFFSETS_TOPIC};
+use crate::share_state::SHARE_STATE_TOPIC;
 use crate::txn::TXN_TOPIC;
 
 const KEY_TYPE_GROUP: i8 = 0;
@@ -130,26 +134,42 @@ async fn coordinator_for(ctx: &RequestContext, topic_name: &'static str, key: &s
     }
 }
 
-/// Creates `__consumer_offsets` or `__transaction_state` with Kafka's settings:
-/// compacted, internal, and replicated as widely as the topic's replication-factor
-/// setting allows in this cluster.
+/// Creates `__consumer_offsets` or `__transaction_state` (see [`create_internal_topic`]).
 pub(super) async fn create_internal_topics(
     ctx: &RequestContext,
     md: &ClusterMetadata,
     topic: &str,
 ) -> Result<(), (ResponseError, String)> {
-    let view = ctx.broker.view(md);
-    let prefix = if topic == TXN_TOPIC {
-        "transaction.state.log"
-    } else {
-        "offsets.topic"
+    create_internal_topic(&ctx.broker, md, topic).await
+}
+
+/// Creates `__consumer_offsets`, `__transaction_state` or `__share_group_state` with
+/// Kafka's settings: compacted, internal, and replicated as widely as the topic's
+/// replication-factor setting allows in this cluster. Returns once every live broker
+/// knows it (or has had the time to).
+pub(crate) async fn create_internal_topic(
+    broker: &Broker,
+    md: &ClusterMetadata,
+    topic: &str,
+) -> Result<(), (ResponseError, String)> {
+    let view = broker.view(md);
+    let (prefix, min_isr_key) = match topic {
+        TXN_TOPIC => (
+            "transaction.state.log",
+            Some("transaction.state.log.min.isr"),
+        ),
+        SHARE_STATE_TOPIC => (
+            "share.coordinator.state.topic",
+            Some("share.coordinator.state.topic.min.isr"),
+        ),
+        _ => ("offsets.topic", None),
     };
     let partitions = view.broker_i64(&format!("{prefix}.num.partitions")) as i32;
     let wanted_rf = view.broker_i64(&format!("{prefix}.replication.factor"));
     // The cluster's size is at least its voters, even before they have all registered,
     // so a cluster that is still starting does not get a thinly replicated topic; drained
     // brokers take no replicas, so they do not count.
-    let voters = ctx.broker.config.voters.keys().map(|v| *v as i32);
+    let voters = broker.config.voters.keys().map(|v| *v as i32);
     let cluster_size = fjord_controller::placement::internal_topic_hosts(md, voters) as i64;
     let rf = wanted_rf.min(cluster_size).max(1) as i16;
     let mut configs = BTreeMap::new();
@@ -159,10 +179,8 @@ pub(super) async fn create_internal_topics(
         view.broker_i64(&format!("{prefix}.segment.bytes"))
             .to_string(),
     );
-    if topic == TXN_TOPIC {
-        let min_isr = view
-            .broker_i64("transaction.state.log.min.isr")
-            .min(i64::from(rf));
+    if let Some(key) = min_isr_key {
+        let min_isr = view.broker_i64(key).min(i64::from(rf));
         configs.insert("min.insync.replicas".to_string(), min_isr.to_string());
     }
     let request = CreateTopicRequest {
@@ -173,8 +191,25 @@ pub(super) async fn create_internal_topics(
         configs,
         internal: true,
     };
-    for (_, result) in create_via_controller(ctx, vec![request], false).await {
-        match result {
+    let unavailable = |why: String| {
+        Err((
+            ResponseError::CoordinatorNotAvailable,
+            format!("cannot create {topic} yet: {why}"),
+        ))
+    };
+    let outcomes = match broker
+        .submit_everywhere(ControllerRequest::CreateTopics {
+            topics: vec![request],
+            validate_only: false,
+        })
+        .await
+    {
+        Ok(ControllerResponse::Topics(outcomes)) => outcomes,
+        Ok(other) => return unavailable(format!("unexpected controller answer {other:?}")),
+        Err(e) => return unavailable(KafkaError::from(&e).message),
+    };
+    for outcome in outcomes {
+        match outcome.result.map_err(|e| KafkaError::from(&e)) {
             Ok(_) => info!(
                 topic,
                 partitions,
@@ -182,12 +217,7 @@ pub(super) async fn create_internal_topics(
                 "created internal topic"
             ),
             Err(e) if e.code == ResponseError::TopicAlreadyExists => {}
-            Err(e) => {
-                return Err((
-                    ResponseError::CoordinatorNotAvailable,
-                    format!("cannot create {topic} yet: {}", e.message),
-                ))
-            }
+            Err(e) => return unavailable(e.message),
         }
     }
     Ok(())

@@ -16,7 +16,7 @@ mod elections;
 pub mod errors;
 mod features;
 mod fetch;
-mod find_coordinator;
+pub(crate) mod find_coordinator;
 mod frame;
 mod group_admin;
 mod group_configs;
