@@ -28,6 +28,8 @@ pub struct Broker {
     pub txns: Arc<crate::txn::TxnCoordinator>,
     /// KIP-932: the share-partition state this broker stores in `__share_group_state`.
     pub share_state: Arc<crate::share_state::ShareStateCoordinator>,
+    /// Share groups on this broker as partition leader: share-partitions and sessions.
+    pub share: crate::share::ShareBroker,
     /// Whether this broker may still trust that it owns what its metadata says it leads.
     pub lease: Arc<Lease>,
     /// `queued.max.request.bytes`: memory for request frames, node-wide.
@@ -84,6 +86,10 @@ impl Broker {
             node_id: config.node_id,
             metadata: controller.metadata(),
             producer_ids: ProducerIdManager::new(config.node_id, controller.clone()),
+            share: crate::share::ShareBroker::new(
+                usize::try_from(static_view.broker_i64("group.share.max.share.sessions"))
+                    .unwrap_or(crate::share::DEFAULT_MAX_SHARE_SESSIONS),
+            ),
             groups: Arc::new(GroupCoordinator::new(
                 Arc::clone(&replicas),
                 Arc::clone(&lease),

@@ -17,6 +17,7 @@ pub mod quota;
 pub mod replica;
 pub mod security;
 pub mod server;
+pub mod share;
 pub mod share_state;
 pub mod time;
 pub mod topic_names;

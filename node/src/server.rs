@@ -189,6 +189,7 @@ pub async fn run(config: NodeConfig) -> Result<(), ServeError> {
         Arc::clone(&broker),
         shutdown_rx.clone(),
     ));
+    tokio::spawn(crate::share::run(Arc::clone(&broker), shutdown_rx.clone()));
     // Heartbeats stop first on shutdown, before the listeners: a separate signal.
     let (stop_heartbeats_tx, stop_heartbeats_rx) = watch::channel(false);
     let liveness = tokio::spawn(join_and_heartbeat(

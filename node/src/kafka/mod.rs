@@ -39,6 +39,7 @@ mod records;
 mod request_cost;
 mod scram_users;
 mod session;
+mod share_fetch;
 mod throttle;
 mod topic_partitions;
 mod topics;

@@ -69,6 +69,8 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     // KIP-848 (group.protocol=consumer).
     (ApiKey::ConsumerGroupHeartbeat, 0, 1),
     (ApiKey::ConsumerGroupDescribe, 0, 1),
+    (ApiKey::ShareFetch, 1, 1),
+    (ApiKey::ShareAcknowledge, 1, 1),
 ];
 
 pub fn range(api: ApiKey) -> Option<(i16, i16)> {
