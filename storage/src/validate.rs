@@ -211,6 +211,10 @@ trait Input {
     fn skip(&mut self, n: usize) -> std::result::Result<(), Stop>;
     /// Bytes consumed so far.
     fn position(&self) -> u64;
+    /// The bytes at hand that follow the position, without reading more (maybe none).
+    fn peek(&self) -> &[u8];
+    /// Consumes `n` bytes of those [`Input::peek`] shows.
+    fn advance(&mut self, n: usize);
 }
 
 struct SliceInput<'a> {
@@ -237,6 +241,17 @@ impl Input for SliceInput<'_> {
 
     fn position(&self) -> u64 {
         self.pos as u64
+    }
+
+    #[inline]
+    fn peek(&self) -> &[u8] {
+        &self.buf[self.pos..]
+    }
+
+    #[inline]
+    fn advance(&mut self, n: usize) {
+        debug_assert!(n <= self.buf.len() - self.pos);
+        self.pos += n;
     }
 }
 
@@ -309,6 +324,17 @@ impl<R: Read> Input for StreamInput<R> {
     fn position(&self) -> u64 {
         self.before + self.pos as u64
     }
+
+    #[inline]
+    fn peek(&self) -> &[u8] {
+        &self.buf[self.pos..self.len]
+    }
+
+    #[inline]
+    fn advance(&mut self, n: usize) {
+        debug_assert!(n <= self.len - self.pos);
+        self.pos += n;
+    }
 }
 
 /// Why a record could not be read.
@@ -366,6 +392,7 @@ fn skip(input: &mut impl Input, n: i64, what: &str) -> std::result::Result<(), B
 }
 
 /// One record's fields that the checks look at.
+#[derive(Debug, PartialEq, Eq)]
 struct RecordFields {
     timestamp_delta: i64,
     offset_delta: i64,
@@ -373,7 +400,123 @@ struct RecordFields {
 }
 
 /// Reads one record; `Err` is why it is malformed.
+#[inline]
 fn read_record(input: &mut impl Input) -> std::result::Result<RecordFields, Bad> {
+    if let Some((fields, size)) = read_record_fast(input.peek()) {
+        input.advance(size);
+        return Ok(fields);
+    }
+    read_record_slow(input)
+}
+
+/// A varint at `buf[pos..]` as [`varint`] reads it, and the position past it; `None`
+/// wherever [`varint`] would fail, or where `buf` ends first. One- and two-byte varints
+/// (every length below 8 KiB) take no loop.
+#[inline(always)]
+fn slice_varint(buf: &[u8], pos: usize, max_bytes: u32, bits: u32) -> Option<(i64, usize)> {
+    let zigzag = |z: u64| ((z >> 1) as i64) ^ -((z & 1) as i64);
+    let first = *buf.get(pos)?;
+    if first < 0x80 {
+        return Some((zigzag(u64::from(first)), pos + 1));
+    }
+    let second = *buf.get(pos + 1)?;
+    if second < 0x80 && max_bytes >= 2 {
+        let z = u64::from(first & 0x7f) | u64::from(second) << 7;
+        return Some((zigzag(z), pos + 2));
+    }
+    let (z, next) = slice_varint_long(buf, pos, max_bytes, bits)?;
+    Some((zigzag(z), next))
+}
+
+/// [`slice_varint`] past two bytes: the zigzag value, not yet decoded, and the position
+/// past it.
+#[inline(never)]
+fn slice_varint_long(buf: &[u8], pos: usize, max_bytes: u32, bits: u32) -> Option<(u64, usize)> {
+    let mut z: u64 = 0;
+    for (i, &b) in buf.get(pos..)?.iter().take(max_bytes as usize).enumerate() {
+        z |= u64::from(b & 0x7f) << (7 * i);
+        if b & 0x80 == 0 {
+            if bits < 64 && z >> bits != 0 {
+                return None;
+            }
+            return Some((z, pos + i + 1));
+        }
+    }
+    None
+}
+
+/// The position past `n` bytes of `buf` from `pos`, if `buf` has them.
+#[inline(always)]
+fn slice_skip(buf: &[u8], pos: usize, n: i64) -> Option<usize> {
+    let end = pos.checked_add(usize::try_from(n).ok()?)?;
+    (end <= buf.len()).then_some(end)
+}
+
+/// The common case of [`read_record`], on the bytes at hand: a well-formed record that
+/// lies whole in `buf`. Returns its fields and size in one pass over its varints, and
+/// looks at no key, value or header byte. `None` for anything else (a record cut by
+/// the end of `buf`, or malformed in any way); [`read_record_slow`] then reads it again
+/// and says what is wrong. So this accepts only records that [`read_record_slow`]
+/// accepts, with the same fields and size.
+#[inline(always)]
+fn read_record_fast(buf: &[u8]) -> Option<(RecordFields, usize)> {
+    let (len, pos) = slice_varint(buf, 0, 5, 32)?;
+    let end = slice_skip(buf, pos, len)?;
+    // The fields must end where the record does: read them inside it.
+    let record = &buf[..end];
+    let pos = slice_skip(record, pos, 1)?; // attributes
+    let (timestamp_delta, pos) = slice_varint(record, pos, 10, 64)?;
+    let (offset_delta, pos) = slice_varint(record, pos, 5, 32)?;
+    let (key_len, mut pos) = slice_varint(record, pos, 5, 32)?;
+    if key_len < -1 {
+        return None;
+    }
+    if key_len > 0 {
+        pos = slice_skip(record, pos, key_len)?;
+    }
+    let (value_len, mut pos) = slice_varint(record, pos, 5, 32)?;
+    if value_len < -1 {
+        return None;
+    }
+    if value_len > 0 {
+        pos = slice_skip(record, pos, value_len)?;
+    }
+    let (headers, mut pos) = slice_varint(record, pos, 5, 32)?;
+    if headers < 0 {
+        return None;
+    }
+    // Each header takes two bytes at least, so a huge count runs out of record soon.
+    for _ in 0..headers {
+        let (key, next) = slice_varint(record, pos, 5, 32)?;
+        if key < 0 {
+            return None;
+        }
+        let (value, next) = slice_varint(record, slice_skip(record, next, key)?, 5, 32)?;
+        if value < -1 {
+            return None;
+        }
+        pos = if value > 0 {
+            slice_skip(record, next, value)?
+        } else {
+            next
+        };
+    }
+    if pos != end {
+        return None;
+    }
+    Some((
+        RecordFields {
+            timestamp_delta,
+            offset_delta,
+            has_key: key_len >= 0,
+        },
+        end,
+    ))
+}
+
+/// Reads one record a byte at a time from wherever it lies (across codec buffers too);
+/// `Err` is why it is malformed.
+fn read_record_slow(input: &mut impl Input) -> std::result::Result<RecordFields, Bad> {
     let malformed = |m: String| Err(Bad::Malformed(m));
     let len = varint32(input)?;
     if len < 0 {
