@@ -258,10 +258,12 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
                     // Topics may have changed while another broker coordinated these
                     // groups: their subscriptions are resolved against today's catalog.
                     let md = broker.metadata();
-                    shard.consumer_topics_changed(&MetadataCatalog {
+                    let catalog = MetadataCatalog {
                         md: &md,
                         authorizer: &broker.security.authorizer,
-                    });
+                    };
+                    shard.consumer_topics_changed(&catalog);
+                    shard.share_topics_changed(&catalog);
                 }
             });
         }
@@ -280,9 +282,11 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
             }
             if topics_changed {
                 shard.consumer_topics_changed(&catalog);
+                shard.share_topics_changed(&catalog);
             }
             shard.tick(now);
             shard.consumer_tick(&|group| consumer_group_config_in(&broker, &md, group), now);
+            shard.share_tick(&|group| share_group_config_in(&broker, &md, group), now);
         }
         let interval = Duration::from_millis(
             broker

@@ -63,6 +63,8 @@ impl Shard {
     ) -> Result<CommitTicket, ResponseError> {
         self.core.check_active()?;
         let mut t = self.lock();
+        // Share groups keep no committed offsets (Kafka: "not a consumer group").
+        Self::refuse_share_group(&t, group_id)?;
         if let Some(g) = t.consumer.get(group_id) {
             // KIP-848: the generation field carries the member epoch.
             g.check_commit(member_id, generation)?;
@@ -98,6 +100,7 @@ impl Shard {
     ) -> Result<CommitTicket, ResponseError> {
         self.core.check_active()?;
         let t = self.lock();
+        Self::refuse_share_group(&t, group_id)?;
         // KIP-447: a member-aware commit is fenced like a regular one; a producer without
         // group metadata (generation -1) commits as a "simple" consumer would.
         if generation >= 0 || !member_id.is_empty() {
@@ -255,6 +258,7 @@ impl Shard {
     ) -> Result<TopicOffsets, ResponseError> {
         self.core.check_active()?;
         let t = self.lock();
+        Self::refuse_share_group(&t, group_id)?;
         Ok(match wanted {
             Some(topics) => topics
                 .into_iter()
@@ -290,6 +294,7 @@ impl Shard {
     ) -> Result<(PartitionResults, Option<CommitTicket>), ResponseError> {
         self.core.check_active()?;
         let t = self.lock();
+        Self::refuse_share_group(&t, group_id)?;
         let description = t.groups.get(group_id).map(describe);
         let consumer_topics = Self::consumer_subscriptions(&t, group_id);
         if description.is_none() && consumer_topics.is_none() && !t.offsets.has_offsets(group_id) {
@@ -333,13 +338,23 @@ impl Shard {
         let mut t = self.lock();
         let has_offsets = t.offsets.has_offsets(group_id);
         let Tables {
-            groups, consumer, ..
+            groups,
+            consumer,
+            share,
+            ..
         } = &mut *t;
-        match (groups.get_mut(group_id), consumer.get_mut(group_id)) {
-            (Some(g), _) => g.mark_dead()?,
-            (None, Some(g)) => g.mark_dead()?,
-            (None, None) if has_offsets => {}
-            (None, None) => return Err(ResponseError::GroupIdNotFound),
+        match (
+            groups.get_mut(group_id),
+            consumer.get_mut(group_id),
+            share.get_mut(group_id),
+        ) {
+            (Some(g), _, _) => g.mark_dead()?,
+            (None, Some(g), _) => g.mark_dead()?,
+            // Only the group record goes: the share-partitions' state is kept apart
+            // (by the share-state side), which cleans it up on its own.
+            (None, None, Some(g)) => g.mark_dead()?,
+            (None, None, None) if has_offsets => {}
+            (None, None, None) => return Err(ResponseError::GroupIdNotFound),
         }
         let doomed: Vec<(String, i32)> = t
             .offsets
@@ -349,6 +364,7 @@ impl Shard {
             .collect();
         t.groups.remove(group_id);
         t.consumer.remove(group_id);
+        t.share.remove(group_id);
         drop(t);
         info!(group = group_id, "group deleted");
         self.write_tombstones(group_id, doomed, true, now_ms)

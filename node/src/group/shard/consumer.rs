@@ -60,6 +60,8 @@ impl Shard {
     ) -> Result<Pending<HeartbeatOutcome>, ResponseError> {
         self.core.check_active()?;
         let mut t = self.lock();
+        // A share group's id is not a consumer group's (Kafka: GROUP_ID_NOT_FOUND).
+        Self::refuse_share_group(&t, group_id)?;
         if let Some(classic) = t.groups.get(group_id) {
             if !matches!(classic.phase, GroupPhase::Empty | GroupPhase::Dead) {
                 // Kafka's answer when the group uses the classic protocol and no

@@ -40,6 +40,7 @@ impl Shard {
             }
             t.groups = tables.groups;
             t.consumer = tables.consumer;
+            t.share = tables.share;
             t.offsets = tables.offsets;
             t.pending_txn = tables.pending_txn;
         }
@@ -98,15 +99,23 @@ fn apply_entry(t: &mut Tables, log_offset: i64, entry: Entry, now_ms: i64) {
         Entry::Group { group, value } => match value {
             Some(StoredGroup::Classic(snapshot)) => {
                 t.consumer.remove(&group);
+                t.share.remove(&group);
                 t.groups.insert(group, Group::restore(&snapshot, now_ms));
             }
             Some(StoredGroup::Consumer(g)) => {
                 t.groups.remove(&group);
+                t.share.remove(&group);
                 t.consumer.insert(group, g.restore(now_ms));
+            }
+            Some(StoredGroup::Share(g)) => {
+                t.groups.remove(&group);
+                t.consumer.remove(&group);
+                t.share.insert(group, g.restore(now_ms));
             }
             None => {
                 t.groups.remove(&group);
                 t.consumer.remove(&group);
+                t.share.remove(&group);
             }
         },
     }

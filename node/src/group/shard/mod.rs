@@ -24,15 +24,18 @@ use tracing::{debug, info, warn};
 mod commits;
 mod consumer;
 mod load;
+mod share;
 
 use commits::PendingTxnOffset;
 pub use commits::{CommitTicket, OffsetCommit, PartitionResults, TopicOffsets};
 
 pub use consumer::ConsumerGroupDescription;
+pub use share::ShareGroupDescription;
 
 use super::consumer::ConsumerGroup;
 use super::offsets::OffsetStore;
 use super::records;
+use super::share::ShareGroup;
 use super::state::{
     Answer, Effect, Group, GroupConfig, GroupPhase, JoinRequest, JoinResult, Member, MemberId,
     SyncResult,
@@ -67,7 +70,7 @@ pub struct GroupListing {
     pub protocol_type: String,
     /// As ListGroups v4+ names it.
     pub state: &'static str,
-    /// "classic" or "consumer" (ListGroups v5).
+    /// "classic", "consumer" or "share" (ListGroups v5).
     pub group_type: &'static str,
 }
 
@@ -76,6 +79,8 @@ struct Tables {
     groups: HashMap<String, Group>,
     /// KIP-848 groups; a group id is in `groups` or here, never both.
     consumer: HashMap<String, ConsumerGroup>,
+    /// KIP-932 share groups; a group id here is in neither of the above.
+    share: HashMap<String, ShareGroup>,
     offsets: OffsetStore,
     joins: HashMap<(String, MemberId), oneshot::Sender<JoinResult>>,
     syncs: HashMap<(String, MemberId), oneshot::Sender<SyncResult>>,
@@ -129,6 +134,7 @@ impl Shard {
         }
         t.groups.clear();
         t.consumer.clear();
+        t.share.clear();
     }
 
     pub fn join(
@@ -140,6 +146,10 @@ impl Shard {
     ) -> Result<Pending<JoinResult>, ResponseError> {
         self.core.check_active()?;
         let mut t = self.lock();
+        if Self::is_share_group(&t, group_id) {
+            // Kafka's answer to JoinGroup on a share group's id.
+            return Err(ResponseError::InconsistentGroupProtocol);
+        }
         Self::take_over_from_consumer_group(&mut t, group_id)?;
         let group = t
             .groups
@@ -243,9 +253,9 @@ impl Shard {
     pub fn describe(&self, group_id: &str) -> Result<Option<GroupDescription>, ResponseError> {
         self.core.check_active()?;
         let t = self.lock();
-        if t.consumer.get(group_id).is_some_and(|g| !g.dead) {
-            // Kafka's answer for a KIP-848 group: not a classic group (clients then ask
-            // with ConsumerGroupDescribe).
+        if t.consumer.get(group_id).is_some_and(|g| !g.dead) || Self::is_share_group(&t, group_id) {
+            // Kafka's answer for a KIP-848 or share group: not a classic group (clients
+            // then ask with ConsumerGroupDescribe or ShareGroupDescribe).
             return Err(ResponseError::GroupIdNotFound);
         }
         Ok(match t.groups.get(group_id) {
@@ -288,6 +298,12 @@ impl Shard {
                     group_type: "consumer",
                 }),
         );
+        out.extend(t.share.values().filter(|g| !g.dead).map(|g| GroupListing {
+            group_id: g.id.clone(),
+            protocol_type: "share".to_string(),
+            state: g.state().name(),
+            group_type: "share",
+        }));
         for g in t.offsets.groups() {
             if !t.groups.contains_key(g) && !t.consumer.contains_key(g) {
                 out.push(GroupListing {
