@@ -361,6 +361,13 @@ impl ShareStateShard {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
+
+    use fjord_controller::metadata::{PartitionState, TopicState};
+    use fjord_controller::ClusterMetadata;
+
+    use crate::replica::ReplicaManager;
+    use crate::share_state::SHARE_STATE_TOPIC;
 
     fn snapshot(state_epoch: i32, snapshot_epoch: i32) -> ShareSnapshot {
         ShareSnapshot {
@@ -490,6 +497,97 @@ mod tests {
         assert_eq!(
             decide_read(Some(&s), 6),
             Ok(ReadDecision::Record(stored(6, 2, 7)))
+        );
+    }
+
+    /// A `__share_group_state` partition this broker (1) leads alone, so every append
+    /// is replicated at once.
+    fn led_partition(dir: &std::path::Path) -> (ReplicaManager, Arc<Partition>) {
+        let replicas = ReplicaManager::open(1, dir, BTreeMap::new()).expect("replicas");
+        let mut md = ClusterMetadata::default();
+        md.topics.insert(
+            SHARE_STATE_TOPIC.to_string(),
+            TopicState {
+                name: SHARE_STATE_TOPIC.to_string(),
+                id: uuid::Uuid::from_u128(7),
+                configs: Default::default(),
+                partitions: vec![PartitionState::new(vec![1])],
+                internal: true,
+            },
+        );
+        replicas.apply_metadata(&md);
+        let replica = replicas.get(SHARE_STATE_TOPIC, 0).expect("replica");
+        assert!(replica.is_leader());
+        (replicas, replica)
+    }
+
+    fn key(partition: i32) -> ShareKey {
+        ShareKey {
+            group_id: "g".to_string(),
+            topic_id: uuid::Uuid::from_u128(9),
+            partition,
+        }
+    }
+
+    #[tokio::test]
+    async fn state_is_fenced_stored_and_reloaded_from_the_log() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (_replicas, replica) = led_partition(dir.path());
+        let shard = ShareStateShard::new(Arc::clone(&replica));
+        assert_eq!(
+            shard.read(&key(0), 1).await,
+            Err(ResponseError::CoordinatorLoadInProgress)
+        );
+        assert!(shard.load().await);
+        assert_eq!(shard.read(&key(0), 1).await, Ok(None));
+
+        shard
+            .write(&key(0), 1, &snapshot(0, 1))
+            .await
+            .expect("write");
+        shard
+            .write(&key(1), 3, &snapshot(0, 1))
+            .await
+            .expect("write");
+        let end = replica.log_end_offset();
+        // Stale: answered, not appended.
+        shard
+            .write(&key(0), 1, &snapshot(0, 1))
+            .await
+            .expect("stale");
+        assert_eq!(replica.log_end_offset(), end);
+        // A newer leader's read records its epoch; the older leader is fenced from then on.
+        assert_eq!(shard.read(&key(0), 2).await, Ok(Some(snapshot(0, 1))));
+        assert_eq!(replica.log_end_offset(), end + 1);
+        assert_eq!(
+            shard.write(&key(0), 1, &snapshot(0, 2)).await,
+            Err(ResponseError::FencedLeaderEpoch)
+        );
+        assert_eq!(
+            shard.read(&key(0), 1).await,
+            Err(ResponseError::FencedLeaderEpoch)
+        );
+        shard
+            .write(&key(0), 2, &snapshot(0, 5))
+            .await
+            .expect("write");
+        shard.delete(&key(1)).await.expect("delete");
+        shard.delete(&key(1)).await.expect("absent");
+        assert_eq!(shard.read(&key(1), 3).await, Ok(None));
+
+        // A new shard (a new leadership) sees exactly what was replicated.
+        shard.close();
+        let reloaded = ShareStateShard::new(Arc::clone(&replica));
+        assert!(reloaded.load().await);
+        assert_eq!(reloaded.read(&key(0), -1).await, Ok(Some(snapshot(0, 5))));
+        assert_eq!(
+            reloaded.write(&key(0), 1, &snapshot(0, 9)).await,
+            Err(ResponseError::FencedLeaderEpoch)
+        );
+        assert_eq!(reloaded.read(&key(1), -1).await, Ok(None));
+        assert_eq!(
+            shard.read(&key(0), 2).await,
+            Err(ResponseError::NotCoordinator)
         );
     }
 }
