@@ -16,10 +16,12 @@ use kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
 };
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::share_fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::{
     ConsumerGroupHeartbeatRequest, CreateAclsRequest, CreateTopicsRequest, DescribeClusterRequest,
     DescribeConfigsRequest, FindCoordinatorRequest, GroupId, InitProducerIdRequest,
-    MetadataRequest, OffsetCommitRequest, ProduceRequest, ProducerId, TransactionalId,
+    MetadataRequest, OffsetCommitRequest, ProduceRequest, ProducerId, ShareFetchRequest,
+    TransactionalId,
 };
 
 fn produce(w: &mut Wire, topic: &str) -> i16 {
@@ -281,6 +283,53 @@ fn a_principal_without_acls_gets_kafkas_authorization_errors() {
     assert_eq!(named.error_code, TOPIC_AUTHORIZATION_FAILED);
     let other = alice.call(1, &join("other-app", Some(".*"), None));
     assert_eq!(other.error_code, GROUP_AUTHORIZATION_FAILED);
+
+    // KIP-932: ShareFetch needs READ on the share group, and READ on each topic, which
+    // is answered per partition.
+    let ids: std::collections::BTreeMap<String, uuid::Uuid> =
+        Wire::connect_plain(&node.bootstrap(), "admin", "admin-secret")
+            .call(12, &MetadataRequest::default().with_topics(None))
+            .topics
+            .iter()
+            .filter_map(|t| Some((t.name.as_ref()?.0.to_string(), t.topic_id)))
+            .collect();
+    let share_fetch = |w: &mut Wire, group: &str, topics: &[&str]| {
+        w.call(
+            1,
+            &ShareFetchRequest::default()
+                .with_group_id(Some(GroupId(s(group))))
+                .with_member_id(Some(s("alice-share-1")))
+                .with_share_session_epoch(0)
+                .with_max_wait_ms(0)
+                .with_max_bytes(1 << 20)
+                .with_max_records(10)
+                .with_topics(
+                    topics
+                        .iter()
+                        .map(|t| {
+                            FetchTopic::default()
+                                .with_topic_id(ids[*t])
+                                .with_partitions(vec![
+                                    FetchPartition::default().with_partition_index(0)
+                                ])
+                        })
+                        .collect(),
+                ),
+        )
+    };
+    let denied = share_fetch(&mut alice, "other-app", &["orders-eu"]);
+    assert_eq!(denied.error_code, GROUP_AUTHORIZATION_FAILED);
+    let fetched = share_fetch(&mut alice, "app-share", &["orders-eu", "payments"]);
+    assert_eq!(fetched.error_code, 0, "{fetched:?}");
+    let code_of = |topic: &str| {
+        fetched
+            .responses
+            .iter()
+            .find(|t| t.topic_id == ids[topic])
+            .map(|t| t.partitions[0].error_code)
+    };
+    assert_eq!(code_of("payments"), Some(TOPIC_AUTHORIZATION_FAILED));
+    assert_ne!(code_of("orders-eu"), Some(TOPIC_AUTHORIZATION_FAILED));
 
     // DENY wins over ALLOW, and removing it restores access.
     let deny = [
