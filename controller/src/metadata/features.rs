@@ -33,8 +33,10 @@ const MV_4_0_IV0: i16 = 22;
 
 /// What Fjord supports. metadata.version spans Kafka 3.3-IV3 (7) to 4.0-IV3 (25): Fjord
 /// keeps one metadata format and reads clients of all of them. group.version 1 is the
-/// KIP-848 consumer protocol. transaction.version 2 (KIP-890 part 2) and share groups
-/// are not built, so their only level is 0.
+/// KIP-848 consumer protocol. share.version 1 is KIP-932 share groups: Kafka 4.1 leaves
+/// it off until `kafka-features.sh upgrade --feature share.version=1`, a new Fjord
+/// cluster finalizes it as it does group.version, and 0 turns share groups off.
+/// transaction.version 2 (KIP-890 part 2) is not built, so its only level is 0.
 pub const SUPPORTED: &[FeatureRange] = &[
     FeatureRange {
         name: METADATA_VERSION,
@@ -63,8 +65,8 @@ pub const SUPPORTED: &[FeatureRange] = &[
     FeatureRange {
         name: SHARE_VERSION,
         min: 0,
-        max: 0,
-        default: 0,
+        max: 1,
+        default: 1,
     },
 ];
 
@@ -219,6 +221,7 @@ mod tests {
         assert_eq!(f.get(METADATA_VERSION), Some(&25));
         assert_eq!(f.get(GROUP_VERSION), Some(&1));
         assert_eq!(f.get(KRAFT_VERSION), Some(&1));
+        assert_eq!(f.get(SHARE_VERSION), Some(&1));
         assert!(!f.contains_key(TRANSACTION_VERSION), "{f:?}");
     }
 

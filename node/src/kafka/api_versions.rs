@@ -28,12 +28,15 @@ pub fn handle(ctx: &RequestContext, _req: ApiVersionsRequest) -> ResponseKind {
     // As Kafka: with group.version 0 the KIP-848 APIs are not offered, so clients fall
     // back to the classic protocol.
     let consumer_protocol = features::consumer_protocol_enabled(&md);
-    let keys = api_keys_where(|api| {
-        consumer_protocol
-            || !matches!(
-                api,
-                ApiKey::ConsumerGroupHeartbeat | ApiKey::ConsumerGroupDescribe
-            )
+    // Likewise share.version 0 takes the KIP-932 APIs away.
+    let share_groups = features::share_groups_enabled(&md);
+    let keys = api_keys_where(|api| match api {
+        ApiKey::ConsumerGroupHeartbeat | ApiKey::ConsumerGroupDescribe => consumer_protocol,
+        ApiKey::ShareGroupHeartbeat
+        | ApiKey::ShareGroupDescribe
+        | ApiKey::ShareFetch
+        | ApiKey::ShareAcknowledge => share_groups,
+        _ => true,
     });
     let resp = ApiVersionsResponse::default().with_api_keys(keys);
     ResponseKind::ApiVersions(features::describe(&md, resp))

@@ -120,6 +120,11 @@ pub fn consumer_protocol_enabled(md: &ClusterMetadata) -> bool {
     features::level(md, features::GROUP_VERSION) >= 1
 }
 
+/// Whether KIP-932 share groups are on (share.version 1 or higher).
+pub fn share_groups_enabled(md: &ClusterMetadata) -> bool {
+    features::level(md, features::SHARE_VERSION) >= 1
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,5 +146,9 @@ mod tests {
         assert!(updates(1, &req).is_err());
         let md = ClusterMetadata::default();
         assert!(consumer_protocol_enabled(&md));
+        assert!(
+            share_groups_enabled(&md),
+            "a new cluster finalizes share.version 1"
+        );
     }
 }

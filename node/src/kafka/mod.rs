@@ -40,6 +40,7 @@ mod request_cost;
 mod scram_users;
 mod session;
 mod share_fetch;
+mod share_groups;
 mod throttle;
 mod topic_partitions;
 mod topics;

@@ -69,6 +69,9 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     // KIP-848 (group.protocol=consumer).
     (ApiKey::ConsumerGroupHeartbeat, 0, 1),
     (ApiKey::ConsumerGroupDescribe, 0, 1),
+    // KIP-932 share groups (share.version 1).
+    (ApiKey::ShareGroupHeartbeat, 1, 1),
+    (ApiKey::ShareGroupDescribe, 1, 1),
     (ApiKey::ShareFetch, 1, 1),
     (ApiKey::ShareAcknowledge, 1, 1),
 ];
@@ -178,5 +181,9 @@ mod tests {
         check::<ListConfigResourcesRequest, ListConfigResourcesResponse>(
             ApiKey::ListConfigResources,
         );
+        check::<ShareGroupHeartbeatRequest, ShareGroupHeartbeatResponse>(
+            ApiKey::ShareGroupHeartbeat,
+        );
+        check::<ShareGroupDescribeRequest, ShareGroupDescribeResponse>(ApiKey::ShareGroupDescribe);
     }
 }

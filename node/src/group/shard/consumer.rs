@@ -122,7 +122,7 @@ impl Shard {
     }
 
     /// ConsumerGroupDescribe: `Ok(None)` when there is no such group; an error when the
-    /// id names a classic group.
+    /// id names a classic or share group.
     pub fn consumer_describe(
         &self,
         group_id: &str,
@@ -132,6 +132,7 @@ impl Shard {
         if t.groups
             .get(group_id)
             .is_some_and(|g| g.phase != GroupPhase::Dead)
+            || Self::is_share_group(&t, group_id)
         {
             return Err(ResponseError::GroupIdNotFound);
         }
