@@ -214,3 +214,137 @@ fn group_state_survives_a_restart_and_stale_epochs_are_fenced() {
         "{r:?}"
     );
 }
+
+/// KIP-932 share groups through confluent-kafka's ShareConsumer
+/// (tests/python/share_groups.py): two members hold different records of one partition
+/// at once; records whose locks run out go to another member with a higher delivery
+/// count; RELEASEd records come back and REJECTed ones never; a record released on its
+/// last delivery attempt is archived.
+#[test]
+fn librdkafka_share_consumers_share_a_partition_and_settle_records() {
+    let node = Node::start_with(&[
+        "--override",
+        "group.share.min.record.lock.duration.ms=1000",
+        "--override",
+        "group.share.delivery.count.limit=3",
+        "--override",
+        "group.share.min.heartbeat.interval.ms=500",
+        "--override",
+        "group.share.heartbeat.interval.ms=500",
+    ]);
+    let out = std::process::Command::new(fjord_tests::python())
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/python/share_groups.py"
+        ))
+        .args(["--bootstrap-server", &node.bootstrap(), "--lock-ms", "2000"])
+        .arg("--fjord")
+        .arg(fjord_tests::fjord_bin())
+        .output()
+        .expect("run python");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        node.log()
+    );
+    println!("{stdout}");
+}
+
+/// The leader of `topic`'s `partition` as `node` sees it (-1: none, or not known).
+fn leader_seen_by(node: &Node, topic: &str, partition: usize) -> i32 {
+    let mut w = Wire::connect(&node.bootstrap());
+    let md = w.call(
+        4,
+        &kafka_protocol::messages::MetadataRequest::default().with_topics(Some(vec![
+            kafka_protocol::messages::metadata_request::MetadataRequestTopic::default()
+                .with_name(Some(fjord_tests::topic_name(topic))),
+        ])),
+    );
+    md.topics
+        .first()
+        .and_then(|t| t.partitions.get(partition))
+        .map_or(-1, |p| p.leader_id.0)
+}
+
+/// Kills `victim` and waits until another live node names a new leader of the
+/// partition, then starts `victim` again.
+fn kill_and_replace_leader(
+    cluster: &mut fjord_tests::Cluster,
+    victim: i32,
+    topic: &str,
+    partition: usize,
+) {
+    cluster.node(victim).kill9();
+    let witness = if victim == 1 { 2 } else { 1 };
+    fjord_tests::wait_until(
+        &format!("a new leader of {topic}-{partition}"),
+        Duration::from_secs(60),
+        || {
+            let leader = leader_seen_by(cluster.node(witness), topic, partition);
+            (leader > 0 && leader != victim).then_some(())
+        },
+    );
+    cluster.node(victim).spawn_again();
+    cluster.node(victim).wait_ready(Duration::from_secs(90));
+}
+
+/// KIP-932 across failures: 100 records are accepted, then the partition's leader is
+/// killed, and then the broker storing its share state (`__share_group_state`); after
+/// both, every other record is delivered and none of the accepted ones again
+/// (tests/python/share_groups.py, failover phases).
+#[test]
+fn share_group_state_survives_a_leader_kill_and_a_coordinator_move() {
+    let mut cluster = fjord_tests::Cluster::start(
+        3,
+        0,
+        &[
+            "--override",
+            "group.share.min.heartbeat.interval.ms=500",
+            "--override",
+            "group.share.heartbeat.interval.ms=500",
+        ],
+    );
+    let run = |bootstrap: String, phase: &str| {
+        let out = std::process::Command::new(fjord_tests::python())
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/python/share_groups.py"
+            ))
+            .args(["--bootstrap-server", &bootstrap, "--scenario", phase])
+            .arg("--fjord")
+            .arg(fjord_tests::fjord_bin())
+            .output()
+            .expect("run python");
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "{phase}: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        println!("{stdout}");
+        stdout
+    };
+    let before = run(cluster.bootstrap(), "failover-before");
+    let state_partition: usize = before
+        .lines()
+        .find_map(|l| l.strip_prefix("SHARE_STATE_PARTITION "))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("the share state's partition");
+    let leader = leader_seen_by(cluster.node(1), "share-failover", 0);
+    assert!(leader > 0, "share-failover-0 has a leader");
+    kill_and_replace_leader(&mut cluster, leader, "share-failover", 0);
+    let coordinator = leader_seen_by(cluster.node(1), "__share_group_state", state_partition);
+    assert!(
+        coordinator > 0,
+        "__share_group_state-{state_partition} has a leader"
+    );
+    kill_and_replace_leader(
+        &mut cluster,
+        coordinator,
+        "__share_group_state",
+        state_partition,
+    );
+    run(cluster.bootstrap(), "failover-after");
+}

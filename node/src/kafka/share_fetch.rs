@@ -354,9 +354,8 @@ impl Ctx<'_> {
                 .map(|d| Duration::from_millis(d.saturating_sub(now_ms()).max(1) as u64));
             let wait = until_lock.map_or(remaining, |l| l.min(remaining));
             let changed = select_all(watchers.iter_mut().map(|w| w.changed().boxed()));
-            match tokio::time::timeout(wait, changed).await {
-                Ok((Err(_), _, _)) => return, // the partition went away
-                _ => {}
+            if let Ok((Err(_), _, _)) = tokio::time::timeout(wait, changed).await {
+                return; // the partition went away
             }
         }
     }

@@ -137,6 +137,7 @@ impl ShareLeader {
 
     /// Settles records `member_id` holds; an ACCEPT or REJECT is stored before this
     /// returns, so it is never undone by a failover.
+    #[allow(clippy::too_many_arguments)]
     pub async fn acknowledge(
         &self,
         store: &impl StateStore,

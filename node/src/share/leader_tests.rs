@@ -21,7 +21,7 @@ impl StateStore for MemoryStore {
         key: &ShareKey,
         leader_epoch: i32,
     ) -> Result<Option<ShareSnapshot>, ResponseError> {
-        let mut stored = self.stored.lock().unwrap();
+        let mut stored = self.stored.lock().expect("store lock");
         match stored.get_mut(key) {
             Some((e, _)) if *e > leader_epoch => Err(ResponseError::FencedLeaderEpoch),
             Some((e, s)) => {
@@ -41,7 +41,7 @@ impl StateStore for MemoryStore {
         if self.failing.load(Ordering::SeqCst) {
             return Err(ResponseError::CoordinatorNotAvailable);
         }
-        let mut stored = self.stored.lock().unwrap();
+        let mut stored = self.stored.lock().expect("store lock");
         if stored.get(key).is_some_and(|(e, _)| *e > leader_epoch) {
             return Err(ResponseError::FencedLeaderEpoch);
         }
@@ -130,10 +130,16 @@ async fn acquisitions_are_stored_before_they_are_answered() {
     let got = leader
         .acquire(&store, &log, &key(), earliest(), "a", 4, 1 << 20, 0)
         .await
-        .unwrap();
+        .expect("the call succeeds");
     assert_eq!(offsets(&got), vec![(0, 3)]);
     assert_eq!(batches::covered_offsets(&got.records), Some(0..4));
-    let stored = store.stored.lock().unwrap().get(&key()).cloned().unwrap();
+    let stored = store
+        .stored
+        .lock()
+        .expect("store lock")
+        .get(&key())
+        .cloned()
+        .expect("stored state");
     // Four records delivered once each, written as available (a lock is not durable).
     assert_eq!(stored.1.state_batches.len(), 1);
     assert_eq!(stored.1.state_batches[0].delivery_count, 1);
@@ -141,7 +147,7 @@ async fn acquisitions_are_stored_before_they_are_answered() {
     let other = leader
         .acquire(&store, &log, &key(), earliest(), "b", 100, 1 << 20, 0)
         .await
-        .unwrap();
+        .expect("the call succeeds");
     assert_eq!(offsets(&other), vec![(4, 9)]);
 }
 
@@ -159,10 +165,16 @@ async fn a_new_share_partition_starts_where_auto_offset_reset_says() {
     let got = leader
         .acquire(&store, &log, &key(), latest, "a", 100, 1 << 20, 0)
         .await
-        .unwrap();
+        .expect("the call succeeds");
     assert!(got.runs.is_empty());
     // The start was stored at once, so a later leader keeps it.
-    let stored = store.stored.lock().unwrap().get(&key()).cloned().unwrap();
+    let stored = store
+        .stored
+        .lock()
+        .expect("store lock")
+        .get(&key())
+        .cloned()
+        .expect("stored state");
     assert_eq!(stored.1.start_offset, 10);
 }
 
@@ -176,19 +188,22 @@ async fn a_failed_write_answers_nothing_and_reloads_the_stored_state() {
     leader
         .acquire(&store, &log, &key(), earliest(), "a", 2, 1 << 20, 0)
         .await
-        .unwrap();
+        .expect("the call succeeds");
     store.failing.store(true, Ordering::SeqCst);
     let failed = leader
         .acquire(&store, &log, &key(), earliest(), "a", 2, 1 << 20, 0)
         .await;
-    assert_eq!(failed.unwrap_err(), ResponseError::NotLeaderOrFollower);
+    assert_eq!(
+        failed.expect_err("an error"),
+        ResponseError::NotLeaderOrFollower
+    );
     store.failing.store(false, Ordering::SeqCst);
     // The records of the failed answer were never sent: offered again from the store,
     // where 0-1 were delivered once and 2-3 never.
     let again = leader
         .acquire(&store, &log, &key(), earliest(), "b", 10, 1 << 20, 0)
         .await
-        .unwrap();
+        .expect("the call succeeds");
     assert_eq!(offsets(&again), vec![(0, 1), (2, 9)]);
     assert_eq!(again.runs[0].delivery_count, 2);
     assert_eq!(again.runs[1].delivery_count, 1);
@@ -204,19 +219,19 @@ async fn accepted_records_survive_a_new_leader_and_locked_ones_come_back() {
     leader
         .acquire(&store, &log, &key(), earliest(), "a", 6, 1 << 20, 0)
         .await
-        .unwrap();
+        .expect("the call succeeds");
     let accept = AcknowledgementBatch::new(0, 2, AcknowledgeType::Accept);
     leader
         .acknowledge(&store, &log, &key(), earliest(), "a", &[accept], 1)
         .await
-        .unwrap();
+        .expect("the call succeeds");
     // Leadership moves (the same broker at a new epoch stands in for a new leader).
     log.epoch.store(2, Ordering::SeqCst);
     let next = ShareLeader::default();
     let got = next
         .acquire(&store, &log, &key(), earliest(), "b", 10, 1 << 20, 2)
         .await
-        .unwrap();
+        .expect("the call succeeds");
     assert_eq!(offsets(&got), vec![(3, 5)]);
     assert_eq!(got.runs[0].delivery_count, 2);
     // The old leader's writes are fenced from now on.
@@ -245,14 +260,14 @@ async fn released_sessions_and_expired_locks_redeliver() {
     leader
         .acquire(&store, &log, &key(), settings, "a", 3, 1 << 20, 0)
         .await
-        .unwrap();
+        .expect("the call succeeds");
     assert!(!leader.has_redeliveries(&key(), 0));
     leader.release(&key(), "a").await;
     assert!(leader.has_redeliveries(&key(), 0));
     let got = leader
         .acquire(&store, &log, &key(), settings, "b", 10, 1 << 20, 1)
         .await
-        .unwrap();
+        .expect("the call succeeds");
     assert_eq!(offsets(&got), vec![(0, 2)]);
     let lock = settings.partition.record_lock_duration_ms;
     assert_eq!(leader.next_lock_deadline(&[key()]), Some(1 + lock));
@@ -260,7 +275,7 @@ async fn released_sessions_and_expired_locks_redeliver() {
     let again = leader
         .acquire(&store, &log, &key(), settings, "c", 10, 1 << 20, 1 + lock)
         .await
-        .unwrap();
+        .expect("the call succeeds");
     assert_eq!(again.runs[0].delivery_count, 3);
 }
 
@@ -274,7 +289,7 @@ async fn acknowledging_what_another_member_holds_is_refused() {
     leader
         .acquire(&store, &log, &key(), earliest(), "a", 3, 1 << 20, 0)
         .await
-        .unwrap();
+        .expect("the call succeeds");
     let writes = store.writes.load(Ordering::SeqCst);
     let theft = leader
         .acknowledge(
@@ -293,11 +308,11 @@ async fn acknowledging_what_another_member_holds_is_refused() {
         writes,
         "nothing written"
     );
-    let slot = leader.existing(&key()).unwrap();
+    let slot = leader.existing(&key()).expect("a slot");
     let slot = slot.lock().await;
-    let (_, p) = slot.state.as_ref().unwrap();
+    let (_, p) = slot.state.as_ref().expect("loaded state");
     assert!(matches!(
-        p.record(0).unwrap().state,
+        p.record(0).expect("in flight").state,
         RecordState::Acquired { .. }
     ));
 }
@@ -313,6 +328,9 @@ async fn a_follower_serves_nothing() {
     let got = leader
         .acquire(&store, &log, &key(), earliest(), "a", 3, 1 << 20, 0)
         .await;
-    assert_eq!(got.unwrap_err(), ResponseError::NotLeaderOrFollower);
-    assert!(store.stored.lock().unwrap().is_empty());
+    assert_eq!(
+        got.expect_err("an error"),
+        ResponseError::NotLeaderOrFollower
+    );
+    assert!(store.stored.lock().expect("store lock").is_empty());
 }

@@ -221,7 +221,8 @@ mod tests {
     #[test]
     fn epochs_must_follow_in_order() {
         let mut s = ShareSessions::new(10);
-        s.fetch("g", "m", 0, &[tp(1, 0)], &[], 0).unwrap();
+        s.fetch("g", "m", 0, &[tp(1, 0)], &[], 0)
+            .expect("the session request succeeds");
         // A replayed or skipped epoch is refused, and the session still expects 1.
         assert_eq!(
             s.fetch("g", "m", 2, &[], &[], 0),
@@ -257,7 +258,8 @@ mod tests {
             s.fetch("g", "m", 0, &[], &[tp(1, 0)], 0),
             Err(ResponseError::InvalidRequest)
         );
-        s.fetch("g", "m", 0, &[tp(1, 0)], &[], 0).unwrap();
+        s.fetch("g", "m", 0, &[tp(1, 0)], &[], 0)
+            .expect("the session request succeeds");
         assert_eq!(
             s.fetch("g", "m", -1, &[tp(1, 1)], &[], 0),
             Err(ResponseError::InvalidRequest)
@@ -273,8 +275,10 @@ mod tests {
     #[test]
     fn idle_sessions_are_evicted_with_their_partitions() {
         let mut s = ShareSessions::new(10);
-        s.fetch("g", "old", 0, &[tp(1, 0)], &[], 0).unwrap();
-        s.fetch("g", "new", 0, &[tp(1, 1)], &[], 50).unwrap();
+        s.fetch("g", "old", 0, &[tp(1, 0)], &[], 0)
+            .expect("the session request succeeds");
+        s.fetch("g", "new", 0, &[tp(1, 1)], &[], 50)
+            .expect("the session request succeeds");
         let gone = s.evict_idle(60, 100);
         assert_eq!(
             gone,
