@@ -443,7 +443,16 @@ fn the_varint_fast_path_reads_what_the_byte_reader_reads() {
 /// The record fast path against the byte reader on the same bytes: whatever the fast
 /// path accepts, the byte reader accepts with the same fields and size.
 fn fast_agrees_with_slow(bytes: &[u8]) -> std::result::Result<(), String> {
-    if let Some((fields, size)) = read_record_fast(bytes) {
+    let fast = read_record_fast(bytes);
+    // Both fast readers on their own, and the one in front when both take it.
+    let (words, fields) = (read_record_words(bytes), read_record_fields(bytes));
+    if words.is_some() && words != fields {
+        return Err(format!("words {words:?}, fields {fields:?}"));
+    }
+    if fast != words.or(fields) {
+        return Err(format!("fast {fast:?}"));
+    }
+    for (fields, size) in [words, fields].into_iter().flatten() {
         let mut input = SliceInput { buf: bytes, pos: 0 };
         match read_record_slow(&mut input) {
             Ok(slow) if slow == fields && input.pos == size => {}
@@ -481,6 +490,20 @@ fn the_record_fast_path_takes_well_formed_records_and_leaves_the_rest() {
     );
     for cut in 0..one.len() {
         assert!(read_record_fast(&one[..cut]).is_none(), "cut at {cut}");
+    }
+    // Without headers and with eight bytes at hand, the word reader takes it too.
+    let mut padded = one.clone();
+    padded.extend_from_slice(&[0xff; 8]);
+    assert_eq!(read_record_words(&padded), read_record_fields(&padded));
+    assert!(read_record_words(&padded).is_some());
+    // Three-byte varints too, and four-byte ones are left to the field reader.
+    for (offset_delta, words) in [(8192, true), (1 << 20, false)] {
+        let mut r = record(offset_delta, Some(b"k"), &[b'v'; 100]);
+        r.extend_from_slice(&[0; 8]);
+        assert_eq!(read_record_words(&r).is_some(), words, "{offset_delta}");
+        let (fields, _) = read_record_fast(&r).expect("well formed");
+        assert_eq!(fields.offset_delta, offset_delta);
+        fast_agrees_with_slow(&r).expect("agrees");
     }
     // A length that disagrees with the fields, either way.
     let mut long = one.clone();
@@ -547,7 +570,7 @@ mod fuzz {
                 let i = at % body.len();
                 body[i] = byte;
             }
-            body.extend_from_slice(&[0x80; 3]);
+            body.extend_from_slice(&[0x80; 8]);
             prop_assert_eq!(fast_agrees_with_slow(&body), Ok(()));
         }
 
