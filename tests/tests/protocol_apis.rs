@@ -2,13 +2,15 @@
 //! fetch long-poll and empty record sets, ListOffsets, DeleteRecords,
 //! OffsetForLeaderEpoch, CreatePartitions, DescribeCluster, Metadata,
 //! CreateTopics/DeleteTopics errors, pipelining and idempotent produce. Feature versions
-//! (`features`) and null error messages over every API (`error_messages`) are modules of
-//! this binary, so CI links it once.
+//! (`features`), null error messages over every API (`error_messages`) and share group
+//! membership (`share_groups`) are modules of this binary, so CI links it once.
 
 #[path = "protocol_apis/error_messages.rs"]
 mod error_messages;
 #[path = "protocol_apis/features.rs"]
 mod features;
+#[path = "protocol_apis/share_groups.rs"]
+mod share_groups;
 
 use std::time::Duration;
 
