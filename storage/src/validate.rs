@@ -4,9 +4,14 @@
 //! compressed batches too. Topic rules are checked per record (keys on compacted topics,
 //! the timestamp window), and records that break them are reported by index (KIP-467).
 //!
-//! Compressed batches are inflated as a stream through a fixed buffer and never held
-//! whole: key, value and header bytes are skipped, not copied. A batch costs its request
-//! bytes plus a few KiB, and the codec's bounded state (see `compression`).
+//! Compressed batches are inflated as a stream through a fixed buffer (64 KiB, kept per
+//! thread) and never held whole: key, value and header bytes are skipped, not copied. A
+//! batch costs its request bytes, that buffer, and the codec's bounded state (see
+//! `compression`).
+//!
+//! Most records are read by a fast path that takes only well-formed records lying whole
+//! in the bytes at hand and passing every check, in one pass over their varints; any
+//! other record is read again a byte at a time, which finds and reports what is wrong.
 
 use std::io::Read;
 
@@ -19,8 +24,17 @@ const NO_TIMESTAMP: i64 = -1;
 /// Record errors listed in one answer; past this the batch still fails, and clients mark
 /// the unlisted records as failed because of another record.
 const MAX_RECORD_ERRORS: usize = 1000;
-/// Inflated bytes read from a codec at a time.
-const STREAM_BUFFER: usize = 16 * 1024;
+/// Inflated bytes read from a codec at a time. As large as an LZ4 block of Kafka's
+/// clients (64 KiB), so that LZ4 inflates blocks straight into it, not into a buffer
+/// of its own and then again into this one.
+const STREAM_BUFFER: usize = 64 * 1024;
+
+thread_local! {
+    /// The stream buffer of this thread's last compressed batch, for its next one: a
+    /// fresh one would be zeroed for every batch.
+    static SPARE_STREAM_BUFFER: std::cell::Cell<Option<Box<[u8]>>> =
+        const { std::cell::Cell::new(None) };
+}
 
 /// What a topic demands of produced records.
 #[derive(Clone, Debug)]
@@ -269,7 +283,11 @@ impl<R: Read> StreamInput<R> {
     fn new(reader: R, limit: usize) -> Self {
         StreamInput {
             reader,
-            buf: vec![0u8; STREAM_BUFFER].into_boxed_slice(),
+            buf: SPARE_STREAM_BUFFER
+                .try_with(|spare| spare.take())
+                .ok()
+                .flatten()
+                .unwrap_or_else(|| vec![0u8; STREAM_BUFFER].into_boxed_slice()),
             pos: 0,
             len: 0,
             before: 0,
@@ -295,6 +313,14 @@ impl<R: Read> StreamInput<R> {
                 Err(e) => return Err(Stop::Codec(e.to_string())),
             }
         }
+    }
+}
+
+impl<R> Drop for StreamInput<R> {
+    fn drop(&mut self) {
+        let buf = std::mem::take(&mut self.buf);
+        // Gone only while the thread exits.
+        let _ = SPARE_STREAM_BUFFER.try_with(|spare| spare.set(Some(buf)));
     }
 }
 
