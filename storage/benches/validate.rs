@@ -2,7 +2,8 @@
 //! (`validate_records`) beside Kafka-style validation of every record
 //! (`validate_produce`), on the same batches in the same run, for 100 B and 1 KiB
 //! records, uncompressed and lz4 (librdkafka's batches of about 1 MB). Prints each
-//! ratio at the end.
+//! ratio at the end, and the cost per record (`record-work` lines, which
+//! tests/bench/record_work.sh reads).
 
 use std::time::{Duration, Instant};
 
@@ -51,6 +52,7 @@ fn bench(c: &mut Criterion) {
         max_inflated_bytes: MAX_INFLATED_BATCH_BYTES,
     };
     let mut ratios = Vec::new();
+    let mut per_record = Vec::new();
     for (name, record, codec) in [
         ("100b", 100, Compression::None),
         ("1kib", 1024, Compression::None),
@@ -58,12 +60,14 @@ fn bench(c: &mut Criterion) {
         ("1kib_lz4", 1024, Compression::Lz4),
     ] {
         let batch = sample(record, codec);
+        let records = BATCH_BYTES / (record + 20);
         let mut group = c.benchmark_group(format!("validate_{name}"));
         group.throughput(Throughput::Bytes(batch.len() as u64));
         group.sample_size(20);
         group.measurement_time(Duration::from_secs(3));
+        // Seconds per batch, over every iteration criterion ran (warm-up too).
         let mut timed = |label: &str, f: &dyn Fn() -> bool| -> f64 {
-            let mut per_iter = 0.0;
+            let (mut spent, mut runs) = (Duration::ZERO, 0u64);
             group.bench_function(label, |b| {
                 b.iter_custom(|iters| {
                     let start = Instant::now();
@@ -71,16 +75,18 @@ fn bench(c: &mut Criterion) {
                         assert!(f());
                     }
                     let e = start.elapsed();
-                    per_iter = e.as_secs_f64() / iters as f64;
+                    spent += e;
+                    runs += iters;
                     e
                 })
             });
-            per_iter
+            spent.as_secs_f64() / runs.max(1) as f64
         };
         let crc_only = timed("crc_only", &|| validate_records(&batch, usize::MAX).is_ok());
         let full = timed("every_record", &|| validate_produce(&batch, &rules).is_ok());
         group.finish();
         ratios.push((name, batch.len(), crc_only, full));
+        per_record.push((name, records, crc_only, full));
     }
     println!("\nbatch         bytes     CRC only     every record   per record cost");
     for (name, len, crc, full) in ratios {
@@ -89,6 +95,14 @@ fn bench(c: &mut Criterion) {
             len as f64 / crc / 1e6,
             len as f64 / full / 1e6,
             full / crc
+        );
+    }
+    println!();
+    for (name, records, crc, full) in per_record {
+        println!(
+            "record-work {name} records={records} crc_only_ns={:.3} every_record_ns={:.3}",
+            crc * 1e9 / records as f64,
+            full * 1e9 / records as f64
         );
     }
 }
