@@ -373,7 +373,10 @@ impl Ctx<'_> {
         let mut bytes = 0u64;
         let mut records = 0usize;
         let mut found = false;
-        for t in targets {
+        // Each pass starts somewhere else, so a member whose answers fill up on its
+        // first partitions does not starve the others.
+        let first = usize::try_from(now).unwrap_or(0) % targets.len().max(1);
+        for t in targets.iter().cycle().skip(first).take(targets.len()) {
             let outcome = outcomes.entry((t.topic_id, t.partition)).or_default();
             let replica = match &t.replica {
                 Err(e) => {
@@ -448,7 +451,18 @@ fn resolve(ctx: &RequestContext, md: &ClusterMetadata, topic_id: Uuid, partition
 /// The group's share-partition settings (its GROUP configs, else the broker's).
 fn settings_for(broker: &Broker, group_id: &str) -> Settings {
     let (partition, reset) = crate::group::coordinator::share_partition_settings(broker, group_id);
-    Settings { partition, reset }
+    let by_duration_ms = broker
+        .metadata()
+        .group_configs
+        .get(group_id)
+        .and_then(|c| c.get("share.auto.offset.reset"))
+        .and_then(|v| v.trim().strip_prefix("by_duration:"))
+        .and_then(|d| crate::time::parse_iso8601_duration_ms(d).ok());
+    Settings {
+        partition,
+        reset,
+        by_duration_ms,
+    }
 }
 
 /// Where the partition's leader is now, for an answer that sends the member there.

@@ -48,6 +48,8 @@ pub trait ShareLog: Send + Sync {
     fn readable_end(&self) -> i64;
     /// Whole batches from `offset`, at most about `max_bytes` (at least one batch).
     fn read(&self, offset: i64, max_bytes: u64) -> Result<Bytes, ResponseError>;
+    /// The first readable offset whose record is at or after `timestamp_ms`.
+    fn offset_for_timestamp(&self, timestamp_ms: i64) -> Option<i64>;
 }
 
 /// The settings one share-partition runs with (the group's, else the broker's).
@@ -55,6 +57,9 @@ pub trait ShareLog: Send + Sync {
 pub struct Settings {
     pub partition: SharePartitionConfig,
     pub reset: AutoOffsetReset,
+    /// `share.auto.offset.reset=by_duration:<duration>`: a new share-partition starts at
+    /// the first record no older than this; `reset` then says nothing.
+    pub by_duration_ms: Option<i64>,
 }
 
 /// What one acquisition handed a member.
@@ -259,12 +264,22 @@ async fn load(
             }
         },
         None => {
-            let fresh = SharePartition::new(
-                settings.partition,
-                settings.reset,
-                log.log_start_offset(),
-                log.readable_end(),
-            );
+            let fresh = match settings.by_duration_ms {
+                Some(age) => {
+                    let since = crate::time::now_ms().saturating_sub(age);
+                    let end = log.readable_end();
+                    // Nothing that recent: the partition starts at its end, as Kafka's
+                    // by_duration does.
+                    let start = log.offset_for_timestamp(since).unwrap_or(end);
+                    SharePartition::new(settings.partition, AutoOffsetReset::Earliest, start, end)
+                }
+                None => SharePartition::new(
+                    settings.partition,
+                    settings.reset,
+                    log.log_start_offset(),
+                    log.readable_end(),
+                ),
+            };
             // Written at once, so `latest` means the end of the log when the group first
             // fetched, not whenever a later leader happens to look.
             store

@@ -86,6 +86,11 @@ impl ShareLog for MemoryLog {
     fn readable_end(&self) -> i64 {
         self.batches.len() as i64
     }
+    fn offset_for_timestamp(&self, timestamp_ms: i64) -> Option<i64> {
+        // Record o was written in second o.
+        let o = timestamp_ms / 1000;
+        (o < self.batches.len() as i64).then_some(o.max(0))
+    }
     fn read(&self, offset: i64, max_bytes: u64) -> Result<Bytes, ResponseError> {
         let mut out = Vec::new();
         for b in self.batches.iter().skip(offset as usize) {
@@ -110,6 +115,7 @@ fn earliest() -> Settings {
     Settings {
         partition: SharePartitionConfig::default(),
         reset: AutoOffsetReset::Earliest,
+        by_duration_ms: None,
     }
 }
 
@@ -176,6 +182,26 @@ async fn a_new_share_partition_starts_where_auto_offset_reset_says() {
         .cloned()
         .expect("stored state");
     assert_eq!(stored.1.start_offset, 10);
+}
+
+#[tokio::test]
+async fn by_duration_starts_at_the_first_record_young_enough() {
+    let (store, log, leader) = (
+        MemoryStore::default(),
+        MemoryLog::new(10),
+        ShareLeader::default(),
+    );
+    // Records are a second apart from the epoch; "no older than now - 3 s" is record 3.
+    let settings = Settings {
+        by_duration_ms: Some(crate::time::now_ms() - 3_000),
+        reset: AutoOffsetReset::Latest,
+        ..earliest()
+    };
+    let got = leader
+        .acquire(&store, &log, &key(), settings, "a", 2, 1 << 20, 0)
+        .await
+        .expect("the call succeeds");
+    assert_eq!(offsets(&got), vec![(3, 4)]);
 }
 
 #[tokio::test]

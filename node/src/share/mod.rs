@@ -98,6 +98,13 @@ impl leader::ShareLog for ReplicaLog<'_> {
             .map(|r| r.records)
             .map_err(|e| KafkaError::from(&e).code)
     }
+    fn offset_for_timestamp(&self, timestamp_ms: i64) -> Option<i64> {
+        self.0
+            .offset_for_timestamp(timestamp_ms)
+            .ok()
+            .flatten()
+            .map(|(offset, _)| offset)
+    }
 }
 
 /// Ends idle share sessions (releasing what their members held) and forgets
