@@ -104,6 +104,13 @@ pub struct ShareGroup {
     /// The subscribed topics as last resolved: name -> (id, partition count). A change
     /// bumps the group epoch.
     pub subscribed: BTreeMap<String, (Uuid, i32)>,
+    /// Every topic the group has subscribed to or had offsets altered on, by id: (name,
+    /// most partitions seen). Its share-partitions may have state in
+    /// `__share_group_state`, which DescribeShareGroupOffsets with no topics lists and
+    /// DeleteGroups deletes. Never shrinks on unsubscribing: the state outlives the
+    /// subscription. Absent from records written before it existed.
+    #[serde(default)]
+    pub state_topics: BTreeMap<Uuid, (String, i32)>,
     #[serde(skip)]
     pub dead: bool,
 }
@@ -117,6 +124,7 @@ impl ShareGroup {
             members: BTreeMap::new(),
             target: BTreeMap::new(),
             subscribed: BTreeMap::new(),
+            state_topics: BTreeMap::new(),
             dead: false,
         }
     }
@@ -274,6 +282,9 @@ impl ShareGroup {
             .flat_map(|m| m.subscribed_topic_names.iter().cloned())
             .collect();
         let resolved = resolve_topics(names, catalog);
+        for (name, (id, partitions)) in &resolved {
+            self.note_state_topic(*id, name, *partitions);
+        }
         if resolved == self.subscribed {
             return false;
         }
@@ -344,6 +355,34 @@ impl ShareGroup {
         }
         self.dead = true;
         Ok(())
+    }
+
+    /// Remembers that share-partitions of topic `id` may have state. True if that is
+    /// news (a new topic, a new name or more partitions), so the group must be stored.
+    pub fn note_state_topic(&mut self, id: Uuid, name: &str, partitions: i32) -> bool {
+        match self.state_topics.get_mut(&id) {
+            Some((n, p)) if n == name && *p >= partitions => false,
+            Some((n, p)) => {
+                *n = name.to_string();
+                *p = (*p).max(partitions);
+                true
+            }
+            None => {
+                self.state_topics.insert(id, (name.to_string(), partitions));
+                true
+            }
+        }
+    }
+
+    /// The topics whose share-partitions may have state: those recorded, and (for a
+    /// group stored before they were recorded) those subscribed now.
+    pub fn topics_with_state(&self) -> BTreeMap<Uuid, (String, i32)> {
+        let mut out = self.state_topics.clone();
+        for (name, (id, partitions)) in &self.subscribed {
+            out.entry(*id)
+                .or_insert_with(|| (name.clone(), *partitions));
+        }
+        out
     }
 
     /// Topic names by id, for answers that name topics.

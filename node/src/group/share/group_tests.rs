@@ -337,6 +337,56 @@ fn a_group_survives_a_round_trip_through_its_record() {
     assert_eq!(back.restore(0), g);
 }
 
+/// The topics whose share-partitions may hold state are remembered after the members
+/// unsubscribe (the state outlives the subscription), follow growth, and load from a
+/// record written before they were recorded.
+#[test]
+fn topics_with_state_outlive_their_subscription() {
+    let mut cat = Catalog::new(&[("x", 2), ("y", 3)]);
+    let mut g = ShareGroup::new("g");
+    let mut a = join(&mut g, &cat, "a", &["x", "y"], 0);
+    let hb = ShareHeartbeat {
+        member_id: "a".into(),
+        member_epoch: a.epoch,
+        subscribed_topic_names: Some(vec!["x".into()]),
+        ..ShareHeartbeat::default()
+    };
+    let (answer, _) = g
+        .heartbeat(hb, &cat, &ShareGroupConfig::default(), 1)
+        .expect("heartbeat");
+    a.epoch = answer.member_epoch;
+    assert_eq!(g.topic_names().len(), 1, "y is no longer subscribed");
+    let expected: BTreeMap<Uuid, (String, i32)> = [
+        (cat.id("x"), ("x".to_string(), 2)),
+        (cat.id("y"), ("y".to_string(), 3)),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(g.state_topics, expected);
+    if let Some(t) = cat.0.get_mut("x") {
+        t.partitions = 4;
+    }
+    assert!(g.refresh_subscriptions(&cat));
+    assert_eq!(g.state_topics[&cat.id("x")], ("x".to_string(), 4));
+    // An admin alter of a topic nobody subscribes to is news once.
+    let z = Uuid::new_v4();
+    assert!(g.note_state_topic(z, "z", 1));
+    assert!(!g.note_state_topic(z, "z", 1));
+    assert_eq!(g.topics_with_state().len(), 3);
+
+    // A record from before the field existed loads, and its subscribed topics count.
+    let mut json: serde_json::Value = serde_json::to_value(&g).expect("serialize");
+    json.as_object_mut()
+        .expect("a group is an object")
+        .remove("state_topics");
+    let old: ShareGroup = serde_json::from_value(json).expect("an older record loads");
+    assert!(old.state_topics.is_empty());
+    assert_eq!(
+        old.topics_with_state().keys().copied().collect::<Vec<_>>(),
+        vec![cat.id("x")]
+    );
+}
+
 /// The group and a share-partition together: a member whose session lapses is removed,
 /// and the caller releases its records, which the others then get.
 #[test]
