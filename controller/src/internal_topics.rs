@@ -1,7 +1,8 @@
 //! What no client may do to an internal topic (`__consumer_offsets`,
-//! `__transaction_state`): delete it, add partitions to it (a group or transactional id is
-//! hashed onto a partition by the partition count, so a new count loses every
-//! coordinator's state), or lower its replication factor. Reassignments that keep or
+//! `__transaction_state`, `__share_group_state`): delete it, add partitions to it (a
+//! group, transactional id or share-partition is hashed onto a partition by the
+//! partition count, so a new count loses every coordinator's state), or lower its
+//! replication factor. Reassignments that keep or
 //! raise the replica count stay allowed: drains and balancing move these replicas too.
 //!
 //! Refusals use Kafka's INVALID_TOPIC_EXCEPTION ("cannot append to internal topic" is the

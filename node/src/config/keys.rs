@@ -43,8 +43,6 @@ const KAFKA_WITHOUT_EFFECT: &[&str] = &[
     "socket.send.buffer.bytes",
     "socket.receive.buffer.bytes",
     "num.recovery.threads.per.data.dir",
-    "share.coordinator.state.topic.replication.factor",
-    "share.coordinator.state.topic.min.isr",
     "group.coordinator.rebalance.protocols",
     "metadata.log.dir",
 ];
