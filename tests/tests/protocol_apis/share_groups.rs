@@ -148,6 +148,13 @@ fn share_group_membership_describe_list_and_delete() {
 
     assert_eq!(first.error_code, 0, "{first:?}");
     assert!(first.error_message.is_none());
+    // Every coordinator partition loaded, so groups hashing elsewhere (the unknown one
+    // below) are answered too: ListGroups says so.
+    fjord_tests::wait_until(
+        "every __consumer_offsets partition is loaded",
+        Duration::from_secs(30),
+        || (w.call(5, &ListGroupsRequest::default()).error_code == 0).then_some(()),
+    );
     assert_eq!(first.member_id.as_deref(), Some("m1"));
     let m1_epoch = first.member_epoch;
     assert!(m1_epoch > 0);
@@ -252,7 +259,12 @@ fn share_group_membership_describe_list_and_delete() {
             .with_subscribed_topic_names(Some(vec![fjord_tests::topic_name(TOPIC)]))
             .with_topic_partitions(Some(vec![])),
     );
-    assert_eq!(consumer.error_code, ResponseError::GroupIdNotFound.code());
+    assert_eq!(
+        consumer.error_code,
+        ResponseError::GroupIdNotFound.code(),
+        "{consumer:?}\n{}",
+        node.log()
+    );
     let commit = w.call(
         9,
         &OffsetCommitRequest::default()
@@ -329,4 +341,56 @@ fn share_group_membership_describe_list_and_delete() {
     );
     assert!(!list(&mut w, &[]).iter().any(|(g, _, _)| g == GROUP));
     assert_eq!(delete(&mut w, GROUP), ResponseError::GroupIdNotFound.code());
+}
+
+/// A member that stops heartbeating is removed once its session times out
+/// (`group.share.session.timeout.ms`), and the group is then empty. share.version 0 takes
+/// the share APIs away, as in Kafka before `kafka-features.sh upgrade --feature
+/// share.version=1`.
+#[test]
+fn share_sessions_time_out_and_share_version_0_turns_share_groups_off() {
+    let node = Node::start_with(&["--override", "group.share.session.timeout.ms=1000"]);
+    let bs = node.bootstrap();
+    create_topic(&bs, TOPIC, 1, &[]);
+    let (mut w, joined) = heartbeat_when_ready(&bs, "quiet", 0, Some(&[TOPIC]));
+    assert_eq!(joined.error_code, 0, "{joined:?}");
+    assert_eq!(describe(&mut w, GROUP).group_state.as_str(), "Stable");
+    fjord_tests::wait_until(
+        "the silent member's session times out",
+        Duration::from_secs(20),
+        || (describe(&mut w, GROUP).group_state.as_str() == "Empty").then_some(()),
+    );
+    let late = heartbeat(&mut w, GROUP, "quiet", joined.member_epoch, None);
+    assert_eq!(late.error_code, ResponseError::UnknownMemberId.code());
+
+    let downgrade = |w: &mut Wire, level: i16, upgrade_type: i8| {
+        let r = w.call(
+            1,
+            &UpdateFeaturesRequest::default()
+                .with_timeout_ms(10_000)
+                .with_feature_updates(vec![update_features_request::FeatureUpdateKey::default()
+                    .with_feature(s("share.version"))
+                    .with_max_version_level(level)
+                    .with_upgrade_type(upgrade_type)]),
+        );
+        assert_eq!(r.error_code, 0, "{r:?}");
+    };
+    downgrade(&mut w, 0, 2);
+    let off = heartbeat(&mut w, GROUP, "quiet", 0, Some(&[TOPIC]));
+    assert_eq!(off.error_code, ResponseError::UnsupportedVersion.code());
+    assert_eq!(
+        describe(&mut w, GROUP).error_code,
+        ResponseError::UnsupportedVersion.code()
+    );
+    let versions = w.call(3, &ApiVersionsRequest::default());
+    assert!(
+        !versions
+            .api_keys
+            .iter()
+            .any(|k| k.api_key == ApiKey::ShareGroupHeartbeat as i16),
+        "not offered with share.version 0"
+    );
+    downgrade(&mut w, 1, 1);
+    let on = heartbeat(&mut w, GROUP, "quiet", 0, Some(&[TOPIC]));
+    assert_eq!(on.error_code, 0, "{on:?}");
 }
