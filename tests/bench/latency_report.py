@@ -1,0 +1,73 @@
+"""tests/bench/latency.sh's table: every round, then the medians per build; with a
+markdown path, also written there between the latency markers.
+   latency_report.py RESULTS.jsonl SECONDS HEAD_REV BASE_REV [MARKDOWN]"""
+import datetime
+import json
+import re
+import statistics
+import sys
+
+results, seconds, head_rev, base_rev = sys.argv[1:5]
+markdown = sys.argv[5] if len(sys.argv) > 5 else None
+rows = [json.loads(l) for l in open(results) if l.strip()]
+builds = [b for b in ("base", "head") if any(r["build"] == b for r in rows)]
+rev = {"base": base_rev, "head": head_rev}
+rounds = max(r["round"] for r in rows)
+
+
+def line(build, label, r):
+    return (f"| {build} `{rev[build]}` | {label} | {r['peak']:,.0f} | {r['records_per_sec']:,.0f} "
+            f"| {r['p50']:.1f} | **{r['p99']:.1f}** | {r['p99_9']:.1f} "
+            f"| {r['broker_cores']:.2f} | {r['client_cores']:.2f} |")
+
+
+table = [
+    "| build | round | peak records/s | half-rate records/s | p50 ms | p99 ms | p99.9 ms "
+    "| broker CPU (3 nodes), cores | client CPU, cores |",
+    "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+]
+medians = {}
+for b in builds:
+    mine = sorted((r for r in rows if r["build"] == b), key=lambda r: r["round"])
+    for r in mine:
+        table.append(line(b, str(r["round"]), r))
+    med = {k: statistics.median(r[k] for r in mine)
+           for k in ("peak", "records_per_sec", "p50", "p99", "p99_9", "broker_cores",
+                     "client_cores")}
+    medians[b] = med
+    table.append(line(b, "**median**", med))
+errors = sum(r["errors"] for r in rows)
+
+text = [
+    "<!-- latency:start -->",
+    f"Measured with `tests/bench/latency.sh {seconds} {rounds}"
+    + (f" {base_rev}`" if "base" in builds else "`")
+    + f" on {datetime.date.today().isoformat()}: three release nodes on loopback, a topic "
+    "of 6 partitions with RF 3 and min.insync.replicas=2, 1 KiB records, acks=all, two "
+    "producer threads of `fjord bench produce` (librdkafka, linger.ms=5). Each round starts "
+    f"a fresh cluster, measures its peak for {seconds} s, deletes that topic and syncs, then "
+    f"produces to a new topic at half the peak for {seconds} s (`--throughput`, which paces "
+    "each thread with sleeps). Latency is from the send to the delivery report. CPU is the "
+    "half-rate run's, in cores: the three brokers together (utime + stime from "
+    "/proc/PID/stat) and the client (the shell's `time`), over the client's wall time."
+    + (" The base's and the head's brokers alternate round by round; the client is the "
+       "head's in both." if "base" in builds else "")
+    + " The client and the three brokers share the machine's two cores, with other "
+    "builds running at times, so figures are noisy: compare medians.",
+    "",
+    *table,
+    "",
+    f"Delivery errors over all runs: {errors}.",
+    "<!-- latency:end -->",
+]
+out = "\n".join(text)
+print(out)
+if markdown:
+    doc = open(markdown).read()
+    if "<!-- latency:start -->" in doc:
+        doc = re.sub(r"<!-- latency:start -->.*<!-- latency:end -->", lambda _: out, doc,
+                     flags=re.S)
+    else:
+        doc = doc.rstrip("\n") + (
+            "\n\n## Latency at half the three-node peak (issue 34, item 3)\n\n" + out + "\n")
+    open(markdown, "w").write(doc)
