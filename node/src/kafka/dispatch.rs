@@ -10,7 +10,7 @@ use super::{
     acls, api_versions, cluster, config_resources, configs, consumer_groups, elections, features,
     fetch, find_coordinator, group_admin, groups, leader_epoch, list_offsets, log_dirs, metadata,
     offset_commit, produce, producer_id, quorum, quotas, reassignments, records, scram_users,
-    share_fetch, share_groups, topic_partitions, topics, txn, txn_admin, txn_markers,
+    share_admin, share_fetch, share_groups, topic_partitions, topics, txn, txn_admin, txn_markers,
 };
 
 /// A handler's answer. Work that must happen in request order (appends, metadata writes)
@@ -89,6 +89,9 @@ pub async fn dispatch(ctx: &RequestContext, request: RequestKind) -> Reply {
         RequestKind::ShareGroupDescribe(r) => share_groups::describe(ctx, r).into(),
         RequestKind::ShareFetch(r) => share_fetch::fetch(ctx, r),
         RequestKind::ShareAcknowledge(r) => share_fetch::acknowledge(ctx, r),
+        RequestKind::DescribeShareGroupOffsets(r) => share_admin::describe_offsets(ctx, r),
+        RequestKind::AlterShareGroupOffsets(r) => share_admin::alter_offsets(ctx, r),
+        RequestKind::DeleteShareGroupOffsets(r) => share_admin::delete_offsets(ctx, r),
         // `frame::decode` only lets through the APIs listed in `versions::SUPPORTED`,
         // all of which are matched above.
         other => unsupported(other),

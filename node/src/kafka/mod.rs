@@ -39,6 +39,7 @@ mod records;
 mod request_cost;
 mod scram_users;
 mod session;
+mod share_admin;
 mod share_fetch;
 mod share_groups;
 mod throttle;

@@ -74,6 +74,9 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ShareGroupDescribe, 1, 1),
     (ApiKey::ShareFetch, 1, 1),
     (ApiKey::ShareAcknowledge, 1, 1),
+    (ApiKey::DescribeShareGroupOffsets, 0, 0),
+    (ApiKey::AlterShareGroupOffsets, 0, 0),
+    (ApiKey::DeleteShareGroupOffsets, 0, 0),
 ];
 
 pub fn range(api: ApiKey) -> Option<(i16, i16)> {
@@ -185,5 +188,14 @@ mod tests {
             ApiKey::ShareGroupHeartbeat,
         );
         check::<ShareGroupDescribeRequest, ShareGroupDescribeResponse>(ApiKey::ShareGroupDescribe);
+        check::<DescribeShareGroupOffsetsRequest, DescribeShareGroupOffsetsResponse>(
+            ApiKey::DescribeShareGroupOffsets,
+        );
+        check::<AlterShareGroupOffsetsRequest, AlterShareGroupOffsetsResponse>(
+            ApiKey::AlterShareGroupOffsets,
+        );
+        check::<DeleteShareGroupOffsetsRequest, DeleteShareGroupOffsetsResponse>(
+            ApiKey::DeleteShareGroupOffsets,
+        );
     }
 }

@@ -34,6 +34,15 @@ pub struct ShareGroupDescription {
     pub topic_names: HashMap<Uuid, String>,
 }
 
+/// What the share-group admin APIs need of a share group.
+#[derive(Clone, Debug)]
+pub struct ShareGroupInfo {
+    pub state: ShareGroupState,
+    pub members: usize,
+    /// The topics whose share-partitions may have state: id -> (name, partitions).
+    pub topics_with_state: BTreeMap<Uuid, (String, i32)>,
+}
+
 pub type ShareHeartbeatOutcome = Result<ShareHeartbeatAnswer, ResponseError>;
 
 impl Shard {
@@ -151,6 +160,50 @@ impl Shard {
                 members: g.members.values().cloned().collect(),
                 topic_names: g.topic_names(),
             }))
+    }
+
+    /// The share group `group_id` for the admin APIs: `Ok(None)` when no share group has
+    /// that id (none at all, or one of another kind).
+    pub fn share_group_info(
+        &self,
+        group_id: &str,
+    ) -> Result<Option<ShareGroupInfo>, ResponseError> {
+        self.core.check_active()?;
+        let t = self.lock();
+        Ok(t.share
+            .get(group_id)
+            .filter(|g| !g.dead)
+            .map(|g| ShareGroupInfo {
+                state: g.state(),
+                members: g.members.len(),
+                topics_with_state: g.topics_with_state(),
+            }))
+    }
+
+    /// AlterShareGroupOffsets wrote state for share-partitions of `topics` (id, name,
+    /// partitions): the group remembers them, so that describing all its offsets and
+    /// deleting the group find that state. Stored without waiting for replication: a
+    /// lost record only hides state from those two, which the next alter or join
+    /// records again.
+    pub fn note_share_state_topics(
+        &self,
+        group_id: &str,
+        topics: &[(Uuid, String, i32)],
+    ) -> Result<(), ResponseError> {
+        self.core.check_active()?;
+        let mut t = self.lock();
+        let Some(group) = t.share.get_mut(group_id).filter(|g| !g.dead) else {
+            return Err(ResponseError::GroupIdNotFound);
+        };
+        let mut changed = false;
+        for (id, name, partitions) in topics {
+            changed |= group.note_state_topic(*id, name, *partitions);
+        }
+        if !changed {
+            return Ok(());
+        }
+        let snapshot = group.clone();
+        self.persist_share_group(&mut t, &snapshot)
     }
 
     /// Expires silent members of the share groups here, each group by its own config
