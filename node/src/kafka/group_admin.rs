@@ -18,6 +18,7 @@ use fjord_controller::metadata::acls::ResourceType;
 use super::authz::{self, Op};
 use super::context::RequestContext;
 use super::dispatch::Reply;
+use super::share_admin;
 use crate::coordinator_shards::ShardStatus;
 use crate::group::state::GroupPhase;
 use crate::time::now_ms;
@@ -153,7 +154,11 @@ pub fn delete(ctx: &RequestContext, req: DeleteGroupsRequest) -> Reply {
     let check = authz::Check::new(ctx);
     for (i, g) in req.groups_names.iter().enumerate() {
         let group_id = g.0.to_string();
+        // A share group's share-partition states are deleted after its record: which
+        // topics they are of is known only before.
+        let mut share_topics = None;
         let outcome = if check.group(Op::Delete, &group_id) {
+            share_topics = share_admin::share_state_topics(&ctx.broker, &md, &group_id);
             ctx.broker
                 .groups
                 .shard_for(&md, &group_id)
@@ -163,7 +168,7 @@ pub fn delete(ctx: &RequestContext, req: DeleteGroupsRequest) -> Reply {
         };
         let mut r = DeletableGroupResult::default().with_group_id(g.clone());
         match outcome {
-            Ok((shard, ticket)) => waits.push((i, shard, ticket)),
+            Ok((shard, ticket)) => waits.push((i, shard, ticket, group_id, share_topics)),
             Err(e) => r.error_code = e.code(),
         }
         results.push(r);
@@ -172,9 +177,18 @@ pub fn delete(ctx: &RequestContext, req: DeleteGroupsRequest) -> Reply {
         return ResponseKind::DeleteGroups(DeleteGroupsResponse::default().with_results(results))
             .into();
     }
+    let broker = std::sync::Arc::clone(&ctx.broker);
     Reply::Later(Box::pin(async move {
-        for (i, shard, ticket) in waits {
+        for (i, shard, ticket, group_id, share_topics) in waits {
             if let Err(e) = shard.complete_commit(ticket, timeout).await {
+                results[i].error_code = e.code();
+                continue;
+            }
+            let Some(topics) = share_topics else { continue };
+            if let Err(e) = share_admin::delete_all_share_state(&broker, &group_id, &topics).await {
+                // The group is gone but some share-partition state is left (and would
+                // be found by a share group created again under that id): said so.
+                tracing::warn!(group = %group_id, error = ?e, "share group deleted, but not all of its share-partition state");
                 results[i].error_code = e.code();
             }
         }
