@@ -1,10 +1,12 @@
 //! `fjord group ...`: consumer group administration, like `kafka-consumer-groups.sh`.
 //! Spoken directly in the Kafka protocol (see `wire`), so it shows exactly what the
 //! coordinator answers and works against any Kafka-compatible cluster. Resetting and
-//! deleting committed offsets is in `offsets`, planned by the pure functions of `plan`.
+//! deleting committed offsets is in `offsets`, planned by the pure functions of `plan`;
+//! share groups (KIP-932, kafka-share-groups.sh) are told apart and handled in `share`.
 
 mod offsets;
 mod plan;
+mod share;
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -26,7 +28,7 @@ use crate::group::subscription::assigned_partitions;
 
 #[derive(clap::Subcommand, Debug)]
 pub enum GroupCommand {
-    /// List consumer groups on every broker.
+    /// List groups (classic, consumer and share) on every broker, with their type.
     List {
         #[command(flatten)]
         connect: ConnectArgs,
@@ -275,25 +277,35 @@ pub fn run(cmd: GroupCommand) -> Result<(), CliError> {
 
 fn list(connect: &ConnectArgs, state: Option<String>) -> Result<(), CliError> {
     let md = metadata(connect, Some(&[]))?;
-    let mut groups: BTreeMap<String, (String, String)> = BTreeMap::new();
+    let mut groups: BTreeMap<String, (String, String, String)> = BTreeMap::new();
     for addr in broker_addresses(&md).values() {
         let req =
             ListGroupsRequest::default().with_states_filter(state.iter().map(|s| str(s)).collect());
         let resp = until_ready(connect, || {
-            let resp = Wire::connect(addr, connect)?.call(4, &req)?;
+            // v5 names each group's type: classic, consumer or share.
+            let resp = Wire::connect(addr, connect)?.call(5, &req)?;
             check(resp.error_code, &format!("listing groups on {addr}"))?;
             Ok(resp)
         })?;
         for g in resp.groups {
             groups.insert(
                 g.group_id.0.to_string(),
-                (g.group_state.to_string(), g.protocol_type.to_string()),
+                (
+                    g.group_state.to_string(),
+                    g.group_type.to_string(),
+                    g.protocol_type.to_string(),
+                ),
             );
         }
     }
-    outln!("{:<40} {:<20} PROTOCOL-TYPE", "GROUP", "STATE");
-    for (group, (state, protocol_type)) in groups {
-        outln!("{group:<40} {state:<20} {protocol_type}");
+    outln!(
+        "{:<40} {:<20} {:<10} PROTOCOL-TYPE",
+        "GROUP",
+        "STATE",
+        "TYPE"
+    );
+    for (group, (state, group_type, protocol_type)) in groups {
+        outln!("{group:<40} {state:<20} {group_type:<10} {protocol_type}");
     }
     Ok(())
 }
@@ -351,6 +363,9 @@ struct MemberView {
 }
 
 fn describe(connect: &ConnectArgs, group: &str, show_members: bool) -> Result<(), CliError> {
+    if let Some(view) = share::find(connect, group)? {
+        return share::describe(connect, group, &view, show_members);
+    }
     let (state, protocol, members) = until_ready(connect, || {
         let mut w = coordinator(connect, group)?;
         let resp = w.call(
@@ -511,7 +526,7 @@ fn delete(connect: &ConnectArgs, groups: &[String]) -> Result<(), CliError> {
             check(code, &format!("deleting {group}"))
         });
         match result {
-            Ok(()) => outln!("Deleted consumer group {group}."),
+            Ok(()) => outln!("Deleted group {group}."),
             Err(e) => failed.push(e.to_string()),
         }
     }

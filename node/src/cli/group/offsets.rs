@@ -21,7 +21,7 @@ use super::plan::{
     Scope, Target, TopicSpec, Tp,
 };
 use super::{
-    check, coordinator, fetch_committed, log_offsets, metadata, str, until_ready, GroupArg,
+    check, coordinator, fetch_committed, log_offsets, metadata, share, str, until_ready, GroupArg,
     EARLIEST, LATEST,
 };
 use crate::cli::client::ConnectArgs;
@@ -194,7 +194,15 @@ pub(super) fn reset(args: &ResetArgs) -> Result<(), CliError> {
     let group = args.group.name();
     let scope = scope_of(args)?;
     let target = target_of(&args.target, group)?;
-    let committed = fetch_committed(connect, group)?;
+    // A share group's start offsets stand in for committed offsets (-1: no state yet).
+    let share = share::find(connect, group)?.is_some();
+    let committed = if share {
+        let mut starts = share::start_offsets(connect, group, None)?;
+        starts.retain(|_, o| *o >= 0);
+        starts
+    } else {
+        fetch_committed(connect, group)?
+    };
     let mut topics: Vec<String> = match (&scope, &target) {
         (Some(Scope::Topics(specs)), _) => specs.iter().map(|s| s.topic.clone()).collect(),
         (Some(Scope::AllTopics), _) => committed.keys().map(|(t, _)| t.clone()).collect(),
@@ -281,8 +289,13 @@ pub(super) fn reset(args: &ResetArgs) -> Result<(), CliError> {
         say("(dry run: add --execute to commit these offsets)");
         return Ok(());
     }
-    commit(connect, group, &plan)?;
-    say(&format!("Committed new offsets for group {group}."));
+    if share {
+        share::alter(connect, group, &plan)?;
+        say(&format!("Altered start offsets for share group {group}."));
+    } else {
+        commit(connect, group, &plan)?;
+        say(&format!("Committed new offsets for group {group}."));
+    }
     Ok(())
 }
 
@@ -345,6 +358,15 @@ fn status_name(code: i16) -> String {
 pub(super) fn delete(args: &DeleteOffsetsArgs) -> Result<(), CliError> {
     let connect = &args.connect;
     let group = args.group.name();
+    if share::find(connect, group)?.is_some() {
+        if args.topic.iter().any(|s| s.partitions.is_some()) {
+            return Err(CliError::Usage(
+                "a share group's offsets are deleted per topic: give --topic TOPIC without partitions".into(),
+            ));
+        }
+        let topics: Vec<String> = args.topic.iter().map(|s| s.topic.clone()).collect();
+        return share::delete_offsets(connect, group, &topics);
+    }
     let bare: Vec<String> = args
         .topic
         .iter()
