@@ -2,7 +2,8 @@
 //! node: kafka-configs.sh and client profiles (`config_tool`), kafka-consumer-groups.sh's
 //! offset commands (`group_offsets`), kafka-transactions.sh and kafka-log-dirs.sh
 //! (`txn_tools`), and the console tools' properties, kafka-delete-records.sh and
-//! kafka-get-offsets.sh (`console_tools`). One test binary, so CI links it once.
+//! kafka-get-offsets.sh (`console_tools`), and kafka-share-groups.sh on share groups
+//! (`share_groups`). One test binary, so CI links it once.
 
 use std::process::Output;
 
@@ -34,5 +35,7 @@ mod config_tool;
 mod console_tools;
 #[path = "admin_tools/group_offsets.rs"]
 mod group_offsets;
+#[path = "admin_tools/share_groups.rs"]
+mod share_groups;
 #[path = "admin_tools/txn_tools.rs"]
 mod txn_tools;
