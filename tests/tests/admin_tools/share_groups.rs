@@ -363,7 +363,25 @@ fn share_group_offsets_are_described_altered_and_deleted() {
     let o = run_cli(&node, &[&reset[..], &["--execute"]].concat(), None);
     assert!(!o.status.success(), "{}", stdout(&o));
     assert!(stderr(&o).contains("active members"), "{}", stderr(&o));
+    let delete_offsets = |w: &mut Wire, topic: &str| {
+        w.call(
+            0,
+            &DeleteShareGroupOffsetsRequest::default()
+                .with_group_id(GroupId(s(GROUP)))
+                .with_topics(vec![DeleteShareGroupOffsetsRequestTopic::default()
+                    .with_topic_name(topic_name(topic))]),
+        )
+    };
+    let refused = delete_offsets(&mut admin, TOPIC);
+    assert_eq!(refused.error_code, ResponseError::NonEmptyGroup.code());
     leave(&mut m3, "m3");
+    let unknown = delete_offsets(&mut admin, "no-such-topic");
+    assert_eq!(unknown.error_code, 0);
+    assert_eq!(
+        unknown.responses[0].error_code,
+        ResponseError::UnknownTopicOrPartition.code()
+    );
+    assert_eq!(start_offset(&mut admin), 0, "nothing deleted yet");
 
     // Deleting the offsets deletes the state.
     let out = ok_stdout(
