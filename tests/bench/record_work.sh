@@ -27,6 +27,9 @@ if ! git diff --quiet HEAD -- storage; then
     echo "warning: storage/ has uncommitted changes; 'head' is the working tree" >&2
 fi
 
+# HEAD as built now: other sessions may commit while this runs.
+head_rev="$(git rev-parse --short HEAD)"
+
 # The base gets its own target directory: sharing one lets cargo take the base's
 # workspace crates for the current ones (their build hashes do not depend on the path).
 git worktree add --detach "$work/base-src" "$base" >/dev/null
@@ -46,7 +49,8 @@ build() {
 # Copies, so that another session rebuilding the shared target cannot swap the binary.
 cp "$(build "$work/base-src" "$PWD/target/record-work-base")" "$work/bench-base"
 cp "$(build "$PWD" "$PWD/target")" "$work/bench-head"
-echo "base: $(git rev-parse --short "$base"), head: $(git rev-parse --short HEAD)"
+base_rev="$(git rev-parse --short "$base")"
+echo "base: $base_rev, head: $head_rev"
 
 for round in $(seq 1 "$rounds"); do
     for side in base head; do
@@ -59,7 +63,7 @@ for round in $(seq 1 "$rounds"); do
     done
 done
 
-python3 - "$out/results.txt" "$(git rev-parse --short "$base")" "$(git rev-parse --short HEAD)" \
+python3 - "$out/results.txt" "$base_rev" "$head_rev" \
     "$rounds" "$(nproc)" <<'EOF'
 import re, statistics, sys
 path, base_rev, head_rev, rounds, cpus = sys.argv[1:]
@@ -76,9 +80,11 @@ lines = [
     f"Measured with `tests/bench/record_work.sh`: the criterion bench "
     f"`storage/benches/validate.rs` (the same file for both builds) built at `{base_rev}` "
     f"(before this work) and at `{head_rev}`, run alternately, {rounds} rounds each, "
-    f"on this {cpus}-core machine while other sessions were compiling; medians of the "
-    "mean time per batch over each run, divided by the records in the batch (~1 MB "
-    "batches with 7-byte keys, as librdkafka sends them). `validate_produce` is every "
+    f"on this {cpus}-core machine while other sessions were compiling. Each run takes "
+    "the fastest of criterion's samples (each the mean of many iterations: other work "
+    "only adds time), divided by the records in the batch; the table has the median "
+    "of the runs. The batches are ~1 MB "
+    "with 7-byte keys, as librdkafka sends them. `validate_produce` is every "
     "check of a produced batch (CRC, varints, offsets, keys, timestamps); the CRC-only "
     "pass (`validate_records`) did not change and shows how noisy the run was.",
     "",
