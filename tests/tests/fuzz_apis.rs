@@ -76,6 +76,13 @@ fn default_body(api: ApiKey, version: i16) -> Option<Vec<u8>> {
         ListConfigResources => ListConfigResourcesRequest,
         ConsumerGroupHeartbeat => ConsumerGroupHeartbeatRequest,
         ConsumerGroupDescribe => ConsumerGroupDescribeRequest,
+        ShareGroupHeartbeat => ShareGroupHeartbeatRequest,
+        ShareGroupDescribe => ShareGroupDescribeRequest,
+        ShareFetch => ShareFetchRequest,
+        ShareAcknowledge => ShareAcknowledgeRequest,
+        DescribeShareGroupOffsets => DescribeShareGroupOffsetsRequest,
+        AlterShareGroupOffsets => AlterShareGroupOffsetsRequest,
+        DeleteShareGroupOffsets => DeleteShareGroupOffsetsRequest,
     )
 }
 

@@ -35,7 +35,10 @@ pub fn handle(ctx: &RequestContext, _req: ApiVersionsRequest) -> ResponseKind {
         ApiKey::ShareGroupHeartbeat
         | ApiKey::ShareGroupDescribe
         | ApiKey::ShareFetch
-        | ApiKey::ShareAcknowledge => share_groups,
+        | ApiKey::ShareAcknowledge
+        | ApiKey::DescribeShareGroupOffsets
+        | ApiKey::AlterShareGroupOffsets
+        | ApiKey::DeleteShareGroupOffsets => share_groups,
         _ => true,
     });
     let resp = ApiVersionsResponse::default().with_api_keys(keys);

@@ -33,13 +33,16 @@ use super::dispatch::Reply;
 use crate::broker::Broker;
 use crate::group::share::AcknowledgementBatch;
 use crate::replica::Partition;
-use crate::share::{Coordinator, ReplicaLog, SessionOutcome, Settings};
+use crate::share::{Coordinator, FetchRequest, ReplicaLog, SessionOutcome, Settings};
 use crate::share_state::ShareKey;
 use crate::time::now_ms;
 
 /// What a member asks for when it names no limit (librdkafka's and Kafka's default
 /// `max.poll.records`).
 const DEFAULT_MAX_RECORDS: usize = 500;
+
+/// As Kafka answers while the `share.version` feature is 0.
+const SHARE_OFF: &str = "share groups are off: share.version is 0";
 
 /// One partition named in a request or in the member's session, resolved here.
 struct Target {
@@ -71,6 +74,9 @@ pub fn fetch(ctx: &RequestContext, req: ShareFetchRequest) -> Reply {
         .as_ref()
         .map(|m| m.to_string())
         .unwrap_or_default();
+    if !super::features::share_groups_enabled(&ctx.broker.metadata()) {
+        return fetch_error(ResponseError::UnsupportedVersion, SHARE_OFF);
+    }
     if group_id.is_empty() || member_id.is_empty() {
         return fetch_error(
             ResponseError::InvalidRequest,
@@ -153,17 +159,16 @@ pub fn fetch(ctx: &RequestContext, req: ShareFetchRequest) -> Reply {
             member_id: &member_id,
             settings,
         };
-        ctx.acknowledge_all(&targets, &acks, &mut outcomes).await;
         if closing {
+            ctx.acknowledge_all(&targets, &acks, &mut outcomes).await;
             for t in &targets {
                 broker.share.leader.release(&ctx.key(t), &member_id).await;
             }
         } else {
-            let fetchable: Vec<&Target> = targets
-                .iter()
-                .filter(|t| session.contains(&(t.topic_id, t.partition)))
-                .collect();
-            ctx.acquire_all(&fetchable, &request, &mut outcomes).await;
+            // Every partition named is in the session now, acknowledged ones included.
+            let fetchable: Vec<&Target> = targets.iter().collect();
+            ctx.acquire_all(&fetchable, &acks, &request, &mut outcomes)
+                .await;
         }
         let mut response = fetch_response(&broker, &listener, outcomes);
         response.acquisition_lock_timeout_ms =
@@ -197,6 +202,9 @@ pub fn acknowledge(ctx: &RequestContext, req: ShareAcknowledgeRequest) -> Reply 
         .as_ref()
         .map(|m| m.to_string())
         .unwrap_or_default();
+    if !super::features::share_groups_enabled(&ctx.broker.metadata()) {
+        return ack_error(ResponseError::UnsupportedVersion, SHARE_OFF);
+    }
     if group_id.is_empty() || member_id.is_empty() {
         return ack_error(
             ResponseError::InvalidRequest,
@@ -329,6 +337,7 @@ impl Ctx<'_> {
     async fn acquire_all(
         &self,
         targets: &[&Target],
+        acks: &BTreeMap<(Uuid, i32), Vec<AcknowledgementBatch>>,
         shape: &FetchRequestShape,
         outcomes: &mut BTreeMap<(Uuid, i32), Outcome>,
     ) {
@@ -339,8 +348,13 @@ impl Ctx<'_> {
             .collect();
         let keys: Vec<ShareKey> = targets.iter().map(|t| self.key(t)).collect();
         let deadline = Instant::now() + shape.max_wait;
+        // Acknowledgements are settled in the first pass, in the same write as what it
+        // acquires.
+        let none = BTreeMap::new();
+        let mut acks = acks;
         loop {
-            let found = self.acquire_once(targets, shape, outcomes).await;
+            let found = self.acquire_once(targets, acks, shape, outcomes).await;
+            acks = &none;
             let remaining = deadline.saturating_duration_since(Instant::now());
             if found || remaining.is_zero() || watchers.is_empty() {
                 return;
@@ -365,6 +379,7 @@ impl Ctx<'_> {
     async fn acquire_once(
         &self,
         targets: &[&Target],
+        acks: &BTreeMap<(Uuid, i32), Vec<AcknowledgementBatch>>,
         shape: &FetchRequestShape,
         outcomes: &mut BTreeMap<(Uuid, i32), Outcome>,
     ) -> bool {
@@ -378,33 +393,54 @@ impl Ctx<'_> {
         let first = usize::try_from(now).unwrap_or(0) % targets.len().max(1);
         for t in targets.iter().cycle().skip(first).take(targets.len()) {
             let outcome = outcomes.entry((t.topic_id, t.partition)).or_default();
+            let acked = acks
+                .get(&(t.topic_id, t.partition))
+                .map_or(&[][..], Vec::as_slice);
             let replica = match &t.replica {
                 Err(e) => {
                     outcome.error = Some(*e);
+                    if !acked.is_empty() {
+                        outcome.acked = true;
+                        outcome.ack_error = Some(*e);
+                    }
                     found = true;
                     continue;
                 }
                 Ok(r) => r,
             };
-            if records >= shape.max_records || bytes >= shape.max_bytes {
-                break;
+            let spent = records >= shape.max_records || bytes >= shape.max_bytes;
+            if spent && acked.is_empty() {
+                continue;
             }
+            let request = FetchRequest {
+                member_id: self.member_id,
+                acks: acked,
+                // A full answer still settles what the member acknowledged here.
+                max_records: if spent {
+                    0
+                } else {
+                    shape.max_records - records
+                },
+                max_bytes: shape.max_bytes.saturating_sub(bytes),
+                now_ms: now,
+            };
             let result = self
                 .broker
                 .share
                 .leader
-                .acquire(
+                .fetch(
                     &store,
                     &ReplicaLog(replica),
                     &self.key(t),
                     self.settings,
-                    self.member_id,
-                    shape.max_records - records,
-                    shape.max_bytes - bytes,
-                    now,
+                    request,
                 )
                 .await;
-            match result {
+            if let Some(a) = result.acked {
+                outcome.acked = true;
+                outcome.ack_error = a.err();
+            }
+            match result.acquired {
                 Ok(acquired) if acquired.runs.is_empty() => {}
                 Ok(acquired) => {
                     bytes += acquired.records.len() as u64;

@@ -106,38 +106,67 @@ impl ShareLeader {
         max_bytes: u64,
         now_ms: i64,
     ) -> Result<Acquired, ResponseError> {
+        let request = FetchRequest {
+            member_id,
+            acks: &[],
+            max_records,
+            max_bytes,
+            now_ms,
+        };
+        self.fetch(store, log, key, settings, request)
+            .await
+            .acquired
+    }
+
+    /// A ShareFetch on one share-partition: settles the acknowledgements that came with
+    /// it, then acquires, and stores both in one write before either is answered.
+    pub async fn fetch(
+        &self,
+        store: &impl StateStore,
+        log: &impl ShareLog,
+        key: &ShareKey,
+        settings: Settings,
+        request: FetchRequest<'_>,
+    ) -> FetchOutcome {
         let slot = self.slot(key);
         let mut slot = slot.lock().await;
-        let epoch = load(&mut slot, store, log, key, settings).await?;
+        let acking = !request.acks.is_empty();
+        let failed = |e: ResponseError| FetchOutcome {
+            acked: acking.then_some(Err(e)),
+            acquired: Err(e),
+        };
+        let epoch = match load(&mut slot, store, log, key, settings).await {
+            Ok(epoch) => epoch,
+            Err(e) => return failed(e),
+        };
         let Some((_, partition)) = slot.state.as_mut() else {
-            return Err(ResponseError::NotLeaderOrFollower);
+            return failed(ResponseError::NotLeaderOrFollower);
         };
-        partition.expire_locks(now_ms);
-        let from = partition.next_fetch_offset();
-        if from >= log.readable_end() {
-            return Ok(Acquired::default());
+        let mut changed = false;
+        let mut acked = None;
+        if acking {
+            // An acknowledgement refused (all or nothing) does not stop the fetch.
+            acked = Some(
+                partition
+                    .acknowledge(request.member_id, request.acks, request.now_ms)
+                    .map(|c| changed |= c),
+            );
         }
-        let read = match log.read(from, max_bytes) {
-            Ok(bytes) => bytes,
-            Err(ResponseError::OffsetOutOfRange) => {
-                // Retention or DeleteRecords moved the log start past the SPSO since the
-                // last look: those records are gone; the next fetch reads from the start.
-                partition.advance_log_start(log.log_start_offset());
-                return Ok(Acquired::default());
-            }
-            Err(e) => return Err(e),
-        };
-        let Some(covered) = batches::covered_offsets(&read) else {
-            return Ok(Acquired::default());
-        };
-        let fetched: Range<i64> = covered.start..covered.end.min(log.readable_end());
-        let (runs, changed) = partition.acquire(member_id, fetched, max_records, now_ms);
+        let acquired = take(partition, log, &request);
+        changed |= acquired.as_ref().is_ok_and(|(_, _, c)| *c);
         if changed {
             let snapshot = partition.snapshot();
-            persist(&mut slot, store, key, epoch, &snapshot).await?;
+            if let Err(e) = persist(&mut slot, store, key, epoch, &snapshot).await {
+                return FetchOutcome {
+                    acked: acked.map(|a| a.and(Err(e))),
+                    acquired: Err(e),
+                };
+            }
         }
-        let records = batches::holding(&read, &runs);
-        Ok(Acquired { records, runs })
+        FetchOutcome {
+            acked,
+            acquired: acquired.map(|(runs, records, _)| Acquired { records, runs }),
+        }
     }
 
     /// Settles records `member_id` holds; an ACCEPT or REJECT is stored before this
@@ -224,6 +253,62 @@ impl ShareLeader {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// One member's ShareFetch on one share-partition.
+#[derive(Clone, Copy, Debug)]
+pub struct FetchRequest<'a> {
+    pub member_id: &'a str,
+    /// Acknowledgements to settle first (ShareFetch carries them).
+    pub acks: &'a [AcknowledgementBatch],
+    pub max_records: usize,
+    pub max_bytes: u64,
+    pub now_ms: i64,
+}
+
+/// What a ShareFetch did to one share-partition.
+#[derive(Debug)]
+pub struct FetchOutcome {
+    /// `None` when no acknowledgements came.
+    pub acked: Option<Result<(), ResponseError>>,
+    pub acquired: Result<Acquired, ResponseError>,
+}
+
+/// Acquires from the log for `request`: the runs, the batches holding them, and whether
+/// the share-partition changed. Nothing is stored here.
+fn take(
+    partition: &mut SharePartition,
+    log: &impl ShareLog,
+    request: &FetchRequest<'_>,
+) -> Result<(Vec<AcquiredRecords>, Bytes, bool), ResponseError> {
+    // Neither expiry nor a moved log start needs storing: a reload does the same.
+    partition.expire_locks(request.now_ms);
+    let from = partition.next_fetch_offset();
+    if request.max_records == 0 || from >= log.readable_end() {
+        return Ok((Vec::new(), Bytes::new(), false));
+    }
+    let read = match log.read(from, request.max_bytes) {
+        Ok(bytes) => bytes,
+        Err(ResponseError::OffsetOutOfRange) => {
+            // Retention or DeleteRecords moved the log start past the SPSO since the
+            // last look: those records are gone; the next fetch reads from the start.
+            partition.advance_log_start(log.log_start_offset());
+            return Ok((Vec::new(), Bytes::new(), false));
+        }
+        Err(e) => return Err(e),
+    };
+    let Some(covered) = batches::covered_offsets(&read) else {
+        return Ok((Vec::new(), Bytes::new(), false));
+    };
+    let fetched: Range<i64> = covered.start..covered.end.min(log.readable_end());
+    let (runs, acquired) = partition.acquire(
+        request.member_id,
+        fetched,
+        request.max_records,
+        request.now_ms,
+    );
+    let records = batches::holding(&read, &runs);
+    Ok((runs, records, acquired))
 }
 
 /// Loads the share-partition at the partition's current leader epoch if it is not

@@ -360,3 +360,61 @@ async fn a_follower_serves_nothing() {
     );
     assert!(store.stored.lock().expect("store lock").is_empty());
 }
+
+#[tokio::test]
+async fn a_fetch_settles_its_acknowledgements_and_acquires_in_one_write() {
+    let (store, log, leader) = (
+        MemoryStore::default(),
+        MemoryLog::new(8),
+        ShareLeader::default(),
+    );
+    leader
+        .acquire(&store, &log, &key(), earliest(), "a", 4, 1 << 20, 0)
+        .await
+        .expect("the call succeeds");
+    let writes = store.writes.load(Ordering::SeqCst);
+    let accept = [AcknowledgementBatch::new(0, 3, AcknowledgeType::Accept)];
+    let request = FetchRequest {
+        member_id: "a",
+        acks: &accept,
+        max_records: 10,
+        max_bytes: 1 << 20,
+        now_ms: 1,
+    };
+    let outcome = leader
+        .fetch(&store, &log, &key(), earliest(), request)
+        .await;
+    assert_eq!(outcome.acked, Some(Ok(())));
+    let acquired = outcome.acquired.expect("acquired");
+    assert_eq!(offsets(&acquired), vec![(4, 7)]);
+    assert_eq!(store.writes.load(Ordering::SeqCst), writes + 1, "one write");
+    let stored = store
+        .stored
+        .lock()
+        .expect("store lock")
+        .get(&key())
+        .cloned()
+        .expect("stored state");
+    assert_eq!(
+        stored.1.start_offset, 4,
+        "the accepted records are finished"
+    );
+
+    // A refused acknowledgement (records another member holds) does not stop the fetch.
+    let theft = [AcknowledgementBatch::new(4, 4, AcknowledgeType::Accept)];
+    let outcome = leader
+        .fetch(
+            &store,
+            &log,
+            &key(),
+            earliest(),
+            FetchRequest {
+                member_id: "b",
+                acks: &theft,
+                ..request
+            },
+        )
+        .await;
+    assert_eq!(outcome.acked, Some(Err(ResponseError::InvalidRecordState)));
+    assert!(outcome.acquired.expect("no error").runs.is_empty());
+}

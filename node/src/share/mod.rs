@@ -23,7 +23,7 @@ use crate::kafka::errors::KafkaError;
 use crate::replica::{IsolationLevel, Partition};
 use crate::share_state::ShareKey;
 use crate::time::now_ms;
-pub use leader::{Acquired, Settings, ShareLeader};
+pub use leader::{Acquired, FetchOutcome, FetchRequest, Settings, ShareLeader};
 pub use sessions::{SessionOutcome, ShareSessions};
 
 /// Kafka's `group.share.max.share.sessions` default.

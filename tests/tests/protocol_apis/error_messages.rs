@@ -305,6 +305,85 @@ fn no_answer_carries_an_empty_string_for_a_null_message() {
                         ))),
                 ])]),
     );
+    // KIP-932: a share group member joins, fetches and acknowledges.
+    let nm_id = w
+        .call(MetadataRequest::default().with_topics(None))
+        .and_then(|m| {
+            m.topics
+                .iter()
+                .find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == "nm"))
+                .map(|t| t.topic_id)
+        })
+        .unwrap_or_default();
+    let share_group = || GroupId(s("nm-share"));
+    w.call(
+        ShareGroupHeartbeatRequest::default()
+            .with_group_id(share_group())
+            .with_member_id(s("nm-share-member"))
+            .with_member_epoch(0)
+            .with_subscribed_topic_names(Some(vec![topic()])),
+    );
+    w.call(ShareGroupDescribeRequest::default().with_group_ids(vec![share_group()]));
+    w.call(
+        ShareFetchRequest::default()
+            .with_group_id(Some(share_group()))
+            .with_member_id(Some(s("nm-share-member")))
+            .with_share_session_epoch(0)
+            .with_max_bytes(1 << 20)
+            .with_max_records(10)
+            .with_topics(vec![share_fetch_request::FetchTopic::default()
+                .with_topic_id(nm_id)
+                .with_partitions(vec![
+                    share_fetch_request::FetchPartition::default().with_partition_index(0),
+                ])]),
+    );
+    w.call(
+        ShareAcknowledgeRequest::default()
+            .with_group_id(Some(share_group()))
+            .with_member_id(Some(s("nm-share-member")))
+            .with_share_session_epoch(1)
+            .with_topics(vec![share_acknowledge_request::AcknowledgeTopic::default()
+                .with_topic_id(nm_id)
+                .with_partitions(vec![
+                    share_acknowledge_request::AcknowledgePartition::default()
+                        .with_partition_index(0)
+                        .with_acknowledgement_batches(vec![
+                            share_acknowledge_request::AcknowledgementBatch::default()
+                                .with_first_offset(0)
+                                .with_last_offset(0)
+                                .with_acknowledge_types(vec![1]),
+                        ]),
+                ])]),
+    );
+    w.call(
+        DescribeShareGroupOffsetsRequest::default().with_groups(vec![
+            describe_share_group_offsets_request::DescribeShareGroupOffsetsRequestGroup::default()
+                .with_group_id(share_group())
+                .with_topics(None),
+        ]),
+    );
+    // The member is still in: refused with NON_EMPTY_GROUP, and no message to say.
+    w.call(
+        AlterShareGroupOffsetsRequest::default()
+            .with_group_id(share_group())
+            .with_topics(vec![
+                alter_share_group_offsets_request::AlterShareGroupOffsetsRequestTopic::default()
+                    .with_topic_name(topic())
+                    .with_partitions(vec![
+                        alter_share_group_offsets_request::AlterShareGroupOffsetsRequestPartition::default()
+                            .with_partition_index(0)
+                            .with_start_offset(0),
+                    ]),
+            ]),
+    );
+    w.call(
+        DeleteShareGroupOffsetsRequest::default()
+            .with_group_id(share_group())
+            .with_topics(vec![
+                delete_share_group_offsets_request::DeleteShareGroupOffsetsRequestTopic::default()
+                    .with_topic_name(topic()),
+            ]),
+    );
     // Without an authorizer ACL changes are refused, with a message that says so.
     w.call(CreateAclsRequest::default().with_creations(vec![
             create_acls_request::AclCreation::default()
