@@ -73,6 +73,8 @@ pub struct Acquired {
 struct Slot {
     /// Loaded at this leader epoch; `None` until loaded, and after a failed write.
     state: Option<(i32, SharePartition)>,
+    /// When a request last used it, for forgetting share-partitions nobody fetches.
+    last_used_ms: i64,
 }
 
 #[derive(Default)]
@@ -130,6 +132,7 @@ impl ShareLeader {
     ) -> FetchOutcome {
         let slot = self.slot(key);
         let mut slot = slot.lock().await;
+        slot.last_used_ms = request.now_ms;
         let acking = !request.acks.is_empty();
         let failed = |e: ResponseError| FetchOutcome {
             acked: acking.then_some(Err(e)),
@@ -184,6 +187,7 @@ impl ShareLeader {
     ) -> Result<(), ResponseError> {
         let slot = self.slot(key);
         let mut slot = slot.lock().await;
+        slot.last_used_ms = now_ms;
         let epoch = load(&mut slot, store, log, key, settings).await?;
         let Some((_, partition)) = slot.state.as_mut() else {
             return Err(ResponseError::NotLeaderOrFollower);
@@ -242,6 +246,30 @@ impl ShareLeader {
         let dropped = before - slots.len();
         if dropped > 0 {
             debug!(dropped, "share-partitions dropped");
+        }
+    }
+
+    /// Forgets share-partitions no request has used for `idle_ms` and in which no
+    /// record is locked: their state is stored, and a later fetch loads it again. This
+    /// bounds memory by the groups actually fetching here, and drops what a group that
+    /// was deleted, or reset elsewhere, left in memory.
+    pub fn forget_idle(&self, idle_ms: i64, now_ms: i64) {
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        let before = slots.len();
+        slots.retain(|_, slot| {
+            // A slot in use is busy, not idle.
+            let Ok(slot) = slot.try_lock() else {
+                return true;
+            };
+            let locked = slot
+                .state
+                .as_ref()
+                .is_some_and(|(_, p)| p.next_lock_deadline().is_some());
+            locked || now_ms.saturating_sub(slot.last_used_ms) <= idle_ms
+        });
+        let dropped = before - slots.len();
+        if dropped > 0 {
+            debug!(dropped, "idle share-partitions forgotten");
         }
     }
 

@@ -418,3 +418,40 @@ async fn a_fetch_settles_its_acknowledgements_and_acquires_in_one_write() {
     assert_eq!(outcome.acked, Some(Err(ResponseError::InvalidRecordState)));
     assert!(outcome.acquired.expect("no error").runs.is_empty());
 }
+
+#[tokio::test]
+async fn idle_share_partitions_are_forgotten_unless_something_is_locked() {
+    let (store, log, leader) = (
+        MemoryStore::default(),
+        MemoryLog::new(4),
+        ShareLeader::default(),
+    );
+    let other = ShareKey {
+        partition: 1,
+        ..key()
+    };
+    leader
+        .acquire(&store, &log, &key(), earliest(), "a", 2, 1 << 20, 0)
+        .await
+        .expect("the call succeeds");
+    let accept = [AcknowledgementBatch::new(0, 1, AcknowledgeType::Accept)];
+    leader
+        .acknowledge(&store, &log, &key(), earliest(), "a", &accept, 1)
+        .await
+        .expect("acknowledged");
+    leader
+        .acquire(&store, &log, &other, earliest(), "a", 2, 1 << 20, 0)
+        .await
+        .expect("the call succeeds");
+    leader.forget_idle(10, 5);
+    assert_eq!(leader.len(), 2, "not idle yet");
+    leader.forget_idle(10, 100);
+    assert_eq!(leader.len(), 1, "the one holding locks stays");
+    assert!(leader.existing(&other).is_some());
+    // Forgotten state comes back from the store: 0-1 accepted, 2 next.
+    let got = leader
+        .acquire(&store, &log, &key(), earliest(), "b", 1, 1 << 20, 101)
+        .await
+        .expect("the call succeeds");
+    assert_eq!(offsets(&got), vec![(2, 2)]);
+}

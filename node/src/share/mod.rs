@@ -34,6 +34,10 @@ pub const DEFAULT_MAX_SHARE_SESSIONS: usize = 2_000;
 /// connection closes; a lock outlives neither.)
 const SESSION_IDLE_MS: i64 = 120_000;
 
+/// A share-partition nobody fetched for this long, with nothing locked, is dropped from
+/// memory (its state is stored).
+const SHARE_PARTITION_IDLE_MS: i64 = 300_000;
+
 /// How often idle sessions and share-partitions no longer led here are looked for.
 const TICK: Duration = Duration::from_secs(1);
 
@@ -132,6 +136,10 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
                 broker.share.leader.release(&key, &member_id).await;
             }
         }
+        broker
+            .share
+            .leader
+            .forget_idle(SHARE_PARTITION_IDLE_MS, now_ms());
         let md = broker.metadata();
         broker.share.leader.retain(|key| {
             md.topic_by_id(&key.topic_id)
