@@ -49,8 +49,9 @@ fn take(len: usize) -> Vec<u8> {
         Some(b)
     });
     let mut buf = reused.unwrap_or_default();
-    buf.clear();
-    buf.reserve_exact(len);
+    // The buffer's length is how much of it was ever written, which is kept: reusing
+    // those bytes needs no zeroing, only the part never used before does.
+    buf.reserve_exact(len.saturating_sub(buf.len()));
     buf
 }
 
@@ -58,7 +59,6 @@ fn give_back(mut buf: Vec<u8>) {
     if buf.capacity() > MAX_KEPT {
         return;
     }
-    buf.clear();
     if let Ok(mut p) = POOL.lock() {
         if p.bytes + buf.capacity() <= POOL_BYTES {
             p.bytes += buf.capacity();
@@ -67,18 +67,22 @@ fn give_back(mut buf: Vec<u8>) {
     }
 }
 
-/// A pooled buffer behind a [`Bytes`]: back to the pool when the last clone is dropped.
-struct Pooled(Vec<u8>);
+/// A pooled buffer behind a [`Bytes`], of which the first `len` bytes are the read:
+/// back to the pool when the last clone is dropped.
+struct Pooled {
+    buf: Vec<u8>,
+    len: usize,
+}
 
 impl AsRef<[u8]> for Pooled {
     fn as_ref(&self) -> &[u8] {
-        &self.0
+        &self.buf[..self.len]
     }
 }
 
 impl Drop for Pooled {
     fn drop(&mut self) {
-        give_back(std::mem::take(&mut self.0));
+        give_back(std::mem::take(&mut self.buf));
     }
 }
 
@@ -86,14 +90,16 @@ impl Drop for Pooled {
 pub fn read_at(file: &File, position: u64, len: usize) -> std::io::Result<Bytes> {
     use std::os::unix::fs::FileExt as _;
     let mut buf = take(len);
-    // Zeroing resident memory is cheap next to faulting fresh pages in; it keeps this
-    // free of unsafe code.
-    buf.resize(len, 0);
-    if let Err(e) = file.read_exact_at(&mut buf, position) {
+    // Safe code reads only into initialized memory: a buffer is zeroed once, where it
+    // grows, and later reads overwrite what earlier ones left.
+    if buf.len() < len {
+        buf.resize(len, 0);
+    }
+    if let Err(e) = file.read_exact_at(&mut buf[..len], position) {
         give_back(buf);
         return Err(e);
     }
-    Ok(Bytes::from_owner(Pooled(buf)))
+    Ok(Bytes::from_owner(Pooled { buf, len }))
 }
 
 #[cfg(test)]
@@ -121,6 +127,14 @@ mod tests {
         let b = read_at(&f, 50_000, 80_000).expect("read");
         assert_eq!(&b[..], &data[50_000..130_000]);
         assert_eq!(b.as_ptr(), ptr);
+        // A shorter read into the same memory shows only its own bytes, never what an
+        // earlier, longer read left behind it.
+        drop(b);
+        let short = read_at(&f, 7, 10).expect("read");
+        assert_eq!(short.len(), 10);
+        assert_eq!(&short[..], &data[7..17]);
+        drop(short);
+        let b = read_at(&f, 50_000, 80_000).expect("read");
         // A clone keeps the buffer out of the pool until the last one goes.
         let c = b.clone();
         drop(b);
