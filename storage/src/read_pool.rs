@@ -55,7 +55,7 @@ fn take(len: usize) -> Vec<u8> {
     buf
 }
 
-fn give_back(mut buf: Vec<u8>) {
+fn give_back(buf: Vec<u8>) {
     if buf.capacity() > MAX_KEPT {
         return;
     }
