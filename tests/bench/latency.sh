@@ -11,7 +11,8 @@
 # worktree with its own target directory; its brokers then alternate with HEAD's, round
 # by round, both driven by HEAD's client. With BASE, the table is also written into
 # docs/benchmarks.md between the latency markers (WRITE_DOC=0 to skip). HEAD_BIN=path
-# takes that binary for the head instead of building one.
+# takes that binary for the head instead of building one; BASE_LABEL names a BASE binary
+# in the table (say, its commit).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root="$PWD"
@@ -49,7 +50,7 @@ base_rev=""
 if [ -n "$base" ]; then
     if [ -x "$base" ] && [ -f "$base" ]; then
         cp "$base" "$work/fjord-base"
-        base_rev="$(basename "$base")"
+        base_rev="${BASE_LABEL:-$(basename "$base")}"
     else
         # Its own target directory: sharing one lets cargo take the base's workspace
         # crates for the current ones (their build hashes do not depend on the path).
