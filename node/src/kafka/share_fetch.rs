@@ -561,20 +561,13 @@ fn fetch_response(
             ),
         }
     }
-    let node_endpoints = leaders
-        .into_iter()
-        .filter_map(|id| {
-            let b = md.brokers.get(&id)?;
-            let l = b.listener(listener)?;
-            Some(
-                NodeEndpoint::default()
-                    .with_node_id(BrokerId(id))
-                    .with_host(StrBytes::from_string(l.host.clone()))
-                    .with_port(i32::from(l.port))
-                    .with_rack(b.rack.clone().map(StrBytes::from_string)),
-            )
-        })
-        .collect();
+    let node_endpoints = endpoints(&md, listener, leaders, |id, host, port, rack| {
+        NodeEndpoint::default()
+            .with_node_id(id)
+            .with_host(host)
+            .with_port(port)
+            .with_rack(rack)
+    });
     ShareFetchResponse::default()
         .with_error_message(None)
         .with_responses(topics)
@@ -613,24 +606,40 @@ fn ack_response(
             ),
         }
     }
-    let node_endpoints = leaders
-        .into_iter()
-        .filter_map(|id| {
-            let b = md.brokers.get(&id)?;
-            let l = b.listener(listener)?;
-            Some(
-                AckEndpoint::default()
-                    .with_node_id(BrokerId(id))
-                    .with_host(StrBytes::from_string(l.host.clone()))
-                    .with_port(i32::from(l.port))
-                    .with_rack(b.rack.clone().map(StrBytes::from_string)),
-            )
-        })
-        .collect();
+    let node_endpoints = endpoints(&md, listener, leaders, |id, host, port, rack| {
+        AckEndpoint::default()
+            .with_node_id(id)
+            .with_host(host)
+            .with_port(port)
+            .with_rack(rack)
+    });
     ShareAcknowledgeResponse::default()
         .with_error_message(None)
         .with_responses(topics)
         .with_node_endpoints(node_endpoints)
+}
+
+/// The addresses on `listener` of the leaders an answer names, made into either
+/// answer's NodeEndpoint by `make`.
+fn endpoints<T>(
+    md: &ClusterMetadata,
+    listener: &str,
+    leaders: BTreeSet<i32>,
+    make: impl Fn(BrokerId, StrBytes, i32, Option<StrBytes>) -> T,
+) -> Vec<T> {
+    leaders
+        .into_iter()
+        .filter_map(|id| {
+            let b = md.brokers.get(&id)?;
+            let l = b.listener(listener)?;
+            Some(make(
+                BrokerId(id),
+                StrBytes::from_string(l.host.clone()),
+                i32::from(l.port),
+                b.rack.clone().map(StrBytes::from_string),
+            ))
+        })
+        .collect()
 }
 
 fn message(why: &str) -> Option<StrBytes> {

@@ -99,15 +99,7 @@ impl ShareSessions {
                 self.close(key)
             }
             e if e > 0 => {
-                let session = self
-                    .sessions
-                    .get_mut(&key)
-                    .ok_or(ResponseError::ShareSessionNotFound)?;
-                if session.next_epoch != e {
-                    return Err(ResponseError::InvalidShareSessionEpoch);
-                }
-                session.next_epoch = next(e);
-                session.last_used_ms = now_ms;
+                let session = self.advance(&key, e, now_ms)?;
                 for p in forgotten {
                     session.partitions.remove(p);
                 }
@@ -133,21 +125,32 @@ impl ShareSessions {
         match epoch {
             FINAL_EPOCH => self.close(key),
             e if e > 0 => {
-                let session = self
-                    .sessions
-                    .get_mut(&key)
-                    .ok_or(ResponseError::ShareSessionNotFound)?;
-                if session.next_epoch != e {
-                    return Err(ResponseError::InvalidShareSessionEpoch);
-                }
-                session.next_epoch = next(e);
-                session.last_used_ms = now_ms;
+                let session = self.advance(&key, e, now_ms)?;
                 Ok(SessionOutcome::Open(
                     session.partitions.iter().copied().collect(),
                 ))
             }
             _ => Err(ResponseError::InvalidShareSessionEpoch),
         }
+    }
+
+    /// The session a request at `epoch` continues, moved on to the epoch after it.
+    fn advance(
+        &mut self,
+        key: &(String, String),
+        epoch: i32,
+        now_ms: i64,
+    ) -> Result<&mut Session, ResponseError> {
+        let session = self
+            .sessions
+            .get_mut(key)
+            .ok_or(ResponseError::ShareSessionNotFound)?;
+        if session.next_epoch != epoch {
+            return Err(ResponseError::InvalidShareSessionEpoch);
+        }
+        session.next_epoch = next(epoch);
+        session.last_used_ms = now_ms;
+        Ok(session)
     }
 
     fn close(&mut self, key: (String, String)) -> Result<SessionOutcome, ResponseError> {
