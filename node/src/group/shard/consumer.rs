@@ -4,8 +4,6 @@
 //! partition twice. A group id names a classic group or a consumer group, never both; an
 //! empty group of one kind may become the other.
 
-use std::collections::BTreeMap;
-
 use kafka_protocol::error::ResponseError;
 use tokio::sync::oneshot;
 use tracing::info;
@@ -195,21 +193,8 @@ impl Shard {
         });
     }
 
-    fn step_consumer_groups(&self, mut step: impl FnMut(&mut ConsumerGroup) -> bool) {
-        if self.core.check_active().is_err() {
-            return;
-        }
-        let mut t = self.lock();
-        let mut changed: BTreeMap<String, ConsumerGroup> = BTreeMap::new();
-        for (id, g) in t.consumer.iter_mut() {
-            if step(g) {
-                changed.insert(id.clone(), g.clone());
-            }
-        }
-        for g in changed.values() {
-            // A failure is logged; the next change writes the whole group again.
-            let _ = self.persist_consumer_group(&mut t, g);
-        }
+    fn step_consumer_groups(&self, step: impl FnMut(&mut ConsumerGroup) -> bool) {
+        self.step_member_groups(|t| &mut t.consumer, records::consumer_group_record, step);
     }
 }
 

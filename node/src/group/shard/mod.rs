@@ -482,6 +482,28 @@ impl Shard {
 
     /// Appends a group's metadata record and remembers its offset, so answers that
     /// promise it wait until it is replicated.
+    /// Runs `step` on every group of one kind (`table`), and writes each group it
+    /// changed (as `record` makes it). Shared by the KIP-848 and share group timers.
+    fn step_member_groups<G: Clone>(
+        &self,
+        table: fn(&mut Tables) -> &mut HashMap<String, G>,
+        record: fn(&G) -> Record,
+        mut step: impl FnMut(&mut G) -> bool,
+    ) {
+        if self.core.check_active().is_err() {
+            return;
+        }
+        let mut t = self.lock();
+        let changed: Vec<(String, G)> = table(&mut t)
+            .iter_mut()
+            .filter_map(|(id, g)| step(g).then(|| (id.clone(), g.clone())))
+            .collect();
+        for (id, g) in &changed {
+            // A failure is logged; the next change writes the whole group again.
+            let _ = self.persist(&mut t, id, record(g));
+        }
+    }
+
     fn persist(&self, t: &mut Tables, group_id: &str, record: Record) -> Result<(), ResponseError> {
         match self.append(vec![record], crate::time::now_ms()) {
             Ok(offset) => {

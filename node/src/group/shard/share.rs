@@ -231,21 +231,8 @@ impl Shard {
         });
     }
 
-    fn step_share_groups(&self, mut step: impl FnMut(&mut ShareGroup) -> bool) {
-        if self.core.check_active().is_err() {
-            return;
-        }
-        let mut t = self.lock();
-        let mut changed: BTreeMap<String, ShareGroup> = BTreeMap::new();
-        for (id, g) in t.share.iter_mut() {
-            if step(g) {
-                changed.insert(id.clone(), g.clone());
-            }
-        }
-        for g in changed.values() {
-            // A failure is logged; the next change writes the whole group again.
-            let _ = self.persist_share_group(&mut t, g);
-        }
+    fn step_share_groups(&self, step: impl FnMut(&mut ShareGroup) -> bool) {
+        self.step_member_groups(|t| &mut t.share, records::share_group_record, step);
     }
 }
 
