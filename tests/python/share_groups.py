@@ -10,6 +10,8 @@ group.share.delivery.count.limit=3. Scenarios:
   redeliver  records not acknowledged before their lock runs out go to another member
              with a higher delivery count; RELEASEd ones come back, REJECTed ones never
   limit      a record released on its last delivery attempt is archived: never again
+  implicit   with implicit acknowledgement, what a poll returned is accepted by the next
+             commit: nobody gets it again
 
 and two phases a cluster test runs around a leader kill and a coordinator move
 (failover-before, failover-after; see their docstrings).
@@ -300,8 +302,44 @@ def scenario_failover_after(env, args):
           f"accepted before; max delivery count {max(seen.values())}", flush=True)
 
 
+def scenario_implicit(env):
+    """Implicit acknowledgement: what a poll returned is accepted by the next commit,
+    so nobody gets it again once the locks would have run out. (librdkafka's close()
+    alone acknowledges nothing: it releases what the last poll returned.)"""
+    topic = env.topic(f"share-close-{uuid.uuid4().hex[:6]}")
+    group = env.group(f"sg-close-{uuid.uuid4().hex[:6]}",
+                      **{"share.record.lock.duration.ms": env.lock_ms})
+    env.produce(topic, [f"c-{i}" for i in range(20)])
+    a = env.consumer(group, "a")
+    a.subscribe([topic])
+    got = poll_until(a, lambda g: len(g) >= 20, 30, "a reads all")
+    results = a.commit_sync(30) or {}
+    if any(e is not None for e in results.values()):
+        fail(f"implicit acknowledgements failed: {results}")
+    a.close()
+    env.produce(topic, ["after-close"])
+    b = env.consumer(group, "b")
+    b.subscribe([topic])
+    deadline = time.monotonic() + env.lock_ms / 1000 + 5
+    seen = []
+    while time.monotonic() < deadline:
+        for m in b.poll(0.5):
+            if m.error():
+                fail(f"poll error {m.error()}")
+            seen.append(m.value())
+    again = [v for v in seen if v != b"after-close"]
+    if again:
+        fail(f"records accepted by commit_sync were delivered again: {again[:10]}")
+    if b"after-close" not in seen:
+        fail("the record produced after the close was not delivered")
+    b.close()
+    print(f"share groups ok: implicit: {len(got)} records accepted by commit_sync(), none "
+          f"delivered again past the {env.lock_ms} ms lock", flush=True)
+
+
 SCENARIOS = {
     "shared": scenario_shared,
+    "implicit": scenario_implicit,
     "redeliver": scenario_redeliver,
     "limit": scenario_limit,
 }

@@ -120,6 +120,7 @@ pub fn fetch(ctx: &RequestContext, req: ShareFetchRequest) -> Reply {
         &forgotten,
         now_ms(),
     );
+    tracing::debug!(group = %group_id, member = %member_id, epoch = req.share_session_epoch, acks = ?acks, forgotten = forgotten.len(), outcome = ?outcome, "share fetch");
     let (session, closing) = match outcome {
         Ok(SessionOutcome::Open(parts)) => (parts, false),
         Ok(SessionOutcome::Closed(parts)) => (parts, true),
@@ -220,6 +221,7 @@ pub fn acknowledge(ctx: &RequestContext, req: ShareAcknowledgeRequest) -> Reply 
         req.share_session_epoch,
         now_ms(),
     );
+    tracing::debug!(group = %group_id, member = %member_id, epoch = req.share_session_epoch, topics = req.topics.len(), outcome = ?outcome, "share acknowledge");
     let (session, closing) = match outcome {
         Ok(SessionOutcome::Open(parts)) => (parts, false),
         Ok(SessionOutcome::Closed(parts)) => (parts, true),
@@ -326,6 +328,9 @@ impl Ctx<'_> {
                         .await
                 }
             };
+            if let Err(e) = &result {
+                tracing::debug!(group = self.group_id, member = self.member_id, partition = t.partition, error = ?e, "share acknowledgement refused");
+            }
             let outcome = outcomes.entry((t.topic_id, t.partition)).or_default();
             outcome.acked = true;
             outcome.ack_error = result.err();
@@ -436,6 +441,9 @@ impl Ctx<'_> {
                     request,
                 )
                 .await;
+            if let Some(Err(e)) = &result.acked {
+                tracing::debug!(group = self.group_id, member = self.member_id, partition = t.partition, error = ?e, "share acknowledgement refused");
+            }
             if let Some(a) = result.acked {
                 outcome.acked = true;
                 outcome.ack_error = a.err();

@@ -74,11 +74,9 @@ impl ShareSessions {
     ) -> Result<SessionOutcome, ResponseError> {
         let key = (group_id.to_string(), member_id.to_string());
         match epoch {
+            // A new session has nothing to forget: what a request says to forget is
+            // moot, not an error.
             INITIAL_EPOCH => {
-                if !forgotten.is_empty() {
-                    // A new session has nothing to forget.
-                    return Err(ResponseError::InvalidRequest);
-                }
                 if !self.sessions.contains_key(&key) && self.sessions.len() >= self.max_sessions {
                     return Err(ResponseError::ShareSessionLimitReached);
                 }
@@ -91,13 +89,9 @@ impl ShareSessions {
                 self.sessions.insert(key, session);
                 Ok(SessionOutcome::Open(partitions))
             }
-            FINAL_EPOCH => {
-                if !added.is_empty() || !forgotten.is_empty() {
-                    // The last request of a session only acknowledges.
-                    return Err(ResponseError::InvalidRequest);
-                }
-                self.close(key)
-            }
+            // The last request of a session fetches nothing; the partitions it names
+            // carry its last acknowledgements (librdkafka's close sends them so).
+            FINAL_EPOCH => self.close(key),
             e if e > 0 => {
                 let session = self.advance(&key, e, now_ms)?;
                 for p in forgotten {
@@ -257,16 +251,16 @@ mod tests {
             s.acknowledge("g", "m", 0, 0),
             Err(ResponseError::InvalidShareSessionEpoch)
         );
+        s.fetch("g", "m", 0, &[tp(1, 0)], &[], 0)
+            .expect("the session request succeeds");
+        // The last request may name the partitions it acknowledges; it closes the
+        // session, which the member opens again with epoch 0.
         assert_eq!(
-            s.fetch("g", "m", 0, &[], &[tp(1, 0)], 0),
-            Err(ResponseError::InvalidRequest)
+            s.fetch("g", "m", -1, &[tp(1, 0)], &[], 0),
+            Ok(SessionOutcome::Closed(vec![tp(1, 0)]))
         );
         s.fetch("g", "m", 0, &[tp(1, 0)], &[], 0)
             .expect("the session request succeeds");
-        assert_eq!(
-            s.fetch("g", "m", -1, &[tp(1, 1)], &[], 0),
-            Err(ResponseError::InvalidRequest)
-        );
         // The cache is full for a new member, but the member there may start over.
         assert_eq!(
             s.fetch("g", "other", 0, &[tp(1, 0)], &[], 0),
