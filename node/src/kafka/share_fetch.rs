@@ -21,8 +21,8 @@ use kafka_protocol::messages::share_fetch_response::{
     ShareFetchableTopicResponse,
 };
 use kafka_protocol::messages::{
-    BrokerId, ResponseKind, ShareAcknowledgeRequest, ShareAcknowledgeResponse, ShareFetchRequest,
-    ShareFetchResponse,
+    BrokerId, GroupId, ResponseKind, ShareAcknowledgeRequest, ShareAcknowledgeResponse,
+    ShareFetchRequest, ShareFetchResponse,
 };
 use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
@@ -63,29 +63,35 @@ struct Outcome {
     acquired: crate::share::Acquired,
 }
 
-pub fn fetch(ctx: &RequestContext, req: ShareFetchRequest) -> Reply {
-    let group_id = req
-        .group_id
-        .as_ref()
-        .map(|g| g.0.to_string())
-        .unwrap_or_default();
-    let member_id = req
-        .member_id
-        .as_ref()
-        .map(|m| m.to_string())
-        .unwrap_or_default();
+/// The group and member a share request names, once the checks that need no state
+/// pass: share groups on, both ids given, READ on the group.
+fn who(
+    ctx: &RequestContext,
+    group_id: Option<&GroupId>,
+    member_id: Option<&StrBytes>,
+) -> Result<(String, String), (ResponseError, &'static str)> {
     if !super::features::share_groups_enabled(&ctx.broker.metadata()) {
-        return fetch_error(ResponseError::UnsupportedVersion, SHARE_OFF);
+        return Err((ResponseError::UnsupportedVersion, SHARE_OFF));
     }
+    let group_id = group_id.map(|g| g.0.to_string()).unwrap_or_default();
+    let member_id = member_id.map(|m| m.to_string()).unwrap_or_default();
     if group_id.is_empty() || member_id.is_empty() {
-        return fetch_error(
+        return Err((
             ResponseError::InvalidRequest,
             "GroupId and MemberId are required",
-        );
+        ));
     }
     if !authz::Check::new(ctx).group(Op::Read, &group_id) {
-        return fetch_error(ResponseError::GroupAuthorizationFailed, "");
+        return Err((ResponseError::GroupAuthorizationFailed, ""));
     }
+    Ok((group_id, member_id))
+}
+
+pub fn fetch(ctx: &RequestContext, req: ShareFetchRequest) -> Reply {
+    let (group_id, member_id) = match who(ctx, req.group_id.as_ref(), req.member_id.as_ref()) {
+        Ok(ids) => ids,
+        Err((e, why)) => return fetch_error(e, why),
+    };
     let mut acks: BTreeMap<(Uuid, i32), Vec<AcknowledgementBatch>> = BTreeMap::new();
     let mut added = Vec::new();
     for t in &req.topics {
@@ -193,28 +199,10 @@ pub fn fetch(ctx: &RequestContext, req: ShareFetchRequest) -> Reply {
 }
 
 pub fn acknowledge(ctx: &RequestContext, req: ShareAcknowledgeRequest) -> Reply {
-    let group_id = req
-        .group_id
-        .as_ref()
-        .map(|g| g.0.to_string())
-        .unwrap_or_default();
-    let member_id = req
-        .member_id
-        .as_ref()
-        .map(|m| m.to_string())
-        .unwrap_or_default();
-    if !super::features::share_groups_enabled(&ctx.broker.metadata()) {
-        return ack_error(ResponseError::UnsupportedVersion, SHARE_OFF);
-    }
-    if group_id.is_empty() || member_id.is_empty() {
-        return ack_error(
-            ResponseError::InvalidRequest,
-            "GroupId and MemberId are required",
-        );
-    }
-    if !authz::Check::new(ctx).group(Op::Read, &group_id) {
-        return ack_error(ResponseError::GroupAuthorizationFailed, "");
-    }
+    let (group_id, member_id) = match who(ctx, req.group_id.as_ref(), req.member_id.as_ref()) {
+        Ok(ids) => ids,
+        Err((e, why)) => return ack_error(e, why),
+    };
     let outcome = ctx.broker.share.sessions().acknowledge(
         &group_id,
         &member_id,
