@@ -96,7 +96,7 @@ impl ShareLeader {
     /// Hands `member_id` up to `max_records` records of the share-partition (records to
     /// redeliver first, then new ones), persisted before they are returned. Nothing
     /// acquired is an empty answer, not an error.
-    #[allow(clippy::too_many_arguments)]
+    #[allow(clippy::too_many_arguments)] // a ShareFetch without acknowledgements, spelled out
     pub async fn acquire(
         &self,
         store: &impl StateStore,
@@ -174,7 +174,7 @@ impl ShareLeader {
 
     /// Settles records `member_id` holds; an ACCEPT or REJECT is stored before this
     /// returns, so it is never undone by a failover.
-    #[allow(clippy::too_many_arguments)]
+    #[allow(clippy::too_many_arguments)] // ShareAcknowledge's own fields, beside the store and log
     pub async fn acknowledge(
         &self,
         store: &impl StateStore,
