@@ -2,7 +2,7 @@ use super::*;
 use crate::builder::{BatchBuilder, Record};
 use crate::compression;
 
-const NOW: i64 = 1_700_000_000_000;
+pub(super) const NOW: i64 = 1_700_000_000_000;
 
 fn rules() -> ProduceRules {
     ProduceRules {
@@ -13,7 +13,7 @@ fn rules() -> ProduceRules {
     }
 }
 
-fn good(records: usize) -> Vec<u8> {
+pub(super) fn good(records: usize) -> Vec<u8> {
     let mut b = BatchBuilder::new(0, NOW);
     for i in 0..records {
         let mut r = Record::new(Some(format!("k{i}").into_bytes()), Some(vec![b'v'; 20]));
@@ -24,7 +24,7 @@ fn good(records: usize) -> Vec<u8> {
     b.build()
 }
 
-fn put_varint(out: &mut Vec<u8>, v: i64) {
+pub(super) fn put_varint(out: &mut Vec<u8>, v: i64) {
     let mut z = ((v << 1) ^ (v >> 63)) as u64;
     while z >= 0x80 {
         out.push((z as u8) | 0x80);
@@ -34,7 +34,7 @@ fn put_varint(out: &mut Vec<u8>, v: i64) {
 }
 
 /// A record's bytes with the given fields, as a producer might (mis)write them.
-fn record(offset_delta: i64, key: Option<&[u8]>, value: &[u8]) -> Vec<u8> {
+pub(super) fn record(offset_delta: i64, key: Option<&[u8]>, value: &[u8]) -> Vec<u8> {
     let mut body = vec![0u8];
     put_varint(&mut body, 0);
     put_varint(&mut body, offset_delta);
@@ -345,176 +345,6 @@ fn recompression_keeps_every_record_and_field() {
     }
 }
 
-/// Every way of reading a varint from a slice: the byte-at-a-time reader the stream
-/// path uses, and the slice fast path. Each is `Some((value, bytes))` or `None`.
-fn both_varints(bytes: &[u8], max_bytes: u32, bits: u32) -> [Option<(i64, usize)>; 2] {
-    let mut input = SliceInput { buf: bytes, pos: 0 };
-    let slow = varint(&mut input, max_bytes, bits)
-        .ok()
-        .map(|v| (v, input.pos));
-    [slow, slice_varint(bytes, 0, max_bytes, bits)]
-}
-
-#[test]
-fn the_varint_fast_path_reads_what_the_byte_reader_reads() {
-    let edges = [
-        0,
-        1,
-        -1,
-        63,
-        -64,
-        64,
-        -65,
-        8191,
-        -8192,
-        8192,
-        1 << 20,
-        i64::from(i32::MAX),
-        i64::from(i32::MIN),
-        i64::from(i32::MAX) + 1,
-        i64::from(i32::MIN) - 1,
-        i64::MAX,
-        i64::MIN,
-        i64::MAX - 1,
-        i64::MIN + 1,
-    ];
-    for v in edges {
-        let mut enc = Vec::new();
-        put_varint(&mut enc, v);
-        let fits32 = i32::try_from(v).is_ok();
-        for (max_bytes, bits) in [(5, 32), (10, 64)] {
-            let [slow, fast] = both_varints(&enc, max_bytes, bits);
-            assert_eq!(fast, slow, "{v} in {max_bytes} bytes");
-            if bits == 64 || fits32 {
-                assert_eq!(fast, Some((v, enc.len())), "{v} in {max_bytes} bytes");
-            } else {
-                assert_eq!(fast, None, "{v} does not fit 32 bits");
-            }
-            // Cut anywhere: an error, never a panic.
-            for cut in 0..enc.len() {
-                assert_eq!(both_varints(&enc[..cut], max_bytes, bits), [None, None]);
-            }
-            // Followed by more bytes: read the same and stop where it ends.
-            let mut padded = enc.clone();
-            padded.extend_from_slice(&[0xff; 12]);
-            assert_eq!(
-                both_varints(&padded, max_bytes, bits),
-                [fast, fast],
-                "{v} padded"
-            );
-        }
-    }
-    // i32::MAX and i32::MIN take all five bytes; i64's take ten.
-    let mut enc = Vec::new();
-    put_varint(&mut enc, i64::from(i32::MIN));
-    assert_eq!(enc.len(), 5);
-    enc.clear();
-    put_varint(&mut enc, i64::MIN);
-    assert_eq!(enc.len(), 10);
-    // Too long: six bytes for an int, eleven for a long, or a padded small value.
-    for (bytes, max_bytes, bits) in [
-        (&[0x80, 0x80, 0x80, 0x80, 0x80, 0x00][..], 5, 32),
-        (&[0x81, 0x80, 0x80, 0x80, 0x80, 0x00][..], 5, 32),
-        (&[0xff; 11][..], 10, 64),
-        (
-            &[
-                0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x00,
-            ][..],
-            10,
-            64,
-        ),
-        // Five bytes whose value needs 33 bits or more.
-        (&[0xff, 0xff, 0xff, 0xff, 0x1f][..], 5, 32),
-        (&[0x80, 0x80, 0x80, 0x80, 0x7f][..], 5, 32),
-    ] {
-        assert_eq!(
-            both_varints(bytes, max_bytes, bits),
-            [None, None],
-            "{bytes:?}"
-        );
-    }
-    // Zero-padded but within the limit: both take it, as Kafka's reader does.
-    assert_eq!(
-        both_varints(&[0x82, 0x80, 0x00], 5, 32),
-        [Some((1, 3)), Some((1, 3))]
-    );
-}
-
-/// The record fast path against the byte reader on the same bytes: whatever the fast
-/// path accepts, the byte reader accepts with the same fields and size.
-fn fast_agrees_with_slow(bytes: &[u8]) -> std::result::Result<(), String> {
-    let fast = read_record_fast(bytes);
-    // Both fast readers on their own, and the one in front when both take it.
-    let (words, fields) = (read_record_words(bytes), read_record_fields(bytes));
-    if words.is_some() && words != fields {
-        return Err(format!("words {words:?}, fields {fields:?}"));
-    }
-    if fast != words.or(fields) {
-        return Err(format!("fast {fast:?}"));
-    }
-    for (fields, size) in [words, fields].into_iter().flatten() {
-        let mut input = SliceInput { buf: bytes, pos: 0 };
-        match read_record_slow(&mut input) {
-            Ok(slow) if slow == fields && input.pos == size => {}
-            Ok(slow) => {
-                return Err(format!(
-                    "fast {fields:?} in {size} bytes, slow {slow:?} in {}",
-                    input.pos
-                ))
-            }
-            Err(_) => return Err(format!("fast accepts {fields:?}, slow refuses")),
-        }
-    }
-    Ok(())
-}
-
-#[test]
-fn the_record_fast_path_takes_well_formed_records_and_leaves_the_rest() {
-    let plain = good(20);
-    let body = &plain[batch::HEADER_SIZE..];
-    let mut pos = 0;
-    for i in 0..20 {
-        let (fields, size) = read_record_fast(&body[pos..]).expect("well formed");
-        assert_eq!(fields.offset_delta, i);
-        assert_eq!(fields.timestamp_delta, i);
-        assert!(fields.has_key);
-        fast_agrees_with_slow(&body[pos..]).expect("agrees");
-        pos += size;
-    }
-    assert_eq!(pos, body.len());
-    // A record cut anywhere is left to the byte reader.
-    let one = record(0, None, b"value");
-    assert_eq!(
-        read_record_fast(&one).map(|(f, n)| (f.has_key, n)),
-        Some((false, one.len()))
-    );
-    for cut in 0..one.len() {
-        assert!(read_record_fast(&one[..cut]).is_none(), "cut at {cut}");
-    }
-    // Without headers and with eight bytes at hand, the word reader takes it too.
-    let mut padded = one.clone();
-    padded.extend_from_slice(&[0xff; 8]);
-    assert_eq!(read_record_words(&padded), read_record_fields(&padded));
-    assert!(read_record_words(&padded).is_some());
-    // Three-byte varints too, and four-byte ones are left to the field reader.
-    for (offset_delta, words) in [(8192, true), (1 << 20, false)] {
-        let mut r = record(offset_delta, Some(b"k"), &[b'v'; 100]);
-        r.extend_from_slice(&[0; 8]);
-        assert_eq!(read_record_words(&r).is_some(), words, "{offset_delta}");
-        let (fields, _) = read_record_fast(&r).expect("well formed");
-        assert_eq!(fields.offset_delta, offset_delta);
-        fast_agrees_with_slow(&r).expect("agrees");
-    }
-    // A length that disagrees with the fields, either way.
-    let mut long = one.clone();
-    long[0] += 2; // one more byte declared
-    long.push(0);
-    assert!(read_record_fast(&long).is_none());
-    let mut short = one.clone();
-    short[0] -= 2;
-    assert!(read_record_fast(&short).is_none());
-}
-
 mod fuzz {
     use super::*;
     use proptest::prelude::*;
@@ -530,48 +360,6 @@ mod fuzz {
                 let recs = crate::builder::decode_records(v.bytes()).expect("decodes");
                 prop_assert_eq!(recs.len() as i64, v.record_count());
             }
-        }
-
-        /// Any bytes: the record fast path never accepts what the byte reader refuses,
-        /// and agrees with it on what both accept.
-        #[test]
-        fn the_record_fast_path_is_a_subset_of_the_byte_reader(
-            bytes in proptest::collection::vec(any::<u8>(), 0..64),
-        ) {
-            prop_assert_eq!(fast_agrees_with_slow(&bytes), Ok(()));
-        }
-
-        /// Records with fields of any size (headers too), whole or mutated: same answer.
-        #[test]
-        fn the_record_fast_path_agrees_on_records_of_any_shape(
-            ts in any::<i64>(),
-            key in proptest::option::of(proptest::collection::vec(any::<u8>(), 0..200)),
-            value in proptest::option::of(proptest::collection::vec(any::<u8>(), 0..300)),
-            headers in proptest::collection::vec(
-                (proptest::collection::vec(any::<u8>(), 0..20),
-                 proptest::option::of(proptest::collection::vec(any::<u8>(), 0..20))),
-                0..4,
-            ),
-            flip in proptest::option::of((any::<usize>(), any::<u8>())),
-        ) {
-            let mut r = Record::new(key, value);
-            r.timestamp_delta = ts;
-            r.headers = headers
-                .into_iter()
-                .map(|(k, v)| (String::from_utf8_lossy(&k).into_owned(), v))
-                .collect();
-            let mut b = BatchBuilder::new(0, NOW);
-            b.push(r);
-            let batch = b.build();
-            let mut body = batch[batch::HEADER_SIZE..].to_vec();
-            let whole = read_record_fast(&body).is_some();
-            prop_assert!(whole, "the builder's record is well formed");
-            if let Some((at, byte)) = flip {
-                let i = at % body.len();
-                body[i] = byte;
-            }
-            body.extend_from_slice(&[0x80; 8]);
-            prop_assert_eq!(fast_agrees_with_slow(&body), Ok(()));
         }
 
         /// A well-formed batch with bytes of its records changed (CRC fixed up, so only
