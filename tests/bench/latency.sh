@@ -19,18 +19,17 @@ root="$PWD"
 seconds="${1:-15}" rounds="${2:-3}" base="${3:-${BASE_BIN:-}}"
 out=tests/bench/out/latency
 rm -rf "$out" && mkdir -p "$out"
+# DATA_ROOT puts the brokers' data there instead of under /tmp: on a tmpfs
+# (DATA_ROOT=/dev/shm) the disk drops out of the run, which tells disk stalls from CPU ones.
 work="$(mktemp -d)"
-pids=()
-stop_nodes() {
-    for p in "${pids[@]:-}"; do
-        [ -n "$p" ] && kill "$p" 2>/dev/null && wait "$p" 2>/dev/null || true
-    done
-    pids=()
-}
+data="$(mktemp -d -p "${DATA_ROOT:-/tmp}")"
+port_base=19700
+# shellcheck source=tests/bench/lib.sh
+. tests/bench/lib.sh
 cleanup() {
     stop_nodes
     [ -d "$work/base-src" ] && git worktree remove --force "$work/base-src" 2>/dev/null
-    rm -rf "$work"
+    rm -rf "$work" "$data"
 }
 trap cleanup EXIT
 
@@ -63,38 +62,6 @@ if [ -n "$base" ]; then
 fi
 echo "head: $head_rev${base_rev:+, base: $base_rev}; $seconds s per run, $rounds rounds"
 
-kafka_port() { echo $((19700 + $1)); }
-# start_nodes BIN: three fresh voters on loopback; returns once every one is ready.
-start_nodes() {
-    local bin="$1" voters="" i deadline
-    for i in 1 2 3; do voters="$voters${voters:+,}$i@127.0.0.1:$((19710 + i))"; done
-    rm -rf "$work/data"
-    for i in 1 2 3; do
-        "$bin" serve --node-id "$i" --voters "$voters" --data-dir "$work/data/$i" \
-            --listeners "PLAINTEXT://127.0.0.1:$(kafka_port "$i")" \
-            --rpc-listener "127.0.0.1:$((19710 + i))" \
-            --admin-listener "127.0.0.1:$((19720 + i))" >>"$out/nodes.log" 2>&1 &
-        pids+=("$!")
-    done
-    for i in 1 2 3; do
-        deadline=$((SECONDS + 60))
-        until curl -fs "http://127.0.0.1:$((19720 + i))/readyz" >/dev/null; do
-            if [ "$SECONDS" -ge "$deadline" ]; then echo "node $i not ready" >&2; exit 1; fi
-            sleep 0.2 # polling readiness with a deadline
-        done
-    done
-}
-
-# cpu_ticks: CPU time (user + system, clock ticks) the running nodes have used so far.
-# Fields after the command name: utime and stime are the 12th and 13th.
-cpu_ticks() {
-    local total=0 p
-    for p in "${pids[@]:-}"; do
-        total=$((total + $(sed 's/.*) //' "/proc/$p/stat" | awk '{print $12 + $13}')))
-    done
-    echo "$total"
-}
-
 bootstrap="127.0.0.1:$(kafka_port 1)"
 create_topic() {
     "$client" topic create --bootstrap-server "$bootstrap" "$1" --partitions 6 \
@@ -107,12 +74,15 @@ produce() {
     local name="$1" before times
     shift
     before=$(cpu_ticks)
+    sample_memory "$out/$name.meminfo" &
+    local sampler=$!
     times=$( {
         TIMEFORMAT='%R %U %S'
         time "$client" bench produce --bootstrap-server "$bootstrap" --topic "$name" \
             --record-size 1024 --acks all --producers 2 --duration "$seconds" --json "$@" \
             >"$out/$name.out" 2>"$out/$name.progress"
     } 2>&1)
+    kill "$sampler" && wait "$sampler" 2>/dev/null || true
     tail -1 "$out/$name.out" | python3 -c '
 import json, sys
 s = json.loads(sys.stdin.read())
@@ -127,7 +97,7 @@ print(json.dumps(s))' "$times" "$(($(cpu_ticks) - before))" "$(getconf CLK_TCK)"
 drop_topic() {
     local deadline=$((SECONDS + 120))
     "$client" topic delete --bootstrap-server "$bootstrap" "$1" >/dev/null
-    while compgen -G "$work/data/*/logs/$1-[0-9]*" >/dev/null; do
+    while compgen -G "$data/*/logs/$1-[0-9]*" >/dev/null; do
         if [ "$SECONDS" -ge "$deadline" ]; then echo "topic $1 not deleted" >&2; exit 1; fi
         sleep 0.2 # polling for the deletion with a deadline
     done
@@ -137,7 +107,7 @@ drop_topic() {
 for round in $(seq 1 "$rounds"); do
     for build in "${builds[@]}"; do
         sync # the previous cluster's data is gone; its writeback must be too
-        start_nodes "$work/fjord-$build"
+        start_nodes "$work/fjord-$build" 3 "$data" "$out"
         create_topic "peak-$build-$round"
         produce "peak-$build-$round"
         peak=$(python3 -c 'import json,sys; print(int(json.load(open(sys.argv[1]))["records_per_sec"]))' \
@@ -146,17 +116,25 @@ for round in $(seq 1 "$rounds"); do
         create_topic "half-$build-$round"
         produce "half-$build-$round" --throughput $((peak / 2))
         python3 - "$build" "$round" "$peak" "$out/half-$build-$round.json" <<'PY' | tee -a "$out/results.jsonl"
-import json, sys
+import json, re, sys
 build, rnd, peak, path = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 s = json.load(open(path))
+# The seconds whose slowest acknowledgement took over 50 ms, and the most the whole
+# machine had dirty or under writeback meanwhile: stalls that line up with writeback
+# point at the disk, stalls without it at the CPU.
+maxes = [float(m) for m in re.findall(r"max ([0-9.]+) ms", open(path.replace(".json", ".progress")).read())]
+mem = [line.split() for line in open(path.replace(".json", ".meminfo")) if len(line.split()) == 3]
 print(json.dumps({"build": build, "round": rnd, "peak": peak, "rate": peak // 2,
+                  "stall_seconds": sum(m > 50 for m in maxes), "seconds": len(maxes),
+                  "worst_second_ms": max(maxes, default=0),
+                  "dirty_mib": max((int(m[1]) for m in mem), default=0) // 1024,
+                  "writeback_mib": max((int(m[2]) for m in mem), default=0) // 1024,
                   "records_per_sec": s["records_per_sec"], "errors": s["errors"],
                   "p50": s["latency_ms"]["p50"], "p99": s["latency_ms"]["p99"],
                   "p99_9": s["latency_ms"]["p99_9"], "max": s["latency_ms"]["max"],
                   "broker_cores": s["broker_cores"], "client_cores": s["client_cores"]}))
 PY
         stop_nodes
-        rm -rf "$work/data"
     done
 done
 

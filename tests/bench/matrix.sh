@@ -17,34 +17,14 @@ fi
 cargo build --release --bin fjord
 bin="$PWD/target/release/fjord"
 work="$(mktemp -d)"
-pids=()
-stop_nodes() {
-    for p in "${pids[@]:-}"; do
-        [ -n "$p" ] && kill "$p" 2>/dev/null && wait "$p" 2>/dev/null || true
-    done
-    pids=()
-}
+port_base=19000
+# shellcheck source=tests/bench/lib.sh
+. tests/bench/lib.sh
 trap 'stop_nodes; rm -rf "$work"' EXIT
 
-# start_nodes N [NAME]: N fresh nodes on loopback, all voters, data under NAME (default nN);
-# waits until every one is ready.
-start_nodes() {
-    local n="$1" name="${2:-n$1}" voters="" i
-    for i in $(seq 1 "$n"); do voters="$voters${voters:+,}$i@127.0.0.1:$((19100 + i))"; done
-    for i in $(seq 1 "$n"); do
-        "$bin" serve --node-id "$i" --voters "$voters" --data-dir "$work/$name-$i" \
-            --listeners "PLAINTEXT://127.0.0.1:$((19000 + i))" \
-            --rpc-listener "127.0.0.1:$((19100 + i))" \
-            --admin-listener "127.0.0.1:$((19200 + i))" >"$out/node-$name-$i.log" 2>&1 &
-        pids+=("$!")
-    done
-    for i in $(seq 1 "$n"); do
-        local deadline=$((SECONDS + 60))
-        until curl -fs "http://127.0.0.1:$((19200 + i))/readyz" >/dev/null; do
-            if [ "$SECONDS" -ge "$deadline" ]; then echo "node $i not ready" >&2; exit 1; fi
-            sleep 0.2 # polling readiness with a deadline
-        done
-    done
+# cluster N [NAME]: N fresh nodes on loopback, all voters, data under NAME (default nN).
+cluster() {
+    start_nodes "$bin" "$1" "$work/${2:-n$1}" "$out/${2:-n$1}"
 }
 
 # record_memory RUN NODES: each node's peak resident memory so far (page cache excluded).
@@ -58,19 +38,10 @@ record_memory() {
     done
 }
 
-mkdir -p "$work/n1-1"
+mkdir -p "$work/baseline"
 sync # the build's dirty pages must not slow the disk measurement
-"$bin" bench baseline --dir "$work/n1-1" --json | tail -1 >"$out/baseline.json"
+"$bin" bench baseline --dir "$work/baseline" --json | tail -1 >"$out/baseline.json"
 cat "$out/baseline.json"
-
-# cpu_ticks: CPU time (user + system, in clock ticks) the running nodes have used so far.
-cpu_ticks() {
-    local total=0 p
-    for p in "${pids[@]:-}"; do
-        [ -n "$p" ] && total=$((total + $(awk '{print $14 + $15}' "/proc/$p/stat")))
-    done
-    echo "$total"
-}
 
 # scenario NAME NODES -- BENCH FLAGS...: produce for the run's duration, then consume it.
 # Where the produce phase's CPU went (all brokers, the bench client) is recorded too: on
@@ -78,7 +49,7 @@ cpu_ticks() {
 scenario() {
     local name="$1" nodes="$2"
     shift 3
-    local bootstrap="127.0.0.1:19001"
+    local bootstrap="127.0.0.1:$(kafka_port 1)"
     echo "== $name"
     # Start on a quiet disk: the previous scenario's dirty pages are written back first,
     # so their writeback does not land in this scenario's latencies.
@@ -104,14 +75,14 @@ scenario() {
     # in the next scenario's latencies either.
     "$bin" topic delete --bootstrap-server "$bootstrap" "$name" >/dev/null
     local deadline=$((SECONDS + 120))
-    while compgen -G "$work/*/logs/$name-[0-9]*" >/dev/null; do
+    while compgen -G "$work/*/*/logs/$name-[0-9]*" >/dev/null; do
         if [ "$SECONDS" -ge "$deadline" ]; then echo "topic $name not deleted" >&2; exit 1; fi
         sleep 0.2 # polling for the deletion with a deadline
     done
 }
 
 for nodes in 1 3; do
-    start_nodes "$nodes"
+    cluster "$nodes"
     for size in 100 1024; do
         for acks in 1 all; do
             for compression in none lz4; do
@@ -133,7 +104,7 @@ done
 
 # Memory with many partitions: fresh nodes (so the peak covers only this run), every node
 # a replica of all 100 partitions, under produce and then consume load.
-start_nodes 3 many
+cluster 3 many
 PARTITIONS=100 scenario "n3-100p-1024b-acks1-none" 3 -- --record-size 1024 --acks 1 \
     --producers 2
 record_memory "100-partitions" 3

@@ -12,49 +12,15 @@ base="$1" head="$2" rounds="${3:-3}" seconds="${4:-15}"
 out="${OUT:-tests/bench/out/replication_cost}"
 mkdir -p "$out"
 work="$(mktemp -d)"
-pids=()
-stop_nodes() {
-    for p in "${pids[@]:-}"; do
-        [ -n "$p" ] && kill "$p" 2>/dev/null && wait "$p" 2>/dev/null || true
-    done
-    pids=()
-}
+port_base=19600
+# shellcheck source=tests/bench/lib.sh
+. "$(dirname "$0")/lib.sh"
 trap 'stop_nodes; rm -rf "$work"' EXIT
-
-# start_nodes BIN N: N fresh nodes on loopback, all voters; waits until each is ready.
-start_nodes() {
-    local bin="$1" n="$2" voters="" i
-    rm -rf "$work/data"
-    for i in $(seq 1 "$n"); do voters="$voters${voters:+,}$i@127.0.0.1:$((19700 + i))"; done
-    for i in $(seq 1 "$n"); do
-        "$bin" serve --node-id "$i" --voters "$voters" --data-dir "$work/data/$i" \
-            --listeners "PLAINTEXT://127.0.0.1:$((19600 + i))" \
-            --rpc-listener "127.0.0.1:$((19700 + i))" \
-            --admin-listener "127.0.0.1:$((19800 + i))" >"$work/node-$i.log" 2>&1 &
-        pids+=("$!")
-    done
-    for i in $(seq 1 "$n"); do
-        local deadline=$((SECONDS + 60))
-        until curl -fs "http://127.0.0.1:$((19800 + i))/readyz" >/dev/null; do
-            if [ "$SECONDS" -ge "$deadline" ]; then echo "node $i not ready" >&2; exit 1; fi
-            sleep 0.2 # polling readiness with a deadline
-        done
-    done
-}
-
-# cpu_ticks: CPU time (user + system, clock ticks) the running nodes have used so far.
-cpu_ticks() {
-    local total=0 p
-    for p in "${pids[@]}"; do
-        total=$((total + $(sed 's/.*) //' "/proc/$p/stat" | awk '{print $12 + $13}')))
-    done
-    echo "$total"
-}
 
 # run BIN NODES ACKS [perf file]: prints "records_per_s broker_cpu_us_per_record".
 run() {
-    local bin="$1" nodes="$2" acks="$3" perf_file="${4:-}" boot=127.0.0.1:19601
-    start_nodes "$bin" "$nodes"
+    local bin="$1" nodes="$2" acks="$3" perf_file="${4:-}" boot="127.0.0.1:$(kafka_port 1)"
+    start_nodes "$bin" "$nodes" "$work/data" "$work"
     "$head" topic create --bootstrap-server "$boot" --partitions 6 \
         --replication-factor "$nodes" --config "min.insync.replicas=$(((nodes + 1) / 2))" \
         t >/dev/null
