@@ -9,11 +9,13 @@ use super::latency::Histogram;
 /// Kafka's perf tools report MB/s as MiB per second; so does this.
 const MIB: f64 = 1024.0 * 1024.0;
 
-/// Latencies, whole-run and for the current progress window.
+/// Latencies, whole-run and for the current progress window, and the steady state:
+/// the whole run but its warm-up.
 #[derive(Default)]
 struct Latencies {
     total: Histogram,
     window: Histogram,
+    steady: Histogram,
 }
 
 /// Counters shared by every producer and consumer thread of one run.
@@ -24,6 +26,10 @@ pub struct Meter {
     errors: AtomicU64,
     ack: Mutex<Latencies>,
     e2e: Mutex<Latencies>,
+    /// Acknowledgements before this many records are the warm-up (connections being
+    /// made, the first metadata, cold memory): left out of the steady-state figures, as
+    /// kafka-producer-perf-test's `--warmup-records` does. 0: no steady-state figures.
+    warmup_records: AtomicU64,
 }
 
 fn lock(m: &Mutex<Latencies>) -> MutexGuard<'_, Latencies> {
@@ -41,11 +47,25 @@ impl Meter {
         self.errors.fetch_add(1, Ordering::Relaxed);
     }
 
+    pub fn set_warmup_records(&self, n: u64) {
+        self.warmup_records.store(n, Ordering::Relaxed);
+    }
+
+    fn warmup_records(&self) -> u64 {
+        self.warmup_records.load(Ordering::Relaxed)
+    }
+
+    /// The latency of one acknowledgement, given before that record is counted.
     pub fn ack_latency(&self, d: Duration) {
+        let warmup = self.warmup_records();
+        let steady = warmup > 0 && self.records() >= warmup;
         let mut l = lock(&self.ack);
         let us = d.as_micros() as u64;
         l.total.record(us);
         l.window.record(us);
+        if steady {
+            l.steady.record(us);
+        }
     }
 
     pub fn e2e_latency(&self, micros: u64) {
@@ -72,6 +92,12 @@ impl Meter {
 
     fn total(&self, which: &Mutex<Latencies>) -> Histogram {
         lock(which).total.clone()
+    }
+
+    /// The acknowledgement latencies after the warm-up, if the run has one.
+    fn steady_ack(&self) -> Option<(u64, Histogram)> {
+        let warmup = self.warmup_records();
+        (warmup > 0).then(|| (warmup, lock(&self.ack).steady.clone()))
     }
 }
 
@@ -198,6 +224,8 @@ pub struct Summary {
     pub elapsed: Duration,
     pub ack: Histogram,
     pub e2e: Histogram,
+    /// The warm-up's length in records, and the acknowledgement latencies after it.
+    pub steady_ack: Option<(u64, Histogram)>,
 }
 
 impl Summary {
@@ -210,6 +238,7 @@ impl Summary {
             elapsed,
             ack: meter.total(&meter.ack),
             e2e: meter.total(&meter.e2e),
+            steady_ack: meter.steady_ack(),
         }
     }
 
@@ -249,6 +278,10 @@ impl Summary {
         if self.e2e.count() > 0 {
             v["e2e_latency_ms"] = Self::percentiles(&self.e2e);
         }
+        if let Some((warmup, steady)) = &self.steady_ack {
+            v["warmup_records"] = serde_json::json!(warmup);
+            v["steady_latency_ms"] = Self::percentiles(steady);
+        }
         v
     }
 
@@ -264,10 +297,17 @@ impl Summary {
             self.mb_per_sec(),
             self.errors
         )];
+        let steady = self
+            .steady_ack
+            .as_ref()
+            .map(|(warmup, h)| (format!("ack latency after the first {warmup} records"), h));
         for (name, h) in [
-            ("ack latency", &self.ack),
-            ("end-to-end latency", &self.e2e),
-        ] {
+            ("ack latency".to_string(), &self.ack),
+            ("end-to-end latency".to_string(), &self.e2e),
+        ]
+        .into_iter()
+        .chain(steady)
+        {
             if h.count() > 0 {
                 out.push(format!(
                     "{name}: p50 {:.2} ms, p95 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms",
@@ -281,4 +321,29 @@ impl Summary {
         }
         out
     }
+}
+
+#[cfg(test)]
+#[test]
+fn steady_state_latencies_leave_out_the_warm_up() {
+    let meter = Meter::default();
+    meter.set_warmup_records(2);
+    for ms in [500, 400, 7, 9] {
+        meter.ack_latency(Duration::from_millis(ms));
+        meter.count(100);
+    }
+    let summary = Summary::of("produce", &meter, Duration::from_secs(1));
+    assert_eq!(summary.ack.count(), 4);
+    let (warmup, steady) = summary.steady_ack.expect("a warm-up was set");
+    assert_eq!(warmup, 2);
+    assert_eq!(steady.count(), 2);
+    assert!(ms(steady.max()) < 10.0, "steady max {}", ms(steady.max()));
+    assert!(ms(summary.ack.max()) >= 500.0);
+
+    let plain = Meter::default();
+    plain.ack_latency(Duration::from_millis(5));
+    plain.count(100);
+    let summary = Summary::of("produce", &plain, Duration::from_secs(1));
+    assert!(summary.steady_ack.is_none());
+    assert!(summary.json().get("steady_latency_ms").is_none());
 }

@@ -73,6 +73,10 @@ pub struct BenchArgs {
     /// Records per second over all producers; -1 for no limit.
     #[arg(long, default_value_t = -1.0)]
     throughput: f64,
+    /// Records whose acknowledgements are the warm-up: left out of the steady-state
+    /// latency figures the run also reports (as kafka-producer-perf-test's flag).
+    #[arg(long, default_value_t = 0, value_name = "RECORDS")]
+    warmup_records: u64,
     /// acks: all (-1), 1 or 0.
     #[arg(long, default_value = "all")]
     acks: String,
@@ -312,6 +316,7 @@ fn produce(args: &BenchArgs) -> Result<Summary, CliError> {
     args.validate()?;
     ensure_topic(args)?;
     let meter = Arc::new(Meter::default());
+    meter.set_warmup_records(args.warmup_records);
     let plans = args.producer_plans(false);
     let started = Instant::now();
     let progress = Progress::start("produce", Arc::clone(&meter), args.interval(), args.goal());
