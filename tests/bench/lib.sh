@@ -59,3 +59,20 @@ sample_memory() {
         sleep 0.2 # a sampling period, not a synchronisation
     done
 }
+
+# settle_memory: on a VM with free page reporting (tests/bench/vm_memory.sh), waits until
+# the memory freed by the previous run (a deleted topic's page cache) has been handed
+# back to the host, at most 60 s: the host takes it in 2-second passes, and a run started
+# meanwhile shares the cores with them. Elsewhere it returns at once.
+settle_memory() {
+    local file=/sys/module/page_reporting/parameters/reported_kib last now quiet=0
+    [ -r "$file" ] || return 0
+    local deadline=$((SECONDS + 60))
+    last="$(cat "$file")"
+    while [ "$quiet" -lt 2 ] && [ "$SECONDS" -lt "$deadline" ]; do
+        sleep 2.5 # one reporting pass, polling with a deadline
+        now="$(cat "$file")"
+        if [ "$now" = "$last" ]; then quiet=$((quiet + 1)); else quiet=0; fi
+        last="$now"
+    done
+}

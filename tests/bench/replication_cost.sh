@@ -25,6 +25,7 @@ run() {
         --replication-factor "$nodes" --config "min.insync.replicas=$(((nodes + 1) / 2))" \
         t >/dev/null
     sync # the previous run's dirty pages must not land in this one
+    settle_memory
     local before perf_pid=""
     before=$(cpu_ticks)
     if [ -n "$perf_file" ]; then
