@@ -154,6 +154,17 @@ impl<S: CoordinatorShard> ShardMap<S> {
         }
     }
 
+    /// Whether some partition `md` names this broker the leader of is not answered yet:
+    /// its shard is loading, or not made yet. A list of everything this coordinator
+    /// holds (ListGroups) is incomplete until none is.
+    pub fn loading(&self, md: &ClusterMetadata) -> bool {
+        let count = md.topics.get(self.topic).map_or(0, |t| t.partitions.len());
+        (0..count as i32).any(|p| {
+            self.leads(md, p)
+                && self.active(md, p).err() == Some(ResponseError::CoordinatorLoadInProgress)
+        })
+    }
+
     /// Whether `md` names this broker the leader of `partition`.
     fn leads(&self, md: &ClusterMetadata, partition: i32) -> bool {
         md.partition(self.topic, partition)
@@ -305,5 +316,9 @@ mod tests {
             error(&ClusterMetadata::default(), 0),
             Some(ResponseError::NotCoordinator)
         );
+        // ListGroups must not call the list complete while a led partition has no shard.
+        assert!(shards.loading(&offsets_led_by(1)));
+        assert!(!shards.loading(&offsets_led_by(2)));
+        assert!(!shards.loading(&ClusterMetadata::default()));
     }
 }

@@ -85,6 +85,12 @@ impl GroupCoordinator {
         self.shards.all()
     }
 
+    /// Whether a `__consumer_offsets` partition this broker leads per `md` is still
+    /// loading, or has no shard yet.
+    pub fn loading(&self, md: &ClusterMetadata) -> bool {
+        self.shards.loading(md)
+    }
+
     pub fn close_all(&self) {
         self.shards.close_all();
     }

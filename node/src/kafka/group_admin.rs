@@ -19,7 +19,6 @@ use super::authz::{self, Op};
 use super::context::RequestContext;
 use super::dispatch::Reply;
 use super::share_admin;
-use crate::coordinator_shards::ShardStatus;
 use crate::group::state::GroupPhase;
 use crate::time::now_ms;
 
@@ -109,12 +108,13 @@ pub fn list(ctx: &RequestContext, req: ListGroupsRequest) -> ResponseKind {
     // DESCRIBE on the cluster lists every group; otherwise those the client may describe.
     let check = authz::Check::new(ctx);
     let all = check.cluster(Op::Describe);
+    // Kafka's answer while any coordinator partition of this broker is still loading
+    // (or, here, its shard is not made yet): the list would be incomplete, so the
+    // client retries.
+    if ctx.broker.groups.loading(&ctx.broker.metadata()) {
+        error = ResponseError::CoordinatorLoadInProgress.code();
+    }
     for shard in ctx.broker.groups.shards() {
-        if shard.core.status() == ShardStatus::Loading {
-            // Kafka's answer while any coordinator partition is still loading: the list
-            // would be incomplete, so the client retries.
-            error = ResponseError::CoordinatorLoadInProgress.code();
-        }
         for g in shard.list() {
             if !all && !check.group(Op::Describe, &g.group_id) {
                 continue;
