@@ -79,7 +79,6 @@ scenario() {
         if [ "$SECONDS" -ge "$deadline" ]; then echo "topic $name not deleted" >&2; exit 1; fi
         sleep 0.2 # polling for the deletion with a deadline
     done
-    sync
     settle_memory
 }
 
