@@ -159,10 +159,10 @@ impl<S: CoordinatorShard> ShardMap<S> {
     /// holds (ListGroups) is incomplete until none is.
     pub fn loading(&self, md: &ClusterMetadata) -> bool {
         let count = md.topics.get(self.topic).map_or(0, |t| t.partitions.len());
-        // `active` already answers "loading" only for a shard loading or one missing
-        // where `md` names this broker the leader.
-        (0..count as i32)
-            .any(|p| self.active(md, p).err() == Some(ResponseError::CoordinatorLoadInProgress))
+        (0..count as i32).any(|p| {
+            self.leads(md, p)
+                && self.active(md, p).err() == Some(ResponseError::CoordinatorLoadInProgress)
+        })
     }
 
     /// Whether `md` names this broker the leader of `partition`.
