@@ -95,10 +95,23 @@ fn describe(w: &mut Wire, group: &str) -> share_group_describe_response::Describ
 }
 
 /// (group id, state, type) of the share groups ListGroups v5 lists for `types`.
+///
+/// ListGroups answers COORDINATOR_LOAD_IN_PROGRESS, with a partial list, while any
+/// `__consumer_offsets` partition this broker leads is still loading (after a restart the
+/// coordinator opens them in batches); like Kafka's admin client, this asks again until
+/// the list is whole. Any other error fails the test.
 fn list(w: &mut Wire, types: &[&str]) -> Vec<(String, String, String)> {
-    let r = w.call(
-        5,
-        &ListGroupsRequest::default().with_types_filter(types.iter().map(|t| s(t)).collect()),
+    let r = fjord_tests::wait_until(
+        "ListGroups to answer with every coordinator partition loaded",
+        Duration::from_secs(30),
+        || {
+            let r = w.call(
+                5,
+                &ListGroupsRequest::default()
+                    .with_types_filter(types.iter().map(|t| s(t)).collect()),
+            );
+            (r.error_code != ResponseError::CoordinatorLoadInProgress.code()).then_some(r)
+        },
     );
     assert_eq!(r.error_code, 0, "{r:?}");
     r.groups
