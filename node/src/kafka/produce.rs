@@ -159,6 +159,13 @@ pub async fn handle(ctx: &RequestContext, req: ProduceRequest) -> Reply {
                     }
                 }
                 Err(ProduceError { error: e, records }) => {
+                    // Per-request detail, e.g. which sequence a refused batch carried.
+                    tracing::debug!(
+                        partition = %format_args!("{name}-{}", p.index),
+                        error = ?e.code,
+                        message = %e.message,
+                        "produce refused"
+                    );
                     first_error.get_or_insert_with(|| format!("{name}-{}: {}", p.index, e.message));
                     count_error("Produce", e.code);
                     resp.error_code = e.code();
@@ -416,6 +423,7 @@ async fn await_replication(
                 "timed out waiting for the in-sync replicas to acknowledge the write",
             ),
         };
+        tracing::debug!(partition = %w.replica.tp, error = ?code, message, "produce not acknowledged");
         count_error("Produce", code);
         p.error_code = code.code();
         p.error_message = Some(StrBytes::from_static_str(message));
