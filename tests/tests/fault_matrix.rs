@@ -365,6 +365,7 @@ fn run_case(case: Case) -> Row {
             producers: 1,
             rate: Some(200),
             delivery_timeout: Duration::from_secs(60),
+            max_in_flight: 5,
         },
         history.clone(),
     );

@@ -33,6 +33,7 @@ fn steady_workload(bootstrap: &str, topic: &str) -> Workload {
             producers: 2,
             rate: Some(2_000),
             delivery_timeout: Duration::from_secs(60),
+            max_in_flight: 1,
         },
         History::default(),
     )

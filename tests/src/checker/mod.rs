@@ -174,6 +174,15 @@ pub struct WorkloadSpec {
     pub rate: Option<u32>,
     /// How long a send is retried before it counts as failed (outcome unknown).
     pub delivery_timeout: Duration,
+    /// `max.in.flight.requests.per.connection` (librdkafka's default is 5). With more than
+    /// one, librdkafka can write a batch twice by itself when leadership moves: the old
+    /// leader answers NOT_LEADER_OR_FOLLOWER for a batch it appended (the client takes it
+    /// as not persisted), the new leader answers OUT_OF_ORDER_SEQUENCE_NUMBER for the
+    /// requests pipelined behind it, and the client bumps its producer epoch and sends
+    /// the batch again under new sequence numbers that no broker can recognise
+    /// (confluentinc/librdkafka#4953, seen against Apache Kafka too). Workloads that move
+    /// many leaders at once send one request at a time, so a duplicate is the broker's.
+    pub max_in_flight: u32,
 }
 
 /// Producers writing `w<producer>-<seq>` values, keyed over 64 keys.
@@ -217,6 +226,7 @@ impl Workload {
                 producers: 1,
                 rate: None,
                 delivery_timeout,
+                max_in_flight: 5,
             },
             History::default(),
         )
@@ -243,24 +253,15 @@ impl Workload {
                     acks: Arc::clone(&acks),
                     failures: Arc::clone(&failures),
                 };
-                let (s, n, bootstrap, topic, timeout) = (
+                let (s, n, bootstrap, topic, spec) = (
                     Arc::clone(&stop),
                     Arc::clone(&sent),
                     bootstrap.to_string(),
                     topic.to_string(),
-                    spec.delivery_timeout,
+                    spec.clone(),
                 );
                 std::thread::spawn(move || {
-                    produce_loop(
-                        recorder,
-                        p,
-                        &bootstrap,
-                        &topic,
-                        timeout,
-                        per_producer,
-                        &s,
-                        &n,
-                    )
+                    produce_loop(recorder, p, &bootstrap, &topic, &spec, per_producer, &s, &n)
                 })
             })
             .collect();
@@ -321,14 +322,19 @@ fn produce_loop(
     id: usize,
     bootstrap: &str,
     topic: &str,
-    delivery_timeout: Duration,
+    spec: &WorkloadSpec,
     rate: Option<f64>,
     stop: &AtomicBool,
     sent: &AtomicU64,
 ) {
+    let delivery_timeout = spec.delivery_timeout;
     let producer: ThreadedProducer<Recorder> = client_config(bootstrap)
         .set("acks", "all")
         .set("enable.idempotence", "true")
+        .set(
+            "max.in.flight.requests.per.connection",
+            spec.max_in_flight.to_string(),
+        )
         .set("linger.ms", "5")
         .set(
             "delivery.timeout.ms",

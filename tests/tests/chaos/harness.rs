@@ -131,6 +131,7 @@ impl Run {
                 producers: 2,
                 rate: Some(400),
                 delivery_timeout: Duration::from_secs(120),
+                max_in_flight: 5,
             },
             history.clone(),
         );
